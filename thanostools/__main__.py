@@ -1,0 +1,3 @@
+from thanostools.cli.main import main
+
+main()

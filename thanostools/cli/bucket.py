@@ -1,0 +1,358 @@
+"""``thanos-tools bucket …``: list, inspect, analyze, dump, import, generate, upload, download."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from thanostools.cli.options import (
+    TIME,
+    bucket_options,
+    open_engine,
+    parse_label_args,
+    time_range_options,
+)
+from thanostools.cli.output import TABLE_FORMATS, emit, output_option, render_table, write_rows
+from thanostools.core.errors import ConfigError
+from thanostools.core.inspect import BlockFilter, BlockInfo, parse_label_selectors, parse_resolution
+from thanostools.core.timeutil import format_time_ms, go_duration, human_duration, parse_duration_ms
+
+RES_NAMES = {0: "raw", 300_000: "5m", 3_600_000: "1h"}
+
+
+@click.group()
+def bucket() -> None:
+    """Inspect and manage TSDB blocks in a bucket (local directory or object storage)."""
+
+
+def _filter_options(func: Any) -> Any:
+    func = click.option("--exclude-delete", is_flag=True, help="Hide blocks marked for deletion.")(func)
+    func = click.option("--resolution", metavar="RES", help="Only blocks of this resolution: raw, 5m or 1h.")(func)
+    func = click.option("--selector", "selectors", multiple=True, metavar="SEL",
+                        help="External label selector k=v, k!=v, k=~re, k!~re (repeatable).")(func)
+    return time_range_options(func)
+
+
+def _block_filter(kw: dict[str, Any]) -> BlockFilter:
+    res = kw.pop("resolution", None)
+    return BlockFilter(
+        min_time=kw.pop("min_time", None), max_time=kw.pop("max_time", None),
+        selectors=tuple(parse_label_selectors(kw.pop("selectors", ()))),
+        resolution=parse_resolution(res) if res else None, exclude_deleted=kw.pop("exclude_delete", False),
+    )
+
+
+def _labels_text(info: BlockInfo) -> str:
+    return ",".join(f"{k}={v}" for k, v in info.meta.external_labels)
+
+
+def _ls_record(info: BlockInfo) -> dict[str, Any]:
+    m = info.meta
+    return {
+        "ulid": m.ulid, "from": format_time_ms(m.min_time), "until": format_time_ms(m.max_time),
+        "range": human_duration(m.max_time - m.min_time), "level": m.level,
+        "resolution": RES_NAMES.get(m.resolution, str(m.resolution)), "series": m.stats.num_series,
+        "samples": m.stats.num_samples, "chunks": m.stats.num_chunks, "size": _human_bytes(info.size_bytes),
+        "size_bytes": info.size_bytes, "labels": _labels_text(info), "marks": ",".join(info.marks),
+        "source": m.thanos.source if m.thanos else "", "sources": len(m.sources),
+    }
+
+
+def _ls_document(info: BlockInfo) -> dict[str, Any]:
+    doc = json.loads(info.meta.to_json())
+    doc["size_bytes"] = info.size_bytes
+    doc["marks"] = info.marks
+    return doc
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{n}B"
+
+
+@bucket.command("ls")
+@bucket_options
+@_filter_options
+@output_option(("table", "wide", "json", "ndjson", "csv", "yaml", "ids"))
+def ls_cmd(output: str, **kw: Any) -> None:
+    """List the blocks of the bucket (reads only meta.json files and a listing)."""
+    flt = _block_filter(kw)
+    engine = open_engine(kw)
+    infos = engine.blocks(flt)
+    write_rows(
+        output, [_ls_record(i) for i in infos],
+        [("ULID", "ulid"), ("FROM", "from"), ("UNTIL", "until"), ("RANGE", "range"), ("LEVEL", "level"),
+         ("RES", "resolution"), ("SERIES", "series"), ("SAMPLES", "samples"), ("SIZE", "size"),
+         ("LABELS", "labels"), ("MARKS", "marks")],
+        wide_columns=[("CHUNKS", "chunks"), ("SOURCE", "source"), ("SOURCES", "sources"),
+                      ("SIZE-BYTES", "size_bytes")],
+        documents=[_ls_document(i) for i in infos],
+    )
+
+
+INSPECT_COLUMNS = [
+    ("ULID", "ulid"), ("FROM", "from"), ("UNTIL", "until"), ("RANGE", "range"), ("UNTIL-DOWN", "until_down"),
+    ("#SERIES", "series"), ("#SAMPLES", "samples"), ("#CHUNKS", "chunks"), ("COMP-LEVEL", "level"),
+    ("COMP-FAILED", "failed"), ("LABELS", "labels"), ("RESOLUTION", "resolution"), ("SOURCE", "source"),
+    ("SIZE", "size"), ("MARKS", "marks"),
+]
+SORT_KEYS = {h.lstrip("#").lower(): k for h, k in INSPECT_COLUMNS}
+
+
+def _until_down(info: BlockInfo) -> str:
+    span = info.meta.max_time - info.meta.min_time
+    res = info.meta.resolution
+    if res == 0:
+        return go_duration(40 * 3_600_000 - span)
+    if res == 300_000:
+        return go_duration(10 * 86_400_000 - span)
+    return "-"
+
+
+def _inspect_record(info: BlockInfo, *, pretty: bool) -> dict[str, Any]:
+    m = info.meta
+
+    def num(n: int) -> str | int:
+        return f"{n:,}" if pretty else n
+
+    return {
+        "ulid": m.ulid, "from": format_time_ms(m.min_time), "until": format_time_ms(m.max_time),
+        "range": go_duration(m.max_time - m.min_time), "until_down": _until_down(info),
+        "series": num(m.stats.num_series), "samples": num(m.stats.num_samples), "chunks": num(m.stats.num_chunks),
+        "level": m.level, "failed": m.failed, "labels": _labels_text(info),
+        "resolution": go_duration(m.resolution), "source": m.thanos.source if m.thanos else "",
+        "size": _human_bytes(info.size_bytes) if pretty else info.size_bytes, "marks": ",".join(info.marks),
+        "_sort": {"ulid": m.ulid, "from": m.min_time, "until": m.max_time, "range": m.max_time - m.min_time,
+                  "until_down": m.max_time - m.min_time, "series": m.stats.num_series,
+                  "samples": m.stats.num_samples, "chunks": m.stats.num_chunks, "level": m.level,
+                  "failed": m.failed, "labels": _labels_text(info), "resolution": m.resolution,
+                  "source": m.thanos.source if m.thanos else "", "size": info.size_bytes,
+                  "marks": ",".join(info.marks)},
+    }
+
+
+@bucket.command("inspect")
+@bucket_options
+@_filter_options
+@click.option("--id", "block_id", metavar="ULID", help="Show one block in full: meta, files with sizes, marks.")
+@click.option("--sort-by", "sort_by", multiple=True, metavar="COLUMN",
+              help=f"Sort by these columns (repeatable): {', '.join(SORT_KEYS)}. Default: from, ulid.")
+@output_option(("table", "json", "csv", "tsv"))
+def inspect_cmd(output: str, block_id: str | None, sort_by: tuple[str, ...], **kw: Any) -> None:
+    """Thanos-style table of blocks, or one block's full detail with --id."""
+    flt = _block_filter(kw)
+    engine = open_engine(kw)
+    if block_id:
+        _inspect_one(engine.block_info(block_id), engine, output)
+        return
+    keys = [SORT_KEYS.get(k.lower().lstrip("#")) for k in sort_by]
+    if None in keys:
+        raise click.BadParameter(f"unknown column in {sort_by}; use {', '.join(SORT_KEYS)}", param_hint="--sort-by")
+    infos = engine.blocks(flt)
+    records = [_inspect_record(i, pretty=output == "table") for i in infos]
+    order = [k for k in keys if k] or ["from", "ulid"]
+    records.sort(key=lambda r: tuple(r["_sort"][k] for k in order))
+    docs = [{k: v for k, v in _inspect_record(i, pretty=False).items() if k != "_sort"} for i in infos]
+    by_id = {d["ulid"]: d for d in docs}
+    write_rows(output, records, INSPECT_COLUMNS, documents=[by_id[r["ulid"]] for r in records])
+
+
+def _inspect_one(info: BlockInfo, engine: Any, output: str) -> None:
+    markers = engine.markers(info.ulid)
+    marks = {}
+    for name in ("deletion", "no_compact", "no_downsample"):
+        mk = getattr(markers, name)
+        if mk is not None:
+            marks[name.replace("_", "-")] = mk.to_dict()
+    for fname, err in markers.broken.items():
+        marks[fname] = {"error": str(err)}
+    doc = {"meta": json.loads(info.meta.to_json()), "files": dict(sorted(info.files.items())),
+           "size_bytes": info.size_bytes, "marks": marks}
+    if output == "json":
+        emit(json.dumps(doc, indent=2) + "\n")
+        return
+    if output in ("csv", "tsv"):
+        write_rows(output, [{"file": f, "size_bytes": s} for f, s in sorted(info.files.items())],
+                   [("FILE", "file"), ("SIZE_BYTES", "size_bytes")])
+        return
+    rec = _inspect_record(info, pretty=True)
+    rows = [[h, str(rec[k])] for h, k in INSPECT_COLUMNS if k != "marks"]
+    rows += [["SOURCES", ",".join(info.meta.sources)]]
+    rows += [["PARENTS", ",".join(p.ulid for p in info.meta.parents)]] if info.meta.parents else []
+    emit(render_table(rows, ["FIELD", "VALUE"]))
+    emit("\n" + render_table([[f, f"{s:,}"] for f, s in sorted(info.files.items())], ["FILE", "SIZE"]))
+    if marks:
+        emit("\n" + render_table([[k, json.dumps(v)] for k, v in marks.items()], ["MARK", "CONTENT"]))
+
+
+def _match_option(func: Any) -> Any:
+    return click.option("--match", "matches", multiple=True, metavar="SELECTOR",
+                        help='Series selector, e.g. \'up{job="api"}\' (repeatable: series matching any).')(func)
+
+
+def _parse_matches(matches: tuple[str, ...]) -> list[list[Any]]:
+    if not matches:
+        return []
+    from thanostools.core.promql.parser import parse_selector
+
+    return [parse_selector(m) for m in matches]
+
+
+@bucket.command("analyze")
+@bucket_options
+@click.option("--id", "block_id", metavar="ULID", help="Block to analyze (default: the newest).")
+@click.option("--limit", default=20, show_default=True, help="How many items to show in each list.")
+@click.option("--extended", is_flag=True, help="Also analyze chunk fullness and sizes (reads every chunk).")
+@_match_option
+@output_option(("text", "json"), default="text")
+def analyze_cmd(output: str, block_id: str | None, limit: int, extended: bool, matches: tuple[str, ...],
+                **kw: Any) -> None:
+    """Churn, cardinality and chunk statistics, as `promtool tsdb analyze` reports them."""
+    engine = open_engine(kw)
+    selectors = _parse_matches(matches)
+    if len(selectors) > 1:
+        raise ConfigError("analyze takes one --match selector")
+    report = engine.analyze(block_id, matchers=selectors[0] if selectors else (), extended=extended)
+    if output == "json":
+        emit(json.dumps(report.to_dict(limit), indent=2) + "\n")
+        return
+    from thanostools.cli.analyze_text import render_analyze
+
+    emit(render_analyze(report, limit))
+
+
+AGGREGATES = ("count", "sum", "min", "max", "counter")
+
+
+@bucket.command("dump")
+@bucket_options
+@click.option("--id", "block_ids", multiple=True, metavar="ULID", help="Blocks to dump (repeatable; default all).")
+@time_range_options
+@_match_option
+@click.option("--aggregate", type=click.Choice(AGGREGATES), default="count", show_default=True,
+              help="Which aggregate to dump from downsampled blocks.")
+@output_option(("prom", "openmetrics", "json", "csv"), default="prom")
+def dump_cmd(output: str, block_ids: tuple[str, ...], min_time: int | None, max_time: int | None,
+             matches: tuple[str, ...], aggregate: str, **kw: Any) -> None:
+    """Print samples: `-o prom` prints exactly what `promtool tsdb dump` prints."""
+    from thanostools.core.chunkenc.aggr import Aggr
+    from thanostools.core.dumpfmt import write_dump
+    from thanostools.core.storage import union_selects
+
+    engine = open_engine(kw)
+    selectors = _parse_matches(matches) or [[]]
+    mint = min_time if min_time is not None else -(2**63)
+    maxt = max_time if max_time is not None else 2**63 - 1
+    agg = Aggr[aggregate.upper()]
+    batches = union_selects([engine.select(block_ids, sel, mint, maxt, aggregate=agg) for sel in selectors])
+    out = sys.stdout
+    write_dump(batches, output, out.write)
+    out.flush()
+
+
+@bucket.command("import")
+@bucket_options
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["auto", "openmetrics", "prometheus"]), default="auto",
+              show_default=True, help="Input format (auto: OpenMetrics when the input ends with # EOF).")
+@click.option("--label", "labels", multiple=True, metavar="K=V", help="External label for the blocks (repeatable).")
+@click.option("--block-duration", default="2h", show_default=True, metavar="DURATION",
+              help="Block length; blocks are aligned to multiples of it.")
+@click.option("--tmp-dir", metavar="DIR", help="Where blocks are built before upload (default: system temp).")
+@output_option(("table", "json", "ids"))
+def import_cmd(files: tuple[str, ...], fmt: str, labels: tuple[str, ...], block_duration: str,
+               tmp_dir: str | None, output: str, **kw: Any) -> None:
+    """Import OpenMetrics / Prometheus text files (with timestamps) as blocks."""
+    ext = parse_label_args(labels)
+    duration = parse_duration_ms(block_duration)
+    engine = open_engine(kw)
+    metas = engine.import_files(list(files), fmt=fmt, external_labels=ext, block_duration=duration,
+                                tmp_dir=tmp_dir)
+    _print_written(metas, output)
+
+
+def _print_written(metas: list[Any], output: str) -> None:
+    write_rows(
+        output,
+        [{"ulid": m.ulid, "from": format_time_ms(m.min_time), "until": format_time_ms(m.max_time),
+          "series": m.stats.num_series, "samples": m.stats.num_samples, "chunks": m.stats.num_chunks} for m in metas],
+        [("ULID", "ulid"), ("FROM", "from"), ("UNTIL", "until"), ("SERIES", "series"), ("SAMPLES", "samples"),
+         ("CHUNKS", "chunks")],
+        documents=[json.loads(m.to_json()) for m in metas],
+    )
+
+
+@bucket.command("generate")
+@bucket_options
+@click.option("--series", default=1000, show_default=True, help="Approximate number of series per replica.")
+@click.option("--duration", default="2h", show_default=True, metavar="DURATION", help="Time span to generate.")
+@click.option("--start", type=TIME, default=None, metavar="TIME",
+              help="Start time (default: the block-aligned start, `--duration` before now).")
+@click.option("--scrape-interval", default="15s", show_default=True, metavar="DURATION")
+@click.option("--seed", default=0, show_default=True, help="Random seed; the same seed gives the same data.")
+@click.option("--replicas", default=1, show_default=True, help="HA replicas (external label `replica`).")
+@click.option("--churn", default=0.1, show_default=True, help="Fraction of targets that start late or end early.")
+@click.option("--label", "labels", multiple=True, metavar="K=V", help="External label for the blocks (repeatable).")
+@click.option("--block-duration", default="2h", show_default=True, metavar="DURATION")
+@output_option(("table", "json", "ids"))
+def generate_cmd(series: int, duration: str, start: int | None, scrape_interval: str, seed: int, replicas: int,
+                 churn: float, labels: tuple[str, ...], block_duration: str, output: str, **kw: Any) -> None:
+    """Generate deterministic, realistic synthetic data straight into blocks."""
+    from thanostools.core.generate import GenerateSpec
+    from thanostools.core.timeutil import now_ms
+
+    dur = parse_duration_ms(duration)
+    bd = parse_duration_ms(block_duration)
+    if series < 1 or replicas < 1 or dur <= 0 or not 0 <= churn <= 1:
+        raise ConfigError("--series, --replicas and --duration must be positive, --churn within 0..1")
+    start_ms = start if start is not None else (now_ms() - dur) // bd * bd
+    spec = GenerateSpec(series=series, start_ms=start_ms, duration_ms=dur,
+                        scrape_interval_ms=parse_duration_ms(scrape_interval), seed=seed, replicas=replicas,
+                        churn=churn)
+    engine = open_engine(kw)
+    metas = engine.generate(spec, external_labels=parse_label_args(labels), block_duration=bd)
+    _print_written(metas, output)
+
+
+@bucket.command("upload")
+@bucket_options
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--hash", "hash_files", is_flag=True, help="Record SHA256 hashes of the files in meta.json.")
+@output_option(("table", "json", "ids"))
+def upload_cmd(directory: str, hash_files: bool, output: str, **kw: Any) -> None:
+    """Upload a block directory (or a directory of blocks); meta.json goes last."""
+    from thanostools.core.ulid import is_ulid
+
+    engine = open_engine(kw)
+    if os.path.exists(os.path.join(directory, "meta.json")):
+        dirs = [directory]
+    else:
+        dirs = sorted(os.path.join(directory, d) for d in os.listdir(directory)
+                      if is_ulid(d) and os.path.exists(os.path.join(directory, d, "meta.json")))
+    if not dirs:
+        raise ConfigError(f"{directory}: no block directories (with meta.json) found")
+    _print_written([engine.upload(d, hash_files=hash_files) for d in dirs], output)
+
+
+@bucket.command("download")
+@bucket_options
+@click.option("--id", "block_ids", multiple=True, required=True, metavar="ULID", help="Block to download.")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace an existing local copy.")
+def download_cmd(block_ids: tuple[str, ...], directory: str, overwrite: bool, **kw: Any) -> None:
+    """Download blocks into DIRECTORY/<ULID> (meta.json first, complete or not at all)."""
+    engine = open_engine(kw)
+    os.makedirs(directory, exist_ok=True)
+    for ulid in block_ids:
+        emit(engine.download(ulid, directory, overwrite=overwrite) + "\n")
+
+
+__all__ = ["TABLE_FORMATS", "bucket"]

@@ -1,0 +1,52 @@
+"""Logging on stderr in the Thanos shapes: logfmt or JSON lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn", logging.ERROR: "error",
+          logging.CRITICAL: "error"}
+
+
+def _fields(record: logging.LogRecord) -> dict[str, object]:
+    out: dict[str, object] = {
+        "ts": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "level": _NAMES.get(record.levelno, "info"),
+        "caller": f"{record.module}:{record.lineno}",
+        "msg": record.getMessage(),
+    }
+    extra = getattr(record, "kv", None)
+    if isinstance(extra, dict):
+        out.update(extra)
+    return out
+
+
+def _logfmt_value(v: object) -> str:
+    s = str(v)
+    if s == "" or any(c in s for c in ' ="\\\n'):
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return s
+
+
+class LogfmtFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{k}={_logfmt_value(v)}" for k, v in _fields(record).items())
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(_fields(record), default=str)
+
+
+def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:
+    root = logging.getLogger("thanostools")
+    root.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    root.addHandler(handler)
+    root.setLevel(_LEVELS.get(level, logging.INFO))
+    root.propagate = False

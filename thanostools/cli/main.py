@@ -1,0 +1,76 @@
+"""The ``thanos-tools`` root command: global flags, command groups, and error → exit code mapping."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from thanostools import __version__
+from thanostools.cli.logsetup import setup_logging
+from thanostools.core.errors import ThanosToolsError
+
+EXIT_INTERRUPTED = 130
+
+
+class RootGroup(click.Group):
+    """Turns every known error into one line on stderr and an exit code; never a traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("standalone_mode", True)
+        try:
+            return super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except ThanosToolsError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            # The reader went away (e.g. `| head`); that is not an error of ours.
+            sys.stderr.close()
+            sys.exit(0)
+        except OSError as exc:
+            click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+            sys.exit(1)
+        except Exception as exc:  # a bug of ours: one line for the user, the traceback only in debug logs
+            logging.getLogger("thanostools").debug("internal error", exc_info=True)
+            click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --log.level=debug for details)",
+                       err=True)
+            sys.exit(1)
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="thanos-tools")
+@click.option("--log.level", "log_level", type=click.Choice(["debug", "info", "warn", "error"]), default="info",
+              show_default=True, help="Only log messages with this level or above.")
+@click.option("--log.format", "log_format", type=click.Choice(["logfmt", "json"]), default="logfmt",
+              show_default=True, help="Log format on stderr.")
+def cli(log_level: str, log_format: str) -> None:
+    """One toolkit for Prometheus/Thanos TSDB blocks, local or in object storage."""
+    setup_logging(log_level, log_format)
+
+
+def _register() -> None:
+    from thanostools.cli.bucket import bucket
+    from thanostools.cli.completion import completion
+
+    cli.add_command(bucket)
+    cli.add_command(completion)
+
+
+_register()
+
+
+def main() -> None:
+    cli.main(prog_name="thanos-tools")

@@ -1,0 +1,72 @@
+"""Options shared by commands: bucket selection, time ranges, selectors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from thanostools.core.engine import Engine
+from thanostools.core.timeutil import parse_time_ms
+
+F = Callable[..., Any]
+
+
+def bucket_options(func: F) -> F:
+    """``--bucket``, ``--objstore.config-file``, ``--objstore.config``, ``--cache-dir``."""
+    opts = [
+        click.option("--bucket", "bucket_url", envvar="THANOS_TOOLS_BUCKET", metavar="URL",
+                     help="Bucket: a path, file://, s3://bucket/prefix, memory://name (env THANOS_TOOLS_BUCKET; "
+                          "default ./data)."),
+        click.option("--objstore.config-file", "objstore_config_file", metavar="FILE",
+                     type=click.Path(dir_okay=False), help="Thanos objstore YAML file (FILESYSTEM, S3, GCS, AZURE)."),
+        click.option("--objstore.config", "objstore_config", metavar="YAML",
+                     help="Thanos objstore YAML given inline (alternative to --objstore.config-file)."),
+        click.option("--cache-dir", "cache_dir", metavar="DIR", envvar="THANOS_TOOLS_CACHE_DIR",
+                     help="Where fetched byte ranges of remote blocks are cached (env THANOS_TOOLS_CACHE_DIR)."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def open_engine(kwargs: dict[str, Any]) -> Engine:
+    """Pop the bucket options out of a command's kwargs and open the engine."""
+    return Engine.open(
+        kwargs.pop("bucket_url", None),
+        objstore_config_file=kwargs.pop("objstore_config_file", None),
+        objstore_config=kwargs.pop("objstore_config", None),
+        cache_dir=kwargs.pop("cache_dir", None),
+    )
+
+
+class TimeParam(click.ParamType):
+    """RFC3339, unix ms, or relative (``-2w``, ``now-1h``) → unix ms."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        return parse_time_ms(str(value))
+
+
+TIME = TimeParam()
+
+
+def time_range_options(func: F) -> F:
+    func = click.option("--max-time", type=TIME, default=None, metavar="TIME",
+                        help="End of the time range (RFC3339, unix ms, or relative like -2w).")(func)
+    return click.option("--min-time", type=TIME, default=None, metavar="TIME",
+                        help="Start of the time range (RFC3339, unix ms, or relative like -2w).")(func)
+
+
+def parse_label_args(values: tuple[str, ...], what: str = "--label") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not name=value", param_hint=what)
+        out[name.strip()] = value.strip()
+    return out

@@ -1,0 +1,1 @@
+"""The engine: formats, storage, operations. Never imports a front end."""

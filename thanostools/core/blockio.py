@@ -1,0 +1,447 @@
+"""Blocks in a bucket: reading metas and markers, and the upload / download / delete protocols (§1.5)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from thanostools.core.bucket import Bucket
+from thanostools.core.errors import ConfigError, CorruptBlockError, NotFoundError, SourceError
+from thanostools.core.tsdb.markers import (
+    DELETION_MARK,
+    MARKER_FILENAMES,
+    DeletionMark,
+    Marker,
+    MarkerError,
+    MarkerKind,
+    NoCompactMark,
+    NoDownsampleMark,
+    decode_marker,
+    encode_marker,
+    marker_key,
+)
+from thanostools.core.tsdb.meta import (
+    HASH_SHA256,
+    META_FILENAME,
+    SOURCE_BUCKET_UPLOAD,
+    BlockFile,
+    BlockMeta,
+    FileHash,
+    ThanosMeta,
+    read_meta_file,
+)
+from thanostools.core.ulid import is_ulid
+
+INDEX_FILENAME = "index"
+CHUNKS_DIRNAME = "chunks"
+# Listing many block directories one by one costs more than one recursive listing of the bucket.
+_PER_BLOCK_LISTING_LIMIT = 16
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _parallel(func: Callable[[T], R], items: Sequence[T], concurrency: int) -> list[R | Exception]:
+    """``func`` over ``items`` on a thread pool; each result or the exception it raised, in order."""
+
+    def call(item: T) -> R | Exception:
+        try:
+            return func(item)
+        except Exception as exc:
+            return exc
+
+    if len(items) <= 1 or concurrency <= 1:
+        return [call(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
+        return list(pool.map(call, items))
+
+
+# --- metas -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class MetaScan:
+    metas: dict[str, BlockMeta] = field(default_factory=dict)
+    errors: dict[str, Exception] = field(default_factory=dict)  # unreadable or corrupt meta.json
+    partial: list[str] = field(default_factory=list)  # block prefixes without meta.json
+
+
+def fetch_meta(bucket: Bucket, ulid: str) -> BlockMeta:
+    """One block's meta.json; NotFoundError when it has none, CorruptBlockError when it is bad."""
+    data = bucket.get(f"{ulid}/{META_FILENAME}")
+    return BlockMeta.from_json(data, block=ulid)
+
+
+def scan_metas(bucket: Bucket, *, concurrency: int = 32) -> MetaScan:
+    """Read every ``<ULID>/meta.json`` concurrently, sorting blocks into good, broken and partial."""
+    ulids = bucket.list_blocks()
+    scan = MetaScan()
+    results = _parallel(lambda u: fetch_meta(bucket, u), ulids, concurrency)
+    for ulid, result in zip(ulids, results, strict=True):
+        if isinstance(result, BlockMeta):
+            scan.metas[ulid] = result
+        elif isinstance(result, NotFoundError):
+            scan.partial.append(ulid)
+        else:
+            scan.errors[ulid] = result
+    return scan
+
+
+def fetch_metas(
+    bucket: Bucket, *, concurrency: int = 32
+) -> tuple[dict[str, BlockMeta], dict[str, Exception]]:
+    """Metas of all blocks, and the blocks whose meta.json could not be read or parsed.
+
+    Partial uploads (no meta.json) are in neither; see ``list_partial_blocks`` or ``scan_metas``.
+    """
+    scan = scan_metas(bucket, concurrency=concurrency)
+    return scan.metas, scan.errors
+
+
+def list_partial_blocks(bucket: Bucket, *, concurrency: int = 32) -> list[str]:
+    """Block prefixes without meta.json (uploads in progress or abandoned)."""
+    ulids = bucket.list_blocks()
+    found = _parallel(lambda u: bucket.exists(f"{u}/{META_FILENAME}"), ulids, concurrency)
+    partial: list[str] = []
+    for ulid, result in zip(ulids, found, strict=True):
+        if isinstance(result, Exception):
+            raise result
+        if not result:
+            partial.append(ulid)
+    return partial
+
+
+# --- files and markers -------------------------------------------------------------------------------
+
+
+def block_files(bucket: Bucket, ulid: str) -> dict[str, int]:
+    """Every object of a block, relative to the block (``chunks/000001``, ``index``, ...) -> size."""
+    if not is_ulid(ulid):
+        raise ValueError(f"not a block ULID: {ulid!r}")
+    prefix = f"{ulid}/"
+    listing = bucket.list_prefix(ulid)
+    return {key[len(prefix):]: size for key, size in listing.items() if key.startswith(prefix)}
+
+
+@dataclass
+class BlockMarkers:
+    deletion: DeletionMark | None = None
+    no_compact: NoCompactMark | None = None
+    no_downsample: NoDownsampleMark | None = None
+    broken: dict[str, Exception] = field(default_factory=dict)  # marker file name -> why it is unusable
+
+    def get(self, kind: MarkerKind) -> Marker | None:
+        if kind is MarkerKind.DELETION:
+            return self.deletion
+        if kind is MarkerKind.NO_COMPACT:
+            return self.no_compact
+        return self.no_downsample
+
+    def _set(self, marker: Marker) -> None:
+        if isinstance(marker, DeletionMark):
+            self.deletion = marker
+        elif isinstance(marker, NoCompactMark):
+            self.no_compact = marker
+        else:
+            self.no_downsample = marker
+
+
+def _read_marker(bucket: Bucket, ulid: str, name: str) -> Marker:
+    return decode_marker(name, bucket.get(f"{ulid}/{name}"), block=ulid)
+
+
+def _collect_markers(
+    bucket: Bucket, present: dict[str, list[str]], concurrency: int
+) -> dict[str, BlockMarkers]:
+    out = {ulid: BlockMarkers() for ulid in present}
+    jobs = [(ulid, name) for ulid, names in present.items() for name in names if name in MARKER_FILENAMES]
+    results = _parallel(lambda job: _read_marker(bucket, *job), jobs, concurrency)
+    for (ulid, name), result in zip(jobs, results, strict=True):
+        if isinstance(result, NotFoundError):
+            continue  # removed between listing and reading
+        if isinstance(result, Exception):
+            out[ulid].broken[name] = result
+        else:
+            out[ulid]._set(result)
+    return out
+
+
+def block_markers(bucket: Bucket, ulid: str) -> BlockMarkers:
+    """The markers of one block. A marker that cannot be read or parsed is listed in ``broken``."""
+    return _collect_markers(bucket, {ulid: bucket.list_dir(ulid)}, concurrency=3)[ulid]
+
+
+def fetch_markers(
+    bucket: Bucket, ulids: Iterable[str] | None = None, *, concurrency: int = 32
+) -> dict[str, BlockMarkers]:
+    """Markers of many blocks (default: every block), found with one listing of the bucket where possible."""
+    wanted = sorted(set(ulids)) if ulids is not None else bucket.list_blocks()
+    present: dict[str, list[str]]
+    if len(wanted) <= _PER_BLOCK_LISTING_LIMIT:
+        listings = _parallel(bucket.list_dir, wanted, concurrency)
+        present = {}
+        for ulid, listing in zip(wanted, listings, strict=True):
+            if isinstance(listing, Exception):
+                raise listing
+            present[ulid] = listing
+    else:
+        present = {ulid: [] for ulid in wanted}
+        for key in bucket.list_prefix(""):
+            ulid, _, name = key.partition("/")
+            if ulid in present and name in MARKER_FILENAMES:
+                present[ulid].append(name)
+    return _collect_markers(bucket, present, concurrency)
+
+
+def write_marker(bucket: Bucket, marker: Marker, *, overwrite: bool = False) -> bool:
+    """Upload a marker; an existing one is kept (as Thanos does) unless ``overwrite``. True if written."""
+    key = marker_key(marker)
+    if not overwrite and bucket.exists(key):
+        return False
+    bucket.put(key, encode_marker(marker))
+    return True
+
+
+def remove_marker(bucket: Bucket, ulid: str, kind: MarkerKind) -> None:
+    bucket.delete(f"{ulid}/{kind.filename}")
+
+
+# --- upload ------------------------------------------------------------------------------------------
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _local_upload_files(local_dir: str, ulid: str) -> list[str]:
+    """Relative paths to upload, in upload order: chunk segments (sorted), then the index."""
+    chunks_dir = os.path.join(local_dir, CHUNKS_DIRNAME)
+    if not os.path.isdir(chunks_dir):
+        raise CorruptBlockError("chunks/ directory is missing", block=ulid, file=CHUNKS_DIRNAME)
+    if not os.path.isfile(os.path.join(local_dir, INDEX_FILENAME)):
+        raise CorruptBlockError("index file is missing", block=ulid, file=INDEX_FILENAME)
+    segments = sorted(n for n in os.listdir(chunks_dir) if os.path.isfile(os.path.join(chunks_dir, n)))
+    return [f"{CHUNKS_DIRNAME}/{n}" for n in segments] + [INDEX_FILENAME]
+
+
+def gather_file_stats(local_dir: str, rel_paths: Sequence[str], *, hash_files: bool) -> list[BlockFile]:
+    """``thanos.files``: the uploaded files with sizes (and SHA256 when asked), plus meta.json, sorted."""
+    files: list[BlockFile] = []
+    for rel in rel_paths:
+        path = os.path.join(local_dir, *rel.split("/"))
+        digest = FileHash(HASH_SHA256, _sha256_file(path)) if hash_files else None
+        files.append(BlockFile(rel_path=rel, size_bytes=os.path.getsize(path), hash=digest))
+    files.append(BlockFile(rel_path=META_FILENAME))
+    return sorted(files, key=lambda f: f.rel_path)
+
+
+def _prepare_upload_meta(local_dir: str, source: str, require_labels: bool) -> BlockMeta:
+    meta = read_meta_file(local_dir)
+    dir_name = os.path.basename(os.path.normpath(local_dir))
+    if dir_name != meta.ulid:
+        raise CorruptBlockError(
+            f"directory name {dir_name} does not match meta.json ulid {meta.ulid}",
+            block=meta.ulid, file=META_FILENAME,
+        )
+    if meta.thanos is None:
+        meta.thanos = ThanosMeta(source=source)
+    elif not meta.thanos.source:
+        meta.thanos.source = source
+    if require_labels and not meta.thanos.external_labels:
+        raise ConfigError(
+            f"block {meta.ulid} has no external labels (thanos.labels); Thanos refuses such blocks"
+        )
+    return meta
+
+
+def _check_segment_files(meta: BlockMeta, rel_paths: Sequence[str]) -> None:
+    assert meta.thanos is not None
+    segments = [rel.split("/", 1)[1] for rel in rel_paths if rel.startswith(f"{CHUNKS_DIRNAME}/")]
+    if meta.thanos.segment_files and sorted(meta.thanos.segment_files) != segments:
+        raise CorruptBlockError(
+            f"thanos.segment_files {meta.thanos.segment_files} do not match the files in chunks/ {segments}",
+            block=meta.ulid, file=META_FILENAME,
+        )
+
+
+def upload_block(
+    local_dir: str | os.PathLike[str],
+    bucket: Bucket,
+    *,
+    source: str = SOURCE_BUCKET_UPLOAD,
+    require_labels: bool = False,
+    hash_files: bool = False,
+) -> BlockMeta:
+    """Upload a local block: chunks, then index, then meta.json last with ``upload_time`` set.
+
+    ``source`` fills ``thanos.source`` when the block has none. The local directory is not modified;
+    ``tombstones`` is never uploaded. On failure the objects uploaded so far are removed (meta.json
+    first) and SourceError is raised. A block whose meta.json already exists in the bucket is refused.
+    """
+    local_dir = os.fspath(local_dir)
+    meta = _prepare_upload_meta(local_dir, source, require_labels)
+    assert meta.thanos is not None
+    ulid = meta.ulid
+    rel_paths = _local_upload_files(local_dir, ulid)
+    _check_segment_files(meta, rel_paths)
+    meta.thanos.files = gather_file_stats(local_dir, rel_paths, hash_files=hash_files)
+    meta_key = f"{ulid}/{META_FILENAME}"
+    if bucket.exists(meta_key):
+        raise SourceError(f"block {ulid} already exists in {bucket.url}; delete it first to replace it")
+    attempted: list[str] = []
+    try:
+        for rel in rel_paths:
+            attempted.append(f"{ulid}/{rel}")
+            bucket.put_file(os.path.join(local_dir, *rel.split("/")), attempted[-1])
+        meta.thanos.set_upload_time_now()
+        attempted.append(meta_key)
+        bucket.put(meta_key, meta.to_json("thanos"))
+    except BaseException as exc:
+        cleaned = _remove_partial_upload(bucket, attempted, meta_key)
+        if not isinstance(exc, Exception):
+            raise
+        what = "removed the partial upload" if cleaned else "could not remove all of the partial upload"
+        raise SourceError(f"upload of block {ulid} to {bucket.url} failed ({what}): {exc}") from exc
+    return meta
+
+
+def _remove_partial_upload(bucket: Bucket, attempted: list[str], meta_key: str) -> bool:
+    ordered = sorted(attempted, key=lambda key: key != meta_key)  # meta.json first
+    ok = True
+    for key in ordered:
+        try:
+            bucket.delete(key)
+        except Exception:
+            ok = False
+    return ok
+
+
+# --- download ----------------------------------------------------------------------------------------
+
+
+def _safe_rel(ulid: str, rel: str) -> list[str]:
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise CorruptBlockError(f"object name {rel!r} cannot be stored locally", block=ulid)
+    return parts
+
+
+def _check_downloaded(meta: BlockMeta, target: str, files: dict[str, int]) -> None:
+    if INDEX_FILENAME not in files:
+        raise CorruptBlockError("index is missing in the bucket", block=meta.ulid, file=INDEX_FILENAME)
+    if meta.thanos is None:
+        return
+    for f in meta.thanos.files:
+        if f.rel_path == META_FILENAME:
+            continue
+        if f.rel_path not in files:
+            raise CorruptBlockError("listed in thanos.files but missing in the bucket", block=meta.ulid,
+                                    file=f.rel_path)
+        size = os.path.getsize(os.path.join(target, *_safe_rel(meta.ulid, f.rel_path)))
+        if f.size_bytes and size != f.size_bytes:
+            raise CorruptBlockError(f"size {size} differs from thanos.files size {f.size_bytes}",
+                                    block=meta.ulid, file=f.rel_path)
+
+
+def download_block(bucket: Bucket, ulid: str, local_dir: str | os.PathLike[str], *,
+                   overwrite: bool = False) -> str:
+    """Download a block into ``local_dir/<ULID>`` and return that path.
+
+    meta.json is fetched first, then the other files (markers are skipped), into a temporary directory
+    that is renamed into place at the end, so the block directory appears complete or not at all.
+    """
+    if not is_ulid(ulid):
+        raise ConfigError(f"not a block ULID: {ulid!r}")
+    local_dir = os.fspath(local_dir)
+    target = os.path.join(local_dir, ulid)
+    if os.path.exists(target) and not overwrite:
+        raise ConfigError(f"{target} already exists")
+    os.makedirs(local_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f"{ulid}.tmp-for-download-", dir=local_dir)
+    try:
+        try:
+            raw = bucket.get(f"{ulid}/{META_FILENAME}")
+        except NotFoundError:
+            raise NotFoundError(f"block {ulid} not found in {bucket.url} (no meta.json)") from None
+        meta = BlockMeta.from_json(raw, block=ulid)
+        with open(os.path.join(tmp, META_FILENAME), "wb") as f:
+            f.write(raw)
+        files = block_files(bucket, ulid)
+        for rel in sorted(files):
+            if rel == META_FILENAME or rel in MARKER_FILENAMES:
+                continue
+            bucket.get_file(f"{ulid}/{rel}", os.path.join(tmp, *_safe_rel(ulid, rel)))
+        _check_downloaded(meta, tmp, files)
+        os.makedirs(os.path.join(tmp, CHUNKS_DIRNAME), exist_ok=True)
+        _move_into_place(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _move_into_place(tmp: str, target: str) -> None:
+    if not os.path.exists(target):
+        os.rename(tmp, target)
+        return
+    name = os.path.basename(target)
+    old = tempfile.mkdtemp(prefix=f"{name}.tmp-for-deletion-", dir=os.path.dirname(target))
+    os.rmdir(old)
+    os.rename(target, old)
+    os.rename(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# --- delete ------------------------------------------------------------------------------------------
+
+
+def delete_block(bucket: Bucket, ulid: str) -> int:
+    """Delete a block: meta.json first (it becomes partial at once), the rest, deletion-mark.json last.
+
+    Returns the number of objects deleted; NotFoundError if the block has no objects at all.
+    """
+    files = block_files(bucket, ulid)
+    if not files:
+        raise NotFoundError(f"block {ulid} not found in {bucket.url}")
+    if META_FILENAME in files:
+        bucket.delete(f"{ulid}/{META_FILENAME}")
+    for rel in sorted(files):
+        if rel not in (META_FILENAME, DELETION_MARK):
+            bucket.delete(f"{ulid}/{rel}")
+    if DELETION_MARK in files:
+        bucket.delete(f"{ulid}/{DELETION_MARK}")
+    for marker_dir in (f"{ulid}/{CHUNKS_DIRNAME}/", f"{ulid}/"):
+        with contextlib.suppress(SourceError):
+            bucket.delete(marker_dir)
+    return len(files)
+
+
+__all__ = [
+    "BlockMarkers",
+    "MarkerError",
+    "MetaScan",
+    "block_files",
+    "block_markers",
+    "delete_block",
+    "download_block",
+    "fetch_markers",
+    "fetch_meta",
+    "fetch_metas",
+    "gather_file_stats",
+    "list_partial_blocks",
+    "remove_marker",
+    "scan_metas",
+    "upload_block",
+    "write_marker",
+]

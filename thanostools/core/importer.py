@@ -1,0 +1,165 @@
+"""Turning samples into uploaded blocks: text exposition imports and synthetic data."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from thanostools.core.blockio import upload_block
+from thanostools.core.blockset import DEFAULT_BLOCK_DURATION, BlockSetWriter
+from thanostools.core.bucket import Bucket
+from thanostools.core.errors import FormatError, NotFoundError
+from thanostools.core.generate import GenerateSpec, generate_series
+from thanostools.core.labels import Labels
+from thanostools.core.textparse import ParsedSamples, parse_exposition
+from thanostools.core.tsdb.meta import BlockMeta
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+def _staging_dir(tmp_dir: str | None) -> str:
+    return tempfile.mkdtemp(prefix="thanos-tools-staging-", dir=tmp_dir)
+
+
+def _upload_all(staging: str, metas: Sequence[BlockMeta], bucket: Bucket, source: str) -> list[BlockMeta]:
+    return [upload_block(os.path.join(staging, m.ulid), bucket, source=source) for m in metas]
+
+
+def read_inputs(paths: Sequence[str], fmt: str) -> ParsedSamples:
+    """Parse every input file and merge them into one set of samples."""
+    parsed: list[ParsedSamples] = []
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            raise NotFoundError(f"{path}: no such file") from None
+        parsed.append(parse_exposition(data, fmt, source=path))
+    return _concat(parsed)
+
+
+def _concat(parts: Sequence[ParsedSamples]) -> ParsedSamples:
+    if len(parts) == 1:
+        return parts[0]
+    ids: dict[Labels, int] = {}
+    idx, ts, vs = [], [], []
+    for p in parts:
+        remap = np.array([ids.setdefault(lab, len(ids)) for lab in p.series], dtype=np.int32)
+        idx.append(remap[p.series_index] if remap.size else p.series_index)
+        ts.append(p.t)
+        vs.append(p.v)
+    return ParsedSamples(list(ids), np.concatenate(idx), np.concatenate(ts), np.concatenate(vs))
+
+
+def sort_samples(parsed: ParsedSamples) -> tuple[list[Labels], np.ndarray, np.ndarray, np.ndarray, int]:
+    """Series in label order, samples by time, duplicates dropped (first wins, as promtool keeps the first).
+
+    Returns (labels, t, v, offsets, conflicting duplicates).
+    """
+    order = sorted(range(len(parsed.series)), key=parsed.series.__getitem__)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[np.array(order, dtype=np.int64)] = np.arange(len(order))
+    sample_rank = rank[parsed.series_index] if len(order) else np.zeros(0, np.int64)
+    perm = np.lexsort((parsed.t, sample_rank))
+    s, t, v = sample_rank[perm], parsed.t[perm], parsed.v[perm]
+    dup = np.zeros(t.shape[0], dtype=bool)
+    dup[1:] = (s[1:] == s[:-1]) & (t[1:] == t[:-1])
+    conflicts = int(np.count_nonzero(dup[1:] & (v[1:] != v[:-1]))) if t.shape[0] > 1 else 0
+    keep = ~dup
+    s, t, v = s[keep], t[keep], v[keep]
+    counts = np.bincount(s, minlength=len(order))
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return [parsed.series[i] for i in order], t, v, offsets, conflicts
+
+
+def import_files(
+    bucket: Bucket,
+    paths: Sequence[str],
+    *,
+    fmt: str = "auto",
+    external_labels: Mapping[str, str] | None = None,
+    block_duration: int = DEFAULT_BLOCK_DURATION,
+    tmp_dir: str | None = None,
+) -> list[BlockMeta]:
+    """Parse exposition files and upload one block per aligned ``block_duration`` range."""
+    parsed = read_inputs(paths, fmt)
+    labels, t, v, offsets, conflicts = sort_samples(parsed)
+    if conflicts:
+        log.warning("dropped samples with duplicate timestamps and different values",
+                    extra={"kv": {"count": conflicts}})
+    if not labels:
+        raise FormatError("no samples found in the input")
+    return write_and_upload(bucket, [(labels, t, v, offsets)], external_labels=external_labels,
+                            block_duration=block_duration, tmp_dir=tmp_dir, source="bucket.upload")
+
+
+Batch = tuple[Sequence[Labels], np.ndarray, np.ndarray, np.ndarray]
+
+
+def write_and_upload(
+    bucket: Bucket, batches: Iterable[Batch], *, external_labels: Mapping[str, str] | None,
+    block_duration: int, tmp_dir: str | None, source: str,
+) -> list[BlockMeta]:
+    staging = _staging_dir(tmp_dir)
+    try:
+        writer = BlockSetWriter(staging, block_duration=block_duration, external_labels=external_labels,
+                                source=source)
+        try:
+            for labels, t, v, offsets in batches:
+                writer.add_batch(labels, t, v, offsets)
+        except BaseException:
+            writer.abort()
+            raise
+        metas = writer.finish()
+        return _upload_all(staging, metas, bucket, source)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _generated_batches(spec: GenerateSpec, replica: int, batch_series: int = 5000) -> Iterable[Batch]:
+    labels: list[Labels] = []
+    ts: list[np.ndarray] = []
+    vs: list[np.ndarray] = []
+    for lab, t, v in generate_series(spec, replica):
+        labels.append(lab)
+        ts.append(t)
+        vs.append(v)
+        if len(labels) >= batch_series:
+            yield _pack(labels, ts, vs)
+            labels, ts, vs = [], [], []
+    if labels:
+        yield _pack(labels, ts, vs)
+
+
+def _pack(labels: list[Labels], ts: list[np.ndarray], vs: list[np.ndarray]) -> Batch:
+    offsets = np.concatenate([[0], np.cumsum([t.shape[0] for t in ts])]).astype(np.int64)
+    return labels, np.concatenate(ts), np.concatenate(vs), offsets
+
+
+def generate_blocks(
+    bucket: Bucket,
+    spec: GenerateSpec,
+    *,
+    external_labels: Mapping[str, str] | None = None,
+    replica_label: str = "replica",
+    block_duration: int = DEFAULT_BLOCK_DURATION,
+    tmp_dir: str | None = None,
+    progress: Progress | None = None,
+) -> list[BlockMeta]:
+    """Generate synthetic series (one stream per replica) and upload them as blocks."""
+    out: list[BlockMeta] = []
+    for replica in range(spec.replicas):
+        labels = dict(external_labels or {})
+        if spec.replicas > 1:
+            labels[replica_label] = str(replica)
+        if progress:
+            progress(f"replica {replica}")
+        out.extend(write_and_upload(bucket, _generated_batches(spec, replica), external_labels=labels,
+                                    block_duration=block_duration, tmp_dir=tmp_dir, source="bucket.upload"))
+    return out

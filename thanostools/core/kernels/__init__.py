@@ -1,0 +1,1 @@
+"""Compiled kernels (numba) with a pure-Python fallback."""

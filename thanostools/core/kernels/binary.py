@@ -1,0 +1,401 @@
+"""Kernels for the index's binary encodings: varints, CRC32C, series entries, postings.
+
+Every kernel takes a whole ``uint8`` buffer and arrays of offsets, so one call handles a whole
+batch of entries. Errors come back as a status (index of the bad entry, or -1) instead of
+exceptions, and the Python wrapper turns them into ``CorruptBlockError`` with the offset.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from thanostools.core.kernels._jit import njit
+
+
+def _make_crc_table() -> np.ndarray:
+    table = np.zeros(256, dtype=np.uint32)
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table[i] = c
+    return table
+
+
+CRC_TABLE = _make_crc_table()
+
+
+@njit
+def crc32c(buf: np.ndarray, start: int, end: int) -> int:
+    table = CRC_TABLE
+    c = np.uint32(0xFFFFFFFF)
+    for i in range(start, end):
+        c = table[(c ^ buf[i]) & 0xFF] ^ (c >> np.uint32(8))
+    return int(c ^ np.uint32(0xFFFFFFFF))
+
+
+@njit
+def be32(buf: np.ndarray, pos: int) -> int:
+    return (int(buf[pos]) << 24) | (int(buf[pos + 1]) << 16) | (int(buf[pos + 2]) << 8) | int(buf[pos + 3])
+
+
+@njit
+def uvarint(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
+    """Decode an unsigned varint at ``pos``; returns (value, new pos) or (0, -1) when truncated."""
+    result = 0
+    shift = 0
+    while pos < end:
+        b = int(buf[pos])
+        pos += 1
+        if shift == 63 and b > 1:
+            return 0, -1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            return 0, -1
+    return 0, -1
+
+
+@njit
+def varint(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
+    u, pos = uvarint(buf, pos, end)
+    # zig-zag decode on 64 bits: (u >> 1) ^ -(u & 1)
+    x = (np.uint64(u) >> np.uint64(1)) ^ (np.uint64(0) - (np.uint64(u) & np.uint64(1)))
+    return int(np.int64(x)), pos
+
+
+@njit
+def scan_uvarint_strings(buf: np.ndarray, pos: int, end: int, count: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Locate ``count`` uvarint-length-prefixed strings; returns (starts, ends, status/endpos).
+
+    The third value is the position after the last string, or -1 when the section is truncated.
+    """
+    starts = np.empty(count, dtype=np.int64)
+    ends = np.empty(count, dtype=np.int64)
+    for i in range(count):
+        n, pos = uvarint(buf, pos, end)
+        if pos < 0 or pos + n > end:
+            return starts, ends, -1
+        starts[i] = pos
+        ends[i] = pos + n
+        pos += n
+    return starts, ends, pos
+
+
+@njit
+def decode_series_entries(
+    buf: np.ndarray, offsets: np.ndarray, check_crc: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Decode the index series entries that start at ``offsets``.
+
+    Returns (label_offsets, label_names, label_values, chunk_offsets, chunk_mint, chunk_maxt,
+    chunk_ref, entry_ends, bad) where label pairs of entry i are ``label_*[label_offsets[i]:label_offsets[i+1]]``
+    and its chunks ``chunk_*[chunk_offsets[i]:chunk_offsets[i+1]]``; ``bad`` is -1 or the index of the
+    first entry that is truncated or fails its CRC (the arrays are then incomplete).
+    """
+    n = offsets.shape[0]
+    end = buf.shape[0]
+    nlab = 0
+    nchk = 0
+    # Pass 1: count labels and chunks, check bounds and CRCs.
+    for i in range(n):
+        pos = offsets[i]
+        blen, pos = uvarint(buf, pos, end)
+        if pos < 0 or pos + blen + 4 > end:
+            return (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64),
+                    np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), i)
+        body_end = pos + blen
+        if check_crc and crc32c(buf, pos, body_end) != be32(buf, body_end):
+            return (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64),
+                    np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), i)
+        k, pos = uvarint(buf, pos, body_end)
+        if pos < 0:
+            return (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64),
+                    np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), i)
+        for _ in range(2 * k):
+            _v, pos = uvarint(buf, pos, body_end)
+            if pos < 0:
+                break
+        c = 0
+        if pos >= 0:
+            c, pos = uvarint(buf, pos, body_end)
+        if pos < 0:
+            return (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64),
+                    np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), i)
+        nlab += k
+        nchk += c
+    label_offsets = np.empty(n + 1, np.int64)
+    label_names = np.empty(nlab, np.int64)
+    label_values = np.empty(nlab, np.int64)
+    chunk_offsets = np.empty(n + 1, np.int64)
+    chunk_mint = np.empty(nchk, np.int64)
+    chunk_maxt = np.empty(nchk, np.int64)
+    chunk_ref = np.empty(nchk, np.int64)
+    entry_ends = np.empty(n, np.int64)
+    li = 0
+    ci = 0
+    for i in range(n):
+        pos = offsets[i]
+        blen, pos = uvarint(buf, pos, end)
+        body_end = pos + blen
+        entry_ends[i] = body_end + 4
+        label_offsets[i] = li
+        chunk_offsets[i] = ci
+        k, pos = uvarint(buf, pos, body_end)
+        for _ in range(k):
+            name_ref, pos = uvarint(buf, pos, body_end)
+            value_ref, pos = uvarint(buf, pos, body_end)
+            label_names[li] = name_ref
+            label_values[li] = value_ref
+            li += 1
+        c, pos = uvarint(buf, pos, body_end)
+        prev_maxt = 0
+        prev_ref = 0
+        for j in range(c):
+            if j == 0:
+                mint, pos = varint(buf, pos, body_end)
+                d, pos = uvarint(buf, pos, body_end)
+                ref, pos = uvarint(buf, pos, body_end)
+                maxt = mint + d
+            else:
+                d1, pos = uvarint(buf, pos, body_end)
+                d2, pos = uvarint(buf, pos, body_end)
+                dr, pos = varint(buf, pos, body_end)
+                mint = prev_maxt + d1
+                maxt = mint + d2
+                ref = prev_ref + dr
+            if pos < 0:
+                return (label_offsets, label_names, label_values, chunk_offsets, chunk_mint, chunk_maxt,
+                        chunk_ref, entry_ends, i)
+            chunk_mint[ci] = mint
+            chunk_maxt[ci] = maxt
+            chunk_ref[ci] = ref
+            prev_maxt = maxt
+            prev_ref = ref
+            ci += 1
+    label_offsets[n] = li
+    chunk_offsets[n] = ci
+    return (label_offsets, label_names, label_values, chunk_offsets, chunk_mint, chunk_maxt, chunk_ref,
+            entry_ends, -1)
+
+
+@njit
+def put_uvarint(out: np.ndarray, pos: int, value: int) -> int:
+    v = np.uint64(value)
+    while v >= np.uint64(0x80):
+        out[pos] = np.uint8((v & np.uint64(0x7F)) | np.uint64(0x80))
+        v >>= np.uint64(7)
+        pos += 1
+    out[pos] = np.uint8(v)
+    return pos + 1
+
+
+@njit
+def put_varint(out: np.ndarray, pos: int, value: int) -> int:
+    x = np.int64(value)
+    u = (np.uint64(x) << np.uint64(1)) ^ np.uint64(x >> np.int64(63))
+    return put_uvarint(out, pos, int(u))
+
+
+@njit
+def put_be32(out: np.ndarray, pos: int, value: int) -> int:
+    out[pos] = (value >> 24) & 0xFF
+    out[pos + 1] = (value >> 16) & 0xFF
+    out[pos + 2] = (value >> 8) & 0xFF
+    out[pos + 3] = value & 0xFF
+    return pos + 4
+
+
+@njit
+def uvarint_len(value: int) -> int:
+    v = np.uint64(value)
+    n = 1
+    while v >= np.uint64(0x80):
+        v >>= np.uint64(7)
+        n += 1
+    return n
+
+
+@njit
+def encode_series_entries(
+    start_offset: int,
+    label_offsets: np.ndarray,
+    label_names: np.ndarray,
+    label_values: np.ndarray,
+    chunk_offsets: np.ndarray,
+    chunk_mint: np.ndarray,
+    chunk_maxt: np.ndarray,
+    chunk_ref: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Encode series entries, each 16-byte aligned in the file, starting at file offset ``start_offset``.
+
+    Returns (bytes, entry file offsets). The output starts with the zero padding needed to reach
+    the first 16-byte boundary after ``start_offset``.
+    """
+    n = label_offsets.shape[0] - 1
+    # Upper bound on size: per entry 16 padding + 10 len + 4 crc + varints.
+    cap = 0
+    for i in range(n):
+        cap += 16 + 10 + 4 + 10 + 20 * (label_offsets[i + 1] - label_offsets[i])
+        cap += 10 + 30 * (chunk_offsets[i + 1] - chunk_offsets[i])
+    out = np.zeros(cap, np.uint8)
+    body = np.zeros(64, np.uint8)
+    entry_offsets = np.empty(n, np.int64)
+    pos = 0
+    for i in range(n):
+        need = 10 + 20 * (label_offsets[i + 1] - label_offsets[i]) + 10 + 30 * (chunk_offsets[i + 1] - chunk_offsets[i])
+        if body.shape[0] < need:
+            body = np.zeros(need * 2, np.uint8)
+        b = put_uvarint(body, 0, label_offsets[i + 1] - label_offsets[i])
+        for j in range(label_offsets[i], label_offsets[i + 1]):
+            b = put_uvarint(body, b, label_names[j])
+            b = put_uvarint(body, b, label_values[j])
+        c0 = chunk_offsets[i]
+        b = put_uvarint(body, b, chunk_offsets[i + 1] - c0)
+        for j in range(c0, chunk_offsets[i + 1]):
+            if j == c0:
+                b = put_varint(body, b, chunk_mint[j])
+                b = put_uvarint(body, b, chunk_maxt[j] - chunk_mint[j])
+                b = put_uvarint(body, b, chunk_ref[j])
+            else:
+                b = put_uvarint(body, b, chunk_mint[j] - chunk_maxt[j - 1])
+                b = put_uvarint(body, b, chunk_maxt[j] - chunk_mint[j])
+                b = put_varint(body, b, chunk_ref[j] - chunk_ref[j - 1])
+        file_pos = start_offset + pos
+        pad = (16 - file_pos % 16) % 16
+        pos += pad
+        entry_offsets[i] = start_offset + pos
+        pos = put_uvarint(out, pos, b)
+        out[pos:pos + b] = body[:b]
+        crc_start = pos
+        pos += b
+        pos = put_be32(out, pos, crc32c(out, crc_start, pos))
+    return out[:pos], entry_offsets
+
+
+@njit
+def encode_postings_lists(
+    list_offsets: np.ndarray, refs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Encode postings lists (``len be32 ‖ n be32 ‖ refs be32… ‖ crc``) back to back.
+
+    List i holds ``refs[list_offsets[i]:list_offsets[i+1]]``. Returns (bytes, start of each list
+    relative to the output).
+    """
+    k = list_offsets.shape[0] - 1
+    total = 12 * k + 4 * refs.shape[0]
+    out = np.empty(total, np.uint8)
+    starts = np.empty(k, np.int64)
+    pos = 0
+    for i in range(k):
+        cnt = list_offsets[i + 1] - list_offsets[i]
+        starts[i] = pos
+        pos = put_be32(out, pos, 4 + 4 * cnt)
+        crc_start = pos
+        pos = put_be32(out, pos, cnt)
+        for j in range(list_offsets[i], list_offsets[i + 1]):
+            pos = put_be32(out, pos, refs[j])
+        pos = put_be32(out, pos, crc32c(out, crc_start, pos))
+    return out, starts
+
+
+@njit
+def scan_postings_table(
+    buf: np.ndarray, pos: int, end: int, count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Parse postings offset table entries (``u8 2 ‖ str name ‖ str value ‖ uvarint offset``).
+
+    Returns (name starts, name ends, value starts, value ends, offsets, status) where status is
+    the end position or -1 on truncated / malformed input.
+    """
+    ns = np.empty(count, np.int64)
+    ne = np.empty(count, np.int64)
+    vs = np.empty(count, np.int64)
+    ve = np.empty(count, np.int64)
+    offs = np.empty(count, np.int64)
+    for i in range(count):
+        if pos >= end or buf[pos] != 2:
+            return ns, ne, vs, ve, offs, -1
+        pos += 1
+        n, pos = uvarint(buf, pos, end)
+        if pos < 0 or pos + n > end:
+            return ns, ne, vs, ve, offs, -1
+        ns[i] = pos
+        ne[i] = pos + n
+        pos += n
+        n, pos = uvarint(buf, pos, end)
+        if pos < 0 or pos + n > end:
+            return ns, ne, vs, ve, offs, -1
+        vs[i] = pos
+        ve[i] = pos + n
+        pos += n
+        o, pos = uvarint(buf, pos, end)
+        if pos < 0:
+            return ns, ne, vs, ve, offs, -1
+        offs[i] = o
+    return ns, ne, vs, ve, offs, pos
+
+
+@njit
+def gather_chunk_records(
+    seg: np.ndarray, offsets: np.ndarray, check_crc: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Copy the payloads of the chunk records at ``offsets`` of one segment into one buffer.
+
+    Returns (payloads, starts, ends, encodings, bad, code): ``bad`` is -1 or the index of the
+    first bad record, ``code`` 1 = truncated, 2 = CRC mismatch.
+    """
+    n = offsets.shape[0]
+    end = seg.shape[0]
+    lens = np.empty(n, np.int64)
+    datas = np.empty(n, np.int64)
+    total = 0
+    for i in range(n):
+        length, pos = uvarint(seg, offsets[i], end)
+        if pos < 0 or pos + 1 + length + 4 > end:
+            return np.empty(0, np.uint8), lens, lens, lens, i, 1
+        if check_crc and crc32c(seg, pos, pos + 1 + length) != be32(seg, pos + 1 + length):
+            return np.empty(0, np.uint8), lens, lens, lens, i, 2
+        lens[i] = length
+        datas[i] = pos
+        total += length
+    out = np.empty(total, np.uint8)
+    starts = np.empty(n, np.int64)
+    ends = np.empty(n, np.int64)
+    encs = np.empty(n, np.int64)
+    o = 0
+    for i in range(n):
+        p = datas[i]
+        encs[i] = seg[p]
+        length = lens[i]
+        out[o:o + length] = seg[p + 1:p + 1 + length]
+        starts[i] = o
+        o += length
+        ends[i] = o
+    return out, starts, ends, encs, -1, 0
+
+
+@njit
+def encode_chunk_records(
+    encodings: np.ndarray, buf: np.ndarray, offsets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frame chunks as ``uvarint len ‖ enc ‖ data ‖ crc32c(enc ‖ data)`` records, back to back."""
+    k = encodings.shape[0]
+    total = 0
+    for i in range(k):
+        total += offsets[i + 1] - offsets[i] + 10
+    out = np.empty(total, np.uint8)
+    starts = np.empty(k, np.int64)
+    pos = 0
+    for i in range(k):
+        length = offsets[i + 1] - offsets[i]
+        starts[i] = pos
+        pos = put_uvarint(out, pos, length)
+        crc_start = pos
+        out[pos] = encodings[i]
+        out[pos + 1:pos + 1 + length] = buf[offsets[i]:offsets[i + 1]]
+        pos += 1 + length
+        pos = put_be32(out, pos, crc32c(out, crc_start, pos))
+    return out[:pos], starts

@@ -1,0 +1,867 @@
+"""PromQL parser: recursive descent with precedence climbing, Prometheus 3.x semantics.
+
+Errors are reported like Prometheus reports its first error: grammar-level errors in the order
+the text is read, then (only for syntactically valid input) type-checking errors in
+Prometheus' check order. Experimental functions and aggregations are accepted unless
+``experimental=False``; experimental duration expressions and the anchored/smoothed range
+modifiers are rejected with Prometheus' "not enabled" messages.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import replace
+from typing import NoReturn
+
+from thanostools.core.errors import ParseError
+from thanostools.core.matchers import Matcher, MatchType
+from thanostools.core.promql.ast import (
+    COMPARISON_OPS,
+    PARAMETRIC_AGGREGATIONS,
+    SET_OPS,
+    AggregateExpr,
+    BinaryExpr,
+    Call,
+    Cardinality,
+    Expr,
+    MatrixSelector,
+    NumberLiteral,
+    ParenExpr,
+    StartOrEnd,
+    StringLiteral,
+    SubqueryExpr,
+    UnaryExpr,
+    ValueType,
+    VectorMatching,
+    VectorSelector,
+    float_from_bits,
+    type_of,
+)
+from thanostools.core.promql.functions import AGGREGATIONS, FUNCTIONS
+from thanostools.core.promql.lexer import (
+    AGGREGATORS,
+    PREPROCESSORS,
+    Lexer,
+    T,
+    Token,
+    describe,
+    go_quote,
+    unquote,
+)
+
+__all__ = ["format_duration", "parse_duration", "parse_expr", "parse_number", "parse_selector"]
+
+GO_NAN = float_from_bits(0x7FF8000000000001)  # what Go's ParseFloat("NaN") returns
+
+_PRECEDENCE: dict[T, int] = {
+    T.LOR: 1,
+    T.LAND: 2, T.LUNLESS: 2,
+    T.EQLC: 3, T.NEQ: 3, T.LTE: 3, T.LSS: 3, T.GTE: 3, T.GTR: 3, T.TRIM_UPPER: 3, T.TRIM_LOWER: 3,
+    T.ADD: 4, T.SUB: 4,
+    T.MUL: 5, T.DIV: 5, T.MOD: 5, T.ATAN2: 5,
+    T.POW: 6,
+}
+_POW_PREC = _PRECEDENCE[T.POW]
+
+# Tokens that may stand for a metric name at the start of a selector.
+_METRIC_NAME_TOKENS = frozenset({
+    T.IDENTIFIER, T.METRIC_IDENTIFIER, T.BY, T.WITHOUT, T.LAND, T.LOR, T.LUNLESS, T.OFFSET,
+    T.ANCHORED, T.SMOOTHED,
+}) | AGGREGATORS | PREPROCESSORS
+# Tokens accepted as a label name inside grouping parentheses.
+_LABEL_TOKENS = _METRIC_NAME_TOKENS | {T.BOOL, T.GROUP_LEFT, T.GROUP_RIGHT, T.IGNORING, T.ON, T.ATAN2}
+_MATCH_OPS = {
+    T.EQL: MatchType.EQ, T.NEQ: MatchType.NEQ, T.EQL_REGEX: MatchType.RE, T.NEQ_REGEX: MatchType.NRE,
+}
+_DURATION_EXPR_STARTS = frozenset({T.LEFT_PAREN, T.STEP, T.RANGE, T.MIN, T.MAX})
+_DURATION_ARITH = frozenset({T.ADD, T.SUB, T.MUL, T.DIV, T.MOD, T.POW})
+_CLOSING = frozenset({T.RIGHT_BRACE, T.RIGHT_PAREN, T.RIGHT_BRACKET, T.DURATION, T.NUMBER})
+_MAX_DURATION_SECONDS = float(1 << 63) / 1e9
+_DURATION_EXPR_OFF = "experimental duration expression is not enabled"
+_PRECEDED = "must be preceded by an instant vector selector or range vector selector or a subquery"
+
+
+class _Fail(Exception):
+    def __init__(self, message: str, pos: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.pos = pos
+
+
+def _fail(message: str, pos: int) -> NoReturn:
+    raise _Fail(message, pos)
+
+
+def _to_parse_error(text: str, exc: _Fail) -> ParseError:
+    pos = max(0, min(exc.pos, len(text)))
+    line = text.count("\n", 0, pos) + 1
+    column = pos - text.rfind("\n", 0, pos)
+    return ParseError(exc.message, position=pos, line=line, column=column)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API.
+
+
+def parse_expr(text: str, *, experimental: bool = True) -> Expr:
+    """Parse and type-check a PromQL expression."""
+    try:
+        return _Parser(text, experimental).parse_expression()
+    except _Fail as exc:
+        raise _to_parse_error(text, exc) from None
+
+
+def parse_selector(text: str) -> list[Matcher]:
+    """Matchers of a series selector such as ``up{job="x"}`` (the name becomes ``__name__``)."""
+    try:
+        return _Parser(text, True).parse_selector_only()
+    except _Fail as exc:
+        raise _to_parse_error(text, exc) from None
+
+
+def parse_duration(text: str) -> int:
+    """A Prometheus duration (``1h30m``, ``500ms``, ``0``) in milliseconds."""
+    try:
+        return _duration_ns(text) // 1_000_000
+    except ValueError as exc:
+        raise ParseError(str(exc)) from None
+
+
+def format_duration(ms: int) -> str:
+    """Prometheus' rendering of a duration: ``1h30m``, ``500ms``, ``0s``; years and weeks only
+    when they divide the duration exactly."""
+    if ms < 0:
+        return "-" + format_duration(-ms)
+    if ms == 0:
+        return "0s"
+    out = []
+    for unit, size, exact in _DURATION_UNITS_OUT:
+        if exact and ms % size:
+            continue
+        count, ms = divmod(ms, size)
+        if count:
+            out.append(f"{count}{unit}")
+    return "".join(out)
+
+
+def parse_number(text: str) -> float:
+    """A number as Prometheus reads it (Go ``ParseInt(s, 0, 64)``, else ``ParseFloat``)."""
+    as_int = _go_parse_int(text)
+    if as_int is not None:
+        return float(as_int)
+    return _go_parse_float(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Durations and numbers.
+
+_DAY = 24 * 3600 * 1000
+_DURATION_UNITS_OUT = (
+    ("y", 365 * _DAY, True), ("w", 7 * _DAY, True), ("d", _DAY, False),
+    ("h", 3600 * 1000, False), ("m", 60 * 1000, False), ("s", 1000, False), ("ms", 1, False),
+)
+_MS_NS = 1_000_000
+_DURATION_UNITS_IN = {  # unit -> (order, nanoseconds)
+    "y": (1, 365 * _DAY * _MS_NS), "w": (2, 7 * _DAY * _MS_NS), "d": (3, _DAY * _MS_NS),
+    "h": (4, 3600 * 1000 * _MS_NS), "m": (5, 60 * 1000 * _MS_NS), "s": (6, 1000 * _MS_NS),
+    "ms": (7, _MS_NS),
+}
+_INT64_MAX = (1 << 63) - 1
+_DURATION_PART = re.compile(r"([0-9]*)([^0-9]*)")
+
+
+def _duration_ns(text: str) -> int:
+    """Go ``model.ParseDuration``: units from largest to smallest, no sign, no fractions."""
+    if text == "0":
+        return 0
+    if text == "":
+        raise ValueError("empty duration string")
+    invalid = f"not a valid duration string: {go_quote(text)}"
+    total, last_order, i = 0, 0, 0
+    while i < len(text):
+        m = _DURATION_PART.match(text, i)
+        assert m is not None
+        digits, unit = m.group(1), m.group(2)
+        if not digits or not unit:
+            raise ValueError(invalid)
+        i = m.end()
+        order_size = _DURATION_UNITS_IN.get(unit)
+        if order_size is None:
+            raise ValueError(f"unknown unit {go_quote(unit)} in duration {go_quote(text)}")
+        order, size = order_size
+        if order <= last_order:
+            raise ValueError(invalid)
+        last_order = order
+        value = int(digits)
+        if value > (1 << 63) // size:
+            raise ValueError("duration out of range")
+        total += value * size
+        if total > _INT64_MAX:
+            raise ValueError("duration out of range")
+    return total
+
+
+def _underscore_ok(s: str) -> bool:
+    """Go's rule: underscores only between digits (or after a base prefix)."""
+    saw = "^"
+    if s[:1] in ("+", "-"):
+        s = s[1:]
+    i, hexa = 0, False
+    if len(s) >= 2 and s[0] == "0" and s[1].lower() in "box":
+        i, saw, hexa = 2, "0", s[1].lower() == "x"
+    for c in s[i:]:
+        if c.isdigit() or (hexa and c.lower() in "abcdef"):
+            saw = "0"
+        elif c == "_":
+            if saw != "0":
+                return False
+            saw = "_"
+        elif saw == "_":
+            return False
+        else:
+            saw = "!"
+    return saw != "_"
+
+
+def _go_parse_int(s: str) -> int | None:
+    body, negative = s, False
+    if body[:1] in ("+", "-"):
+        negative, body = body[0] == "-", body[1:]
+    base = 10
+    prefix = body[:2].lower()
+    if prefix in ("0x", "0b", "0o"):
+        base, body = {"0x": 16, "0b": 2, "0o": 8}[prefix], body[2:]
+    elif body.startswith("0") and len(body) > 1:
+        base, body = 8, body[1:]
+    if "_" in body and not _underscore_ok(s):
+        return None
+    body = body.replace("_", "")
+    try:
+        value = int(body, base) if body.isascii() and body.isalnum() else None
+    except ValueError:
+        return None
+    if value is None:
+        return None
+    value = -value if negative else value
+    return value if -(1 << 63) <= value <= _INT64_MAX else None
+
+
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_HEX_FLOAT = re.compile(r"[+-]?0[xX](?:[0-9a-fA-F]+(?:\.[0-9a-fA-F]*)?|\.[0-9a-fA-F]+)[pP][+-]?[0-9]+")
+
+
+def _go_parse_float(s: str) -> float:
+    invalid = ValueError(f"strconv.ParseFloat: parsing {go_quote(s)}: invalid syntax")
+    body = s
+    if "_" in body:
+        if not _underscore_ok(body):
+            raise invalid
+        body = body.replace("_", "")
+    lowered = body.lower()
+    if lowered in ("inf", "+inf", "infinity", "+infinity"):
+        return math.inf
+    if lowered in ("-inf", "-infinity"):
+        return -math.inf
+    if lowered == "nan":
+        return GO_NAN
+    if _HEX_FLOAT.fullmatch(body):
+        value = float.fromhex(body)
+    elif _DECIMAL.fullmatch(body):
+        value = float(body)
+    else:
+        raise invalid
+    if math.isinf(value):
+        raise ValueError(f"strconv.ParseFloat: parsing {go_quote(s)}: value out of range")
+    return value
+
+
+def _go_round(x: float) -> int:
+    """Go ``math.Round``: halves away from zero."""
+    t = math.trunc(x)
+    if abs(x - t) >= 0.5:
+        t += 1 if x > 0 else -1
+    return int(t)
+
+
+def _ns_to_ms(ns: int) -> int:
+    """Truncating conversion, like Go's integer division."""
+    return ns // _MS_NS if ns >= 0 else -(-ns // _MS_NS)
+
+
+def _format_go_f(x: float) -> str:
+    """Go ``%f``."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "+Inf" if x > 0 else "-Inf"
+    return f"{x:f}"
+
+
+def _valid_label_name(name: str) -> bool:
+    return name != "" and not any(0xD800 <= ord(c) <= 0xDFFF for c in name)
+
+
+# ---------------------------------------------------------------------------------------------
+# The parser.
+
+
+class _Parser:
+    def __init__(self, text: str, experimental: bool) -> None:
+        self.text = text
+        self.lexer = Lexer(text)
+        self.buf: list[Token] = []
+        self.experimental = experimental
+        self.last_closing = 0
+
+    # --- token stream ----------------------------------------------------------------------
+
+    def peek(self, k: int = 0) -> Token:
+        while len(self.buf) <= k:
+            tok = self.lexer.next_token()
+            if tok.kind is not T.COMMENT:
+                self.buf.append(tok)
+        return self.buf[k]
+
+    def advance(self) -> Token:
+        tok = self.peek()
+        del self.buf[0]
+        if tok.kind in _CLOSING:
+            self.last_closing = tok.pos + len(tok.val)
+        return tok
+
+    def expect(self, kind: T, context: str = "", expected: str = "") -> Token:
+        if self.peek().kind is not kind:
+            self.unexpected(self.peek(), context, expected)
+        return self.advance()
+
+    def unexpected(self, tok: Token, context: str = "", expected: str = "") -> NoReturn:
+        if tok.kind is T.ERROR:
+            _fail(tok.val, tok.pos)
+        msg = "unexpected " + describe(tok)
+        if context:
+            msg += " in " + context
+        if expected:
+            msg += ", expected " + expected
+        _fail(msg, tok.pos)
+
+    # --- entry points ----------------------------------------------------------------------
+
+    def parse_expression(self) -> Expr:
+        if self.peek().kind is T.EOF:
+            _fail("no expression found in input", 0)
+        expr = self.expr(0)
+        if self.peek().kind is not T.EOF:
+            self.unexpected(self.peek())
+        _Checker().check(expr)
+        return expr
+
+    def parse_selector_only(self) -> list[Matcher]:
+        tok = self.peek()
+        if tok.kind is T.LEFT_BRACE:
+            vs = self.vector_selector(None)
+        elif tok.kind in _METRIC_NAME_TOKENS:
+            vs = self.vector_selector(self.advance())
+        else:
+            self.unexpected(tok)
+        if self.peek().kind is not T.EOF:
+            self.unexpected(self.peek())
+        return list(vs.matchers)
+
+    # --- expressions -----------------------------------------------------------------------
+
+    def expr(self, min_prec: int) -> Expr:
+        lhs = self.unary()
+        while True:
+            op_tok = self.peek()
+            prec = _PRECEDENCE.get(op_tok.kind)
+            if prec is None or prec < min_prec:
+                return lhs
+            self.advance()
+            return_bool, matching = self.binary_modifiers()
+            rhs = self.expr(prec if op_tok.kind is T.POW else prec + 1)
+            lhs = _binary(op_tok, lhs, rhs, return_bool, matching)
+
+    def unary(self) -> Expr:
+        tok = self.peek()
+        if tok.kind not in (T.ADD, T.SUB):
+            return self.postfix(self.primary())
+        self.advance()
+        # A unary operator binds like '*': tighter than everything but '^'.
+        operand = self.expr(_POW_PREC)
+        op = tok.val
+        if isinstance(operand, NumberLiteral):
+            value = -operand.value if op == "-" else operand.value
+            return replace(operand, value=value, pos=tok.pos)
+        return UnaryExpr(op, operand, pos=tok.pos, end=_end(operand))
+
+    def binary_modifiers(self) -> tuple[bool, VectorMatching]:
+        return_bool = False
+        if self.peek().kind is T.BOOL:
+            self.advance()
+            return_bool = True
+        if self.peek().kind not in (T.ON, T.IGNORING):
+            return return_bool, VectorMatching()
+        on = self.advance().kind is T.ON
+        labels = self.grouping_labels()
+        card = Cardinality.ONE_TO_ONE
+        include: tuple[str, ...] = ()
+        if self.peek().kind in (T.GROUP_LEFT, T.GROUP_RIGHT):
+            left = self.advance().kind is T.GROUP_LEFT
+            card = Cardinality.MANY_TO_ONE if left else Cardinality.ONE_TO_MANY
+            if self.peek().kind is T.LEFT_PAREN:
+                include = self.grouping_labels()
+        return return_bool, VectorMatching(card, labels, on, include)
+
+    def postfix(self, expr: Expr) -> Expr:
+        while True:
+            tok = self.peek()
+            if tok.kind is T.LEFT_BRACKET:
+                expr = self.range_or_subquery(expr)
+            elif tok.kind is T.OFFSET:
+                expr = self.offset(expr)
+            elif tok.kind is T.AT:
+                expr = self.at(expr)
+            elif tok.kind in (T.ANCHORED, T.SMOOTHED):
+                _fail(f"{tok.val.lower()} modifier is experimental and not enabled", expr.pos)
+            else:
+                return expr
+
+    def primary(self) -> Expr:
+        tok = self.peek()
+        kind = tok.kind
+        if kind is T.NUMBER:
+            self.advance()
+            return NumberLiteral(self.number(tok), pos=tok.pos, end=tok.pos + len(tok.val))
+        if kind is T.DURATION:
+            self.advance()
+            seconds = self.duration_tok_ns(tok) / 1e9
+            return NumberLiteral(seconds, True, pos=tok.pos, end=tok.pos + len(tok.val))
+        if kind is T.STRING:
+            self.advance()
+            return StringLiteral(unquote(tok.val), pos=tok.pos, end=tok.pos + len(tok.val))
+        if kind is T.LEFT_PAREN:
+            self.advance()
+            inner = self.expr(0)
+            close = self.expect(T.RIGHT_PAREN)
+            return ParenExpr(inner, pos=tok.pos, end=close.pos + 1)
+        if kind is T.LEFT_BRACE:
+            return self.vector_selector(None)
+        if kind is T.IDENTIFIER and self.peek(1).kind is T.LEFT_PAREN:
+            return self.call()
+        if kind in AGGREGATORS and self.peek(1).kind in (T.LEFT_PAREN, T.BY, T.WITHOUT):
+            return self.aggregate()
+        if kind in PREPROCESSORS and self.peek(1).kind is T.LEFT_PAREN:
+            return self.call()
+        if kind in _METRIC_NAME_TOKENS:
+            return self.vector_selector(self.advance())
+        self.unexpected(tok)
+
+    def number(self, tok: Token) -> float:
+        try:
+            return parse_number(tok.val)
+        except ValueError as exc:
+            _fail(f"error parsing number: {exc}", tok.pos)
+
+    def duration_tok_ns(self, tok: Token) -> int:
+        try:
+            return _duration_ns(tok.val)
+        except ValueError as exc:
+            _fail(str(exc), tok.pos)
+
+    # --- calls and aggregations ------------------------------------------------------------
+
+    def call_args(self) -> tuple[tuple[Expr, ...], int]:
+        self.expect(T.LEFT_PAREN)
+        args: list[Expr] = []
+        if self.peek().kind is T.RIGHT_PAREN:
+            return (), self.advance().pos + 1
+        while True:
+            args.append(self.expr(0))
+            tok = self.peek()
+            if tok.kind is T.COMMA:
+                self.advance()
+                if self.peek().kind is T.RIGHT_PAREN:
+                    _fail("trailing commas not allowed in function call args", tok.pos)
+                continue
+            if tok.kind is T.RIGHT_PAREN:
+                return tuple(args), self.advance().pos + 1
+            self.unexpected(tok)
+
+    def call(self) -> Call:
+        name_tok = self.advance()
+        name = name_tok.val.lower() if name_tok.kind in PREPROCESSORS else name_tok.val
+        args, end = self.call_args()
+        fn = FUNCTIONS.get(name)
+        if fn is None:
+            _fail(f"unknown function with name {go_quote(name)}", name_tok.pos)
+        if fn.experimental and not self.experimental:
+            _fail(f"function {go_quote(name)} is not enabled", name_tok.pos)
+        return Call(fn, args, pos=name_tok.pos, end=end)
+
+    def aggregate(self) -> AggregateExpr:
+        op_tok = self.advance()
+        op = op_tok.val.lower()
+        grouping: tuple[str, ...] = ()
+        without = False
+        if self.peek().kind in (T.BY, T.WITHOUT):
+            without = self.advance().kind is T.WITHOUT
+            grouping = self.grouping_labels()
+            if self.peek().kind is not T.LEFT_PAREN:
+                self.unexpected(self.peek(), "aggregation")
+            args, end = self.call_args()
+        else:
+            args, end = self.call_args()
+            if self.peek().kind in (T.BY, T.WITHOUT):
+                without = self.advance().kind is T.WITHOUT
+                grouping = self.grouping_labels()
+                end = self.last_closing
+        if not args:
+            _fail("no arguments for aggregate expression provided", op_tok.pos)
+        if AGGREGATIONS[op].experimental and not self.experimental:
+            _fail(f"{op}() is experimental and must be enabled with "
+                  "--enable-feature=promql-experimental-functions", op_tok.pos)
+        wanted = 2 if op in PARAMETRIC_AGGREGATIONS else 1
+        if len(args) != wanted:
+            _fail("wrong number of arguments for aggregate expression provided, "
+                  f"expected {wanted}, got {len(args)}", op_tok.pos)
+        param = args[0] if wanted == 2 else None
+        return AggregateExpr(op, args[-1], param, grouping, without, pos=op_tok.pos, end=end)
+
+    def grouping_labels(self) -> tuple[str, ...]:
+        self.expect(T.LEFT_PAREN, "grouping opts", '"("')
+        labels: list[str] = []
+        if self.peek().kind is T.RIGHT_PAREN:
+            self.advance()
+            return ()
+        while True:
+            tok = self.peek()
+            if tok.kind in _LABEL_TOKENS:
+                labels.append(self.advance().val)
+            elif tok.kind is T.STRING:
+                name = unquote(self.advance().val)
+                if not _valid_label_name(name):
+                    _fail(f"invalid label name for grouping: {go_quote(name)}", tok.pos)
+                labels.append(name)
+            else:
+                self.unexpected(tok, "grouping opts", "label")
+            tok = self.peek()
+            if tok.kind is T.COMMA:
+                self.advance()
+                if self.peek().kind is T.RIGHT_PAREN:
+                    self.advance()
+                    return tuple(labels)
+            elif tok.kind is T.RIGHT_PAREN:
+                self.advance()
+                return tuple(labels)
+            else:
+                self.unexpected(tok, "grouping opts", '"," or ")"')
+
+    # --- selectors -------------------------------------------------------------------------
+
+    def vector_selector(self, name_tok: Token | None) -> VectorSelector:
+        start = name_tok.pos if name_tok is not None else self.peek().pos
+        end = start + len(name_tok.val) if name_tok is not None else start
+        matchers: list[Matcher] = []
+        if self.peek().kind is T.LEFT_BRACE:
+            self.advance()
+            matchers = self.label_matchers()
+            end = self.last_closing
+        name = ""
+        if name_tok is not None:
+            name = name_tok.val
+            matchers.append(Matcher(MatchType.EQ, "__name__", name))
+        return VectorSelector(name, tuple(matchers), pos=start, end=end)
+
+    def label_matchers(self) -> list[Matcher]:
+        """The inside of ``{...}``, opening brace consumed."""
+        matchers: list[Matcher] = []
+        if self.peek().kind is T.RIGHT_BRACE:
+            self.advance()
+            return matchers
+        while True:
+            matchers.append(self.label_matcher())
+            tok = self.peek()
+            if tok.kind is T.COMMA:
+                self.advance()
+                if self.peek().kind is T.RIGHT_BRACE:
+                    self.advance()
+                    return matchers
+            elif tok.kind is T.RIGHT_BRACE:
+                self.advance()
+                return matchers
+            else:
+                self.unexpected(tok, "label matching", '"," or "}"')
+
+    def label_matcher(self) -> Matcher:
+        tok = self.advance()
+        if tok.kind is T.IDENTIFIER:
+            name = tok.val
+            if self.peek().kind not in _MATCH_OPS:
+                self.unexpected(self.peek(), "label matching", "label matching operator")
+        elif tok.kind is T.STRING:
+            name = unquote(tok.val)
+            if self.peek().kind not in _MATCH_OPS:
+                return Matcher(MatchType.EQ, "__name__", name)  # {"metric.name", ...}
+        else:
+            self.unexpected(tok, "label matching", 'identifier or "}"')
+        mtype = _MATCH_OPS[self.advance().kind]
+        value_tok = self.expect(T.STRING, "label matching", "string")
+        try:
+            return Matcher(mtype, name, unquote(value_tok.val))
+        except ParseError as exc:
+            _fail(exc.reason, tok.pos)
+
+    # --- postfix modifiers -----------------------------------------------------------------
+
+    def signed_literal_ns(self, context: str, expected: str, *, many_signs: bool) -> tuple[int, float, int]:
+        """``[+-]... (number | duration)`` as (nanoseconds, seconds, start offset)."""
+        tok = self.peek()
+        start, negative = tok.pos, False
+        while tok.kind in (T.ADD, T.SUB):
+            self.advance()
+            negative ^= tok.kind is T.SUB
+            tok = self.peek()
+            if not many_signs:
+                break
+        if tok.kind in _DURATION_EXPR_STARTS:
+            after = self.peek(1)
+            if tok.kind is not T.LEFT_PAREN and after.kind is not T.LEFT_PAREN:
+                self.unexpected(after, context, expected)
+            _fail(_DURATION_EXPR_OFF, tok.pos)
+        if tok.kind not in (T.NUMBER, T.DURATION):
+            self.unexpected(tok, context, expected)
+        self.advance()
+        if tok.kind is T.DURATION:
+            ns = self.duration_tok_ns(tok)
+            seconds = ns / 1e9
+        else:
+            seconds = self.number(tok)
+            ns = 0
+        if negative:
+            seconds, ns = -seconds, -ns
+        return ns, seconds, start
+
+    def duration_value_ms(self, context: str, expected: str, *, positive: bool) -> int:
+        ns, seconds, start = self.signed_literal_ns(context, expected, many_signs=True)
+        if abs(seconds) > _MAX_DURATION_SECONDS or math.isnan(seconds):
+            _fail("duration out of range", start)
+        if self.peek().kind in _DURATION_ARITH and positive:
+            _fail(_DURATION_EXPR_OFF, start)
+        if positive and not seconds > 0:
+            _fail("duration must be greater than 0", start)
+        if ns == 0:
+            ns = _go_round(seconds * 1e9)
+        return _ns_to_ms(ns)
+
+    def range_or_subquery(self, expr: Expr) -> Expr:
+        bracket = self.advance()
+        rng = self.duration_value_ms("subquery or range selector", "number, duration, step(), or range()",
+                                     positive=True)
+        tok = self.peek()
+        if tok.kind is T.RIGHT_BRACKET:
+            close = self.advance()
+            problem = ""
+            if not isinstance(expr, VectorSelector):
+                problem = "ranges only allowed for vector selectors"
+            elif expr.offset != 0:
+                problem = "no offset modifiers allowed before range"
+            elif expr.timestamp is not None:
+                problem = "no @ modifiers allowed before range"
+            if problem or not isinstance(expr, VectorSelector):
+                _fail(problem, bracket.pos)
+            return MatrixSelector(expr, rng, pos=expr.pos, end=close.pos + 1)
+        if tok.kind is not T.COLON:
+            self.unexpected(tok, "subquery or range", '":" or "]"')
+        self.advance()
+        step = 0
+        if self.peek().kind is not T.RIGHT_BRACKET:
+            step = self.duration_value_ms("subquery selector", 'number, duration, step(), range(), or "]"',
+                                          positive=True)
+        close = self.expect(T.RIGHT_BRACKET, "subquery selector", '"]"')
+        return SubqueryExpr(expr, rng, step, pos=expr.pos, end=close.pos + 1)
+
+    def offset(self, expr: Expr) -> Expr:
+        self.advance()
+        ms = self.duration_value_ms("offset", "number, duration, step(), or range()", positive=False)
+        end = self.last_closing
+        if isinstance(expr, VectorSelector):
+            if expr.offset != 0:
+                _fail("offset may not be set multiple times", expr.pos)
+            return replace(expr, offset=ms, end=end)
+        if isinstance(expr, MatrixSelector):
+            vs = expr.vector_selector
+            if vs.offset != 0:
+                _fail("offset may not be set multiple times", expr.pos)
+            return replace(expr, vector_selector=replace(vs, offset=ms), end=end)
+        if isinstance(expr, SubqueryExpr):
+            if expr.offset != 0:
+                _fail("offset may not be set multiple times", expr.pos)
+            return replace(expr, offset=ms, end=end)
+        _fail(f"offset modifier {_PRECEDED}", expr.pos)
+
+    def at(self, expr: Expr) -> Expr:
+        self.advance()
+        tok = self.peek()
+        timestamp: int | None = None
+        preprocessor: StartOrEnd | None = None
+        if tok.kind in (T.START, T.END):
+            self.advance()
+            self.expect(T.LEFT_PAREN, "@", "timestamp")
+            self.expect(T.RIGHT_PAREN, "@", "timestamp")
+            preprocessor = StartOrEnd.START if tok.kind is T.START else StartOrEnd.END
+        else:
+            _, seconds, _ = self.signed_literal_ns("@", "timestamp", many_signs=False)
+            if math.isinf(seconds) or math.isnan(seconds) or abs(seconds) >= float(1 << 63):
+                _fail(f"timestamp out of bounds for @ modifier: {_format_go_f(seconds)}", expr.pos)
+            timestamp = _go_round(seconds * 1000)
+        return self.set_at(expr, timestamp, preprocessor)
+
+    def set_at(self, expr: Expr, timestamp: int | None, preprocessor: StartOrEnd | None) -> Expr:
+        end = self.last_closing
+        if isinstance(expr, MatrixSelector):
+            vs = expr.vector_selector
+            if vs.timestamp is not None or vs.start_or_end is not None:
+                _fail("@ <timestamp> may not be set multiple times", expr.pos)
+            new_vs = replace(vs, timestamp=timestamp, start_or_end=preprocessor)
+            return replace(expr, vector_selector=new_vs, end=end)
+        if isinstance(expr, VectorSelector | SubqueryExpr):
+            if expr.timestamp is not None or expr.start_or_end is not None:
+                _fail("@ <timestamp> may not be set multiple times", expr.pos)
+            return replace(expr, timestamp=timestamp, start_or_end=preprocessor, end=end)
+        _fail(f"@ modifier {_PRECEDED}", expr.pos)
+
+
+_OP_NAMES = {
+    T.ADD: "+", T.SUB: "-", T.MUL: "*", T.DIV: "/", T.MOD: "%", T.POW: "^", T.EQLC: "==",
+    T.NEQ: "!=", T.LTE: "<=", T.LSS: "<", T.GTE: ">=", T.GTR: ">", T.LAND: "and", T.LOR: "or",
+    T.LUNLESS: "unless", T.ATAN2: "atan2", T.TRIM_UPPER: "</", T.TRIM_LOWER: ">/",
+}
+
+
+def _end(node: Expr) -> int:
+    return node.end
+
+
+def _binary(op_tok: Token, lhs: Expr, rhs: Expr, return_bool: bool, parsed: VectorMatching) -> BinaryExpr:
+    op = _OP_NAMES[op_tok.kind]
+    matching: VectorMatching | None = None
+    if type_of(lhs) is ValueType.VECTOR and type_of(rhs) is ValueType.VECTOR:
+        matching = parsed
+        if op in SET_OPS and parsed.card is Cardinality.ONE_TO_ONE:
+            matching = replace(parsed, card=Cardinality.MANY_TO_MANY)
+    return BinaryExpr(op, lhs, rhs, return_bool, matching, parsed_matching=parsed,
+                      pos=lhs.pos, end=rhs.end, op_pos=op_tok.pos)
+
+
+# ---------------------------------------------------------------------------------------------
+# Type checking (Prometheus' checkAST, first error wins).
+
+
+class _Checker:
+    def check(self, node: Expr, *, allow_empty_selector: bool = False) -> ValueType:
+        if isinstance(node, AggregateExpr):
+            self.check_aggregate(node)
+        elif isinstance(node, BinaryExpr):
+            self.check_binary(node)
+        elif isinstance(node, Call):
+            self.check_call(node)
+        elif isinstance(node, ParenExpr | MatrixSelector):
+            self.check(node.expr if isinstance(node, ParenExpr) else node.vector_selector)
+        elif isinstance(node, UnaryExpr):
+            t = self.check(node.expr)
+            if t not in (ValueType.SCALAR, ValueType.VECTOR):
+                _fail("unary expression only allowed on expressions of type scalar or instant vector, "
+                      f"got {go_quote(t.documented)}", node.pos)
+        elif isinstance(node, SubqueryExpr):
+            t = self.check(node.expr)
+            if t is not ValueType.VECTOR:
+                _fail(f"subquery is only allowed on instant vector, got {t.value} instead", node.pos)
+        elif isinstance(node, VectorSelector):
+            self.check_selector(node, allow_empty_selector)
+        return type_of(node)
+
+    def expect(self, node: Expr, want: ValueType, context: str) -> None:
+        t = self.check(node)
+        if t is not want:
+            _fail(f"expected type {want.documented} in {context}, got {t.documented}", node.pos)
+
+    def check_aggregate(self, node: AggregateExpr) -> None:
+        self.expect(node.expr, ValueType.VECTOR, "aggregation expression")
+        param_type = AGGREGATIONS[node.op].param_type
+        if param_type is not None and node.param is not None:
+            self.expect(node.param, param_type, "aggregation parameter")
+
+    def check_binary(self, node: BinaryExpr) -> None:
+        lt = self.check(node.lhs)
+        rt = self.check(node.rhs)
+        op, vm = node.op, node.parsed_matching
+        if node.return_bool and op not in COMPARISON_OPS:
+            _fail("bool modifier can only be used on comparison operators", node.op_pos)
+        if op in COMPARISON_OPS and not node.return_bool and lt is rt is ValueType.SCALAR:
+            _fail("comparisons between scalars must use BOOL modifier", node.op_pos)
+        card = vm.card
+        if op in SET_OPS and card is Cardinality.ONE_TO_ONE:
+            card = Cardinality.MANY_TO_MANY
+        if vm.on:
+            for label in vm.matching_labels:
+                if label in vm.include:
+                    msg = f"label {go_quote(label)} must not occur in ON and GROUP clause at once"
+                    _fail(msg, node.op_pos)
+        scalar_or_vector = (ValueType.SCALAR, ValueType.VECTOR)
+        if lt not in scalar_or_vector:
+            _fail("binary expression must contain only scalar and instant vector types", node.lhs.pos)
+        if rt not in scalar_or_vector:
+            _fail("binary expression must contain only scalar and instant vector types", node.rhs.pos)
+        if lt is not ValueType.VECTOR or rt is not ValueType.VECTOR:
+            if vm.matching_labels:
+                _fail("vector matching only allowed between instant vectors", node.pos)
+        elif op in SET_OPS and card in (Cardinality.ONE_TO_MANY, Cardinality.MANY_TO_ONE):
+            _fail(f"no grouping allowed for {go_quote(op)} operation", node.pos)
+        if ValueType.SCALAR in (lt, rt) and op in SET_OPS:
+            _fail(f"set operator {go_quote(op)} not allowed in binary scalar expression", node.pos)
+
+    def check_call(self, node: Call) -> None:
+        fn, args = node.func, node.args
+        name = go_quote(fn.name)
+        declared, got = len(fn.arg_types), len(args)
+        if fn.variadic == 0:
+            if declared != got:
+                _fail(f"expected {declared} argument(s) in call to {name}, got {got}", node.pos)
+        elif declared - 1 > got:
+            _fail(f"expected at least {declared - 1} argument(s) in call to {name}, got {got}", node.pos)
+        elif fn.variadic > 0 and declared - 1 + fn.variadic < got:
+            _fail(f"expected at most {declared - 1 + fn.variadic} argument(s) in call to {name}, got {got}",
+                  node.pos)
+        label_selector_arg = fn.name == "info" and len(args) > 1 and self.check_info_selector(node)
+        for i, arg in enumerate(args):
+            if i >= declared and fn.variadic == 0:
+                break
+            want = fn.arg_type(i)
+            t = self.check(arg, allow_empty_selector=label_selector_arg and i == 1)
+            if t is not want:
+                msg = f"expected type {want.documented} in call to function {name}, got {t.documented}"
+                _fail(msg, arg.pos)
+
+    @staticmethod
+    def check_info_selector(node: Call) -> bool:
+        arg = node.args[1]
+        t = type_of(arg)
+        if t is not ValueType.VECTOR:
+            _fail(f'expected type instant vector in call to function "info", got {t.documented}', node.pos)
+        if not isinstance(arg, VectorSelector):
+            _fail("expected label selectors only", arg.pos)
+        if arg.name:
+            _fail("expected label selectors only, got vector selector instead", arg.pos)
+        return True
+
+    @staticmethod
+    def check_selector(node: VectorSelector, allow_empty: bool) -> None:
+        if node.name:
+            for m in node.matchers[:-1]:
+                if m.name == "__name__":
+                    _fail(f"metric name must not be set twice: {go_quote(node.name)} or {go_quote(m.value)}",
+                          node.pos)
+            return
+        if not allow_empty and all(m.matches_empty for m in node.matchers):
+            _fail("vector selector must contain at least one non-empty matcher", node.pos)

@@ -1,0 +1,101 @@
+"""Reading across blocks: a label-ordered k-way merge of series, samples chained by timestamp."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from thanostools.core.chunkenc.aggr import Aggr
+from thanostools.core.labels import Labels
+from thanostools.core.matchers import Matcher
+from thanostools.core.tsdb.block import MAX_TIME, MIN_TIME, Block, SampleBatch
+
+SeriesTuple = tuple[Labels, np.ndarray, np.ndarray]
+
+
+def _series_of(batches: Iterable[SampleBatch]) -> Iterator[SeriesTuple]:
+    for b in batches:
+        for i in range(len(b)):
+            yield b.series(i)
+
+
+def chain_samples(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Merge sample runs of one series by time; on equal timestamps the earliest run wins."""
+    if len(parts) == 1:
+        return parts[0]
+    t = np.concatenate([p[0] for p in parts])
+    v = np.concatenate([p[1] for p in parts])
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], v[order]
+    keep = np.ones(t.shape[0], dtype=bool)
+    keep[1:] = t[1:] != t[:-1]
+    return t[keep], v[keep]
+
+
+def _batched(series: Iterator[SeriesTuple], size: int) -> Iterator[SampleBatch]:
+    labels: list[Labels] = []
+    ts: list[np.ndarray] = []
+    vs: list[np.ndarray] = []
+    for lab, t, v in series:
+        labels.append(lab)
+        ts.append(t)
+        vs.append(v)
+        if len(labels) >= size:
+            yield _make_batch(labels, ts, vs)
+            labels, ts, vs = [], [], []
+    if labels:
+        yield _make_batch(labels, ts, vs)
+
+
+def _make_batch(labels: list[Labels], ts: list[np.ndarray], vs: list[np.ndarray]) -> SampleBatch:
+    offsets = np.concatenate([[0], np.cumsum([t.shape[0] for t in ts])]).astype(np.int64)
+    return SampleBatch(labels, np.full(len(labels), -1, np.int64), offsets, np.concatenate(ts), np.concatenate(vs))
+
+
+def _keyed(stream: Iterator[SeriesTuple], k: int) -> Iterator[tuple[tuple[Labels, int], np.ndarray, np.ndarray]]:
+    # The stream number breaks label ties so heapq never compares arrays.
+    for lab, t, v in stream:
+        yield (lab, k), t, v
+
+
+def merge_series(streams: Sequence[Iterator[SeriesTuple]]) -> Iterator[SeriesTuple]:
+    """Merge label-sorted series streams; equal label sets are chained into one series."""
+    merged = heapq.merge(*[_keyed(s, k) for k, s in enumerate(streams)])
+    current: Labels | None = None
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
+    for (lab, _k), t, v in merged:
+        if lab != current:
+            if current is not None:
+                yield (current, *chain_samples(parts))
+            current, parts = lab, []
+        parts.append((t, v))
+    if current is not None:
+        yield (current, *chain_samples(parts))
+
+
+def select_blocks(
+    blocks: Sequence[Block],
+    matchers: Sequence[Matcher] = (),
+    mint: int = MIN_TIME,
+    maxt: int = MAX_TIME,
+    *,
+    aggregate: Aggr = Aggr.COUNT,
+    batch_size: int = 20000,
+) -> Iterator[SampleBatch]:
+    """Samples of matching series from all blocks, one series per label set, in label order."""
+    live = [b for b in blocks if b.meta.max_time > mint and b.meta.min_time <= maxt]
+    if len(live) == 1:
+        yield from live[0].select(matchers, mint, maxt, aggregate=aggregate, batch_size=batch_size)
+        return
+    streams = [_series_of(b.select(matchers, mint, maxt, aggregate=aggregate, batch_size=batch_size))
+               for b in live]
+    yield from _batched(merge_series(streams), batch_size)
+
+
+def union_selects(selects: Sequence[Iterator[SampleBatch]], batch_size: int = 20000) -> Iterator[SampleBatch]:
+    """Series matching any of several selections (a series selected twice appears once)."""
+    if len(selects) == 1:
+        return selects[0]
+    return _batched(merge_series([_series_of(s) for s in selects]), batch_size)

@@ -1,0 +1,184 @@
+"""Block reader: meta + index + chunks + tombstones, local (mmap) or remote (ranged reads)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from thanostools.core.bucket import Bucket
+from thanostools.core.cache import RangeCache
+from thanostools.core.chunkenc import xor
+from thanostools.core.chunkenc.aggr import Aggr, aggr_spans
+from thanostools.core.errors import CorruptBlockError, NotFoundError, UnsupportedError
+from thanostools.core.labels import Labels
+from thanostools.core.matchers import Matcher
+from thanostools.core.tsdb.bytesource import BucketSource, ByteSource, MmapSource
+from thanostools.core.tsdb.chunks import ENC_AGGR, ENC_XOR, ENCODING_NAMES, ChunkBatch, ChunkReader
+from thanostools.core.tsdb.index import IndexReader, SeriesBatch
+from thanostools.core.tsdb.meta import BlockMeta, read_meta_file
+from thanostools.core.tsdb.tombstones import Intervals, deleted_mask, parse_tombstones
+
+MIN_TIME = -(2**63)
+MAX_TIME = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class SampleBatch:
+    """Samples of several series: series i owns ``t/v[offsets[i]:offsets[i+1]]`` (v = raw float64 bits)."""
+
+    labels: list[Labels]
+    refs: np.ndarray
+    offsets: np.ndarray
+    t: np.ndarray
+    v: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def series(self, i: int) -> tuple[Labels, np.ndarray, np.ndarray]:
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self.labels[i], self.t[a:b], self.v[a:b]
+
+
+class Block:
+    """An open block. Readers never modify anything."""
+
+    def __init__(self, meta: BlockMeta, index: IndexReader, chunks: ChunkReader,
+                 tombstones: dict[int, Intervals]) -> None:
+        self.meta = meta
+        self.ulid = meta.ulid
+        self.index = index
+        self.chunks = chunks
+        self.tombstones = tombstones
+
+    @classmethod
+    def open_dir(cls, path: str) -> Block:
+        path = os.path.normpath(path)
+        name = os.path.basename(path)
+        meta_path = os.path.join(path, "meta.json")
+        if not os.path.exists(meta_path):
+            raise NotFoundError(f"block {name}: no meta.json in {path}")
+        meta = read_meta_file(meta_path)
+        index_path = os.path.join(path, "index")
+        if not os.path.exists(index_path):
+            raise CorruptBlockError("index file missing", block=meta.ulid, file="index")
+        index = IndexReader(MmapSource(index_path, "index"), block=meta.ulid)
+        chunks_dir = os.path.join(path, "chunks")
+        if not os.path.isdir(chunks_dir):
+            raise CorruptBlockError("chunks directory missing", block=meta.ulid, file="chunks")
+        names = segment_files(os.listdir(chunks_dir))
+        segs: list[ByteSource] = [MmapSource(os.path.join(chunks_dir, n), f"chunks/{n}") for n in names]
+        chunks = ChunkReader(segs, block=meta.ulid, segment_names=names)
+        chunks.check_headers()
+        stones: dict[int, Intervals] = {}
+        tpath = os.path.join(path, "tombstones")
+        if os.path.exists(tpath):
+            with open(tpath, "rb") as fh:
+                stones = parse_tombstones(fh.read(), block=meta.ulid)
+        return cls(meta, index, chunks, stones)
+
+    # --- selection -------------------------------------------------------------------------------
+
+    def postings(self, matchers: Sequence[Matcher]) -> np.ndarray:
+        return self.index.postings_for_matchers(matchers) if matchers else self.index.all_postings()
+
+    def select(
+        self,
+        matchers: Sequence[Matcher] = (),
+        mint: int = MIN_TIME,
+        maxt: int = MAX_TIME,
+        *,
+        aggregate: Aggr = Aggr.COUNT,
+        batch_size: int = 20000,
+    ) -> Iterator[SampleBatch]:
+        """Samples of matching series within ``[mint, maxt]``, tombstones applied, in label order.
+
+        For downsampled blocks, ``aggregate`` picks which AggrChunk sub-chunk to decode.
+        """
+        refs = self.postings(matchers)
+        for i in range(0, refs.shape[0], batch_size):
+            sb = self.index.series(refs[i : i + batch_size])
+            out = self.samples(sb, mint, maxt, aggregate=aggregate)
+            if len(out):
+                yield out
+
+    def samples(self, sb: SeriesBatch, mint: int, maxt: int, *, aggregate: Aggr = Aggr.COUNT) -> SampleBatch:
+        keep = (sb.chunk_maxt >= mint) & (sb.chunk_mint <= maxt)
+        chunk_series = np.repeat(np.arange(len(sb)), np.diff(sb.chunk_offsets))[keep]
+        batch = self.chunks.read(sb.chunk_ref[keep])
+        dec = self._decode(batch, aggregate)
+        per_chunk = np.diff(dec.offsets)
+        sample_series = np.repeat(chunk_series, per_chunk)
+        t, v = dec.t, dec.v
+        mask = (t >= mint) & (t <= maxt)
+        if self.tombstones:
+            mask &= ~self._tombstoned(sb, sample_series, t)
+        t, v, sample_series = t[mask], v[mask], sample_series[mask]
+        counts = np.bincount(sample_series, minlength=len(sb))
+        nonempty = np.flatnonzero(counts)
+        offsets = np.concatenate([[0], np.cumsum(counts[nonempty])]).astype(np.int64)
+        return SampleBatch([sb.labels[i] for i in nonempty.tolist()], sb.refs[nonempty], offsets, t, v)
+
+    def _decode(self, batch: ChunkBatch, aggregate: Aggr) -> xor.DecodedBatch:
+        encs = batch.encodings
+        if encs.size and bool((encs == ENC_AGGR).all()):
+            starts, ends, sub_enc = aggr_spans(batch.buf, batch.starts, batch.ends, aggregate)
+            if bool((sub_enc == -1).any()):
+                raise UnsupportedError(
+                    f"block {self.ulid}: aggregate {aggregate.name.lower()} is absent from some chunks"
+                )
+            self._require_xor(sub_enc)
+            return xor.decode_batch(batch.buf, starts, ends)
+        self._require_xor(encs)
+        return xor.decode_batch(batch.buf, batch.starts, batch.ends)
+
+    def _require_xor(self, encs: np.ndarray) -> None:
+        bad = encs[encs != ENC_XOR]
+        if bad.size:
+            code = int(bad[0])
+            name = ENCODING_NAMES.get(code, "unknown")
+            raise UnsupportedError(f"block {self.ulid}: chunk encoding {code} ({name}) is not supported yet")
+
+    def _tombstoned(self, sb: SeriesBatch, sample_series: np.ndarray, t: np.ndarray) -> np.ndarray:
+        mask = np.zeros(t.shape[0], dtype=bool)
+        for i, ref in enumerate(sb.refs.tolist()):
+            intervals = self.tombstones.get(ref)
+            if not intervals:
+                continue
+            idx = np.flatnonzero(sample_series == i)
+            mask[idx] = deleted_mask(t[idx], intervals)
+        return mask
+
+
+def segment_files(names: Sequence[str]) -> list[str]:
+    """Segment file names in reference order: names that parse as unsigned integers, sorted numerically."""
+    return sorted((n for n in names if n.isdigit()), key=int)
+
+
+def open_bucket_block(bucket: Bucket, ulid: str, *, meta: BlockMeta | None = None,
+                      files: dict[str, int] | None = None, cache: RangeCache | None = None) -> Block:
+    """Open a block of a bucket: mmap for local buckets, ranged cached reads for remote ones."""
+    local = bucket.local_path(ulid)
+    if local is not None:
+        return Block.open_dir(local)
+    meta = meta or BlockMeta.from_json(bucket.get(f"{ulid}/meta.json"), block=ulid)
+    if files is None:
+        prefix = f"{ulid}/"
+        files = {k[len(prefix):]: s for k, s in bucket.list_prefix(ulid).items() if k.startswith(prefix)}
+    if "index" not in files:
+        raise CorruptBlockError("index file missing", block=ulid, file="index")
+    index = IndexReader(BucketSource(bucket, ulid, "index", files["index"], cache), block=ulid)
+    listed = segment_files([k[len("chunks/"):] for k in files if k.startswith("chunks/")])
+    names = list(meta.thanos.segment_files) if meta.thanos and meta.thanos.segment_files else listed
+    missing = [n for n in names if f"chunks/{n}" not in files]
+    if missing:
+        raise CorruptBlockError("segment file missing", block=ulid, file=f"chunks/{missing[0]}")
+    segs: list[ByteSource] = [BucketSource(bucket, ulid, f"chunks/{n}", files[f"chunks/{n}"], cache) for n in names]
+    chunks = ChunkReader(segs, block=ulid, segment_names=names)
+    stones: dict[int, Intervals] = {}
+    if "tombstones" in files:
+        stones = parse_tombstones(bucket.get(f"{ulid}/tombstones"), block=ulid)
+    return Block(meta, index, chunks, stones)

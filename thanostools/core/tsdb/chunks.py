@@ -1,0 +1,235 @@
+"""Chunk segment files (FORMATS.md §3): reading records by ref in batches, and writing segments."""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from thanostools.core.errors import CorruptBlockError
+from thanostools.core.kernels import binary as kb
+from thanostools.core.tsdb.bytesource import ByteSource
+
+SEGMENT_MAGIC = 0x85BD40DD
+SEGMENT_HEADER = struct.pack(">IB3x", SEGMENT_MAGIC, 1)
+SEGMENT_HEADER_SIZE = 8
+MAX_SEGMENT_SIZE = 512 * 1024 * 1024
+MAX_RECORD_OVERHEAD = 5 + 1 + 4
+
+ENC_XOR = 1
+ENC_HISTOGRAM = 2
+ENC_FLOAT_HISTOGRAM = 3
+ENC_AGGR = 0xFF
+ENCODING_NAMES = {1: "XOR", 2: "histogram", 3: "float histogram", 4: "XOR2", 5: "histogram ST",
+                  6: "float histogram ST", 0xFF: "aggr"}
+
+
+def segment_name(index: int) -> str:
+    return f"{index + 1:06d}"
+
+
+def ref_segment(ref: int) -> int:
+    return ref >> 32
+
+
+def ref_offset(ref: int) -> int:
+    return ref & 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class ChunkBatch:
+    """Chunk payloads (without length, encoding byte or CRC) gathered into one buffer, in request order."""
+
+    buf: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    encodings: np.ndarray
+
+    def data(self, i: int) -> bytes:
+        return self.buf[self.starts[i] : self.ends[i]].tobytes()
+
+
+class ChunkReader:
+    """Reads chunk records from a block's segment files."""
+
+    def __init__(self, segments: Sequence[ByteSource], *, block: str | None = None,
+                 segment_names: Sequence[str] | None = None) -> None:
+        self.segments = list(segments)
+        self.block = block
+        self.names = list(segment_names) if segment_names else [segment_name(i) for i in range(len(self.segments))]
+
+    def _corrupt(self, seg: int, msg: str, offset: int | None) -> CorruptBlockError:
+        name = self.names[seg] if 0 <= seg < len(self.names) else f"segment #{seg}"
+        return CorruptBlockError(msg, block=self.block, file=f"chunks/{name}", offset=offset)
+
+    def check_headers(self) -> None:
+        """Validate magic and version of every segment, as Prometheus does on open."""
+        heads = [s.read(0, SEGMENT_HEADER_SIZE) if s.size() >= SEGMENT_HEADER_SIZE else b"" for s in self.segments]
+        for i, head in enumerate(heads):
+            if len(head) < SEGMENT_HEADER_SIZE:
+                raise self._corrupt(i, "segment shorter than its header", 0)
+            magic, version = struct.unpack(">IB", head[:5])
+            if magic != SEGMENT_MAGIC:
+                raise self._corrupt(i, f"bad segment magic 0x{magic:08x}", 0)
+            if version != 1:
+                raise self._corrupt(i, f"unsupported chunks format version {version}", 4)
+
+    def read(self, refs: np.ndarray, *, check_crc: bool = True, size_hint: int = 16000) -> ChunkBatch:
+        """Gather the records for ``refs`` (any order) into one ChunkBatch in the same order."""
+        refs = np.asarray(refs, dtype=np.int64)
+        n = refs.shape[0]
+        seg_idx = refs >> 32
+        offs = refs & 0xFFFFFFFF
+        parts: list[tuple[np.ndarray, ChunkBatch]] = []
+        for seg in np.unique(seg_idx).tolist():
+            if seg < 0 or seg >= len(self.segments):
+                raise self._corrupt(int(seg), f"chunk reference into missing segment {seg}", None)
+            pick = np.flatnonzero(seg_idx == seg)
+            parts.append((pick, self._read_segment(int(seg), offs[pick], check_crc, size_hint)))
+        return _scatter(parts, n)
+
+    def _read_segment(self, seg: int, offsets: np.ndarray, check_crc: bool, size_hint: int) -> ChunkBatch:
+        src = self.segments[seg]
+        if offsets.size and (int(offsets.min()) < SEGMENT_HEADER_SIZE or int(offsets.max()) >= src.size()):
+            bad = offsets[(offsets < SEGMENT_HEADER_SIZE) | (offsets >= src.size())][0]
+            raise self._corrupt(seg, "chunk reference out of range", int(bad))
+        whole = src.array()
+        if whole is not None:
+            buf, rel = whole, offsets
+        else:
+            buf, rel = _fetch_ranges(src, offsets, size_hint)
+        out, starts, ends, encs, bad, code = kb.gather_chunk_records(buf, rel, check_crc)
+        if bad >= 0 and whole is None and code == 1:
+            # A record longer than our read-ahead guess: read those records exactly.
+            buf, rel = _fetch_exact(src, offsets)
+            out, starts, ends, encs, bad, code = kb.gather_chunk_records(buf, rel, check_crc)
+        if bad >= 0:
+            what = "chunk checksum mismatch" if code == 2 else "chunk record truncated"
+            raise self._corrupt(seg, what, int(offsets[bad]))
+        return ChunkBatch(out, starts, ends, encs)
+
+
+def _scatter(parts: list[tuple[np.ndarray, ChunkBatch]], n: int) -> ChunkBatch:
+    if len(parts) == 1 and np.array_equal(parts[0][0], np.arange(n)):
+        return parts[0][1]
+    bufs, starts, ends, encs = [], np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+    base = 0
+    for pick, b in parts:
+        bufs.append(b.buf)
+        starts[pick] = b.starts + base
+        ends[pick] = b.ends + base
+        encs[pick] = b.encodings
+        base += b.buf.shape[0]
+    buf = np.concatenate(bufs) if bufs else np.zeros(0, np.uint8)
+    return ChunkBatch(buf, starts, ends, encs)
+
+
+def _coalesce(offsets: np.ndarray, size_hint: int, limit: int) -> list[tuple[int, int]]:
+    ranges: list[tuple[int, int]] = []
+    for off in np.unique(offsets).tolist():
+        end = min(off + size_hint, limit)
+        if ranges and off <= ranges[-1][1] + 4096:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], end))
+        else:
+            ranges.append((off, end))
+    return ranges
+
+
+def _stitch(src: ByteSource, ranges: list[tuple[int, int]], offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    datas = src.read_ranges([(a, b - a) for a, b in ranges])
+    buf = np.concatenate([np.frombuffer(d, np.uint8) for d in datas]) if datas else np.zeros(0, np.uint8)
+    starts = np.array([a for a, _ in ranges], dtype=np.int64)
+    bases = np.concatenate([[0], np.cumsum([len(d) for d in datas])[:-1]]).astype(np.int64)
+    which = np.searchsorted(starts, offsets, side="right") - 1
+    return buf, offsets - starts[which] + bases[which]
+
+
+def _fetch_ranges(src: ByteSource, offsets: np.ndarray, size_hint: int) -> tuple[np.ndarray, np.ndarray]:
+    return _stitch(src, _coalesce(offsets, size_hint, src.size()), offsets)
+
+
+def _fetch_exact(src: ByteSource, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    size = src.size()
+    heads = src.read_ranges([(o, min(MAX_RECORD_OVERHEAD, size - o)) for o in offsets.tolist()])
+    ranges = []
+    for off, head in zip(offsets.tolist(), heads, strict=True):
+        length, pos = kb.uvarint(np.frombuffer(head, np.uint8), 0, len(head))
+        end = off + pos + 1 + length + 4 if pos >= 0 else off + len(head)
+        ranges.append((off, min(end, size)))
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(set(ranges)):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return _stitch(src, merged, offsets)
+
+
+class SegmentWriter:
+    """Appends chunk records to ``chunks/000001…``, cutting a new file before 512 MiB."""
+
+    def __init__(self, chunks_dir: str, max_segment_size: int = MAX_SEGMENT_SIZE) -> None:
+        os.makedirs(chunks_dir, exist_ok=True)
+        self.dir = chunks_dir
+        self.max_size = max_segment_size
+        self.segment_names: list[str] = []
+        self._out: _Segment | None = None
+
+    def write(self, encodings: np.ndarray, buf: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Write chunks ``buf[offsets[i]:offsets[i+1]]`` with encoding ``encodings[i]``; returns their refs."""
+        k = encodings.shape[0]
+        refs = np.empty(k, dtype=np.int64)
+        i = 0
+        while i < k:
+            seg = self._segment_for(int(offsets[i + 1] - offsets[i]))
+            # Take as many chunks as fit into this segment in one kernel call.
+            budget = self.max_size - seg.size
+            sizes = offsets[i + 1 : k + 1] - offsets[i:k] + MAX_RECORD_OVERHEAD
+            fit = int(np.searchsorted(np.cumsum(sizes), budget, side="right"))
+            j = i + max(fit, 1)
+            records, rec_offsets = encode_records(encodings[i:j], buf, offsets[i : j + 1])
+            refs[i:j] = (len(self.segment_names) - 1) << 32 | (rec_offsets + seg.size)
+            seg.append(records)
+            i = j
+        return refs
+
+    def _segment_for(self, next_len: int) -> _Segment:
+        out = self._out
+        if out is not None and (out.size == SEGMENT_HEADER_SIZE or out.size + next_len + MAX_RECORD_OVERHEAD
+                                <= self.max_size):
+            return out
+        if out is not None:
+            out.close()
+        name = segment_name(len(self.segment_names))
+        self.segment_names.append(name)
+        self._out = _Segment(os.path.join(self.dir, name))
+        return self._out
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+
+class _Segment:
+    def __init__(self, path: str) -> None:
+        self._fh = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self._fh.write(SEGMENT_HEADER)
+        self.size = SEGMENT_HEADER_SIZE
+
+    def append(self, data: np.ndarray) -> None:
+        self._fh.write(memoryview(data))
+        self.size += data.shape[0]
+
+    def close(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+
+
+def encode_records(encodings: np.ndarray, buf: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frame chunks as segment records; returns (bytes, record start offsets relative to the output)."""
+    return kb.encode_chunk_records(np.asarray(encodings, np.int64), buf, np.asarray(offsets, np.int64))

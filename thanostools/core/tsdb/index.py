@@ -1,0 +1,323 @@
+"""Index reader for format v2 (and v1): TOC, symbols, postings, series entries (FORMATS.md §2)."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from thanostools.core.errors import CorruptBlockError, UnsupportedError
+from thanostools.core.kernels import binary as kb
+from thanostools.core.labels import Labels
+from thanostools.core.matchers import Matcher
+from thanostools.core.tsdb.bytesource import ByteSource
+
+INDEX_MAGIC = 0xBAAAD700
+TOC_LEN = 52
+ALL_POSTINGS_KEY = ("", "")
+
+
+@dataclass(frozen=True)
+class TOC:
+    symbols: int
+    series: int
+    label_indices: int
+    label_indices_table: int
+    postings: int
+    postings_table: int
+
+
+@dataclass(frozen=True)
+class SeriesBatch:
+    """Decoded series entries: labels plus chunk metas, flattened.
+
+    Chunks of series i are ``chunk_*[chunk_offsets[i]:chunk_offsets[i+1]]``.
+    """
+
+    refs: np.ndarray
+    labels: list[Labels]
+    chunk_offsets: np.ndarray
+    chunk_mint: np.ndarray
+    chunk_maxt: np.ndarray
+    chunk_ref: np.ndarray
+    entry_sizes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def num_chunks(self, i: int) -> int:
+        return int(self.chunk_offsets[i + 1] - self.chunk_offsets[i])
+
+
+def _as_array(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=np.uint8)
+
+
+class IndexReader:
+    """Reads one index file through a ByteSource; symbols and the postings table are loaded at open."""
+
+    def __init__(self, source: ByteSource, *, block: str | None = None) -> None:
+        self.source = source
+        self.block = block
+        size = source.size()
+        if size < 5 + TOC_LEN:
+            raise self._corrupt(f"index too small ({size} bytes)", 0)
+        head, toc_bytes = source.read_ranges([(0, 5), (size - TOC_LEN, TOC_LEN)])
+        magic, self.version = struct.unpack(">IB", head)
+        if magic != INDEX_MAGIC:
+            raise self._corrupt(f"bad index magic 0x{magic:08x}", 0)
+        if self.version not in (1, 2):
+            raise UnsupportedError(
+                f"block {block}: index format version {self.version} is not supported (only 1 and 2)"
+            )
+        self.toc = self._parse_toc(toc_bytes, size)
+        self._load_symbols()
+        self._load_postings_table()
+
+    # --- opening ---------------------------------------------------------------------------------
+
+    def _corrupt(self, msg: str, offset: int | None) -> CorruptBlockError:
+        return CorruptBlockError(msg, block=self.block, file="index", offset=offset)
+
+    def _parse_toc(self, data: bytes, size: int) -> TOC:
+        fields = struct.unpack(">6Q", data[:48])
+        (crc,) = struct.unpack(">I", data[48:])
+        if kb.crc32c(_as_array(data), 0, 48) != crc:
+            raise self._corrupt("TOC checksum mismatch", size - TOC_LEN)
+        toc = TOC(*fields)
+        for off in fields:
+            if off > size - TOC_LEN:
+                raise self._corrupt(f"TOC offset {off} beyond the end of the index", size - TOC_LEN)
+        return toc
+
+    def _read_table(self, offset: int, what: str) -> np.ndarray:
+        """Read a ``len be32 ‖ body ‖ crc be32`` section and return the CRC-checked body."""
+        if offset + 4 > self.source.size():
+            raise self._corrupt(f"{what} offset out of range", offset)
+        (length,) = struct.unpack(">I", self.source.read(offset, 4))
+        if offset + 8 + length > self.source.size():
+            raise self._corrupt(f"{what} length {length} runs past the end of the index", offset)
+        data = self.source.read(offset + 4, length + 4)
+        body = _as_array(data)
+        (crc,) = struct.unpack(">I", data[length:])
+        if kb.crc32c(body, 0, length) != crc:
+            raise self._corrupt(f"{what} checksum mismatch", offset)
+        return body[:length]
+
+    def _load_symbols(self) -> None:
+        body = self._read_table(self.toc.symbols, "symbol table")
+        if body.shape[0] < 4:
+            raise self._corrupt("symbol table too short", self.toc.symbols)
+        count = int(kb.be32(body, 0))
+        starts, ends, status = kb.scan_uvarint_strings(body, 4, body.shape[0], count)
+        if status < 0:
+            raise self._corrupt("symbol table truncated", self.toc.symbols)
+        raw = body.tobytes()
+        self.symbols: list[str] = [raw[s:e].decode("utf-8", "replace") for s, e in zip(starts.tolist(), ends.tolist(),
+                                                                                           strict=True)]
+        if self.version == 1:
+            # v1 references a symbol by the absolute file offset of its entry (its uvarint length).
+            entry_starts = [4, *ends.tolist()[:-1]]
+            base = self.toc.symbols + 4
+            self._symbol_by_offset = {base + s: sym for s, sym in zip(entry_starts, self.symbols, strict=True)}
+
+    def _load_postings_table(self) -> None:
+        body = self._read_table(self.toc.postings_table, "postings offset table")
+        if body.shape[0] < 4:
+            raise self._corrupt("postings offset table too short", self.toc.postings_table)
+        count = int(kb.be32(body, 0))
+        ns, ne, vs, ve, offs, status = kb.scan_postings_table(body, 4, body.shape[0], count)
+        if status < 0:
+            raise self._corrupt("postings offset table malformed", self.toc.postings_table)
+        raw = body.tobytes()
+        table: dict[str, dict[str, int]] = {}
+        for a, b, c, d, off in zip(ns.tolist(), ne.tolist(), vs.tolist(), ve.tolist(), offs.tolist(), strict=True):
+            name = raw[a:b].decode("utf-8", "replace")
+            value = raw[c:d].decode("utf-8", "replace")
+            table.setdefault(name, {})[value] = off
+        self._postings_table = table
+        self._postings_order = sorted(offs.tolist())
+
+    # --- symbols, names, values ------------------------------------------------------------------
+
+    def symbol(self, ref: int) -> str:
+        try:
+            return self.symbols[ref] if self.version == 2 else self._symbol_by_offset[ref]
+        except (IndexError, KeyError):
+            raise self._corrupt(f"unknown symbol reference {ref}", None) from None
+
+    def label_names(self) -> list[str]:
+        return sorted(n for n in self._postings_table if n != "")
+
+    def label_values(self, name: str) -> list[str]:
+        return sorted(self._postings_table.get(name, {}))
+
+    def postings_keys(self) -> list[tuple[str, str]]:
+        return sorted((n, v) for n, vals in self._postings_table.items() for v in vals)
+
+    # --- postings --------------------------------------------------------------------------------
+
+    def postings(self, name: str, value: str) -> np.ndarray:
+        """Series refs for one label pair, sorted (empty when the pair does not exist)."""
+        off = self._postings_table.get(name, {}).get(value)
+        if off is None:
+            return np.zeros(0, dtype=np.int64)
+        return self._read_postings_list(off)
+
+    def postings_many(self, keys: Sequence[tuple[str, str]]) -> list[np.ndarray]:
+        offsets = [self._postings_table.get(n, {}).get(v) for n, v in keys]
+        present = [o for o in offsets if o is not None]
+        lists = dict(zip(present, self._read_postings_lists(present), strict=True))
+        return [lists[o] if o is not None else np.zeros(0, np.int64) for o in offsets]
+
+    def all_postings(self) -> np.ndarray:
+        if ALL_POSTINGS_KEY[0] in self._postings_table and "" in self._postings_table[""]:
+            return self.postings(*ALL_POSTINGS_KEY)
+        raise self._corrupt("index has no all-postings list", self.toc.postings_table)
+
+    def _read_postings_list(self, offset: int) -> np.ndarray:
+        return self._read_postings_lists([offset])[0]
+
+    def _read_postings_lists(self, offsets: Sequence[int]) -> list[np.ndarray]:
+        if not offsets:
+            return []
+        # Lists are contiguous in table order: a list's extent ends at the next list's offset.
+        bounds = []
+        for off in offsets:
+            i = int(np.searchsorted(self._postings_order, off, side="right"))
+            nxt = self._postings_order[i] if i < len(self._postings_order) else self.toc.postings_table
+            bounds.append((off, max(nxt - off, 8)))
+        for off, n in bounds:
+            if off + n > self.source.size():
+                raise self._corrupt("postings list out of range", off)
+        datas = self.source.read_ranges(bounds)
+        return [self._decode_postings(off, data) for (off, _), data in zip(bounds, datas, strict=True)]
+
+    def _decode_postings(self, offset: int, data: bytes) -> np.ndarray:
+        (length,) = struct.unpack(">I", data[:4])
+        if len(data) < 8 + length:
+            data = self.source.read(offset, 8 + length)
+        arr = _as_array(data)
+        (crc,) = struct.unpack(">I", data[4 + length : 8 + length])
+        if kb.crc32c(arr, 4, 4 + length) != crc:
+            raise self._corrupt("postings list checksum mismatch", offset)
+        (count,) = struct.unpack(">I", data[4:8])
+        if 4 + 4 * count != length:
+            raise self._corrupt("postings list length mismatch", offset)
+        return np.frombuffer(data, dtype=">u4", count=count, offset=8).astype(np.int64)
+
+    def postings_for_matchers(self, matchers: Sequence[Matcher]) -> np.ndarray:
+        """Sorted series refs whose labels satisfy every matcher (absent label == empty value)."""
+        result: np.ndarray | None = None
+        subtract: list[np.ndarray] = []
+        for m in matchers:
+            values = self.label_values(m.name)
+            if m.matches_empty:
+                # Matches series lacking the label too: all series except those with a non-matching value.
+                bad = [(m.name, v) for v in values if not m.matches(v)]
+                if bad:
+                    subtract.append(_union(self.postings_many(bad)))
+                continue
+            good = [(m.name, v) for v in values if m.matches(v)]
+            lst = _union(self.postings_many(good)) if good else np.zeros(0, np.int64)
+            result = lst if result is None else np.intersect1d(result, lst, assume_unique=True)
+            if result.size == 0:
+                return result
+        if result is None:
+            result = self.all_postings()
+        for s in subtract:
+            result = np.setdiff1d(result, s, assume_unique=True)
+        return result
+
+    # --- series ----------------------------------------------------------------------------------
+
+    def series_offsets(self, refs: np.ndarray) -> np.ndarray:
+        return refs * 16 if self.version == 2 else refs.copy()
+
+    def series(self, refs: np.ndarray, *, check_crc: bool = True) -> SeriesBatch:
+        """Decode the series entries for ``refs`` (sorted or not), in the given order."""
+        refs = np.asarray(refs, dtype=np.int64)
+        offsets = self.series_offsets(refs)
+        buf, rel = self._series_bytes(offsets)
+        (lab_off, lab_n, lab_v, chk_off, mint, maxt, cref, ends, bad) = kb.decode_series_entries(
+            buf, rel, check_crc
+        )
+        if bad >= 0:
+            raise self._corrupt("series entry truncated or checksum mismatch", int(offsets[bad]))
+        labels = self._labels_from_refs(lab_off, lab_n, lab_v)
+        return SeriesBatch(refs, labels, chk_off, mint, maxt, cref, ends - rel)
+
+    def _labels_from_refs(self, lab_off: np.ndarray, names: np.ndarray, values: np.ndarray) -> list[Labels]:
+        if self.version == 2:
+            syms = self.symbols
+            nsym = len(syms)
+            if names.size and (int(names.max()) >= nsym or int(values.max()) >= nsym):
+                raise self._corrupt("series entry references an unknown symbol", None)
+            # Python-level tuple building is the cheapest way to make label sets; symbol lookup is a list index.
+            n_list = [syms[i] for i in names.tolist()]
+            v_list = [syms[i] for i in values.tolist()]
+        else:
+            n_list = [self.symbol(i) for i in names.tolist()]
+            v_list = [self.symbol(i) for i in values.tolist()]
+        pairs = list(zip(n_list, v_list, strict=True))
+        bounds = lab_off.tolist()
+        return [tuple(pairs[bounds[i] : bounds[i + 1]]) for i in range(len(bounds) - 1)]
+
+    def _series_bytes(self, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A buffer holding the requested entries, and each entry's offset inside it."""
+        whole = self.source.array()
+        if whole is not None:
+            return whole, offsets
+        if offsets.size == 0:
+            return np.zeros(0, np.uint8), offsets
+        end_of_series = self.toc.label_indices or self.toc.postings or self.toc.postings_table
+        lo, hi = int(offsets.min()), int(offsets.max())
+        span = end_of_series - lo
+        # Dense requests: one read of the whole span beats many small ones.
+        if offsets.size * 512 >= span:
+            data = self.source.read(lo, min(end_of_series, self.source.size() - TOC_LEN) - lo)
+            return _as_array(data), offsets - lo
+        return self._sparse_series_bytes(offsets, end_of_series, hi)
+
+    def _sparse_series_bytes(self, offsets: np.ndarray, end_of_series: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        guess = 4096
+        order = np.argsort(offsets, kind="stable")
+        sorted_offs = offsets[order]
+        ranges: list[tuple[int, int]] = []
+        for off in sorted_offs.tolist():
+            end = min(off + guess, end_of_series)
+            if ranges and off <= ranges[-1][1] + 1024:
+                ranges[-1] = (ranges[-1][0], max(ranges[-1][1], end))
+            else:
+                ranges.append((off, end))
+        datas = self.source.read_ranges([(a, b - a) for a, b in ranges])
+        buf = np.concatenate([_as_array(d) for d in datas])
+        starts = np.array([a for a, _ in ranges], dtype=np.int64)
+        bases = np.cumsum([0] + [len(d) for d in datas[:-1]])
+        which = np.searchsorted(starts, offsets, side="right") - 1
+        rel = offsets - starts[which] + bases[which]
+        _lo, _ln, _lv, _co, _mi, _ma, _cr, ends, bad = kb.decode_series_entries(buf, rel, False)
+        seg_ends = (bases + np.array([len(d) for d in datas]))[which]
+        if bad >= 0 or (ends.size and bool((ends > seg_ends).any())):
+            # Some entry was larger than the guess: fall back to reading the whole span.
+            lo = int(offsets.min())
+            data = self.source.read(lo, end_of_series - lo)
+            return _as_array(data), offsets - lo
+        del hi
+        return buf, rel
+
+    def iter_series(self, refs: np.ndarray | None = None, batch_size: int = 20000) -> list[SeriesBatch]:
+        """Series in batches (all of them by default), in ref order."""
+        if refs is None:
+            refs = self.all_postings()
+        return [self.series(refs[i : i + batch_size]) for i in range(0, len(refs), batch_size)]
+
+
+def _union(lists: Sequence[np.ndarray]) -> np.ndarray:
+    if not lists:
+        return np.zeros(0, np.int64)
+    if len(lists) == 1:
+        return lists[0]
+    return np.unique(np.concatenate(lists))

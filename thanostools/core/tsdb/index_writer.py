@@ -1,0 +1,147 @@
+"""Index v2 writer (FORMATS.md §2.9): symbols, 16-aligned series, postings, postings table, TOC."""
+
+from __future__ import annotations
+
+import struct
+from array import array
+from dataclasses import dataclass
+
+import numpy as np
+
+from thanostools.core.kernels import binary as kb
+from thanostools.core.labels import Labels
+from thanostools.core.tsdb.index import INDEX_MAGIC
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    series_max_size: int
+    num_series: int
+    num_postings_keys: int
+
+
+class IndexBuilder:
+    """Collects series (in order) as compact arrays; ``write`` lays out the whole index.
+
+    Memory: the symbol table, 8 bytes per label pair and 24 bytes per chunk — never sample data.
+    """
+
+    def __init__(self) -> None:
+        self._symbol_ids: dict[str, int] = {}
+        self._names = array("q")
+        self._values = array("q")
+        self._label_offsets = array("q", [0])
+        self._chunk_offsets = array("q", [0])
+        self._mint = array("q")
+        self._maxt = array("q")
+        self._ref = array("q")
+
+    def _sym(self, s: str) -> int:
+        sid = self._symbol_ids.get(s)
+        if sid is None:
+            sid = self._symbol_ids[s] = len(self._symbol_ids)
+        return sid
+
+    def add(self, labels: Labels, mint: np.ndarray, maxt: np.ndarray, refs: np.ndarray) -> None:
+        for name, value in labels:
+            self._names.append(self._sym(name))
+            self._values.append(self._sym(value))
+        self._label_offsets.append(len(self._names))
+        self._mint.extend(mint.tolist())
+        self._maxt.extend(maxt.tolist())
+        self._ref.extend(refs.tolist())
+        self._chunk_offsets.append(len(self._ref))
+
+    @property
+    def num_series(self) -> int:
+        return len(self._label_offsets) - 1
+
+    def write(self, path: str) -> IndexStats:
+        symbols = sorted(self._symbol_ids)
+        remap = np.empty(len(symbols), dtype=np.int64)
+        for pos, s in enumerate(symbols):
+            remap[self._symbol_ids[s]] = pos
+        names = remap[np.frombuffer(self._names, np.int64)] if self._names else np.zeros(0, np.int64)
+        values = remap[np.frombuffer(self._values, np.int64)] if self._values else np.zeros(0, np.int64)
+        label_offsets = np.frombuffer(self._label_offsets, np.int64)
+        with open(path, "wb") as fh:
+            fh.write(struct.pack(">IB", INDEX_MAGIC, 2))
+            toc_symbols = 5
+            sym_bytes = _symbol_table(symbols)
+            fh.write(sym_bytes)
+            toc_series = toc_symbols + len(sym_bytes)
+            series_bytes, entry_offsets = kb.encode_series_entries(
+                toc_series, label_offsets, names, values,
+                np.frombuffer(self._chunk_offsets, np.int64), _arr(self._mint), _arr(self._maxt), _arr(self._ref),
+            )
+            fh.write(memoryview(series_bytes))
+            toc_label_indices = toc_series + series_bytes.shape[0]
+            pad = (4 - toc_label_indices % 4) % 4
+            fh.write(b"\0" * pad)
+            toc_postings = toc_label_indices + pad
+            ids = entry_offsets // 16
+            keys, post_bytes, post_offsets = _postings(symbols, names, values, label_offsets, ids, toc_postings)
+            fh.write(memoryview(post_bytes))
+            toc_postings_table = toc_postings + post_bytes.shape[0]
+            fh.write(_postings_table(keys, post_offsets))
+            toc = struct.pack(">6Q", toc_symbols, toc_series, toc_label_indices, toc_postings_table,
+                              toc_postings, toc_postings_table)
+            fh.write(toc + struct.pack(">I", kb.crc32c(np.frombuffer(toc, np.uint8), 0, 48)))
+        sizes = np.diff(np.append(entry_offsets, toc_label_indices))
+        return IndexStats(int(sizes.max()) if sizes.size else 0, len(ids), len(keys))
+
+
+def _arr(a: array[int]) -> np.ndarray:
+    return np.frombuffer(a, np.int64) if len(a) else np.zeros(0, np.int64)
+
+
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _table(body: bytes) -> bytes:
+    crc = kb.crc32c(np.frombuffer(body, np.uint8), 0, len(body))
+    return struct.pack(">I", len(body)) + body + struct.pack(">I", crc)
+
+
+def _symbol_table(symbols: list[str]) -> bytes:
+    parts = [struct.pack(">I", len(symbols))]
+    for s in symbols:
+        b = s.encode()
+        parts.append(_uvarint(len(b)))
+        parts.append(b)
+    return _table(b"".join(parts))
+
+
+def _postings(
+    symbols: list[str], names: np.ndarray, values: np.ndarray, label_offsets: np.ndarray, ids: np.ndarray,
+    base_offset: int,
+) -> tuple[list[tuple[str, str]], np.ndarray, np.ndarray]:
+    """Postings lists in table order (``("","")`` first), encoded back to back."""
+    series_of_pair = np.repeat(np.arange(ids.shape[0]), np.diff(label_offsets))
+    order = np.lexsort((series_of_pair, values, names))
+    n_sorted, v_sorted, s_sorted = names[order], values[order], ids[series_of_pair[order]]
+    if n_sorted.size:
+        change = np.flatnonzero((np.diff(n_sorted) != 0) | (np.diff(v_sorted) != 0)) + 1
+        group_starts = np.concatenate([[0], change])
+    else:
+        group_starts = np.zeros(0, np.int64)
+    keys = [("", "")] + [(symbols[n], symbols[v]) for n, v in
+                         zip(n_sorted[group_starts].tolist(), v_sorted[group_starts].tolist(), strict=True)]
+    refs = np.concatenate([ids, s_sorted]).astype(np.int64)
+    list_offsets = np.concatenate([[0], ids.shape[0] + group_starts, [refs.shape[0]]]).astype(np.int64)
+    data, starts = kb.encode_postings_lists(list_offsets, refs)
+    return keys, data, starts + base_offset
+
+
+def _postings_table(keys: list[tuple[str, str]], offsets: np.ndarray) -> bytes:
+    parts = [struct.pack(">I", len(keys))]
+    for (name, value), off in zip(keys, offsets.tolist(), strict=True):
+        nb, vb = name.encode(), value.encode()
+        parts.append(b"\x02" + _uvarint(len(nb)) + nb + _uvarint(len(vb)) + vb + _uvarint(off))
+    return _table(b"".join(parts))

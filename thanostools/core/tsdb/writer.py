@@ -1,0 +1,202 @@
+"""BlockWriter: sorted series in, a complete block directory out (FORMATS.md §12.1).
+
+Streaming: chunks go to segment files as series arrive; only chunk metas and label pairs are kept
+until the index is written. The block is built in ``<ULID>.tmp-for-creation`` and renamed into
+place only when complete, so a crash never leaves a directory that looks like a block.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from thanostools.core.chunkenc import xor
+from thanostools.core.chunkenc.cutting import fixed_size_bounds, head_cut_bounds
+from thanostools.core.labels import Labels
+from thanostools.core.tsdb.chunks import ENC_XOR, SegmentWriter
+from thanostools.core.tsdb.index_writer import IndexBuilder
+from thanostools.core.tsdb.meta import BlockMeta
+from thanostools.core.tsdb.tombstones import EMPTY_TOMBSTONES
+from thanostools.core.ulid import new_ulid
+
+TMP_SUFFIX = ".tmp-for-creation"
+
+
+class BlockWriter:
+    """Writes one block. Series must be added in strictly increasing label-set order."""
+
+    def __init__(
+        self,
+        parent_dir: str,
+        *,
+        ulid: str | None = None,
+        min_time: int | None = None,
+        max_time: int | None = None,
+        external_labels: Mapping[str, str] | None = None,
+        resolution: int = 0,
+        source: str = "",
+        level: int = 1,
+        sources: Sequence[str] | None = None,
+        parents: Sequence[Mapping[str, Any]] | None = None,
+        thanos: bool = True,
+        chunk_range: int = 2 * 7200000,
+    ) -> None:
+        self.ulid = ulid or new_ulid()
+        self.parent_dir = parent_dir
+        self.dir = os.path.join(parent_dir, self.ulid)
+        self.tmp_dir = self.dir + TMP_SUFFIX
+        if os.path.exists(self.dir):
+            raise FileExistsError(f"block directory {self.dir} already exists")
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        os.makedirs(self.tmp_dir)
+        self._segments = SegmentWriter(os.path.join(self.tmp_dir, "chunks"))
+        self._index = IndexBuilder()
+        self._last: Labels | None = None
+        self.min_time, self.max_time = min_time, max_time
+        self._seen_mint: int | None = None
+        self._seen_maxt: int | None = None
+        self.num_samples = 0
+        self.num_chunks = 0
+        self.chunk_max_size = 0
+        self._meta_args: dict[str, Any] = dict(
+            external_labels=dict(external_labels or {}), resolution=resolution, source=source, level=level,
+            sources=list(sources) if sources else [self.ulid], parents=list(parents or []), thanos=thanos,
+        )
+        self.chunk_range = chunk_range
+
+    # --- adding series ---------------------------------------------------------------------------
+
+    def _check_order(self, labels: Labels) -> None:
+        if not labels:
+            raise ValueError("series with an empty label set")
+        if self._last is not None and labels <= self._last:
+            raise ValueError(f"series out of order: {labels} after {self._last}")
+        self._last = labels
+
+    def add_chunks(
+        self, labels: Labels, encodings: np.ndarray, buf: np.ndarray, offsets: np.ndarray, mint: np.ndarray,
+        maxt: np.ndarray, num_samples: int,
+    ) -> None:
+        """Add one series from already-encoded chunks (``buf[offsets[i]:offsets[i+1]]``)."""
+        if encodings.shape[0] == 0:
+            return  # a series without chunks is index corruption for Thanos: never write one
+        self._check_order(labels)
+        refs = self._segments.write(encodings, buf, offsets)
+        self._index.add(labels, mint, maxt, refs)
+        self.num_samples += num_samples
+        self.num_chunks += int(encodings.shape[0])
+        self.chunk_max_size = max(self.chunk_max_size, int(np.diff(offsets).max()) + 10)
+        lo, hi = int(mint[0]), int(maxt[-1])
+        self._seen_mint = lo if self._seen_mint is None else min(self._seen_mint, lo)
+        self._seen_maxt = hi if self._seen_maxt is None else max(self._seen_maxt, hi)
+
+    def add_samples(self, labels: Labels, t: np.ndarray, v: np.ndarray, *, cut: str = "head") -> None:
+        """Encode one series' samples (sorted by time) as XOR chunks and add it."""
+        self.add_series_batch([labels], t, v, np.array([0, t.shape[0]], dtype=np.int64), cut=cut)
+
+    def add_series_batch(
+        self, labels: Sequence[Labels], t: np.ndarray, v: np.ndarray, series_offsets: np.ndarray, *,
+        cut: str = "head",
+    ) -> None:
+        """Encode many series in one kernel call: series i has samples ``series_offsets[i]:series_offsets[i+1]``."""
+        t = np.ascontiguousarray(t, dtype=np.int64)
+        v = np.ascontiguousarray(v).view(np.uint64)
+        bounds_list: list[np.ndarray] = []
+        per_series: list[int] = []
+        for i in range(len(labels)):
+            a, b = int(series_offsets[i]), int(series_offsets[i + 1])
+            if b == a:
+                per_series.append(0)
+                continue
+            local = (head_cut_bounds(t[a:b], self.chunk_range) if cut == "head"
+                     else fixed_size_bounds(b - a))
+            bounds_list.append(local[:-1] + a)
+            per_series.append(local.shape[0] - 1)
+        if not bounds_list:
+            return
+        bounds = np.concatenate([*bounds_list, [int(series_offsets[len(labels)])]]).astype(np.int64)
+        # Empty series leave no gap in bounds because their range is empty; drop trailing samples of none.
+        buf, offsets = xor.encode_batch(t, v, bounds)
+        mint_all = t[bounds[:-1]]
+        maxt_all = t[bounds[1:] - 1]
+        c = 0
+        for i, lab in enumerate(labels):
+            k = per_series[i]
+            if k == 0:
+                continue
+            sl = slice(c, c + k)
+            n_samples = int(bounds[c + k] - bounds[c])
+            self.add_chunks(lab, np.full(k, ENC_XOR, np.int64), buf, offsets[c : c + k + 1], mint_all[sl],
+                            maxt_all[sl], n_samples)
+            c += k
+
+    # --- finishing -------------------------------------------------------------------------------
+
+    def finish(self) -> BlockMeta:
+        """Write index, tombstones and meta.json, then move the block into place."""
+        try:
+            self._segments.close()
+            stats = self._index.write(os.path.join(self.tmp_dir, "index"))
+            with open(os.path.join(self.tmp_dir, "tombstones"), "wb") as fh:
+                fh.write(EMPTY_TOMBSTONES)
+            meta = self._meta(stats.series_max_size)
+            _write_atomic(os.path.join(self.tmp_dir, "meta.json"),
+                          meta.to_json(style="thanos" if meta.thanos is not None else "prometheus"))
+            _fsync_dir(self.tmp_dir)
+            os.rename(self.tmp_dir, self.dir)
+            _fsync_dir(self.parent_dir)
+            return meta
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        self._segments.close()
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+    def _meta(self, series_max_size: int) -> BlockMeta:
+        a = self._meta_args
+        mint = self.min_time if self.min_time is not None else (self._seen_mint or 0)
+        maxt = self.max_time if self.max_time is not None else ((self._seen_maxt or 0) + 1)
+        stats = {k: v for k, v in (("numSamples", self.num_samples), ("numSeries", self._index.num_series),
+                                   ("numChunks", self.num_chunks)) if v}
+        compaction: dict[str, Any] = {"level": a["level"], "sources": sorted(set(a["sources"]))}
+        if a["parents"]:
+            compaction["parents"] = a["parents"]
+        doc: dict[str, Any] = {"ulid": self.ulid, "minTime": mint, "maxTime": maxt, "stats": stats,
+                               "compaction": compaction, "version": 1}
+        if a["thanos"]:
+            index_stats = {k: v for k, v in (("series_max_size", series_max_size),
+                                              ("chunk_max_size", self.chunk_max_size)) if v}
+            doc["thanos"] = {
+                "labels": a["external_labels"] or None,
+                "downsample": {"resolution": a["resolution"]},
+                "source": a["source"],
+                "segment_files": list(self._segments.segment_names),
+                "index_stats": index_stats,
+            }
+            if not doc["thanos"]["segment_files"]:
+                del doc["thanos"]["segment_files"]
+        return BlockMeta.from_json(json.dumps(doc).encode(), block=self.ulid)
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.rename(tmp, path)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
