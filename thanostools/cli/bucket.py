@@ -96,6 +96,16 @@ def ls_cmd(output: str, **kw: Any) -> None:
                       ("SIZE-BYTES", "size_bytes")],
         documents=[_ls_document(i) for i in infos],
     )
+    _report_broken(engine)
+
+
+def _report_broken(engine: Any) -> None:
+    """Blocks whose meta.json is unreadable are listed on stderr and make the command fail."""
+    broken = engine.scan().broken
+    for err in broken.values():
+        click.echo(f"error: {err}", err=True)
+    if broken:
+        sys.exit(1)
 
 
 INSPECT_COLUMNS = [
@@ -163,6 +173,7 @@ def inspect_cmd(output: str, block_id: str | None, sort_by: tuple[str, ...], **k
     docs = [{k: v for k, v in _inspect_record(i, pretty=False).items() if k != "_sort"} for i in infos]
     by_id = {d["ulid"]: d for d in docs}
     write_rows(output, records, INSPECT_COLUMNS, documents=[by_id[r["ulid"]] for r in records])
+    _report_broken(engine)
 
 
 def _inspect_one(info: BlockInfo, engine: Any, output: str) -> None:

@@ -559,14 +559,6 @@ def _parse_millis(buf: Any, s: int, e: int) -> Any:
     return _OK, -acc if neg else acc
 
 
-@njit
-def _count_lines(buf: Any, end: int) -> int:
-    n = 0
-    for i in range(end):
-        n += buf[i] == 10
-    return n
-
-
 # state slots shared between the kernel and its caller, so that the kernel can stop to let the
 # caller grow the tables and then carry on where it was
 _S_POS, _S_LINE, _S_N, _S_KEYS, _S_PREV, _S_SLOW, _S_ERR, _S_ERR_A, _S_ERR_B = range(9)
@@ -586,7 +578,7 @@ def _scan(
     slow_limit = slow.shape[0] - 2
     err, err_a, err_b = 0, 0, 0
     while pos < end:
-        if n_keys >= key_limit or n_slow > slow_limit:
+        if n >= t_out.size or n_keys >= key_limit or n_slow > slow_limit:
             break
         line += 1
         p = _skip_ws(buf, pos, end)
@@ -804,12 +796,8 @@ def parse_exposition(
     if om:
         end = _openmetrics_end(data, source)
     buf = np.frombuffer(data, dtype=np.uint8)
-    cap = _count_lines(buf, end) + 1
-    t = np.empty(cap, dtype=np.int64)
-    v = np.empty(cap, dtype=np.uint64)
-    k = np.empty(cap, dtype=np.int32)
-    tables = _run_scan(buf, end, om, default_timestamp_ms, t, v, k)
-    st = tables.state
+    tables = _run_scan(buf, end, om, default_timestamp_ms)
+    st, t, v, k = tables.state, tables.t, tables.v, tables.k
     n, n_keys = int(st[_S_N]), int(st[_S_KEYS])
     errors: list[tuple[int, FormatError]] = []
     err_line: int | None = None
@@ -833,6 +821,9 @@ def parse_exposition(
 
 @dataclass
 class _Tables:
+    t: np.ndarray
+    v: np.ndarray
+    k: np.ndarray
     keys: np.ndarray
     hashes: np.ndarray
     slots: np.ndarray
@@ -840,12 +831,13 @@ class _Tables:
     state: np.ndarray
 
 
-def _run_scan(
-    buf: np.ndarray, end: int, om: bool, default_ts: int | None,
-    t: np.ndarray, v: np.ndarray, k: np.ndarray,
-) -> _Tables:
+def _run_scan(buf: np.ndarray, end: int, om: bool, default_ts: int | None) -> _Tables:
     """Run the kernel, growing its tables whenever it stops for room."""
+    cap = end // 64 + 64  # sample lines are rarely shorter; more room is made when they are
     tables = _Tables(
+        t=np.empty(cap, dtype=np.int64),
+        v=np.empty(cap, dtype=np.uint64),
+        k=np.empty(cap, dtype=np.int32),
         keys=np.empty((1024, 5), dtype=np.int64),
         hashes=np.empty(1024, dtype=np.uint64),
         slots=np.full(4096, -1, dtype=np.int32),
@@ -856,10 +848,12 @@ def _run_scan(
     default = 0 if default_ts is None else int(default_ts)
     while True:
         with np.errstate(over="ignore"):
-            status = _scan(buf, end, om, default, default_ts is not None, t, v, k,
+            status = _scan(buf, end, om, default, default_ts is not None, tables.t, tables.v, tables.k,
                            tables.keys, tables.hashes, tables.slots, tables.slow, tables.state)
         if status != _GROW:
             return tables
+        if tables.state[_S_N] >= tables.t.size:
+            tables.t, tables.v, tables.k = _grown(tables.t), _grown(tables.v), _grown(tables.k)
         n_keys = int(tables.state[_S_KEYS])
         if n_keys >= tables.keys.shape[0]:
             tables.keys = _grown(tables.keys)

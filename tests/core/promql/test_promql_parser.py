@@ -939,8 +939,8 @@ def _selector(draw: st.DrawFn) -> str:
     return text
 
 
-# Bare Inf is left out: Prometheus prints it as "+Inf", and "+Inf ^ 2" re-parses as "+(Inf ^ 2)".
-_SCALARS = st.sampled_from(["1", "2.5", "-3", "0x10", "5m", "time()", "(Inf)", "-Inf", "NaN", "pi()"])
+# Bare (-)Inf is left out: Prometheus prints Inf as "+Inf", and "+Inf ^ 2" re-parses as "+(Inf ^ 2)".
+_SCALARS = st.sampled_from(["1", "2.5", "-3", "0x10", "5m", "time()", "(Inf)", "(-Inf)", "NaN", "pi()"])
 
 
 _ARITH = st.sampled_from(["+", "-", "*", "/", "%", "^", "atan2"])

@@ -132,23 +132,45 @@ else:
 # ---------------------------------------------------------------- reading
 
 
-@inline
-def load_be64(buf: U8Array, p: int) -> np.uint64:
-    """Eight bytes at byte index p, big-endian. No bounds check: callers keep PAD bytes after a chunk.
+if HAVE_NUMBA:
+    from llvmlite import ir
+    from numba.core import types
+    from numba.extending import intrinsic
 
-    Unsigned indexes spare numba's negative-index fix-up, which costs more than the loads.
-    """
-    q = np.uint64(p)
-    return (
-        (np.uint64(buf[q]) << U56)
-        | (np.uint64(buf[q + U1]) << U48)
-        | (np.uint64(buf[q + U2]) << U40)
-        | (np.uint64(buf[q + U3]) << U32)
-        | (np.uint64(buf[q + np.uint64(4)]) << np.uint64(24))
-        | (np.uint64(buf[q + np.uint64(5)]) << np.uint64(16))
-        | (np.uint64(buf[q + U6]) << U8)
-        | np.uint64(buf[q + U7])
-    )
+    @intrinsic
+    def be64_unaligned(typingctx: Any, arr: Any, idx: Any) -> Any:
+        """One unaligned 8-byte load plus a byte swap: LLVM does not merge the 8 byte loads itself."""
+        if not (isinstance(arr, types.Array) and arr.dtype == types.uint8 and isinstance(idx, types.Integer)):
+            return None
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            i64 = ir.IntType(64)
+            word = builder.load(builder.bitcast(builder.gep(data, [args[1]]), i64.as_pointer()), align=1)
+            return builder.call(builder.module.declare_intrinsic("llvm.bswap", [i64]), [word])
+
+        return types.uint64(arr, idx), codegen
+
+    @inline
+    def load_be64(buf: U8Array, p: int) -> np.uint64:
+        """Eight bytes at byte index p, big-endian. No bounds check: callers keep PAD bytes after a chunk."""
+        return be64_unaligned(buf, p)  # type: ignore[no-any-return]
+
+else:
+
+    def load_be64(buf: U8Array, p: int) -> np.uint64:
+        """Eight bytes at byte index p, big-endian (unsigned indexes keep numpy from switching to float)."""
+        q = np.uint64(p)
+        return (
+            (np.uint64(buf[q]) << U56)
+            | (np.uint64(buf[q + U1]) << U48)
+            | (np.uint64(buf[q + U2]) << U40)
+            | (np.uint64(buf[q + U3]) << U32)
+            | (np.uint64(buf[q + np.uint64(4)]) << np.uint64(24))
+            | (np.uint64(buf[q + np.uint64(5)]) << np.uint64(16))
+            | (np.uint64(buf[q + U6]) << U8)
+            | np.uint64(buf[q + U7])
+        )
 
 
 @inline
