@@ -63,7 +63,7 @@ def _ls_record(info: BlockInfo) -> dict[str, Any]:
 
 
 def _ls_document(info: BlockInfo) -> dict[str, Any]:
-    doc = json.loads(info.meta.to_json())
+    doc: dict[str, Any] = json.loads(info.meta.to_json())
     doc["size_bytes"] = info.size_bytes
     doc["marks"] = info.marks
     return doc

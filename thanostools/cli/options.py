@@ -41,7 +41,7 @@ def open_engine(kwargs: dict[str, Any]) -> Engine:
     )
 
 
-class TimeParam(click.ParamType):
+class TimeParam(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
     """RFC3339, unix ms, or relative (``-2w``, ``now-1h``) → unix ms."""
 
     name = "time"

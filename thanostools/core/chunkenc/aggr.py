@@ -52,7 +52,11 @@ def _uvarint_bytes(x: int) -> bytes:
 
 
 def split_aggr(data: bytes | memoryview) -> list[tuple[int, bytes] | None]:
-    """The five (sub-encoding, sub-chunk data) entries of an AggrChunk payload; None for absent ones."""
+    """The five (sub-encoding, sub-chunk data) entries of an AggrChunk payload; None for absent ones.
+
+    Slightly more lenient than Thanos, whose reader wants one more byte after a zero length: a payload
+    ending in an absent counter entry is accepted here.
+    """
     entries: list[tuple[int, bytes] | None] = []
     p = 0
     for _ in range(NUM_AGGRS):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -16,7 +16,7 @@ try:  # pragma: no cover - exercised by whichever environment runs the tests
     HAVE_NUMBA = True
 
     def njit(func: F) -> F:
-        return numba.njit(cache=True, nogil=True)(func)  # type: ignore[no-any-return]
+        return cast(F, numba.njit(cache=True, nogil=True)(func))
 
 except ImportError:  # pragma: no cover
     HAVE_NUMBA = False

@@ -133,7 +133,7 @@ else:
 
 
 if HAVE_NUMBA:
-    from llvmlite import ir
+    from llvmlite import ir  # type: ignore[import-untyped]
     from numba.core import types
     from numba.extending import intrinsic
 
@@ -154,7 +154,7 @@ if HAVE_NUMBA:
     @inline
     def load_be64(buf: U8Array, p: int) -> np.uint64:
         """Eight bytes at byte index p, big-endian. No bounds check: callers keep PAD bytes after a chunk."""
-        return be64_unaligned(buf, p)  # type: ignore[no-any-return]
+        return be64_unaligned(buf, p)  # type: ignore[call-arg]
 
 else:
 

@@ -161,6 +161,10 @@ class ParenExpr:
     _: KW_ONLY
     pos: int = field(default=0, compare=False)
     end: int = field(default=0, compare=False)
+    value_type: ValueType = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value_type", type_of(self.expr))
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,10 @@ class UnaryExpr:
     _: KW_ONLY
     pos: int = field(default=0, compare=False)
     end: int = field(default=0, compare=False)
+    value_type: ValueType = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value_type", type_of(self.expr))
 
 
 @dataclass(frozen=True)
@@ -199,6 +207,19 @@ class BinaryExpr:
     pos: int = field(default=0, compare=False)
     end: int = field(default=0, compare=False)
     op_pos: int = field(default=0, compare=False)
+    value_type: ValueType = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        vector = ValueType.VECTOR in (type_of(self.lhs), type_of(self.rhs))
+        object.__setattr__(self, "value_type", ValueType.VECTOR if vector else ValueType.SCALAR)
+
+    def left_spine(self) -> list[BinaryExpr]:
+        """This node and its chain of binary left operands, outermost first (long chains such
+        as ``a or b or c ...`` are walked without recursion)."""
+        spine = [self]
+        while isinstance(spine[-1].lhs, BinaryExpr):
+            spine.append(spine[-1].lhs)
+        return spine
 
 
 @dataclass(frozen=True)
@@ -238,12 +259,8 @@ def type_of(node: Expr) -> ValueType:
         return ValueType.VECTOR
     if isinstance(node, MatrixSelector | SubqueryExpr):
         return ValueType.MATRIX
-    if isinstance(node, ParenExpr | UnaryExpr):
-        return type_of(node.expr)
-    if isinstance(node, BinaryExpr):
-        if type_of(node.lhs) is ValueType.VECTOR or type_of(node.rhs) is ValueType.VECTOR:
-            return ValueType.VECTOR
-        return ValueType.SCALAR
+    if isinstance(node, ParenExpr | UnaryExpr | BinaryExpr):
+        return node.value_type
     return node.func.return_type
 
 

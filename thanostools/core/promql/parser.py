@@ -110,6 +110,8 @@ def parse_expr(text: str, *, experimental: bool = True) -> Expr:
         return _Parser(text, experimental).parse_expression()
     except _Fail as exc:
         raise _to_parse_error(text, exc) from None
+    except RecursionError:
+        raise ParseError("expression is nested too deeply", position=0, line=1, column=1) from None
 
 
 def parse_selector(text: str) -> list[Matcher]:
@@ -393,7 +395,7 @@ class _Parser:
         if isinstance(operand, NumberLiteral):
             value = -operand.value if op == "-" else operand.value
             return replace(operand, value=value, pos=tok.pos)
-        return UnaryExpr(op, operand, pos=tok.pos, end=_end(operand))
+        return UnaryExpr(op, operand, pos=tok.pos, end=operand.end)
 
     def binary_modifiers(self) -> tuple[bool, VectorMatching]:
         return_bool = False
@@ -739,10 +741,6 @@ _OP_NAMES = {
 }
 
 
-def _end(node: Expr) -> int:
-    return node.end
-
-
 def _binary(op_tok: Token, lhs: Expr, rhs: Expr, return_bool: bool, parsed: VectorMatching) -> BinaryExpr:
     op = _OP_NAMES[op_tok.kind]
     matching: VectorMatching | None = None
@@ -793,8 +791,15 @@ class _Checker:
             self.expect(node.param, param_type, "aggregation parameter")
 
     def check_binary(self, node: BinaryExpr) -> None:
-        lt = self.check(node.lhs)
-        rt = self.check(node.rhs)
+        spine = node.left_spine()
+        lt = self.check(spine[-1].lhs)
+        for binary in reversed(spine):
+            rt = self.check(binary.rhs)
+            self.binary_rules(binary, lt, rt)
+            lt = binary.value_type
+
+    @staticmethod
+    def binary_rules(node: BinaryExpr, lt: ValueType, rt: ValueType) -> None:
         op, vm = node.op, node.parsed_matching
         if node.return_bool and op not in COMPARISON_OPS:
             _fail("bool modifier can only be used on comparison operators", node.op_pos)

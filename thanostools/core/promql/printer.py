@@ -36,7 +36,11 @@ def format_expr(expr: Expr) -> str:
     if isinstance(expr, VectorSelector):
         return _vector_selector(expr)
     if isinstance(expr, BinaryExpr):
-        return f"{format_expr(expr.lhs)} {_operator(expr)} {format_expr(expr.rhs)}"
+        spine = expr.left_spine()
+        parts = [format_expr(spine[-1].lhs)]
+        for node in reversed(spine):
+            parts += (_operator(node), format_expr(node.rhs))
+        return " ".join(parts)
     if isinstance(expr, NumberLiteral):
         return _number(expr)
     if isinstance(expr, Call):

@@ -221,7 +221,7 @@ class _Segment:
         self.size = SEGMENT_HEADER_SIZE
 
     def append(self, data: np.ndarray) -> None:
-        self._fh.write(memoryview(data))
+        self._fh.write(data.data)
         self.size += data.shape[0]
 
     def close(self) -> None:

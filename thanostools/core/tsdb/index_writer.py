@@ -74,14 +74,14 @@ class IndexBuilder:
                 toc_series, label_offsets, names, values,
                 np.frombuffer(self._chunk_offsets, np.int64), _arr(self._mint), _arr(self._maxt), _arr(self._ref),
             )
-            fh.write(memoryview(series_bytes))
+            fh.write(series_bytes.data)
             toc_label_indices = toc_series + series_bytes.shape[0]
             pad = (4 - toc_label_indices % 4) % 4
             fh.write(b"\0" * pad)
             toc_postings = toc_label_indices + pad
             ids = entry_offsets // 16
             keys, post_bytes, post_offsets = _postings(symbols, names, values, label_offsets, ids, toc_postings)
-            fh.write(memoryview(post_bytes))
+            fh.write(post_bytes.data)
             toc_postings_table = toc_postings + post_bytes.shape[0]
             fh.write(_postings_table(keys, post_offsets))
             toc = struct.pack(">6Q", toc_symbols, toc_series, toc_label_indices, toc_postings_table,
