@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import io
 import math
+import shutil
+import subprocess
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +201,30 @@ def test_render_timestamps_survive_promtool_truncation() -> None:
     out = io.BytesIO()
     render_openmetrics([(labels, t, np.zeros(t.size, dtype=np.uint64))], out)
     assert np.array_equal(parse_exposition(out.getvalue()).t, t)
+
+
+PROMTOOL = shutil.which("promtool")
+
+
+@pytest.mark.promtool
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")
+def test_promtool_imports_rendered_data_exactly(tmp_path: Path) -> None:
+    spec = GenerateSpec(series=150, duration_ms=1800 * 1000, churn=0.3, seed=11)
+    series = list(generate_series(spec))
+    path = tmp_path / "gen.om"
+    with path.open("wb") as out:
+        render_openmetrics(series, out)
+    blocks = tmp_path / "blocks"
+    subprocess.run([PROMTOOL or "promtool", "tsdb", "create-blocks-from", "openmetrics", str(path), str(blocks)],
+                   check=True, capture_output=True)
+    (blocks / "wal").mkdir(exist_ok=True)
+    dump = subprocess.run([PROMTOOL or "promtool", "tsdb", "dump", str(blocks)], check=True,
+                          capture_output=True, text=True).stdout.splitlines()
+    expected = []
+    for labels, t, v in series:
+        keep = v != np.uint64(STALE_NAN_BITS)
+        text = "{" + ", ".join(f'{n}="{value}"' for n, value in labels) + "}"
+        expected.extend((text, ts, value) for ts, value in zip(t[keep].tolist(), floats(v[keep]).tolist(),
+                                                               strict=True))
+    got = [(s, int(ts), float(value)) for s, value, ts in (line.rsplit(" ", 2) for line in dump)]
+    assert sorted(got) == sorted(expected)

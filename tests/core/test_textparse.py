@@ -318,3 +318,32 @@ def test_matches_promtool_import(tmp_path: Path) -> None:
         assert (math.isnan(v1) and math.isnan(v2)) or v1 == v2
     nan = next(v for labels, _, v in rows(parsed) if labels == (("__name__", "special"),))
     assert nan == NAN_BITS
+
+
+# --- pieces scanned on several threads ------------------------------------------------------
+
+
+def test_parallel_pieces_give_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = [f'm{{i="{i % 300}"}} {i / 3!r} {1_700_000_000 + i // 300}.{i % 1000:03d}\n' for i in range(30000)]
+    lines.insert(5, "# TYPE m gauge\n")
+    data = ("".join(lines) + "# EOF\n").encode()
+    whole = parse_exposition(data)
+    monkeypatch.setattr("thanostools.core.textparse.PARALLEL_CHUNK_BYTES", 10_000)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    pieces = parse_exposition(data)
+    assert pieces.series == whole.series
+    for a, b in ((pieces.series_index, whole.series_index), (pieces.t, whole.t), (pieces.v, whole.v)):
+        assert np.array_equal(a, b)
+
+
+def test_parallel_pieces_report_global_line_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = [f"m {i} {i}\n" for i in range(20000)]
+    lines[15000] = "m bad 1\n"
+    lines[12000] = 'm{a="1",a="1"} 1 1\n'
+    monkeypatch.setattr("thanostools.core.textparse.PARALLEL_CHUNK_BYTES", 10_000)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    with pytest.raises(FormatError, match=r"^<input>:12001: invalid series: duplicate"):
+        parse_exposition("".join(lines).encode())
+    lines[12000] = "m 1 1\n"
+    with pytest.raises(FormatError, match=r"^<input>:15001: invalid value 'bad'"):
+        parse_exposition("".join(lines).encode())

@@ -15,7 +15,7 @@ import numpy as np
 
 from thanostools.core.goformat import format_g, go_labels_string, go_quote
 from thanostools.core.labels import METRIC_NAME, Labels
-from thanostools.core.tsdb.block import SampleBatch
+from thanostools.core.series import SampleBatch
 
 DUMP_FORMATS = ("prom", "openmetrics", "json", "csv")
 

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from thanostools.core.analyze import AnalyzeReport
     from thanostools.core.chunkenc.aggr import Aggr
     from thanostools.core.generate import GenerateSpec
-    from thanostools.core.tsdb.block import Block, SampleBatch
+    from thanostools.core.series import SampleBatch
+    from thanostools.core.tsdb.block import Block
 
 MIN_TIME = -(2**63)
 MAX_TIME = 2**63 - 1

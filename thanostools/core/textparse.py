@@ -11,9 +11,12 @@ ambiguity) are handed to Python's correctly rounded ``float``.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import struct
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -792,31 +795,33 @@ def parse_exposition(
     if fmt not in ("openmetrics", "prometheus"):
         raise ConfigError(f"unknown exposition format {fmt!r} (use auto, openmetrics or prometheus)")
     om = fmt == "openmetrics"
-    end = len(data)
-    if om:
-        end = _openmetrics_end(data, source)
+    end = _openmetrics_end(data, source) if om else len(data)
     buf = np.frombuffer(data, dtype=np.uint8)
-    tables = _run_scan(buf, end, om, default_timestamp_ms)
-    st, t, v, k = tables.state, tables.t, tables.v, tables.k
-    n, n_keys = int(st[_S_N]), int(st[_S_KEYS])
-    errors: list[tuple[int, FormatError]] = []
-    err_line: int | None = None
-    if st[_S_ERR]:
-        err_line = int(st[_S_LINE])
-        token = data[st[_S_ERR_A] : st[_S_ERR_B]]
-        errors.append((err_line, _fail(source, err_line, _ERROR_TEXT[int(st[_S_ERR])], token)))
-    series, key_series, key_error = _series_of_keys(data, tables.keys[:n_keys], err_line, source)
-    if key_error is not None:
-        errors.append(key_error)
-    slow_error = _resolve_slow(data, tables.slow[: st[_S_SLOW]], t, v, source)
-    if slow_error is not None:
-        errors.append(slow_error)
-    if errors:
-        raise min(errors, key=lambda e: e[0])[1]
-    k = k[:n]
-    if not np.array_equal(key_series, np.arange(n_keys)):
-        k = key_series[k]
-    return ParsedSamples(series=series, series_index=k, t=t[:n], v=v[:n])
+    chunks = _chunks(data, end)
+    if len(chunks) == 1:
+        scans = [_run_scan(buf, 0, end, om, default_timestamp_ms)]
+    else:
+        with ThreadPoolExecutor(len(chunks)) as pool:  # the kernel releases the GIL
+            scans = list(pool.map(lambda c: _run_scan(buf, c[0], c[1], om, default_timestamp_ms), chunks))
+    return _assemble(data, [c[0] for c in chunks], scans, source)
+
+
+# Inputs above this size are scanned in pieces on several threads.
+PARALLEL_CHUNK_BYTES = 64 << 20
+
+
+def _chunks(data: bytes, end: int) -> list[tuple[int, int]]:
+    """Split [0, end) at line starts into one piece per worker thread."""
+    workers = min(os.cpu_count() or 1, 8, end // PARALLEL_CHUNK_BYTES)
+    if workers <= 1:
+        return [(0, end)]
+    cuts = [0]
+    for i in range(1, workers):
+        cut = data.find(b"\n", end * i // workers, end) + 1
+        if cut > cuts[-1]:
+            cuts.append(cut)
+    cuts.append(end)
+    return [(a, b) for a, b in itertools.pairwise(cuts) if a < b]
 
 
 @dataclass
@@ -831,9 +836,9 @@ class _Tables:
     state: np.ndarray
 
 
-def _run_scan(buf: np.ndarray, end: int, om: bool, default_ts: int | None) -> _Tables:
-    """Run the kernel, growing its tables whenever it stops for room."""
-    cap = end // 64 + 64  # sample lines are rarely shorter; more room is made when they are
+def _run_scan(buf: np.ndarray, start: int, end: int, om: bool, default_ts: int | None) -> _Tables:
+    """Run the kernel over buf[start:end], growing its tables whenever it stops for room."""
+    cap = (end - start) // 64 + 64  # sample lines are rarely shorter; more room is made when they are
     tables = _Tables(
         t=np.empty(cap, dtype=np.int64),
         v=np.empty(cap, dtype=np.uint64),
@@ -844,6 +849,7 @@ def _run_scan(buf: np.ndarray, end: int, om: bool, default_ts: int | None) -> _T
         slow=np.empty((64, 5), dtype=np.int64),
         state=np.zeros(9, dtype=np.int64),
     )
+    tables.state[_S_POS] = start
     tables.state[_S_PREV] = -1
     default = 0 if default_ts is None else int(default_ts)
     while True:
@@ -879,34 +885,75 @@ def _openmetrics_end(data: bytes, source: str) -> int:
     return start
 
 
-def _series_of_keys(
-    data: bytes, keys: np.ndarray, stop_line: int | None, source: str
-) -> tuple[list[Labels], np.ndarray, tuple[int, FormatError] | None]:
-    """Distinct label sets in first-seen order and, per key, the index of its label set."""
-    series: list[Labels] = []
-    index: dict[Labels, int] = {}
-    key_series = np.empty(keys.shape[0], dtype=np.int32)
-    starts = keys[:, _KS].tolist()
-    ends = (keys[:, _KS] + keys[:, _KL]).tolist()
-    for kid, (s, e) in enumerate(zip(starts, ends, strict=True)):
-        try:
-            labels = _parse_key(data[s:e].decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            line = int(keys[kid, _KLINE])
-            if stop_line is not None and line > stop_line:
-                break
-            reason = "invalid UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
-            return series, key_series, (line, _fail(source, line, f"invalid series: {reason}", data[s:e]))
-        sid = index.setdefault(labels, len(series))
-        if sid == len(series):
-            series.append(labels)
-        key_series[kid] = sid
-    return series, key_series, None
+# A problem found on a line of a piece: (line within the piece, what, offending text).
+_Problem = tuple[int, str, bytes]
 
 
-def _resolve_slow(
-    data: bytes, slow: np.ndarray, t: np.ndarray, v: np.ndarray, source: str
-) -> tuple[int, FormatError] | None:
+class _SeriesIndex:
+    """Label sets in first-seen order, found from series keys (bytes) of every piece."""
+
+    def __init__(self) -> None:
+        self.series: list[Labels] = []
+        self._by_labels: dict[Labels, int] = {}
+        self._by_key: dict[bytes, int] = {}
+
+    def map_keys(self, data: bytes, keys: np.ndarray, stop_line: int | None) -> tuple[np.ndarray, _Problem | None]:
+        """Series index of each key; stops at the first bad key before `stop_line`."""
+        key_series = np.empty(keys.shape[0], dtype=np.int32)
+        starts = keys[:, _KS].tolist()
+        ends = (keys[:, _KS] + keys[:, _KL]).tolist()
+        for kid, (s, e) in enumerate(zip(starts, ends, strict=True)):
+            key = data[s:e]
+            sid = self._by_key.get(key)
+            if sid is None:
+                try:
+                    sid = self._add(_parse_key(key.decode("utf-8")))
+                except (ValueError, UnicodeDecodeError) as exc:
+                    line = int(keys[kid, _KLINE])
+                    if stop_line is not None and line > stop_line:
+                        break
+                    reason = "invalid UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
+                    return key_series, (line, f"invalid series: {reason}", key)
+                self._by_key[key] = sid
+            key_series[kid] = sid
+        return key_series, None
+
+    def _add(self, labels: Labels) -> int:
+        sid = self._by_labels.setdefault(labels, len(self.series))
+        if sid == len(self.series):
+            self.series.append(labels)
+        return sid
+
+
+def _assemble(data: bytes, starts: list[int], scans: list[_Tables], source: str) -> ParsedSamples:
+    index = _SeriesIndex()
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for start, tab in zip(starts, scans, strict=True):
+        st = tab.state
+        n, n_keys = int(st[_S_N]), int(st[_S_KEYS])
+        problems: list[_Problem] = []
+        err_line: int | None = None
+        if st[_S_ERR]:
+            err_line = int(st[_S_LINE])
+            problems.append((err_line, _ERROR_TEXT[int(st[_S_ERR])], data[st[_S_ERR_A] : st[_S_ERR_B]]))
+        key_series, key_problem = index.map_keys(data, tab.keys[:n_keys], err_line)
+        slow_problem = _resolve_slow(data, tab.slow[: st[_S_SLOW]], tab.t, tab.v)
+        problems += [p for p in (key_problem, slow_problem) if p is not None]
+        if problems:
+            line, what, token = min(problems, key=lambda p: p[0])
+            raise _fail(source, line + data.count(b"\n", 0, start), what, token)
+        k = tab.k[:n]
+        if not np.array_equal(key_series, np.arange(n_keys)):
+            k = key_series[k]
+        parts.append((tab.t[:n], tab.v[:n], k))
+    if len(parts) == 1:
+        t, v, k = parts[0]
+    else:
+        t, v, k = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    return ParsedSamples(series=index.series, series_index=k, t=t, v=v)
+
+
+def _resolve_slow(data: bytes, slow: np.ndarray, t: np.ndarray, v: np.ndarray) -> _Problem | None:
     for sample, s, e, kind, line in slow.tolist():
         token = data[s:e]
         try:
@@ -918,5 +965,5 @@ def _resolve_slow(
             what = "invalid value" if kind == _K_VALUE else "invalid timestamp"
             if str(exc) == "out of range":
                 what += " (out of range)"
-            return line, _fail(source, line, what, token)
+            return line, what, token
     return None

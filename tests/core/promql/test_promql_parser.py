@@ -823,6 +823,24 @@ def test_a_1kb_query_parses_quickly() -> None:
     assert (time.perf_counter() - start) / runs < 0.010
 
 
+def test_long_chains_need_no_deep_recursion() -> None:
+    q = " or ".join(f"m{i}" for i in range(5000))
+    assert format_expr(parse_expr(q)) == q
+    stacked = "x" + "[1m:]" * 800
+    with pytest.raises(ParseError, match="subquery is only allowed on instant vector, got matrix instead"):
+        parse_expr(stacked)
+    # The innermost problem is reported first, as Prometheus does.
+    with pytest.raises(ParseError) as info:
+        parse_expr("(" + "-{}-1" * 10000 + ")" + "[1m:]" * 1000)
+    err = info.value
+    assert (err.position, err.reason) == (2, "vector selector must contain at least one non-empty matcher")
+
+
+def test_absurd_nesting_is_a_parse_error() -> None:
+    with pytest.raises(ParseError, match="nested too deeply"):
+        parse_expr("(" * 3000 + "x" + ")" * 3000)
+
+
 # --- selectors, durations, numbers ---------------------------------------------------------------
 
 

@@ -644,13 +644,15 @@ class _Parser:
             seconds, ns = -seconds, -ns
         return ns, seconds, start
 
-    def duration_value_ms(self, context: str, expected: str, *, positive: bool) -> int:
+    def duration_value_ms(self, context: str, expected: str, *, in_brackets: bool) -> int:
+        """A range, subquery step (both must be positive) or offset, in milliseconds."""
         ns, seconds, start = self.signed_literal_ns(context, expected, many_signs=True)
         if abs(seconds) > _MAX_DURATION_SECONDS or math.isnan(seconds):
             _fail("duration out of range", start)
-        if self.peek().kind in _DURATION_ARITH and positive:
+        # After an offset, arithmetic belongs to the enclosing expression: "x offset 5s - 8".
+        if in_brackets and self.peek().kind in _DURATION_ARITH:
             _fail(_DURATION_EXPR_OFF, start)
-        if positive and not seconds > 0:
+        if in_brackets and not seconds > 0:
             _fail("duration must be greater than 0", start)
         if ns == 0:
             ns = _go_round(seconds * 1e9)
@@ -659,7 +661,7 @@ class _Parser:
     def range_or_subquery(self, expr: Expr) -> Expr:
         bracket = self.advance()
         rng = self.duration_value_ms("subquery or range selector", "number, duration, step(), or range()",
-                                     positive=True)
+                                     in_brackets=True)
         tok = self.peek()
         if tok.kind is T.RIGHT_BRACKET:
             close = self.advance()
@@ -679,13 +681,13 @@ class _Parser:
         step = 0
         if self.peek().kind is not T.RIGHT_BRACKET:
             step = self.duration_value_ms("subquery selector", 'number, duration, step(), range(), or "]"',
-                                          positive=True)
+                                          in_brackets=True)
         close = self.expect(T.RIGHT_BRACKET, "subquery selector", '"]"')
         return SubqueryExpr(expr, rng, step, pos=expr.pos, end=close.pos + 1)
 
     def offset(self, expr: Expr) -> Expr:
         self.advance()
-        ms = self.duration_value_ms("offset", "number, duration, step(), or range()", positive=False)
+        ms = self.duration_value_ms("offset", "number, duration, step(), or range()", in_brackets=False)
         end = self.last_closing
         if isinstance(expr, VectorSelector):
             if expr.offset != 0:
@@ -758,23 +760,31 @@ def _binary(op_tok: Token, lhs: Expr, rhs: Expr, return_bool: bool, parsed: Vect
 
 class _Checker:
     def check(self, node: Expr, *, allow_empty_selector: bool = False) -> ValueType:
+        # Single-child wrappers are unwound first so that long chains (``x[1m:][1m:]...``) need
+        # no recursion; their rules then apply innermost first, as in Prometheus.
+        wrappers: list[ParenExpr | UnaryExpr | SubqueryExpr] = []
+        while isinstance(node, ParenExpr | UnaryExpr | SubqueryExpr):
+            wrappers.append(node)
+            node = node.expr
+        t = self.check_core(node, allow_empty_selector)
+        for wrapper in reversed(wrappers):
+            if isinstance(wrapper, UnaryExpr) and t not in (ValueType.SCALAR, ValueType.VECTOR):
+                _fail("unary expression only allowed on expressions of type scalar or instant vector, "
+                      f"got {go_quote(t.documented)}", wrapper.pos)
+            if isinstance(wrapper, SubqueryExpr) and t is not ValueType.VECTOR:
+                _fail(f"subquery is only allowed on instant vector, got {t.value} instead", wrapper.pos)
+            t = type_of(wrapper)
+        return t
+
+    def check_core(self, node: Expr, allow_empty_selector: bool) -> ValueType:
         if isinstance(node, AggregateExpr):
             self.check_aggregate(node)
         elif isinstance(node, BinaryExpr):
             self.check_binary(node)
         elif isinstance(node, Call):
             self.check_call(node)
-        elif isinstance(node, ParenExpr | MatrixSelector):
-            self.check(node.expr if isinstance(node, ParenExpr) else node.vector_selector)
-        elif isinstance(node, UnaryExpr):
-            t = self.check(node.expr)
-            if t not in (ValueType.SCALAR, ValueType.VECTOR):
-                _fail("unary expression only allowed on expressions of type scalar or instant vector, "
-                      f"got {go_quote(t.documented)}", node.pos)
-        elif isinstance(node, SubqueryExpr):
-            t = self.check(node.expr)
-            if t is not ValueType.VECTOR:
-                _fail(f"subquery is only allowed on instant vector, got {t.value} instead", node.pos)
+        elif isinstance(node, MatrixSelector):
+            self.check_selector(node.vector_selector, False)
         elif isinstance(node, VectorSelector):
             self.check_selector(node, allow_empty_selector)
         return type_of(node)

@@ -18,6 +18,7 @@ from thanostools.core.promql.ast import (
     NumberLiteral,
     ParenExpr,
     StartOrEnd,
+    StringLiteral,
     SubqueryExpr,
     UnaryExpr,
     VectorMatching,
@@ -33,6 +34,23 @@ _LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 def format_expr(expr: Expr) -> str:
     """Canonical one-line form (Prometheus ``Expr.String()``)."""
+    # Wrapper chains (parentheses, unary operators, subqueries) are unwound without recursion.
+    wrappers: list[ParenExpr | UnaryExpr | SubqueryExpr] = []
+    while isinstance(expr, ParenExpr | UnaryExpr | SubqueryExpr):
+        wrappers.append(expr)
+        expr = expr.expr
+    text = _format_core(expr)
+    for wrapper in reversed(wrappers):
+        if isinstance(wrapper, ParenExpr):
+            text = f"({text})"
+        elif isinstance(wrapper, UnaryExpr):
+            text = wrapper.op + text
+        else:
+            text += _subquery_suffix(wrapper)
+    return text
+
+
+def _format_core(expr: Expr) -> str:
     if isinstance(expr, VectorSelector):
         return _vector_selector(expr)
     if isinstance(expr, BinaryExpr):
@@ -49,12 +67,7 @@ def format_expr(expr: Expr) -> str:
         return _aggregate(expr)
     if isinstance(expr, MatrixSelector):
         return _matrix(expr)
-    if isinstance(expr, SubqueryExpr):
-        return format_expr(expr.expr) + _subquery_suffix(expr)
-    if isinstance(expr, ParenExpr):
-        return f"({format_expr(expr.expr)})"
-    if isinstance(expr, UnaryExpr):
-        return expr.op + format_expr(expr.expr)
+    assert isinstance(expr, StringLiteral)
     return go_quote(expr.value)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -13,8 +12,8 @@ from thanostools.core.cache import RangeCache
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import Aggr, aggr_spans
 from thanostools.core.errors import CorruptBlockError, NotFoundError, UnsupportedError
-from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher
+from thanostools.core.series import SampleBatch
 from thanostools.core.tsdb.bytesource import BucketSource, ByteSource, MmapSource
 from thanostools.core.tsdb.chunks import ENC_AGGR, ENC_XOR, ENCODING_NAMES, ChunkBatch, ChunkReader
 from thanostools.core.tsdb.index import IndexReader, SeriesBatch
@@ -23,24 +22,6 @@ from thanostools.core.tsdb.tombstones import Intervals, deleted_mask, parse_tomb
 
 MIN_TIME = -(2**63)
 MAX_TIME = 2**63 - 1
-
-
-@dataclass(frozen=True)
-class SampleBatch:
-    """Samples of several series: series i owns ``t/v[offsets[i]:offsets[i+1]]`` (v = raw float64 bits)."""
-
-    labels: list[Labels]
-    refs: np.ndarray
-    offsets: np.ndarray
-    t: np.ndarray
-    v: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def series(self, i: int) -> tuple[Labels, np.ndarray, np.ndarray]:
-        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-        return self.labels[i], self.t[a:b], self.v[a:b]
 
 
 class Block:

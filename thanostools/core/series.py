@@ -1,0 +1,81 @@
+"""The currency between storage and everything above it: batches of series with their samples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from thanostools.core.labels import Labels
+from thanostools.core.matchers import Matcher
+
+STALE_NAN_BITS = 0x7FF0000000000002
+
+
+@dataclass(frozen=True)
+class SampleBatch:
+    """Samples of several series: series i owns ``t/v[offsets[i]:offsets[i+1]]``.
+
+    ``v`` holds raw float64 bits as uint64 (StaleNaN and NaN payloads exact); ``v.view(np.float64)``
+    gives the values. ``refs`` are storage-specific series ids (-1 when not meaningful).
+    """
+
+    labels: list[Labels]
+    refs: np.ndarray
+    offsets: np.ndarray
+    t: np.ndarray
+    v: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def series(self, i: int) -> tuple[Labels, np.ndarray, np.ndarray]:
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self.labels[i], self.t[a:b], self.v[a:b]
+
+    @staticmethod
+    def concat(batches: Sequence[SampleBatch]) -> SampleBatch:
+        if len(batches) == 1:
+            return batches[0]
+        if not batches:
+            return SampleBatch([], np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64),
+                               np.zeros(0, np.uint64))
+        labels = [lab for b in batches for lab in b.labels]
+        sizes = np.concatenate([np.diff(b.offsets) for b in batches])
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        return SampleBatch(labels, np.concatenate([b.refs for b in batches]), offsets,
+                           np.concatenate([b.t for b in batches]), np.concatenate([b.v for b in batches]))
+
+
+@dataclass(frozen=True)
+class SelectHints:
+    """What the query engine tells storage about a selection (Thanos uses ``func`` to pick aggregates)."""
+
+    start: int
+    end: int
+    step: int = 0
+    func: str = ""
+    range: int = 0
+    grouping: tuple[str, ...] = ()
+    by: bool = False
+
+
+@dataclass
+class SelectResult:
+    batch: SampleBatch
+    warnings: list[str] = field(default_factory=list)
+
+
+class Querier(Protocol):
+    """Read access to series: all a PromQL engine or an API server needs from storage."""
+
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int,
+               hints: SelectHints | None = None) -> SelectResult:
+        """Series matching all matchers with their samples in ``[mint, maxt]`` (inclusive), sorted by labels."""
+        ...
+
+    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]: ...
+
+    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]: ...
