@@ -11,6 +11,7 @@ one batch call over all chunks; JIT compilation is excluded by a warm-up call on
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--series", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=480)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="Also print the figures as one JSON line.")
     args = parser.parse_args(argv)
 
     t, v = make_series(args.series, args.samples)
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for name, times, target in (("encode", enc_times, 20), ("decode", dec_times, 50)):
         best = min(times)
         print(f"{name:<8}{best:>9.3f}{n / best / 1e6:>13.1f}{n / times[0] / 1e6:>10.1f}{target:>8}")
+    if args.json:
+        print(json.dumps(figures))
     return figures
 
 

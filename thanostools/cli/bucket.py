@@ -231,7 +231,7 @@ def analyze_cmd(output: str, block_id: str | None, limit: int, extended: bool, m
     selectors = _parse_matches(matches)
     if len(selectors) > 1:
         raise ConfigError("analyze takes one --match selector")
-    report = engine.analyze(block_id, matchers=selectors[0] if selectors else (), extended=extended)
+    report = engine.analyze(block_id, matchers=selectors[0] if selectors else (), extended=extended, limit=limit)
     if output == "json":
         emit(json.dumps(report.to_dict(limit), indent=2) + "\n")
         return
@@ -241,6 +241,7 @@ def analyze_cmd(output: str, block_id: str | None, limit: int, extended: bool, m
 
 
 AGGREGATES = ("count", "sum", "min", "max", "counter")
+DUMP_BATCH_SERIES = 4000  # series decoded at once: bounds memory for blocks of any size
 
 
 @bucket.command("dump")
@@ -263,7 +264,8 @@ def dump_cmd(output: str, block_ids: tuple[str, ...], min_time: int | None, max_
     mint = min_time if min_time is not None else -(2**63)
     maxt = max_time if max_time is not None else 2**63 - 1
     agg = Aggr[aggregate.upper()]
-    batches = union_selects([engine.select(block_ids, sel, mint, maxt, aggregate=agg) for sel in selectors])
+    batches = union_selects([engine.select(block_ids, sel, mint, maxt, aggregate=agg, batch_size=DUMP_BATCH_SERIES)
+                             for sel in selectors])
     out = sys.stdout
     write_dump(batches, output, out.write)
     out.flush()

@@ -1,24 +1,26 @@
-"""Block analysis with the same figures as ``promtool tsdb analyze`` (churn, cardinality, chunk fullness)."""
+"""Block analysis with the same figures as ``promtool tsdb analyze`` (churn, cardinality, chunk fullness).
+
+Everything is computed on symbol positions with numpy: label strings are only built for the
+entries that make it into the top-N lists.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from thanostools.core.chunkenc.aggr import Aggr, aggr_spans
 from thanostools.core.labels import METRIC_NAME
 from thanostools.core.matchers import Matcher
 from thanostools.core.tsdb.block import Block
-from thanostools.core.tsdb.chunks import ENC_AGGR
+from thanostools.core.tsdb.index import IndexReader, RawSeries
 
 Ranked = list[tuple[int, str]]
 
 MAX_SAMPLES_PER_CHUNK = 120
 FULLNESS_BUCKETS = 10
-_U64 = 1 << 64
 
 
 @dataclass
@@ -56,81 +58,130 @@ class AnalyzeReport:
         return out
 
 
-def _rank(counter: dict[str, int]) -> Ranked:
-    # promtool sorts by value only (unstable); we break ties by key so output is deterministic.
-    return sorted(((v, k) for k, v in counter.items()), key=lambda p: (-p[0], p[1]))
+def top(values: np.ndarray, key: Callable[[int], str], limit: int) -> Ranked:
+    """The ``limit`` largest values with their keys; ties ordered by key (promtool's order is unstable)."""
+    n = int(values.shape[0])
+    if n == 0 or limit <= 0:
+        return []
+    if n > limit:
+        cutoff = np.partition(values, n - limit)[n - limit]
+        idx = np.flatnonzero(values >= cutoff)
+    else:
+        idx = np.arange(n)
+    ranked = sorted(((int(values[i]), key(int(i))) for i in idx.tolist()), key=lambda p: (-p[0], p[1]))
+    return ranked[:limit]
 
 
-def analyze_block(block: Block, *, matchers: Sequence[Matcher] = (), extended: bool = False) -> AnalyzeReport:
-    meta = block.meta
+@dataclass
+class _Pairs:
+    """All label pairs of the analysed series, as symbol positions, with per-pair series uncovered time."""
+
+    names: np.ndarray
+    values: np.ndarray
+    uncovered: np.ndarray  # uint64, Go's wrapping arithmetic
+
+
+def _collect(index: IndexReader, refs: np.ndarray, span: int) -> _Pairs:
+    names, values, unc = [], [], []
+    for raw in index.iter_series_raw(refs):
+        names.append(raw.label_names)
+        values.append(raw.label_values)
+        unc.append(np.repeat(_uncovered(raw, span), np.diff(raw.label_offsets)))
+    if not names:
+        return _Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint64))
+    return _Pairs(np.concatenate(names), np.concatenate(values), np.concatenate(unc))
+
+
+def _uncovered(raw: RawSeries, span: int) -> np.ndarray:
+    """Block span minus each series' covered span (first chunk mint to last chunk maxt), in uint64."""
+    n = len(raw)
+    has = np.diff(raw.chunk_offsets) > 0
+    covered = np.zeros(n, dtype=np.int64)
+    first = raw.chunk_mint[raw.chunk_offsets[:-1][has]]
+    last = raw.chunk_maxt[raw.chunk_offsets[1:][has] - 1]
+    covered[has] = last - first
+    with np.errstate(over="ignore"):
+        return np.uint64(span % (1 << 64)) - covered.astype(np.uint64)
+
+
+def _grouped_sum(keys: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    sums = np.zeros(uniq.shape[0], dtype=np.uint64)
+    np.add.at(sums, inverse, weights)
+    return uniq, sums, np.bincount(inverse, minlength=uniq.shape[0])
+
+
+def _churn(sums: np.ndarray, span: int) -> np.ndarray:
+    if span == 0:
+        return np.zeros(sums.shape[0], np.int64)
+    return (sums.astype(np.float64) / float(span)).astype(np.uint64).astype(np.int64)
+
+
+def analyze_block(block: Block, *, matchers: Sequence[Matcher] = (), extended: bool = False,
+                  limit: int = 20) -> AnalyzeReport:
+    meta, index = block.meta, block.index
     span = meta.max_time - meta.min_time
+    syms = index.symbols
+    nsym = max(len(syms), 1)
     refs = block.postings(matchers)
-    pair_uncovered: Counter[str] = Counter()
-    name_uncovered: Counter[str] = Counter()
-    pair_count: Counter[str] = Counter()
-    values_seen: dict[str, set[str]] = {}
-    metric_series: Counter[str] = Counter()
-    entries = 0
-    fullness = np.zeros(FULLNESS_BUCKETS, dtype=np.int64) if extended else None
-    sizes: list[np.ndarray] = []
-    for sb in block.index.iter_series(refs):
-        first = sb.chunk_mint[sb.chunk_offsets[:-1].clip(max=max(len(sb.chunk_mint) - 1, 0))]
-        last = sb.chunk_maxt[(sb.chunk_offsets[1:] - 1).clip(min=0)]
-        covered = (last - first).tolist()
-        for labels, cov in zip(sb.labels, covered, strict=True):
-            # Go computes this in uint64, wrapping on odd ranges; keep the same arithmetic.
-            uncovered = (span - cov) % _U64
-            for name, value in labels:
-                key = f"{name}={value}"
-                name_uncovered[name] += uncovered
-                pair_uncovered[key] += uncovered
-                pair_count[key] += 1
-                values_seen.setdefault(name, set()).add(value)
-                if name == METRIC_NAME:
-                    metric_series[value] += 1
-            entries += len(labels)
-        if fullness is not None:
-            counts, nbytes = _chunk_sample_counts(block, sb.chunk_ref)
-            capped = np.minimum(counts, MAX_SAMPLES_PER_CHUNK)
-            buckets = np.ceil(FULLNESS_BUCKETS * capped / MAX_SAMPLES_PER_CHUNK).astype(np.int64) - 1
-            fullness += np.bincount(buckets.clip(0, FULLNESS_BUCKETS - 1), minlength=FULLNESS_BUCKETS)
-            sizes.append(nbytes)
+    pairs = _collect(index, refs, span)
 
-    def churn(c: Counter[str]) -> dict[str, int]:
-        return {k: int(float(v) / float(span)) if span else 0 for k, v in c.items()}
+    pair_keys, pair_unc, pair_cnt = _grouped_sum(pairs.names * nsym + pairs.values, pairs.uncovered)
+    name_keys, name_unc, _ = _grouped_sum(pairs.names, pairs.uncovered)
 
-    names = sorted(values_seen) if matchers else block.index.label_names()
-    values = {n: sorted(values_seen.get(n, ())) for n in names} if matchers else {
-        n: block.index.label_values(n) for n in names}
+    def pair_str(i: int) -> str:
+        k = int(pair_keys[i])
+        return f"{syms[k // nsym]}={syms[k % nsym]}"
+
+    value_names, value_counts, value_lengths = _label_values(index, pair_keys, nsym, bool(matchers))
+    metric_pos = bisect_left(syms, METRIC_NAME)
+    is_metric = (pair_keys // nsym) == metric_pos if metric_pos < len(syms) and syms[metric_pos] == METRIC_NAME \
+        else np.zeros(pair_keys.shape[0], bool)
+    metric_idx = np.flatnonzero(is_metric)
+
     report = AnalyzeReport(
         ulid=meta.ulid, duration_ms=span, series=len(refs) if matchers else meta.stats.num_series,
-        label_names=len(names), postings=len(pair_uncovered), postings_entries=entries,
-        churn_pairs=_rank(churn(pair_uncovered)), churn_names=_rank(churn(name_uncovered)),
-        common_pairs=_rank(dict(pair_count)),
-        value_length=_rank({n: sum(len(v.encode()) for v in values[n]) for n in names}),
-        cardinality_labels=_rank({n: len(values[n]) for n in names}),
-        cardinality_metrics=_rank(dict(metric_series)),
+        label_names=len(value_names), postings=int(pair_keys.shape[0]), postings_entries=int(pairs.names.shape[0]),
+        churn_pairs=top(_churn(pair_unc, span), pair_str, limit),
+        churn_names=top(_churn(name_unc, span), lambda i: syms[int(name_keys[i])], limit),
+        common_pairs=top(pair_cnt, pair_str, limit),
+        value_length=top(value_lengths, lambda i: value_names[i], limit),
+        cardinality_labels=top(value_counts, lambda i: value_names[i], limit),
+        cardinality_metrics=top(pair_cnt[metric_idx], lambda i: syms[int(pair_keys[metric_idx[i]]) % nsym], limit),
     )
-    if fullness is not None:
-        report.fullness = fullness.tolist()
-        report.chunk_sizes = _size_summary(np.concatenate(sizes) if sizes else np.zeros(0, np.int64))
+    if extended:
+        report.fullness, report.chunk_sizes = _chunk_stats(block, refs)
     return report
 
 
-def _chunk_sample_counts(block: Block, refs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Samples per chunk (AggrChunks count their count sub-chunk) and payload sizes in bytes."""
-    batch = block.chunks.read(refs)
-    starts, ends = batch.starts, batch.ends
-    aggr = batch.encodings == ENC_AGGR
-    if bool(aggr.any()):
-        s, _e, _enc = aggr_spans(batch.buf, batch.starts[aggr], batch.ends[aggr], Aggr.COUNT)
-        starts = starts.copy()
-        starts[aggr] = s
-    ok = ends - starts >= 2
-    counts = np.zeros(starts.shape[0], np.int64)
-    hi = batch.buf[starts[ok]].astype(np.int64)
-    counts[ok] = (hi << 8) | batch.buf[starts[ok] + 1]
-    return counts, batch.ends - batch.starts
+def _label_values(index: IndexReader, pair_keys: np.ndarray, nsym: int,
+                  from_series: bool) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Label names with their number of values and the summed byte length of those values."""
+    if not from_series:
+        names = index.label_names()
+        values = [index.label_values(n) for n in names]
+        return (names, np.array([len(v) for v in values], np.int64),
+                np.array([sum(len(x.encode()) for x in v) for v in values], np.int64))
+    syms = index.symbols
+    sym_len = np.array([len(s.encode()) for s in syms], np.int64)
+    name_pos = pair_keys // nsym
+    uniq, inverse = np.unique(name_pos, return_inverse=True)
+    counts = np.bincount(inverse, minlength=uniq.shape[0])
+    lengths = np.bincount(inverse, weights=sym_len[pair_keys % nsym], minlength=uniq.shape[0]).astype(np.int64)
+    return [syms[int(i)] for i in uniq.tolist()], counts, lengths
+
+
+def _chunk_stats(block: Block, refs: np.ndarray) -> tuple[list[int], dict[str, int]]:
+    """Histogram of samples per chunk (capped at 120, in tenths) and payload size statistics."""
+    fullness = np.zeros(FULLNESS_BUCKETS, dtype=np.int64)
+    sizes: list[np.ndarray] = []
+    for raw in block.index.iter_series_raw(refs):
+        heads = block.chunks.headers(raw.chunk_ref)
+        capped = np.minimum(heads.num_samples, MAX_SAMPLES_PER_CHUNK)
+        buckets = np.ceil(FULLNESS_BUCKETS * capped / MAX_SAMPLES_PER_CHUNK).astype(np.int64) - 1
+        fullness += np.bincount(buckets.clip(0, FULLNESS_BUCKETS - 1), minlength=FULLNESS_BUCKETS)
+        sizes.append(heads.lengths)
+    return fullness.tolist(), _size_summary(np.concatenate(sizes) if sizes else np.zeros(0, np.int64))
 
 
 def _size_summary(nbytes: np.ndarray) -> dict[str, int]:

@@ -18,16 +18,32 @@ from thanostools.core.labels import METRIC_NAME, Labels
 from thanostools.core.series import SampleBatch
 
 DUMP_FORMATS = ("prom", "openmetrics", "json", "csv")
+FORMAT_BATCH_SAMPLES = 200_000  # text is built per sub-batch so memory stays bounded
 
 
 def _value_strings(v: np.ndarray, fmt: Callable[[float], str]) -> list[str]:
     """Format values once per distinct value (series repeat values a lot)."""
     floats = v.view(np.float64)
     uniq, inverse = np.unique(v, return_inverse=True)
-    table = [fmt(x) for x in uniq.view(np.float64).tolist()] if uniq.size < floats.size // 2 else None
-    if table is None:
+    if uniq.size < floats.size // 2:
+        table = _format_many(uniq.view(np.float64), fmt)
+        return [table[i] for i in inverse.tolist()]
+    return _format_many(floats, fmt)
+
+
+def _format_many(floats: np.ndarray, fmt: Callable[[float], str]) -> list[str]:
+    if fmt is not format_g:
         return [fmt(x) for x in floats.tolist()]
-    return [table[i] for i in inverse.tolist()]
+    # Between 1e-4 and 1e6 Go's %g and Python's repr agree except for repr's trailing ".0".
+    mag = np.abs(floats)
+    plain = ((mag >= 1e-4) & (mag < 1e6)) | (floats == 0)
+    if bool(plain.all()):
+        return [r[:-2] if r.endswith(".0") else r for r in map(repr, floats.tolist())]
+    out = [format_g(x) for x in floats.tolist()]
+    idx = np.flatnonzero(plain)
+    for i, r in zip(idx.tolist(), map(repr, floats[idx].tolist()), strict=True):
+        out[i] = r[:-2] if r.endswith(".0") else r
+    return out
 
 
 def prom_lines(batch: SampleBatch) -> str:
@@ -108,7 +124,7 @@ def write_dump(batches: Iterable[SampleBatch], fmt: str, write: Callable[[str], 
         write("[")
     elif fmt == "csv":
         write("series,timestamp_ms,value\n")
-    for batch in batches:
+    for batch in (part for whole in batches for part in whole.split(FORMAT_BATCH_SAMPLES)):
         n += int(batch.t.shape[0])
         if fmt == "prom":
             write(prom_lines(batch))

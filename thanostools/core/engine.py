@@ -72,15 +72,15 @@ class Engine:
         return open_bucket_block(self.bucket, ulid, meta=info.meta, files=info.files, cache=self.cache)
 
     def analyze(self, ulid: str | None = None, *, matchers: Sequence[Matcher] = (),
-                extended: bool = False) -> AnalyzeReport:
+                extended: bool = False, limit: int = 20) -> AnalyzeReport:
         from thanostools.core.analyze import analyze_block
 
         target = ulid or self.newest_block().ulid
-        return analyze_block(self.open_block(target), matchers=matchers, extended=extended)
+        return analyze_block(self.open_block(target), matchers=matchers, extended=extended, limit=limit)
 
     def select(self, ids: Sequence[str] = (), matchers: Sequence[Matcher] = (), mint: int = MIN_TIME,
                maxt: int = MAX_TIME, *, aggregate: Aggr | None = None,
-               resolution: int | None = None) -> Iterator[SampleBatch]:
+               resolution: int | None = None, batch_size: int = 20000) -> Iterator[SampleBatch]:
         """Samples merged across the chosen blocks (all blocks by default), in label order."""
         from thanostools.core.chunkenc.aggr import Aggr
         from thanostools.core.storage import select_blocks
@@ -88,7 +88,7 @@ class Engine:
         infos = [self.block_info(u) for u in ids] if ids else [
             b for b in self.blocks() if resolution is None or b.meta.resolution == resolution]
         blocks = [self.open_block(b.ulid) for b in infos]
-        return select_blocks(blocks, matchers, mint, maxt, aggregate=aggregate or Aggr.COUNT)
+        return select_blocks(blocks, matchers, mint, maxt, aggregate=aggregate or Aggr.COUNT, batch_size=batch_size)
 
     # --- writing ---------------------------------------------------------------------------------
 

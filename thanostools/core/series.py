@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,6 +34,22 @@ class SampleBatch:
     def series(self, i: int) -> tuple[Labels, np.ndarray, np.ndarray]:
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         return self.labels[i], self.t[a:b], self.v[a:b]
+
+    def split(self, max_samples: int) -> Iterator[SampleBatch]:
+        """Consecutive sub-batches of whole series holding about ``max_samples`` samples each."""
+        n = len(self.labels)
+        if n == 0 or int(self.offsets[-1]) <= max_samples:
+            yield self
+            return
+        start = 0
+        while start < n:
+            base = int(self.offsets[start])
+            stop = int(np.searchsorted(self.offsets, base + max_samples, side="right")) - 1
+            stop = min(max(stop, start + 1), n)
+            a, b = base, int(self.offsets[stop])
+            yield SampleBatch(self.labels[start:stop], self.refs[start:stop], self.offsets[start : stop + 1] - base,
+                              self.t[a:b], self.v[a:b])
+            start = stop
 
     @staticmethod
     def concat(batches: Sequence[SampleBatch]) -> SampleBatch:

@@ -399,3 +399,35 @@ def encode_chunk_records(
         pos += 1 + length
         pos = put_be32(out, pos, crc32c(out, crc_start, pos))
     return out[:pos], starts
+
+
+@njit
+def chunk_record_headers(seg: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Encoding, payload length and sample count of each record at ``offsets``, without copying payloads.
+
+    For AggrChunks (0xFF) the sample count is that of the count sub-chunk. Returns -1 or the index
+    of the first record whose header runs past the buffer.
+    """
+    n = offsets.shape[0]
+    end = seg.shape[0]
+    encs = np.empty(n, np.int64)
+    lens = np.empty(n, np.int64)
+    samples = np.zeros(n, np.int64)
+    for i in range(n):
+        length, pos = uvarint(seg, offsets[i], end)
+        if pos < 0 or pos + 1 + length > end:
+            return encs, lens, samples, i
+        enc = int(seg[pos])
+        encs[i] = enc
+        lens[i] = length
+        p = pos + 1
+        if enc == 0xFF:
+            sub_len, q = uvarint(seg, p, p + length)
+            if q < 0:
+                return encs, lens, samples, i
+            p = q + 1
+            if sub_len < 2:
+                continue
+        if p + 2 <= end:
+            samples[i] = (int(seg[p]) << 8) | int(seg[p + 1])
+    return encs, lens, samples, -1

@@ -52,6 +52,13 @@ class ChunkBatch:
         return self.buf[self.starts[i] : self.ends[i]].tobytes()
 
 
+@dataclass(frozen=True)
+class ChunkHeaders:
+    encodings: np.ndarray
+    lengths: np.ndarray
+    num_samples: np.ndarray
+
+
 class ChunkReader:
     """Reads chunk records from a block's segment files."""
 
@@ -90,6 +97,26 @@ class ChunkReader:
             pick = np.flatnonzero(seg_idx == seg)
             parts.append((pick, self._read_segment(int(seg), offs[pick], check_crc, size_hint)))
         return _scatter(parts, n)
+
+    def headers(self, refs: np.ndarray) -> ChunkHeaders:
+        """Encoding, payload size and sample count per chunk, reading only record headers where possible."""
+        refs = np.asarray(refs, dtype=np.int64)
+        n = refs.shape[0]
+        out = ChunkHeaders(np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64))
+        seg_idx = refs >> 32
+        offs = refs & 0xFFFFFFFF
+        for seg in np.unique(seg_idx).tolist():
+            if seg < 0 or seg >= len(self.segments):
+                raise self._corrupt(int(seg), f"chunk reference into missing segment {seg}", None)
+            pick = np.flatnonzero(seg_idx == seg)
+            src = self.segments[seg]
+            whole = src.array()
+            buf, rel = (whole, offs[pick]) if whole is not None else _fetch_ranges(src, offs[pick], 32)
+            encs, lens, samples, bad = kb.chunk_record_headers(buf, rel)
+            if bad >= 0:
+                raise self._corrupt(int(seg), "chunk record truncated", int(offs[pick][bad]))
+            out.encodings[pick], out.lengths[pick], out.num_samples[pick] = encs, lens, samples
+        return out
 
     def _read_segment(self, seg: int, offsets: np.ndarray, check_crc: bool, size_hint: int) -> ChunkBatch:
         src = self.segments[seg]

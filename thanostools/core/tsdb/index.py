@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +27,24 @@ class TOC:
     label_indices_table: int
     postings: int
     postings_table: int
+
+
+@dataclass(frozen=True)
+class RawSeries:
+    """Series entries as arrays: label pairs as symbol positions, chunk metas flattened."""
+
+    refs: np.ndarray
+    label_offsets: np.ndarray
+    label_names: np.ndarray
+    label_values: np.ndarray
+    chunk_offsets: np.ndarray
+    chunk_mint: np.ndarray
+    chunk_maxt: np.ndarray
+    chunk_ref: np.ndarray
+    entry_sizes: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.refs.shape[0])
 
 
 @dataclass(frozen=True)
@@ -122,6 +140,7 @@ class IndexReader:
             entry_starts = [4, *ends.tolist()[:-1]]
             base = self.toc.symbols + 4
             self._symbol_by_offset = {base + s: sym for s, sym in zip(entry_starts, self.symbols, strict=True)}
+            self._v1_symbol_offsets = np.array([base + s for s in entry_starts], dtype=np.int64)
 
     def _load_postings_table(self) -> None:
         body = self._read_table(self.toc.postings_table, "postings offset table")
@@ -236,33 +255,41 @@ class IndexReader:
     def series_offsets(self, refs: np.ndarray) -> np.ndarray:
         return refs * 16 if self.version == 2 else refs.copy()
 
-    def series(self, refs: np.ndarray, *, check_crc: bool = True) -> SeriesBatch:
-        """Decode the series entries for ``refs`` (sorted or not), in the given order."""
+    def series_raw(self, refs: np.ndarray, *, check_crc: bool = True) -> RawSeries:
+        """Decode series entries for ``refs`` (in the given order) without building label strings."""
         refs = np.asarray(refs, dtype=np.int64)
         offsets = self.series_offsets(refs)
         buf, rel = self._series_bytes(offsets)
-        (lab_off, lab_n, lab_v, chk_off, mint, maxt, cref, ends, bad) = kb.decode_series_entries(
-            buf, rel, check_crc
-        )
+        (lab_off, names, values, chk_off, mint, maxt, cref, ends, bad) = kb.decode_series_entries(buf, rel, check_crc)
         if bad >= 0:
             raise self._corrupt("series entry truncated or checksum mismatch", int(offsets[bad]))
-        labels = self._labels_from_refs(lab_off, lab_n, lab_v)
-        return SeriesBatch(refs, labels, chk_off, mint, maxt, cref, ends - rel)
+        names, values = self._symbol_positions(names), self._symbol_positions(values)
+        return RawSeries(refs, lab_off, names, values, chk_off, mint, maxt, cref, ends - rel)
 
-    def _labels_from_refs(self, lab_off: np.ndarray, names: np.ndarray, values: np.ndarray) -> list[Labels]:
+    def _symbol_positions(self, refs: np.ndarray) -> np.ndarray:
+        """Symbol references as positions in ``symbols`` (v1 stores file offsets instead)."""
         if self.version == 2:
-            syms = self.symbols
-            nsym = len(syms)
-            if names.size and (int(names.max()) >= nsym or int(values.max()) >= nsym):
+            if refs.size and int(refs.max()) >= len(self.symbols):
                 raise self._corrupt("series entry references an unknown symbol", None)
-            # Python-level tuple building is the cheapest way to make label sets; symbol lookup is a list index.
-            n_list = [syms[i] for i in names.tolist()]
-            v_list = [syms[i] for i in values.tolist()]
-        else:
-            n_list = [self.symbol(i) for i in names.tolist()]
-            v_list = [self.symbol(i) for i in values.tolist()]
-        pairs = list(zip(n_list, v_list, strict=True))
-        bounds = lab_off.tolist()
+            return refs
+        pos = np.searchsorted(self._v1_symbol_offsets, refs)
+        ok = pos < len(self.symbols)
+        if refs.size and (not bool(ok.all()) or not np.array_equal(self._v1_symbol_offsets[pos], refs)):
+            raise self._corrupt("series entry references an unknown symbol", None)
+        return pos
+
+    def series(self, refs: np.ndarray, *, check_crc: bool = True) -> SeriesBatch:
+        """Decode the series entries for ``refs`` (sorted or not), in the given order."""
+        raw = self.series_raw(refs, check_crc=check_crc)
+        return SeriesBatch(raw.refs, self.labels_of(raw), raw.chunk_offsets, raw.chunk_mint, raw.chunk_maxt,
+                           raw.chunk_ref, raw.entry_sizes)
+
+    def labels_of(self, raw: RawSeries) -> list[Labels]:
+        syms = self.symbols
+        # Python-level tuple building is the cheapest way to make label sets; symbol lookup is a list index.
+        pairs = list(zip([syms[i] for i in raw.label_names.tolist()], [syms[i] for i in raw.label_values.tolist()],
+                         strict=True))
+        bounds = raw.label_offsets.tolist()
         return [tuple(pairs[bounds[i] : bounds[i + 1]]) for i in range(len(bounds) - 1)]
 
     def _series_bytes(self, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -308,11 +335,18 @@ class IndexReader:
         del hi
         return buf, rel
 
-    def iter_series(self, refs: np.ndarray | None = None, batch_size: int = 20000) -> list[SeriesBatch]:
-        """Series in batches (all of them by default), in ref order."""
+    def iter_series(self, refs: np.ndarray | None = None, batch_size: int = 20000) -> Iterator[SeriesBatch]:
+        """Series in batches (all of them by default), in the given order."""
         if refs is None:
             refs = self.all_postings()
-        return [self.series(refs[i : i + batch_size]) for i in range(0, len(refs), batch_size)]
+        for i in range(0, len(refs), batch_size):
+            yield self.series(refs[i : i + batch_size])
+
+    def iter_series_raw(self, refs: np.ndarray | None = None, batch_size: int = 50000) -> Iterator[RawSeries]:
+        if refs is None:
+            refs = self.all_postings()
+        for i in range(0, len(refs), batch_size):
+            yield self.series_raw(refs[i : i + batch_size])
 
 
 def _union(lists: Sequence[np.ndarray]) -> np.ndarray:
