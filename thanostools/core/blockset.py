@@ -21,7 +21,7 @@ class BlockSetWriter:
 
     def __init__(self, parent_dir: str, *, block_duration: int = DEFAULT_BLOCK_DURATION,
                  external_labels: Mapping[str, str] | None = None, source: str = "bucket.upload",
-                 thanos: bool = True) -> None:
+                 thanos: bool = True, aligned_ranges: bool = False) -> None:
         if block_duration <= 0:
             raise ValueError("block duration must be positive")
         self.parent_dir = parent_dir
@@ -29,11 +29,17 @@ class BlockSetWriter:
         self._writer_args = dict(external_labels=dict(external_labels or {}), source=source, thanos=thanos,
                                  chunk_range=2 * block_duration)
         self._writers: dict[int, BlockWriter] = {}
+        # Aligned: block ranges are whole windows, like blocks cut from a Prometheus head; otherwise they
+        # span first sample to last sample + 1, like promtool's importer.
+        self.aligned_ranges = aligned_ranges
 
     def _writer(self, window: int) -> BlockWriter:
         w = self._writers.get(window)
         if w is None:
-            w = self._writers[window] = BlockWriter(self.parent_dir, **self._writer_args)  # type: ignore[arg-type]
+            bounds = {}
+            if self.aligned_ranges:
+                bounds = {"min_time": window * self.block_duration, "max_time": (window + 1) * self.block_duration}
+            w = self._writers[window] = BlockWriter(self.parent_dir, **self._writer_args, **bounds)  # type: ignore[arg-type]
         return w
 
     def add_batch(self, labels: Sequence[Labels], t: np.ndarray, v: np.ndarray, offsets: np.ndarray) -> None:

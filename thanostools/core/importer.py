@@ -104,12 +104,12 @@ Batch = tuple[Sequence[Labels], np.ndarray, np.ndarray, np.ndarray]
 
 def write_and_upload(
     bucket: Bucket, batches: Iterable[Batch], *, external_labels: Mapping[str, str] | None,
-    block_duration: int, tmp_dir: str | None, source: str,
+    block_duration: int, tmp_dir: str | None, source: str, aligned_ranges: bool = False,
 ) -> list[BlockMeta]:
     staging = _staging_dir(tmp_dir)
     try:
         writer = BlockSetWriter(staging, block_duration=block_duration, external_labels=external_labels,
-                                source=source)
+                                source=source, aligned_ranges=aligned_ranges)
         try:
             for labels, t, v, offsets in batches:
                 writer.add_batch(labels, t, v, offsets)
@@ -161,5 +161,6 @@ def generate_blocks(
         if progress:
             progress(f"replica {replica}")
         out.extend(write_and_upload(bucket, _generated_batches(spec, replica), external_labels=labels,
-                                    block_duration=block_duration, tmp_dir=tmp_dir, source="bucket.upload"))
+                                    block_duration=block_duration, tmp_dir=tmp_dir, source="bucket.upload",
+                                    aligned_ranges=True))
     return out
