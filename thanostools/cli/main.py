@@ -64,9 +64,13 @@ def cli(log_level: str, log_format: str) -> None:
 def _register() -> None:
     from thanostools.cli.bucket import bucket
     from thanostools.cli.completion import completion
+    from thanostools.cli.promql import promql
+    from thanostools.cli.query import query
 
     cli.add_command(bucket)
     cli.add_command(completion)
+    cli.add_command(query)
+    cli.add_command(promql)
 
 
 _register()

@@ -1,0 +1,154 @@
+"""``thanos-tools query EXPR``: evaluate PromQL over the bucket's blocks, instant or range."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from thanostools.cli.options import TIME, bucket_options, open_engine
+from thanostools.cli.output import emit, render_table
+from thanostools.core.errors import ConfigError
+from thanostools.core.timeutil import format_time_ms, now_ms, parse_duration_ms
+
+if TYPE_CHECKING:
+    from thanostools.core.promql.engine import QueryResult
+
+_SECONDS = re.compile(r"^\d+(\.\d+)?$")
+_RESOLUTION_NAMES = {"raw": 0, "5m": 300_000, "1h": 3_600_000}
+
+
+def parse_step_ms(text: str, what: str = "--step") -> int:
+    """A duration (``1m30s``) or a number of seconds (``15``, ``15.25``) in milliseconds."""
+    s = text.strip()
+    if _SECONDS.match(s):
+        return round(float(s) * 1000)
+    try:
+        return parse_duration_ms(s)
+    except ConfigError:
+        raise ConfigError(f"invalid {what} {text!r} (use seconds like 15 or a duration like 1m)") from None
+
+
+def parse_max_source_resolution(text: str, step_ms: int | None) -> int:
+    """``raw``, ``5m``, ``1h``, any duration, or ``auto`` (step/5 for range queries, raw for instant ones,
+    as the Thanos querier does)."""
+    s = text.strip().lower()
+    if s == "auto":
+        return step_ms // 5 if step_ms else 0
+    if s in _RESOLUTION_NAMES:
+        return _RESOLUTION_NAMES[s]
+    return parse_step_ms(s, "--max-source-resolution")
+
+
+def _points(result: QueryResult) -> Iterator[tuple[str, int, str]]:
+    """(metric, timestamp ms, value text) for every sample of any result type."""
+    from thanostools.core.labels import format_labels
+    from thanostools.core.promql.apijson import format_sample_value, format_scalar_value
+
+    if result.result_type == "scalar" and result.scalar is not None:
+        yield "", result.scalar[0], format_scalar_value(result.scalar[1])
+    elif result.result_type == "string" and result.string is not None:
+        yield "", result.string[0], result.string[1]
+    for s in result.series:
+        metric = format_labels(s.labels)
+        for t, v in zip(s.t.tolist(), s.v.tolist(), strict=True):
+            yield metric, t, format_sample_value(v)
+
+
+def _table(result: QueryResult) -> str:
+    points = list(_points(result))
+    if result.result_type == "vector":
+        return render_table([[m, v] for m, _, v in points], ["metric", "value"])
+    if result.result_type == "matrix":
+        return render_table([[m, format_time_ms(t), v] for m, t, v in points], ["metric", "time", "value"])
+    return render_table([[format_time_ms(t), v] for _, t, v in points], ["time", result.result_type])
+
+
+def _csv(result: QueryResult) -> str:
+    from thanostools.core.promql.apijson import format_sample_ts
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["metric", "timestamp", "value"])
+    w.writerows([m, format_sample_ts(t), v] for m, t, v in _points(result))
+    return buf.getvalue()
+
+
+def render(result: QueryResult, output: str) -> str:
+    from thanostools.core.promql.apijson import query_data_json
+
+    if output == "json":
+        return query_data_json(result) + "\n"
+    if output == "csv":
+        return _csv(result)
+    return _table(result)
+
+
+def _report(result: QueryResult) -> None:
+    for w in result.warnings:
+        click.echo(f"warning: {w}", err=True)
+    for i in result.infos:
+        click.echo(f"info: {i}", err=True)
+
+
+def _check_range(time_ms: int | None, start: int | None, end: int | None, step: str | None) -> bool:
+    """Whether this is a range query; rejects incomplete or mixed flag sets."""
+    given = [x is not None for x in (start, end, step)]
+    if any(given) and not all(given):
+        raise click.UsageError("a range query needs all of --start, --end and --step")
+    if all(given) and time_ms is not None:
+        raise click.UsageError("--time is for instant queries; do not combine it with --start/--end/--step")
+    return all(given)
+
+
+@click.command("query")
+@click.argument("expr")
+@click.option("--time", "time_ms", type=TIME, default=None, metavar="TIME",
+              help="Evaluation time of an instant query (RFC3339, unix ms, now-1h; default now).")
+@click.option("--start", type=TIME, default=None, metavar="TIME", help="Start of a range query.")
+@click.option("--end", type=TIME, default=None, metavar="TIME", help="End of a range query (inclusive).")
+@click.option("--step", default=None, metavar="DURATION", help="Range query resolution: seconds or a duration.")
+@click.option("-o", "--output", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="Output format; json prints the `data` object of Prometheus's query API.")
+@click.option("--lookback-delta", default="5m", show_default=True, metavar="DURATION",
+              help="How far back an instant selector looks for a sample.")
+@click.option("--dedup", is_flag=True, help="Merge replicas (series equal but for --replica-label labels).")
+@click.option("--replica-label", "replica_labels", multiple=True, metavar="NAME",
+              help="Label that tells replicas apart (repeatable).")
+@click.option("--max-source-resolution", default="0s", show_default=True, metavar="RES",
+              help="Coarsest downsampled data to use: raw, 5m, 1h, a duration, or auto (step/5).")
+@click.option("--timeout", default="2m", show_default=True, metavar="DURATION", help="Give up after this long.")
+@click.option("--max-samples", default=50_000_000, show_default=True,
+              help="Most samples a query may hold in memory at once.")
+@bucket_options
+def query(expr: str, time_ms: int | None, start: int | None, end: int | None, step: str | None, output: str,
+          lookback_delta: str, dedup: bool, replica_labels: tuple[str, ...], max_source_resolution: str,
+          timeout: str, max_samples: int, **kw: Any) -> None:
+    """Evaluate the PromQL expression EXPR over the bucket's blocks (instant, or range with --start/--end/--step)."""
+    from thanostools.core.promql.engine import PromQLEngine, QueryOptions
+    from thanostools.core.promql.parser import parse_expr
+    from thanostools.core.querier import BlockQuerier
+
+    is_range = _check_range(time_ms, start, end, step)
+    step_ms = parse_step_ms(step) if step is not None else None
+    if step_ms is not None and step_ms <= 0:
+        raise ConfigError("zero or negative query resolution step widths are not accepted")
+    if is_range and end is not None and start is not None and end < start:
+        raise ConfigError("end timestamp must not be before start time")
+    parsed = parse_expr(expr)
+    options = QueryOptions(lookback_delta_ms=parse_step_ms(lookback_delta, "--lookback-delta"),
+                           timeout_s=parse_step_ms(timeout, "--timeout") / 1000, max_samples=max_samples)
+    querier = BlockQuerier(open_engine(kw), replica_labels=replica_labels, dedup=dedup,
+                           max_source_resolution_ms=parse_max_source_resolution(max_source_resolution, step_ms))
+    engine = PromQLEngine(querier, options)
+    if is_range:
+        assert start is not None and end is not None and step_ms is not None
+        result = engine.range(parsed, start, end, step_ms)
+    else:
+        result = engine.instant(parsed, time_ms if time_ms is not None else now_ms())
+    _report(result)
+    emit(render(result, output))
