@@ -133,7 +133,7 @@ else:
 
 
 if HAVE_NUMBA:
-    from llvmlite import ir  # type: ignore[import-untyped]
+    from llvmlite import ir
     from numba.core import types
     from numba.extending import intrinsic
 
