@@ -369,3 +369,18 @@ def download_cmd(block_ids: tuple[str, ...], directory: str, overwrite: bool, **
 
 
 __all__ = ["TABLE_FORMATS", "bucket"]
+
+
+def _register_command_modules() -> None:
+    """Commands that live in their own ``cli/bucket_<name>.py`` module (each has ``register(group)``)."""
+    import importlib
+    import pkgutil
+
+    import thanostools.cli as cli_pkg
+
+    for mod in sorted(pkgutil.iter_modules(cli_pkg.__path__), key=lambda m: m.name):
+        if mod.name.startswith("bucket_"):
+            importlib.import_module(f"thanostools.cli.{mod.name}").register(bucket)
+
+
+_register_command_modules()
