@@ -43,7 +43,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:
-    root = logging.getLogger("thanostools")
+    root = logging.getLogger("thanostools")  # thanostools.audit lines go through here too
     root.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
