@@ -19,6 +19,8 @@ from thanostools.core.matchers import Matcher, MatchType
 from thanostools.core.tsdb.bytesource import MemorySource, MmapSource
 from thanostools.core.tsdb.index import IndexReader
 from thanostools.core.tsdb.index_writer import IndexBuilder
+from thanostools.core.varint import encode_uvarint as uv
+from thanostools.core.varint import encode_varint
 
 FORMATS_EXAMPLE = """# TYPE my_metric gauge
 my_metric{a="1"} 1 1000
@@ -99,15 +101,6 @@ def test_postings_for_matchers_agree_with_brute_force(tmp_path: Path) -> None:
         assert r.postings_for_matchers(ms).tolist() == expected, ms
 
 
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _table(body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + body + struct.pack(">I", crc32c(np.frombuffer(body, np.uint8), 0, len(body)))
 
@@ -120,16 +113,16 @@ def _v1_index(series: list[tuple[Labels, int, int, int]]) -> bytes:
     sym_off = {}
     for s in symbols:
         sym_off[s] = 5 + 4 + len(sym_body)
-        sym_body += _uvarint(len(s.encode())) + s.encode()
+        sym_body += uv(len(s.encode())) + s.encode()
     out += _table(bytes(sym_body))
     toc_series = len(out)
     out += b"\0\0\0"  # v1 has no alignment rules; put some padding anyway
     refs = []
     for lab, mint, maxt, cref in series:
-        body = _uvarint(len(lab)) + b"".join(_uvarint(sym_off[n]) + _uvarint(sym_off[v]) for n, v in lab)
-        body += _uvarint(1) + _uvarint((mint << 1) ^ (mint >> 63)) + _uvarint(maxt - mint) + _uvarint(cref)
+        body = uv(len(lab)) + b"".join(uv(sym_off[n]) + uv(sym_off[v]) for n, v in lab)
+        body += uv(1) + encode_varint(mint) + uv(maxt - mint) + uv(cref)
         refs.append(len(out))
-        out += _uvarint(len(body)) + body + struct.pack(">I", crc32c(np.frombuffer(body, np.uint8), 0, len(body)))
+        out += uv(len(body)) + body + struct.pack(">I", crc32c(np.frombuffer(body, np.uint8), 0, len(body)))
     postings_start = len(out)
     keys: dict[tuple[str, str], list[int]] = {("", ""): refs}
     for ref, (lab, *_r) in zip(refs, series, strict=True):
@@ -141,7 +134,7 @@ def _v1_index(series: list[tuple[Labels, int, int, int]]) -> bytes:
         ids = keys[key]
         out += _table(struct.pack(">I", len(ids)) + b"".join(struct.pack(">I", i) for i in ids))
     table_off = len(out)
-    entries = b"".join(b"\x02" + _uvarint(len(n)) + n.encode() + _uvarint(len(v)) + v.encode() + _uvarint(o)
+    entries = b"".join(b"\x02" + uv(len(n)) + n.encode() + uv(len(v)) + v.encode() + uv(o)
                        for (n, v), o in offsets.items())
     out += _table(struct.pack(">I", len(offsets)) + entries)
     toc = struct.pack(">6Q", 5, toc_series, postings_start, table_off, postings_start, table_off)

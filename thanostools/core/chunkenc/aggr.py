@@ -12,6 +12,7 @@ from thanostools.core.chunkenc.xor import as_u8
 from thanostools.core.errors import CorruptBlockError
 from thanostools.core.kernels import xor as kernels
 from thanostools.core.kernels._jit import njit
+from thanostools.core.varint import encode_uvarint
 
 AGGR_ENCODING = 0xFF
 NUM_AGGRS = 5
@@ -40,15 +41,6 @@ def _uvarint(data: bytes | memoryview, p: int) -> tuple[int, int]:
             return x | (b << (7 * i)), p + i + 1
         x |= (b & 0x7F) << (7 * i)
     raise CorruptBlockError("invalid size")
-
-
-def _uvarint_bytes(x: int) -> bytes:
-    out = bytearray()
-    while x >= 0x80:
-        out.append((x & 0x7F) | 0x80)
-        x >>= 7
-    out.append(x)
-    return bytes(out)
 
 
 def split_aggr(data: bytes | memoryview) -> list[tuple[int, bytes] | None]:
@@ -85,7 +77,7 @@ def build_aggr(subs: Sequence[tuple[int, bytes] | None]) -> bytes:
             raise ValueError("a present aggregate cannot have empty data (length 0 means absent)")
         if not 0 <= encoding <= 0xFF:
             raise ValueError(f"sub-chunk encoding must be a byte, got {encoding}")
-        out += _uvarint_bytes(len(payload))
+        out += encode_uvarint(len(payload))
         out.append(encoding)
         out += payload
     return bytes(out)

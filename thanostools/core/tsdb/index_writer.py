@@ -11,6 +11,7 @@ import numpy as np
 from thanostools.core.kernels import binary as kb
 from thanostools.core.labels import Labels
 from thanostools.core.tsdb.index import INDEX_MAGIC
+from thanostools.core.varint import encode_uvarint
 
 
 @dataclass(frozen=True)
@@ -95,15 +96,6 @@ def _arr(a: array[int]) -> np.ndarray:
     return np.frombuffer(a, np.int64) if len(a) else np.zeros(0, np.int64)
 
 
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _table(body: bytes) -> bytes:
     crc = kb.crc32c(np.frombuffer(body, np.uint8), 0, len(body))
     return struct.pack(">I", len(body)) + body + struct.pack(">I", crc)
@@ -113,7 +105,7 @@ def _symbol_table(symbols: list[str]) -> bytes:
     parts = [struct.pack(">I", len(symbols))]
     for s in symbols:
         b = s.encode()
-        parts.append(_uvarint(len(b)))
+        parts.append(encode_uvarint(len(b)))
         parts.append(b)
     return _table(b"".join(parts))
 
@@ -143,5 +135,5 @@ def _postings_table(keys: list[tuple[str, str]], offsets: np.ndarray) -> bytes:
     parts = [struct.pack(">I", len(keys))]
     for (name, value), off in zip(keys, offsets.tolist(), strict=True):
         nb, vb = name.encode(), value.encode()
-        parts.append(b"\x02" + _uvarint(len(nb)) + nb + _uvarint(len(vb)) + vb + _uvarint(off))
+        parts.append(b"\x02" + encode_uvarint(len(nb)) + nb + encode_uvarint(len(vb)) + vb + encode_uvarint(off))
     return _table(b"".join(parts))
