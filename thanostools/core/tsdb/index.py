@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -46,27 +46,16 @@ class RawSeries:
     def __len__(self) -> int:
         return int(self.refs.shape[0])
 
-
-@dataclass(frozen=True)
-class SeriesBatch:
-    """Decoded series entries: labels plus chunk metas, flattened.
-
-    Chunks of series i are ``chunk_*[chunk_offsets[i]:chunk_offsets[i+1]]``.
-    """
-
-    refs: np.ndarray
-    labels: list[Labels]
-    chunk_offsets: np.ndarray
-    chunk_mint: np.ndarray
-    chunk_maxt: np.ndarray
-    chunk_ref: np.ndarray
-    entry_sizes: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
     def num_chunks(self, i: int) -> int:
         return int(self.chunk_offsets[i + 1] - self.chunk_offsets[i])
+
+
+@dataclass(frozen=True)
+class SeriesBatch(RawSeries):
+    """Decoded series entries with their label sets built: chunks of series i are
+    ``chunk_*[chunk_offsets[i]:chunk_offsets[i+1]]``."""
+
+    labels: list[Labels] = field(default_factory=list)
 
 
 def _as_array(data: bytes) -> np.ndarray:
@@ -281,8 +270,7 @@ class IndexReader:
     def series(self, refs: np.ndarray, *, check_crc: bool = True) -> SeriesBatch:
         """Decode the series entries for ``refs`` (sorted or not), in the given order."""
         raw = self.series_raw(refs, check_crc=check_crc)
-        return SeriesBatch(raw.refs, self.labels_of(raw), raw.chunk_offsets, raw.chunk_mint, raw.chunk_maxt,
-                           raw.chunk_ref, raw.entry_sizes)
+        return SeriesBatch(**{f.name: getattr(raw, f.name) for f in fields(RawSeries)}, labels=self.labels_of(raw))
 
     def labels_of(self, raw: RawSeries) -> list[Labels]:
         syms = self.symbols
