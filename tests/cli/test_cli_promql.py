@@ -99,7 +99,8 @@ def test_promqltest_failing_script_exits_1(tmp_path: Path) -> None:
     assert res.exit_code == 1
     lines = res.stdout.strip().splitlines()
     assert lines[-1] == "promqltest: 4 passed, 1 failed, 0 skipped"
-    assert "bad.test" in res.stdout and "2" in res.stdout  # the failing eval, with the expected value
+    assert lines[0] == f"FAIL {bad}:4: up"
+    assert "expected 2" in lines[1] and "got 1" in lines[1]
     assert res.stderr.startswith("error: ")
 
 

@@ -317,3 +317,13 @@ def test_compaction_leftovers_are_ignored(tmp_path: Path) -> None:
     w.finish()
     infos = Engine.open(str(tmp_path)).blocks()
     assert len(choose_blocks(infos, 0, 2 * H, 0)) == 1
+
+
+def test_unreadable_blocks_become_warnings(tmp_path: Path) -> None:
+    s = lab(__name__="m")
+    write_raw(tmp_path, [(s, [0], [1])])
+    broken = write_raw(tmp_path, [(s, [1000], [2])])
+    (tmp_path / broken / "meta.json").write_text("{not json")
+    res = querier(tmp_path).select([], 0, 10_000)
+    assert as_dict(res.batch) == {s: [(0, 1.0)]}
+    assert len(res.warnings) == 1 and res.warnings[0].startswith(f"block {broken} skipped: ")

@@ -108,8 +108,15 @@ def test_cmd(files: tuple[str, ...]) -> None:
     from thanostools.core.promql.testrunner import run_files
 
     summary = run_files(list(files))
-    for failure in summary.failures:
-        emit(f"{failure}\n\n")
-    emit(summary.line() + "\n")
+    for path, report in zip(files, summary.reports, strict=True):
+        for failure in report.failures:
+            where = f"{path}:{failure.line}" if failure.line else path
+            head = f"{where}: {failure.expr}" if failure.expr else where
+            emit(f"FAIL {head}\n{_indent(failure.message)}\n\n")
+    emit(summary.line + "\n")
     if summary.failed:
         raise TestsFailed(f"{summary.failed} promqltest evaluation(s) failed")
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())

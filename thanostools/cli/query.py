@@ -128,7 +128,10 @@ def _check_range(time_ms: int | None, start: int | None, end: int | None, step: 
 def query(expr: str, time_ms: int | None, start: int | None, end: int | None, step: str | None, output: str,
           lookback_delta: str, dedup: bool, replica_labels: tuple[str, ...], max_source_resolution: str,
           timeout: str, max_samples: int, **kw: Any) -> None:
-    """Evaluate the PromQL expression EXPR over the bucket's blocks (instant, or range with --start/--end/--step)."""
+    """Evaluate the PromQL expression EXPR over the bucket's blocks (instant, or range with --start/--end/--step).
+
+    Put `--` before an EXPR that starts with a minus sign: `thanos-tools query -- -up`.
+    """
     from thanostools.core.promql.engine import PromQLEngine, QueryOptions
     from thanostools.core.promql.parser import parse_expr
     from thanostools.core.querier import BlockQuerier
@@ -139,7 +142,7 @@ def query(expr: str, time_ms: int | None, start: int | None, end: int | None, st
         raise ConfigError("zero or negative query resolution step widths are not accepted")
     if is_range and end is not None and start is not None and end < start:
         raise ConfigError("end timestamp must not be before start time")
-    parsed = parse_expr(expr)
+    parse_expr(expr)  # syntax errors before the bucket is opened
     options = QueryOptions(lookback_delta_ms=parse_step_ms(lookback_delta, "--lookback-delta"),
                            timeout_s=parse_step_ms(timeout, "--timeout") / 1000, max_samples=max_samples)
     querier = BlockQuerier(open_engine(kw), replica_labels=replica_labels, dedup=dedup,
@@ -147,8 +150,8 @@ def query(expr: str, time_ms: int | None, start: int | None, end: int | None, st
     engine = PromQLEngine(querier, options)
     if is_range:
         assert start is not None and end is not None and step_ms is not None
-        result = engine.range(parsed, start, end, step_ms)
+        result = engine.range(expr, start, end, step_ms)
     else:
-        result = engine.instant(parsed, time_ms if time_ms is not None else now_ms())
+        result = engine.instant(expr, time_ms if time_ms is not None else now_ms())
     _report(result)
     emit(render(result, output))

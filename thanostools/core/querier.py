@@ -173,7 +173,7 @@ def read_block(block: Block, matchers: Sequence[Matcher], mint: int, maxt: int, 
         return _read_average(block, matchers, mint, maxt)
     assert isinstance(aggregate, Aggr)
     if aggregate == Aggr.COUNTER:
-        # The previous window's samples carry the chunk's true first raw value (§7.4): read one more window.
+        # A chunk's true first raw value sits up to one window before its first window (§7.4): keep it.
         mint = mint - res if mint >= -(2**63) + res else mint
     return _iter_series(block.select(matchers, mint, maxt, aggregate=aggregate))
 
@@ -242,6 +242,7 @@ class BlockQuerier:
         return info.meta.external_labels if self.external_labels else labelset.EMPTY
 
     def _overlapping(self, mint: int, maxt: int) -> list[BlockInfo]:
+        """Blocks of every resolution overlapping the range (the label APIs look at all, as a store gateway does)."""
         return [b for b in self.engine.blocks() if b.meta.max_time > mint and b.meta.min_time <= maxt]
 
     # --- select ----------------------------------------------------------------------------------
@@ -262,7 +263,10 @@ class BlockQuerier:
         if self.dedup:
             merged = self._deduplicate(merged, func in COUNTER_FUNCS)
         merged.sort(key=lambda s: s[0])
-        return SelectResult(_batch(merged))
+        return SelectResult(_batch(merged), self._scan_warnings())
+
+    def _scan_warnings(self) -> list[str]:
+        return [f"block {ulid} skipped: {err}" for ulid, err in sorted(self.engine.scan().broken.items())]
 
     def _gather(self, infos: Sequence[BlockInfo], matchers: Sequence[Matcher], mint: int, maxt: int,
                 aggregate: Aggr | str) -> dict[Labels, list[_Part]]:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -808,19 +807,16 @@ def test_walk_visits_every_node() -> None:
     ]
 
 
-def test_a_1kb_query_parses_quickly() -> None:
+def test_a_1kb_query_round_trips() -> None:
+    """A realistic 1 kB query parses and prints back to the same tree (its speed is measured in bench/)."""
     unit = (
         'sum by (job) (rate(http_requests_total{job=~"api|web", code!~"5.."}[5m] offset 1m)) '
         '/ on (job) group_left (team) max by (job, team) (team_info{env="prod"} @ 1700000000)'
     )
     q = " + ".join([unit] * 5) + ' or histogram_quantile(0.9, sum by (le) (rate(x_bucket[1h:5m])))'
     assert 800 < len(q) <= 1000
-    parse_expr(q)
-    runs = 20
-    start = time.perf_counter()
-    for _ in range(runs):
-        parse_expr(q)
-    assert (time.perf_counter() - start) / runs < 0.010
+    tree = parse_expr(q)
+    assert parse_expr(format_expr(tree)) == tree
 
 
 def test_long_chains_need_no_deep_recursion() -> None:

@@ -1,0 +1,87 @@
+"""PromQL conformance: Prometheus' promqltest scripts (shared folder) and our own, one test per script.
+
+Evals that need native histograms are skipped by the runner and counted, never failed; a script
+whose evals all need them is skipped here with that reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from thanostools.core.promql.testrunner import ScriptReport, run_files, run_script
+
+SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "promqltest"
+OURS = Path(__file__).resolve().parent / "testdata"
+
+SHARED_SCRIPTS = sorted(SHARED.glob("*.test")) if SHARED.is_dir() else []
+OUR_SCRIPTS = sorted(OURS.glob("*.test"))
+
+
+def _check(report: ScriptReport) -> None:
+    if report.outcomes and report.skipped == len(report.outcomes):
+        reasons = sorted({o.message for o in report.outcomes})
+        pytest.skip(f"all {report.skipped} evals need native histograms ({'; '.join(reasons)})")
+    failures = "\n".join(f"  line {o.line}: {o.expr}\n    {o.message}" for o in report.failures)
+    assert report.failed == 0, f"{report.name}: {report.failed} failed, {report.passed} passed, " \
+                               f"{report.skipped} skipped\n{failures}"
+    assert report.passed > 0 or not report.outcomes
+
+
+@pytest.mark.skipif(not SHARED_SCRIPTS, reason=f"shared promqltest scripts not found at {SHARED}")
+@pytest.mark.parametrize("script", SHARED_SCRIPTS, ids=lambda p: p.name)
+def test_shared_script(script: Path) -> None:
+    _check(run_script(script))
+
+
+@pytest.mark.parametrize("script", OUR_SCRIPTS, ids=lambda p: p.name)
+def test_own_script(script: Path) -> None:
+    _check(run_script(script))
+
+
+def test_own_scripts_exist() -> None:
+    assert len(OUR_SCRIPTS) >= 5
+
+
+def test_summary_line() -> None:
+    summary = run_files(OUR_SCRIPTS[:1])
+    assert summary.line == f"promqltest: {summary.passed} passed, {summary.failed} failed, {summary.skipped} skipped"
+
+
+def test_runner_reports_failures() -> None:
+    report = run_script("""load 5m
+  foo{a="b"} 1 2 3
+
+eval instant at 5m foo
+  foo{a="b"} 3
+
+eval instant at 5m foo
+  expect fail
+
+eval instant at 5m foo
+  foo{a="b"} 2
+
+eval instant at 5m foo{a="b"}
+  expect info
+  foo{a="b"} 2
+""")
+    assert [o.status for o in report.outcomes] == ["failed", "failed", "passed", "failed"]
+    assert "expected 3.0" in report.outcomes[0].message
+
+
+def test_runner_skips_native_histograms() -> None:
+    report = run_script("""load 5m
+  h {{schema:0 sum:1 count:1}}x3
+  f 1 2 3
+
+eval instant at 5m h
+  h {{schema:0 sum:1 count:1}}
+
+eval instant at 5m sum({__name__=~"h|f"})
+  {} 2
+
+eval instant at 5m f
+  f 2
+""")
+    assert [o.status for o in report.outcomes] == ["skipped", "skipped", "passed"]

@@ -1,0 +1,689 @@
+"""Numba kernels of the PromQL evaluator.
+
+Every kernel works on whole batches: all series of a selection (concatenated samples plus
+``offsets``) and all evaluation steps at once. Window bounds are indices into the concatenated
+sample arrays; a window is ``t[lo:hi]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from thanostools.core.kernels._jit import njit
+
+STALE_NAN_BITS = np.uint64(0x7FF0000000000002)
+
+# Range-function codes understood by :func:`range_function`.
+FN_COUNT, FN_SUM, FN_AVG, FN_MIN, FN_MAX, FN_STDDEV, FN_STDVAR = 0, 1, 2, 3, 4, 5, 6
+FN_LAST, FN_FIRST, FN_PRESENT, FN_TS_LAST, FN_TS_FIRST, FN_TS_MAX, FN_TS_MIN = 7, 8, 9, 10, 11, 12, 13
+FN_CHANGES, FN_RESETS, FN_RATE, FN_INCREASE, FN_DELTA, FN_IRATE, FN_IDELTA = 14, 15, 16, 17, 18, 19, 20
+FN_DERIV, FN_PREDICT_LINEAR, FN_QUANTILE, FN_MAD, FN_DES = 21, 22, 23, 24, 25
+
+# Aggregation codes understood by :func:`group_reduce`.
+AGG_SUM, AGG_AVG, AGG_COUNT, AGG_MIN, AGG_MAX, AGG_GROUP, AGG_STDDEV, AGG_STDVAR = 0, 1, 2, 3, 4, 5, 6, 7
+
+
+@njit
+def kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
+    """One step of Neumaier-compensated summation; returns the new sum and compensation."""
+    t = total + inc
+    if math.isinf(t):
+        c = 0.0
+    elif abs(total) >= abs(inc):
+        c += (total - t) + inc
+    else:
+        c += (inc - t) + total
+    return t, c
+
+
+@njit
+def instant_lookup(t: np.ndarray, v: np.ndarray, vbits: np.ndarray, offsets: np.ndarray, ref: np.ndarray,
+                   lookback: int, out_v: np.ndarray, out_p: np.ndarray, out_t: np.ndarray) -> None:
+    """Newest sample in ``(ref - lookback, ref]`` per series and step; a StaleNaN there means absent.
+
+    ``ref`` must be non-decreasing (evaluation times are).
+    """
+    n = offsets.shape[0] - 1
+    steps = ref.shape[0]
+    for i in range(n):
+        a = offsets[i]
+        b = offsets[i + 1]
+        j = a
+        for k in range(steps):
+            r = ref[k]
+            while j < b and t[j] <= r:
+                j += 1
+            if j == a:
+                continue
+            idx = j - 1
+            if t[idx] <= r - lookback or vbits[idx] == STALE_NAN_BITS:
+                continue
+            out_v[i, k] = v[idx]
+            out_p[i, k] = True
+            out_t[i, k] = t[idx]
+
+
+@njit
+def window_bounds(t: np.ndarray, offsets: np.ndarray, ref: np.ndarray, rng: int,
+                  lo: np.ndarray, hi: np.ndarray) -> None:
+    """Left-open windows ``(ref - rng, ref]`` as index bounds into ``t`` (``ref`` non-decreasing)."""
+    n = offsets.shape[0] - 1
+    steps = ref.shape[0]
+    for i in range(n):
+        b = offsets[i + 1]
+        p = offsets[i]
+        q = offsets[i]
+        for k in range(steps):
+            r = ref[k]
+            start = r - rng
+            while p < b and t[p] <= start:
+                p += 1
+            if q < p:
+                q = p
+            while q < b and t[q] <= r:
+                q += 1
+            lo[i, k] = p
+            hi[i, k] = q
+
+
+@njit
+def _sum(v: np.ndarray, a: int, b: int) -> float:
+    total = 0.0
+    c = 0.0
+    for j in range(a, b):
+        total, c = kahan_inc(v[j], total, c)
+    if math.isinf(total):
+        return total
+    return total + c
+
+
+@njit
+def _avg(v: np.ndarray, a: int, b: int) -> float:
+    total = v[a]
+    count = 1.0
+    mean = 0.0
+    c = 0.0
+    incremental = False
+    for j in range(a + 1, b):
+        count += 1.0
+        f = v[j]
+        if not incremental:
+            nt, nc = kahan_inc(f, total, c)
+            if not math.isinf(nt):
+                total = nt
+                c = nc
+                continue
+            incremental = True
+            mean = total / (count - 1.0)
+            c = c / (count - 1.0)
+        q = (count - 1.0) / count
+        mean, c = kahan_inc(f / count, q * mean, q * c)
+    if incremental:
+        return mean + c
+    return float(total / count + c / count)
+
+
+@njit
+def _compare(v: np.ndarray, t: np.ndarray, a: int, b: int, mode: int) -> tuple[float, int]:
+    """min (0), max (1), min keeping the last tie (2), max keeping the last tie (3)."""
+    best = v[a]
+    best_t = t[a]
+    for j in range(a, b):
+        f = v[j]
+        if mode == 0:
+            take = f < best or math.isnan(best)
+        elif mode == 1:
+            take = f > best or math.isnan(best)
+        elif mode == 2:
+            take = f <= best or math.isnan(best)
+        else:
+            take = f >= best or math.isnan(best)
+        if take:
+            best = f
+            best_t = t[j]
+    return best, best_t
+
+
+@njit
+def _variance(v: np.ndarray, a: int, b: int) -> float:
+    count = 0.0
+    mean = 0.0
+    cmean = 0.0
+    aux = 0.0
+    caux = 0.0
+    for j in range(a, b):
+        f = v[j]
+        count += 1.0
+        delta = f - (mean + cmean)
+        mean, cmean = kahan_inc(delta / count, mean, cmean)
+        aux, caux = kahan_inc(delta * (f - (mean + cmean)), aux, caux)
+    return (aux + caux) / count
+
+
+@njit
+def sorted_nan_first(x: np.ndarray) -> np.ndarray:
+    """Ascending order with NaNs first, like Go's sort over Prometheus' value heap."""
+    nans = 0
+    for f in x:
+        if math.isnan(f):
+            nans += 1
+    out = np.empty(x.shape[0], np.float64)
+    out[:nans] = np.nan
+    rest = np.sort(x[~np.isnan(x)])
+    out[nans:] = rest
+    return out
+
+
+@njit
+def quantile_sorted(q: float, s: np.ndarray) -> float:
+    """Prometheus' quantile over values already sorted NaN-first."""
+    n = s.shape[0]
+    if n == 0 or math.isnan(q):
+        return np.nan
+    if q < 0:
+        return -np.inf
+    if q > 1:
+        return np.inf
+    rank = q * (n - 1)
+    lower = max(0.0, math.floor(rank))
+    upper = min(n - 1.0, lower + 1.0)
+    weight = rank - math.floor(rank)
+    return float(s[int(lower)] * (1 - weight) + s[int(upper)] * weight)
+
+
+@njit
+def _mad(v: np.ndarray, a: int, b: int) -> float:
+    x = v[a:b]
+    for f in x:
+        if math.isnan(f):
+            return np.nan
+    median = quantile_sorted(0.5, np.sort(x))
+    return quantile_sorted(0.5, np.sort(np.abs(x - median)))
+
+
+@njit
+def _changes(v: np.ndarray, a: int, b: int, resets: bool) -> float:
+    count = 0.0
+    prev = v[a]
+    for j in range(a + 1, b):
+        cur = v[j]
+        if resets:
+            if cur < prev:
+                count += 1.0
+        elif cur != prev and not (math.isnan(cur) and math.isnan(prev)):
+            count += 1.0
+        prev = cur
+    return count
+
+
+@njit
+def _extrapolated_rate(t: np.ndarray, v: np.ndarray, a: int, b: int, range_start: int, range_end: int,
+                       rng: int, is_counter: bool, is_rate: bool) -> float:
+    """rate/increase/delta of a window with at least two samples (Prometheus 3.x extrapolation)."""
+    n1 = b - a - 1
+    first_t = t[a]
+    last_t = t[b - 1]
+    result = v[b - 1] - v[a]
+    if is_counter:
+        prev = v[a]
+        for j in range(a + 1, b):
+            if v[j] < prev:
+                result += prev
+            prev = v[j]
+    to_start = (first_t - range_start) / 1000.0
+    to_end = (range_end - last_t) / 1000.0
+    sampled = (last_t - first_t) / 1000.0
+    avg_gap = sampled / n1
+    threshold = avg_gap * 1.1
+    if to_start >= threshold:
+        to_start = avg_gap / 2.0
+    if is_counter:
+        to_zero = to_start
+        if result > 0 and v[a] >= 0:
+            to_zero = sampled * (v[a] / result)
+        if to_zero < to_start:
+            to_start = to_zero
+    if to_end >= threshold:
+        to_end = avg_gap / 2.0
+    factor = (sampled + to_start + to_end) / sampled
+    if is_rate:
+        factor /= rng / 1000.0
+    return float(result * factor)
+
+
+@njit
+def _instant_value(t: np.ndarray, v: np.ndarray, a: int, b: int, is_rate: bool) -> tuple[float, bool]:
+    last = v[b - 1]
+    prev = v[b - 2]
+    interval = t[b - 1] - t[b - 2]
+    if interval == 0:
+        return 0.0, False
+    result = last if is_rate and last < prev else last - prev
+    if is_rate:
+        result /= interval / 1000.0
+    return result, True
+
+
+@njit
+def linear_regression(t: np.ndarray, v: np.ndarray, a: int, b: int, intercept_time: int) -> tuple[float, float]:
+    n = 0.0
+    sx = 0.0
+    cx = 0.0
+    sy = 0.0
+    cy = 0.0
+    sxy = 0.0
+    cxy = 0.0
+    sx2 = 0.0
+    cx2 = 0.0
+    init_y = v[a]
+    const_y = True
+    for j in range(a, b):
+        y = v[j]
+        if const_y and j > a and y != init_y:
+            const_y = False
+        n += 1.0
+        x = (t[j] - intercept_time) / 1e3
+        sx, cx = kahan_inc(x, sx, cx)
+        sy, cy = kahan_inc(y, sy, cy)
+        sxy, cxy = kahan_inc(x * y, sxy, cxy)
+        sx2, cx2 = kahan_inc(x * x, sx2, cx2)
+    if const_y:
+        if math.isinf(init_y):
+            return np.nan, np.nan
+        return 0.0, init_y
+    sx += cx
+    sy += cy
+    sxy += cxy
+    sx2 += cx2
+    cov = sxy - sx * sy / n
+    var = sx2 - sx * sx / n
+    slope = cov / var
+    return slope, sy / n - slope * sx / n
+
+
+@njit
+def _des(v: np.ndarray, a: int, b: int, sf: float, tf: float) -> float:
+    s0 = 0.0
+    s1 = v[a]
+    trend = v[a + 1] - v[a]
+    for i in range(1, b - a):
+        x = sf * v[a + i]
+        if i > 1:
+            trend = tf * (s1 - s0) + (1 - tf) * trend
+        y = (1 - sf) * (s1 + trend)
+        s0 = s1
+        s1 = x + y
+    return float(s1)
+
+
+@njit
+def range_function(code: int, t: np.ndarray, v: np.ndarray, lo: np.ndarray, hi: np.ndarray, ref: np.ndarray,
+                   ets: np.ndarray, rng: int, p1: np.ndarray, p2: np.ndarray,
+                   out: np.ndarray, outp: np.ndarray) -> None:
+    """Apply one range-vector function to every (series, step) window."""
+    n, steps = lo.shape
+    for i in range(n):
+        for k in range(steps):
+            a = lo[i, k]
+            b = hi[i, k]
+            cnt = b - a
+            if cnt == 0:
+                continue
+            ok = True
+            res = 0.0
+            if code == FN_COUNT:
+                res = float(cnt)
+            elif code == FN_SUM:
+                res = _sum(v, a, b)
+            elif code == FN_AVG:
+                res = _avg(v, a, b)
+            elif code == FN_MIN:
+                res = _compare(v, t, a, b, 0)[0]
+            elif code == FN_MAX:
+                res = _compare(v, t, a, b, 1)[0]
+            elif code == FN_STDDEV:
+                res = math.sqrt(_variance(v, a, b))
+            elif code == FN_STDVAR:
+                res = _variance(v, a, b)
+            elif code == FN_LAST:
+                res = v[b - 1]
+            elif code == FN_FIRST:
+                res = v[a]
+            elif code == FN_PRESENT:
+                res = 1.0
+            elif code == FN_TS_LAST:
+                res = t[b - 1] / 1000.0
+            elif code == FN_TS_FIRST:
+                res = t[a] / 1000.0
+            elif code == FN_TS_MAX:
+                res = _compare(v, t, a, b, 3)[1] / 1000.0
+            elif code == FN_TS_MIN:
+                res = _compare(v, t, a, b, 2)[1] / 1000.0
+            elif code == FN_CHANGES:
+                res = _changes(v, a, b, False)
+            elif code == FN_RESETS:
+                res = _changes(v, a, b, True)
+            elif code in (FN_RATE, FN_INCREASE, FN_DELTA):
+                if cnt < 2:
+                    ok = False
+                else:
+                    res = _extrapolated_rate(t, v, a, b, ref[k] - rng, ref[k], rng,
+                                             code != FN_DELTA, code == FN_RATE)
+            elif code in (FN_IRATE, FN_IDELTA):
+                if cnt < 2:
+                    ok = False
+                else:
+                    res, ok = _instant_value(t, v, a, b, code == FN_IRATE)
+            elif code == FN_DERIV:
+                if cnt < 2:
+                    ok = False
+                else:
+                    res = linear_regression(t, v, a, b, t[a])[0]
+            elif code == FN_PREDICT_LINEAR:
+                if cnt < 2:
+                    ok = False
+                else:
+                    slope, intercept = linear_regression(t, v, a, b, ets[k])
+                    res = slope * p1[k] + intercept
+            elif code == FN_QUANTILE:
+                res = quantile_sorted(p1[k], sorted_nan_first(v[a:b]))
+            elif code == FN_MAD:
+                res = _mad(v, a, b)
+            elif code == FN_DES:
+                if cnt < 2:
+                    ok = False
+                else:
+                    res = _des(v, a, b, p1[k], p2[k])
+            if ok:
+                out[i, k] = res
+                outp[i, k] = True
+
+
+@njit
+def group_reduce(code: int, vals: np.ndarray, pres: np.ndarray, gid: np.ndarray, ngroups: int,
+                 out: np.ndarray, outp: np.ndarray) -> None:
+    """sum/avg/count/min/max/group/stddev/stdvar per group and step, rows in input order."""
+    n, steps = vals.shape
+    value = np.zeros(ngroups)
+    kc = np.zeros(ngroups)
+    mean = np.zeros(ngroups)
+    count = np.zeros(ngroups)
+    incremental = np.zeros(ngroups, np.bool_)
+    for k in range(steps):
+        count[:] = 0.0
+        kc[:] = 0.0
+        incremental[:] = False
+        for i in range(n):
+            if not pres[i, k]:
+                continue
+            g = gid[i]
+            f = vals[i, k]
+            if count[g] == 0.0:
+                count[g] = 1.0
+                value[g] = f
+                mean[g] = f
+                if code in (AGG_STDDEV, AGG_STDVAR):
+                    value[g] = np.nan if (math.isnan(f) or math.isinf(f)) else 0.0
+                elif code == AGG_GROUP:
+                    value[g] = 1.0
+                continue
+            count[g] += 1.0
+            if code == AGG_SUM:
+                value[g], kc[g] = kahan_inc(f, value[g], kc[g])
+            elif code == AGG_AVG:
+                _avg_step(g, f, value, kc, mean, count, incremental)
+            elif code == AGG_MAX:
+                if value[g] < f or math.isnan(value[g]):
+                    value[g] = f
+            elif code == AGG_MIN:
+                if value[g] > f or math.isnan(value[g]):
+                    value[g] = f
+            elif code in (AGG_STDDEV, AGG_STDVAR):
+                delta = f - mean[g]
+                mean[g] += delta / count[g]
+                value[g] += delta * (f - mean[g])
+        for g in range(ngroups):
+            if count[g] == 0.0:
+                continue
+            outp[g, k] = True
+            if code == AGG_SUM:
+                out[g, k] = value[g] + kc[g]
+            elif code == AGG_AVG:
+                if incremental[g]:
+                    out[g, k] = mean[g] + kc[g]
+                else:
+                    out[g, k] = (value[g] + kc[g]) / count[g]
+            elif code == AGG_COUNT:
+                out[g, k] = count[g]
+            elif code == AGG_STDVAR:
+                out[g, k] = value[g] / count[g]
+            elif code == AGG_STDDEV:
+                out[g, k] = math.sqrt(value[g] / count[g])
+            else:
+                out[g, k] = value[g]
+
+
+@njit
+def _avg_step(g: int, f: float, value: np.ndarray, kc: np.ndarray, mean: np.ndarray, count: np.ndarray,
+              incremental: np.ndarray) -> None:
+    if not incremental[g]:
+        nv, nc = kahan_inc(f, value[g], kc[g])
+        if not math.isinf(nv):
+            value[g] = nv
+            kc[g] = nc
+            return
+        incremental[g] = True
+        mean[g] = value[g] / (count[g] - 1.0)
+        kc[g] = kc[g] / (count[g] - 1.0)
+    m = mean[g]
+    if math.isinf(m):
+        if math.isinf(f) and (m > 0) == (f > 0):
+            return
+        if not math.isinf(f) and not math.isnan(f):
+            return
+    cur = m + kc[g]
+    mean[g], kc[g] = kahan_inc(f / count[g] - cur / count[g], m, kc[g])
+
+
+@njit
+def group_quantile(vals: np.ndarray, pres: np.ndarray, order: np.ndarray, gstart: np.ndarray, q: np.ndarray,
+                   out: np.ndarray, outp: np.ndarray) -> None:
+    """Quantile per group and step; ``order[gstart[g]:gstart[g+1]]`` are the rows of group g."""
+    steps = vals.shape[1]
+    ngroups = gstart.shape[0] - 1
+    buf = np.empty(order.shape[0], np.float64)
+    for k in range(steps):
+        for g in range(ngroups):
+            m = 0
+            for j in range(gstart[g], gstart[g + 1]):
+                i = order[j]
+                if pres[i, k]:
+                    buf[m] = vals[i, k]
+                    m += 1
+            if m == 0:
+                continue
+            out[g, k] = quantile_sorted(q[k], sorted_nan_first(buf[:m]))
+            outp[g, k] = True
+
+
+@njit
+def group_select(mode: int, vals: np.ndarray, pres: np.ndarray, order: np.ndarray, gstart: np.ndarray,
+                 k_per_step: np.ndarray, sel: np.ndarray, rank: np.ndarray) -> None:
+    """topk (0), bottomk (1) or limitk (2): mark selected rows and their output rank per step.
+
+    Ties keep the earlier row, as Prometheus' heap does; NaN ranks below every number.
+    """
+    steps = vals.shape[1]
+    ngroups = gstart.shape[0] - 1
+    idx = np.empty(order.shape[0], np.int64)
+    key = np.empty(order.shape[0], np.float64)
+    for k in range(steps):
+        kk = k_per_step[k]
+        if kk < 1:
+            continue
+        for g in range(ngroups):
+            m = 0
+            for j in range(gstart[g], gstart[g + 1]):
+                i = order[j]
+                if pres[i, k]:
+                    idx[m] = i
+                    f = vals[i, k]
+                    if mode == 0:
+                        key[m] = np.inf if math.isnan(f) else -f
+                    elif mode == 1:
+                        key[m] = np.inf if math.isnan(f) else f
+                    else:
+                        key[m] = float(m)
+                    m += 1
+            if m == 0:
+                continue
+            perm = np.argsort(key[:m], kind="mergesort")
+            take = min(kk, m)
+            for r in range(take):
+                i = idx[perm[r]]
+                sel[i, k] = True
+                rank[i, k] = r
+
+
+@njit
+def bucket_quantile(q: np.ndarray, bounds: np.ndarray, vals: np.ndarray, pres: np.ndarray, order: np.ndarray,
+                    gstart: np.ndarray, fraction: bool, lower: np.ndarray, upper: np.ndarray,
+                    out: np.ndarray, outp: np.ndarray, forced: np.ndarray) -> None:
+    """Classic histogram_quantile / histogram_fraction per group (rows sorted by upper bound)."""
+    steps = vals.shape[1]
+    ngroups = gstart.shape[0] - 1
+    ub = np.empty(order.shape[0], np.float64)
+    cnt = np.empty(order.shape[0], np.float64)
+    for k in range(steps):
+        for g in range(ngroups):
+            m = 0
+            for j in range(gstart[g], gstart[g + 1]):
+                i = order[j]
+                if not pres[i, k]:
+                    continue
+                b = bounds[i]
+                if m > 0 and ub[m - 1] == b:
+                    cnt[m - 1] += vals[i, k]
+                else:
+                    ub[m] = b
+                    cnt[m] = vals[i, k]
+                    m += 1
+            if m == 0:
+                continue
+            outp[g, k] = True
+            if fraction:
+                out[g, k] = _bucket_fraction(lower[k], upper[k], ub[:m], cnt[:m])
+            else:
+                res, fixed = _bucket_quantile(q[k], ub[:m], cnt[:m])
+                out[g, k] = res
+                if fixed:
+                    forced[g] = True
+
+
+@njit
+def _almost_equal(a: float, b: float, eps: float) -> bool:
+    min_normal = 2.2250738585072014e-308
+    if a == b:
+        return True
+    abs_sum = abs(a) + abs(b)
+    diff = abs(a - b)
+    if a == 0 or b == 0 or abs_sum < min_normal:
+        return diff < eps * min_normal
+    return diff / min(abs_sum, 1.7976931348623157e308) < eps
+
+
+@njit
+def _monotonic(cnt: np.ndarray) -> bool:
+    forced = False
+    prev = cnt[0]
+    for i in range(1, cnt.shape[0]):
+        cur = cnt[i]
+        if cur == prev:
+            continue
+        if _almost_equal(prev, cur, 1e-12):
+            cnt[i] = prev
+            continue
+        if cur < prev:
+            cnt[i] = prev
+            forced = True
+            continue
+        prev = cur
+    return forced
+
+
+@njit
+def _bucket_quantile(q: float, ub: np.ndarray, cnt: np.ndarray) -> tuple[float, bool]:
+    if math.isnan(q):
+        return np.nan, False
+    if q < 0:
+        return -np.inf, False
+    if q > 1:
+        return np.inf, False
+    m = ub.shape[0]
+    if not (math.isinf(ub[m - 1]) and ub[m - 1] > 0):
+        return np.nan, False
+    forced = _monotonic(cnt)
+    if m < 2:
+        return np.nan, False
+    total = cnt[m - 1]
+    if total == 0:
+        return np.nan, False
+    rank = q * total
+    b = m - 1
+    for i in range(m - 1):
+        if cnt[i] >= rank:
+            b = i
+            break
+    if b == m - 1:
+        return ub[m - 2], forced
+    if b == 0 and ub[0] <= 0:
+        return ub[0], forced
+    start = 0.0
+    end = ub[b]
+    count = cnt[b]
+    if b > 0:
+        start = ub[b - 1]
+        count -= cnt[b - 1]
+        rank -= cnt[b - 1]
+    return start + (end - start) * (rank / count), forced
+
+
+@njit
+def _rank_at(x: float, ub: np.ndarray, cnt: np.ndarray) -> float:
+    """Observations at or below ``x``, interpolating linearly inside finite buckets.
+
+    The lowest bucket starts at 0 when its upper bound is positive, else at -Inf; a value inside
+    the -Inf bucket ranks above all of it, a value inside the +Inf bucket below all of it.
+    """
+    m = ub.shape[0]
+    prev_count = 0.0
+    for i in range(m):
+        lower = (0.0 if ub[0] > 0 else -np.inf) if i == 0 else ub[i - 1]
+        upper = ub[i]
+        c = cnt[i] - prev_count
+        if x <= lower:
+            return float(prev_count)
+        if x < upper:
+            if math.isinf(lower):
+                return float(cnt[i])
+            if math.isinf(upper):
+                return float(prev_count)
+            return float(prev_count + c * (x - lower) / (upper - lower))
+        prev_count = cnt[i]
+    return float(cnt[m - 1])
+
+
+@njit
+def _bucket_fraction(lower: float, upper: float, ub: np.ndarray, cnt: np.ndarray) -> float:
+    m = ub.shape[0]
+    if not (math.isinf(ub[m - 1]) and ub[m - 1] > 0):
+        return np.nan
+    _monotonic(cnt)
+    total = cnt[m - 1]
+    if total == 0 or math.isnan(lower) or math.isnan(upper):
+        return np.nan
+    if lower >= upper:
+        return 0.0
+    return float((_rank_at(upper, ub, cnt) - _rank_at(lower, ub, cnt)) / total)

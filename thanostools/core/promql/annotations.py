@@ -1,0 +1,135 @@
+"""PromQL warnings and infos, worded and positioned as Prometheus words them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from thanostools.core.goformat import format_g, go_quote
+
+WARNING = "PromQL warning"
+INFO = "PromQL info"
+
+
+def go_quote_bytes(s: str) -> str:
+    """``strconv.Quote`` where surrogate-escaped bytes (invalid UTF-8) print as ``\\xNN``."""
+    if not any(0xDC80 <= ord(c) <= 0xDCFF for c in s):
+        return go_quote(s)
+    parts = ['"']
+    for ch in s:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:
+            parts.append(f"\\x{o - 0xDC00:02x}")
+        else:
+            parts.append(go_quote(ch)[1:-1])
+    parts.append('"')
+    return "".join(parts)
+
+
+def position(query: str, pos: int) -> str:
+    """``line:column`` of a 0-based offset, as Prometheus' ``StartPosInput`` renders it."""
+    if not query:
+        return "unknown position"
+    if pos < 0 or pos > len(query):
+        return "invalid position"
+    head = query[:pos]
+    last_break = head.rfind("\n")
+    return f"{head.count(chr(10)) + 1}:{pos - last_break}"
+
+
+@dataclass
+class Annotations:
+    """Deduplicated annotations in insertion order; ``query`` is used to render positions."""
+
+    query: str = ""
+    _items: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def add(self, kind: str, message: str, pos: int) -> None:
+        self._items.setdefault(f"{kind}: {message}", (kind, pos))
+
+    def warn(self, message: str, pos: int) -> None:
+        self.add(WARNING, message, pos)
+
+    def info(self, message: str, pos: int) -> None:
+        self.add(INFO, message, pos)
+
+    def rendered(self, kind: str) -> list[str]:
+        if not self.query:
+            return [text for text, (k, _) in self._items.items() if k == kind]
+        return [f"{text} ({position(self.query, pos)})" for text, (k, pos) in self._items.items() if k == kind]
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.rendered(WARNING)
+
+    @property
+    def infos(self) -> list[str]:
+        return self.rendered(INFO)
+
+
+def fmt_g(x: float) -> str:
+    """Go ``%g``."""
+    return format_g(x)
+
+
+def invalid_quantile(q: float) -> str:
+    return f"quantile value should be between 0 and 1, got {fmt_g(q)}"
+
+
+def invalid_ratio(r: float, capped: float) -> str:
+    return f"ratio value should be between -1 and 1, got {fmt_g(r)}, capping to {fmt_g(capped)}"
+
+
+def bad_bucket_label(metric_name: str, le: str) -> str:
+    return with_metric_name(f'bucket label "le" is missing or has a malformed value of {go_quote(le)}', metric_name)
+
+
+def forced_monotonicity(metric_name: str) -> str:
+    return with_metric_name(
+        "input to histogram_quantile needed to be fixed for monotonicity "
+        "(see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile)",
+        metric_name)
+
+
+def possible_non_counter(metric_name: str) -> str:
+    return f"metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {go_quote(metric_name)}"
+
+
+SORT_IN_RANGE_QUERY = "sort is ineffective for range queries since results are always ordered by labels"
+
+
+def with_metric_name(text: str, metric_name: str) -> str:
+    return f"{text} for metric name {go_quote(metric_name)}" if metric_name else text
+
+
+def go_float_f(x: float) -> str:
+    """Go ``strconv.FormatFloat(x, 'f', -1, 64)``: shortest round-trip digits, never an exponent."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "+Inf" if x > 0 else "-Inf"
+    text = repr(float(x))
+    if "e" not in text and "E" not in text:
+        return text[:-2] if text.endswith(".0") else text
+    mant, _, exp_s = text.partition("e")
+    neg = mant.startswith("-")
+    mant = mant.lstrip("-")
+    intpart, _, frac = mant.partition(".")
+    digits = (intpart + frac).lstrip("0") or "0"
+    point = len(intpart) + int(exp_s)
+    if point <= 0:
+        out = "0." + "0" * (-point) + digits.rstrip("0")
+    elif point >= len(digits):
+        out = digits + "0" * (point - len(digits))
+    else:
+        out = digits[:point] + "." + digits[point:]
+    out = out.rstrip(".") if "." in out and out.endswith(".") else out
+    return "-" + out if neg else out
+
+
+def openmetrics_float(x: float) -> str:
+    """Prometheus ``labels.FormatOpenMetricsFloat``: Go ``%g`` digits, integers keep a ``.0``."""
+    text = format_g(x)
+    if text.lstrip("-").isdigit():
+        text += ".0"
+    return text

@@ -1,0 +1,125 @@
+"""Public PromQL API: instant and range queries over any :class:`Querier` (Prometheus 3.x semantics)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from thanostools.core.errors import EvalError
+from thanostools.core.labels import METRIC_NAME, Labels
+from thanostools.core.promql import annotations as ann
+from thanostools.core.promql.ast import Call, Expr, ValueType, type_of, walk
+from thanostools.core.promql.evaluator import DUPLICATE_LABELSET, Evaluator
+from thanostools.core.promql.parser import parse_expr
+from thanostools.core.promql.value import RangeVector, Scalar, String, Value
+from thanostools.core.series import Querier
+
+__all__ = ["PromQLEngine", "QueryOptions", "QueryResult", "QueryStats", "SeriesResult"]
+
+_SORT_FUNCTIONS = frozenset({"sort", "sort_desc", "sort_by_label", "sort_by_label_desc"})
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    lookback_delta_ms: int = 300_000
+    timeout_s: float | None = 120.0
+    max_samples: int = 50_000_000
+    max_series: int = 0
+    experimental: bool = True
+    default_subquery_step_ms: int = 60_000  # subqueries without a step use this (Prometheus' evaluation interval)
+
+
+@dataclass
+class SeriesResult:
+    labels: Labels
+    t: np.ndarray
+    v: np.ndarray
+
+
+@dataclass
+class QueryStats:
+    samples_loaded: int = 0
+    series_loaded: int = 0
+    peak_samples: int = 0
+
+
+@dataclass
+class QueryResult:
+    result_type: str
+    series: list[SeriesResult]
+    scalar: tuple[int, float] | None = None
+    string: tuple[int, str] | None = None
+    warnings: list[str] = field(default_factory=list)
+    infos: list[str] = field(default_factory=list)
+    stats: QueryStats = field(default_factory=QueryStats)
+
+
+class PromQLEngine:
+    def __init__(self, querier: Querier, options: QueryOptions = QueryOptions()) -> None:
+        self.querier = querier
+        self.options = options
+
+    def instant(self, query: str | Expr, time_ms: int) -> QueryResult:
+        return self._run(query, time_ms, time_ms, 0)
+
+    def range(self, query: str | Expr, start_ms: int, end_ms: int, step_ms: int) -> QueryResult:
+        if step_ms <= 0:
+            raise EvalError("zero or negative query resolution step widths are not accepted")
+        if end_ms < start_ms:
+            raise EvalError("end timestamp must not be before start time")
+        return self._run(query, start_ms, end_ms, step_ms)
+
+    def _run(self, query: str | Expr, start: int, end: int, step: int) -> QueryResult:
+        if isinstance(query, str):
+            text, expr = query, parse_expr(query, experimental=self.options.experimental)
+        else:
+            text, expr = "", query
+        kind = type_of(expr)
+        if step and kind not in (ValueType.SCALAR, ValueType.VECTOR):
+            raise EvalError(f'invalid expression type "{kind.documented}" for range query, '
+                            "must be Scalar or instant Vector")
+        ts = np.arange(start, end + 1, step, dtype=np.int64) if step else np.array([start], np.int64)
+        stats = QueryStats()
+        ev = Evaluator(self.querier, self.options, expr, text, start, end, step, stats)
+        if step:
+            for node in walk(expr):
+                if isinstance(node, Call) and node.func.name in _SORT_FUNCTIONS:
+                    ev.annotations.warn(ann.SORT_IN_RANGE_QUERY, node.pos)
+        value = ev.eval(expr, ts)
+        result = self._result(ev, value, ts)
+        result.warnings = ev.storage_warnings + ev.annotations.warnings
+        result.infos = ev.annotations.infos
+        result.stats = stats
+        return result
+
+    def _result(self, ev: Evaluator, value: Value, ts: np.ndarray) -> QueryResult:
+        if isinstance(value, String):
+            return QueryResult("string", [], string=(int(ts[0]), value.value))
+        if isinstance(value, Scalar):
+            if ev.is_instant:
+                return QueryResult("scalar", [], scalar=(int(ts[0]), float(value.values[0])))
+            return QueryResult("matrix", [SeriesResult((), ts.copy(), value.values.copy())])
+        if isinstance(value, RangeVector):
+            return QueryResult("matrix", _range_series(ev, value))
+        final = ev.finalize(value)
+        series = [SeriesResult(lbls, ts[final.present[i]], final.values[i][final.present[i]])
+                  for i, lbls in enumerate(final.labels) if final.present[i].any()]
+        if ev.is_instant:
+            return QueryResult("vector", series)
+        series.sort(key=lambda s: s.labels)
+        return QueryResult("matrix", series)
+
+
+def _range_series(ev: Evaluator, rv: RangeVector) -> list[SeriesResult]:
+    """An instant query's range vector: every series' samples inside its window."""
+    rows: list[SeriesResult] = []
+    for i, lbls in enumerate(rv.labels):
+        a, b = int(rv.lo[i, 0]), int(rv.hi[i, 0])
+        if b > a:
+            out_labels = tuple(p for p in lbls if p[0] != METRIC_NAME) if rv.drop_name[i] else lbls
+            rows.append(SeriesResult(out_labels, rv.t[a:b].copy(), rv.v[a:b].copy()))
+    if len({r.labels for r in rows}) != len(rows):
+        raise EvalError(DUPLICATE_LABELSET)
+    rows.sort(key=lambda s: s.labels)
+    return rows
