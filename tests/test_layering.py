@@ -1,4 +1,6 @@
-"""The core never loads a front end or UI library (DESIGN.md layering rule 1)."""
+"""The core never loads a front end, a UI library or gRPC server code (DESIGN.md layering rule 1).
+
+The gRPC *client* (remote StoreAPI source) may be used by the core."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import sys
 
 import thanostools.core
 
-FORBIDDEN = ("click", "rich", "textual", "aiohttp", "grpc", "thanostools.cli", "thanostools.tui",
+FORBIDDEN = ("click", "rich", "textual", "aiohttp", "grpc.aio", "thanostools.cli", "thanostools.tui",
              "thanostools.server")
 
 
