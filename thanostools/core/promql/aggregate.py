@@ -12,6 +12,7 @@ from thanostools.core.labels import METRIC_NAME, Labels, label_hash
 from thanostools.core.promql import annotations as ann
 from thanostools.core.promql.ast import AggregateExpr, StringLiteral
 from thanostools.core.promql.value import Vector
+from thanostools.core.promql.vecops import merge_duplicates, unwrap_parens
 
 if TYPE_CHECKING:
     from thanostools.core.promql.evaluator import Evaluator
@@ -120,7 +121,6 @@ def _limit_ratio(ev: Evaluator, node: AggregateExpr, vec: Vector, ratio: np.ndar
 
 
 def _count_values(ev: Evaluator, node: AggregateExpr, ts: np.ndarray) -> Vector:
-    from thanostools.core.promql.evaluator import unwrap_parens
     assert node.param is not None
     param = unwrap_parens(node.param)
     if not isinstance(param, StringLiteral):
@@ -159,9 +159,8 @@ def _count_values(ev: Evaluator, node: AggregateExpr, ts: np.ndarray) -> Vector:
         labels.append(tuple(sorted(lbls.items())))
     counts = np.zeros((len(labels), steps))
     np.add.at(counts, (out_id, cols), 1.0)
-    from thanostools.core.promql.evaluator import merge_duplicates
     out = Vector(labels, counts, counts > 0, np.zeros(len(labels), np.bool_))
-    return merge_duplicates(_sum_same_labels(out), ev)
+    return merge_duplicates(_sum_same_labels(out), ev.check_deadline)
 
 
 def _sum_same_labels(v: Vector) -> Vector:

@@ -23,6 +23,7 @@ from thanostools.core.promql.ast import (
     VectorMatching,
 )
 from thanostools.core.promql.value import Scalar, Value, Vector
+from thanostools.core.promql.vecops import merge_duplicates
 
 if TYPE_CHECKING:
     from thanostools.core.promql.evaluator import Evaluator
@@ -143,14 +144,13 @@ def group_count(present: np.ndarray, gid: np.ndarray, ngroups: int) -> np.ndarra
 
 
 def set_operation(ev: Evaluator, op: str, lhs: Vector, rhs: Vector, matching: VectorMatching) -> Vector:
-    from thanostools.core.promql.evaluator import merge_duplicates
     lsig, rsig, nsig = signature_ids(lhs, rhs, matching)
     if op == "or":
         left_any = group_count(lhs.present, lsig, nsig) > 0
         rpres = rhs.present & ~left_any[rsig] if len(rhs) else rhs.present
         out = Vector(lhs.labels + rhs.labels, np.concatenate([lhs.values, rhs.values]),
                      np.concatenate([lhs.present, rpres]), np.concatenate([lhs.drop_name, rhs.drop_name]))
-        return merge_duplicates(out, ev)
+        return merge_duplicates(out, ev.check_deadline)
     right_any = group_count(rhs.present, rsig, nsig) > 0
     hit = right_any[lsig] if len(lhs) else lhs.present
     present = lhs.present & hit if op == "and" else lhs.present & ~hit
@@ -159,7 +159,6 @@ def set_operation(ev: Evaluator, op: str, lhs: Vector, rhs: Vector, matching: Ve
 
 def vector_vector(ev: Evaluator, op: str, lhs: Vector, rhs: Vector, matching: VectorMatching,
                   return_bool: bool) -> Vector:
-    from thanostools.core.promql.evaluator import merge_duplicates
     steps = lhs.values.shape[1]
     swapped = matching.card is Cardinality.ONE_TO_MANY
     many, one = (rhs, lhs) if swapped else (lhs, rhs)
@@ -195,7 +194,7 @@ def vector_vector(ev: Evaluator, op: str, lhs: Vector, rhs: Vector, matching: Ve
     else:
         values, present = arithmetic(op, a, b), matched
     drop = np.full(len(labels), return_bool, np.bool_)
-    return merge_duplicates(Vector(labels, values, present, drop).nonempty(), ev)
+    return merge_duplicates(Vector(labels, values, present, drop).nonempty(), ev.check_deadline)
 
 
 def _check_one_side(many: Vector, one: Vector, osig: np.ndarray, nsig: int, matching: VectorMatching,

@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from thanostools.core.errors import EvalError
-from thanostools.core.labels import METRIC_NAME, Labels
+from thanostools.core.labels import Labels
 from thanostools.core.promql import annotations as ann
 from thanostools.core.promql.ast import Call, Expr, ValueType, type_of, walk
-from thanostools.core.promql.evaluator import DUPLICATE_LABELSET, Evaluator
+from thanostools.core.promql.evaluator import Evaluator
 from thanostools.core.promql.parser import parse_expr
 from thanostools.core.promql.value import RangeVector, Scalar, String, Value
+from thanostools.core.promql.vecops import DUPLICATE_LABELSET, without_name
 from thanostools.core.series import Querier
 
 __all__ = ["PromQLEngine", "QueryOptions", "QueryResult", "QueryStats", "SeriesResult"]
@@ -101,7 +102,7 @@ class PromQLEngine:
                 return QueryResult("scalar", [], scalar=(int(ts[0]), float(value.values[0])))
             return QueryResult("matrix", [SeriesResult((), ts.copy(), value.values.copy())])
         if isinstance(value, RangeVector):
-            return QueryResult("matrix", _range_series(ev, value))
+            return QueryResult("matrix", _range_series(value))
         final = ev.finalize(value)
         series = [SeriesResult(lbls, ts[final.present[i]], final.values[i][final.present[i]])
                   for i, lbls in enumerate(final.labels) if final.present[i].any()]
@@ -111,13 +112,13 @@ class PromQLEngine:
         return QueryResult("matrix", series)
 
 
-def _range_series(ev: Evaluator, rv: RangeVector) -> list[SeriesResult]:
+def _range_series(rv: RangeVector) -> list[SeriesResult]:
     """An instant query's range vector: every series' samples inside its window."""
     rows: list[SeriesResult] = []
     for i, lbls in enumerate(rv.labels):
         a, b = int(rv.lo[i, 0]), int(rv.hi[i, 0])
         if b > a:
-            out_labels = tuple(p for p in lbls if p[0] != METRIC_NAME) if rv.drop_name[i] else lbls
+            out_labels = without_name(lbls) if rv.drop_name[i] else lbls
             rows.append(SeriesResult(out_labels, rv.t[a:b].copy(), rv.v[a:b].copy()))
     if len({r.labels for r in rows}) != len(rows):
         raise EvalError(DUPLICATE_LABELSET)

@@ -9,7 +9,8 @@ import numpy as np
 
 from thanostools.core.errors import EvalError, QueryTimeoutError
 from thanostools.core.kernels import promql as kern
-from thanostools.core.labels import METRIC_NAME, Labels
+from thanostools.core.labels import Labels
+from thanostools.core.promql.aggregate import eval_aggregate
 from thanostools.core.promql.annotations import Annotations
 from thanostools.core.promql.ast import (
     AggregateExpr,
@@ -26,7 +27,10 @@ from thanostools.core.promql.ast import (
     VectorSelector,
     children,
 )
+from thanostools.core.promql.binop import eval_binary
+from thanostools.core.promql.calls import eval_call
 from thanostools.core.promql.value import RangeVector, Scalar, String, Value, Vector, value_size
+from thanostools.core.promql.vecops import merge_duplicates, unwrap_parens, without_name
 from thanostools.core.series import STALE_NAN_BITS, SampleBatch, SelectHints
 
 if TYPE_CHECKING:
@@ -34,7 +38,8 @@ if TYPE_CHECKING:
     from thanostools.core.series import Querier
 
 TOO_MANY_SAMPLES = "query processing would load too many samples into memory in query execution"
-DUPLICATE_LABELSET = "vector cannot contain metrics with the same labelset"
+DEFAULT_LOOKBACK_MS = 300_000
+DEFAULT_SUBQUERY_STEP_MS = 60_000
 
 
 class Evaluator:
@@ -118,12 +123,9 @@ class Evaluator:
         if isinstance(node, SubqueryExpr):
             return self.subquery(node, ts)
         if isinstance(node, BinaryExpr):
-            from thanostools.core.promql.binop import eval_binary
             return eval_binary(self, node, ts)
         if isinstance(node, AggregateExpr):
-            from thanostools.core.promql.aggregate import eval_aggregate
             return eval_aggregate(self, node, ts)
-        from thanostools.core.promql.calls import eval_call
         assert isinstance(node, Call)
         return eval_call(self, node, ts)
 
@@ -171,7 +173,7 @@ class Evaluator:
         if steps == 0:
             return Vector.empty(0)
         ref = self.ref_times(node.timestamp, node.start_or_end, node.offset, ts)
-        lookback = self.options.lookback_delta_ms
+        lookback = self.options.lookback_delta_ms or DEFAULT_LOOKBACK_MS
         batch = self._select(node, int(ref.min()) - lookback + 1, int(ref.max()), 0)
         n = len(batch)
         vals = np.zeros((n, steps))
@@ -200,7 +202,7 @@ class Evaluator:
 
     def subquery(self, node: SubqueryExpr, ts: np.ndarray) -> RangeVector:
         ref = self.ref_times(node.timestamp, node.start_or_end, node.offset, ts)
-        step = node.step or self.options.default_subquery_step_ms
+        step = node.step or self.options.default_subquery_step_ms or DEFAULT_SUBQUERY_STEP_MS
         if ts.shape[0] == 0:
             inner_ts = np.zeros(0, np.int64)
         else:
@@ -220,9 +222,9 @@ class Evaluator:
 
     def finalize(self, v: Vector) -> Vector:
         """Drop names marked for removal, then merge series that now share a label set."""
-        labels = [_drop_name(lbls) if d else lbls for lbls, d in zip(v.labels, v.drop_name, strict=True)]
+        labels = [without_name(lbls) if d else lbls for lbls, d in zip(v.labels, v.drop_name, strict=True)]
         out = Vector(labels, v.values, v.present, np.zeros(len(labels), np.bool_))
-        return merge_duplicates(out, self)
+        return merge_duplicates(out, self.check_deadline)
 
 
 def _range_vector(labels: list[Labels], t: np.ndarray, v: np.ndarray, offsets: np.ndarray, ref: np.ndarray,
@@ -233,48 +235,6 @@ def _range_vector(labels: list[Labels], t: np.ndarray, v: np.ndarray, offsets: n
     if n and ref.shape[0]:
         kern.window_bounds(t, offsets, ref.astype(np.int64), rng, lo, hi)
     return RangeVector(labels, t, v, offsets, lo, hi, ref, ts.astype(np.int64), rng, drop_name)
-
-
-def _drop_name(labels: Labels) -> Labels:
-    return tuple(p for p in labels if p[0] != METRIC_NAME)
-
-
-def merge_duplicates(v: Vector, ev: Evaluator | None = None) -> Vector:
-    """Merge rows with equal label sets; an overlap at any step is Prometheus' duplicate error."""
-    first: dict[Labels, int] = {}
-    groups: list[list[int]] = []
-    for i, lbls in enumerate(v.labels):
-        g = first.get(lbls)
-        if g is None:
-            first[lbls] = len(groups)
-            groups.append([i])
-        else:
-            groups[g].append(i)
-        if ev is not None and i % 4096 == 4095:
-            ev.check_deadline()
-    if len(groups) == len(v.labels):
-        return v
-    values = v.values.copy()
-    present = v.present.copy()
-    keep: list[int] = []
-    for rows in groups:
-        head = rows[0]
-        keep.append(head)
-        if len(rows) == 1:
-            continue
-        if int(np.max(v.present[rows].sum(axis=0))) > 1:
-            raise EvalError(DUPLICATE_LABELSET)
-        for r in rows[1:]:
-            values[head] = np.where(v.present[r], v.values[r], values[head])
-            present[head] |= v.present[r]
-    idx = np.asarray(keep, np.int64)
-    return Vector([v.labels[i] for i in idx], values[idx], present[idx], v.drop_name[idx])
-
-
-def unwrap_parens(node: Expr) -> Expr:
-    while isinstance(node, ParenExpr):
-        node = node.expr
-    return node
 
 
 def _collect_hint_paths(expr: Expr) -> dict[int, tuple[str, tuple[str, ...], bool]]:

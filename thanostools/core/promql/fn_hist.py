@@ -16,10 +16,10 @@ from thanostools.core.labels import METRIC_NAME, Labels, get
 from thanostools.core.promql import annotations as ann
 from thanostools.core.promql.ast import Call
 from thanostools.core.promql.calls import handler
-from thanostools.core.promql.evaluator import merge_duplicates
 from thanostools.core.promql.fn_labels import string_arg
 from thanostools.core.promql.parser import _go_parse_float as go_parse_float
 from thanostools.core.promql.value import Value, Vector
+from thanostools.core.promql.vecops import merge_duplicates
 
 if TYPE_CHECKING:
     from thanostools.core.promql.evaluator import Evaluator
@@ -119,7 +119,7 @@ def _histogram_quantiles(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
     if not labels:
         return Vector.empty(steps)
     out_vec = Vector(labels, np.stack(values), np.stack(present), np.ones(len(labels), np.bool_))
-    return merge_duplicates(out_vec, ev)
+    return merge_duplicates(out_vec, ev.check_deadline)
 
 
 @handler("histogram_fraction")

@@ -13,9 +13,9 @@ from thanostools.core.errors import EvalError
 from thanostools.core.labels import METRIC_NAME, Labels, get
 from thanostools.core.promql.ast import Call, StringLiteral
 from thanostools.core.promql.calls import handler
-from thanostools.core.promql.evaluator import merge_duplicates, unwrap_parens
 from thanostools.core.promql.fn_window import absent_labels
 from thanostools.core.promql.value import Value, Vector
+from thanostools.core.promql.vecops import merge_duplicates, unwrap_parens
 
 if TYPE_CHECKING:
     from thanostools.core.promql.evaluator import Evaluator
@@ -47,7 +47,7 @@ def _set_label(labels: Labels, name: str, value: str) -> Labels:
 
 def _relabelled(ev: Evaluator, vec: Vector, labels: list[Labels], dst: str) -> Vector:
     drop = np.zeros(len(vec), np.bool_) if dst == METRIC_NAME else vec.drop_name
-    return merge_duplicates(Vector(labels, vec.values, vec.present, drop), ev)
+    return merge_duplicates(Vector(labels, vec.values, vec.present, drop), ev.check_deadline)
 
 
 @handler("label_replace")
@@ -70,7 +70,7 @@ def _label_replace(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
         labels.append(_set_label(lbls, dst, go_expand(repl, m, regex)))
         changed[i] = True
     drop = np.where(changed, False, vec.drop_name) if dst == METRIC_NAME else vec.drop_name
-    return merge_duplicates(Vector(labels, vec.values, vec.present, drop), ev)
+    return merge_duplicates(Vector(labels, vec.values, vec.present, drop), ev.check_deadline)
 
 
 @handler("label_join")

@@ -9,8 +9,8 @@ import numpy as np
 
 from thanostools.core.promql.ast import Call, VectorSelector
 from thanostools.core.promql.calls import handler
-from thanostools.core.promql.evaluator import unwrap_parens
 from thanostools.core.promql.value import Scalar, Value, Vector
+from thanostools.core.promql.vecops import unwrap_parens
 
 if TYPE_CHECKING:
     from thanostools.core.promql.evaluator import Evaluator

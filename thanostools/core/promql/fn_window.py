@@ -10,10 +10,10 @@ from thanostools.core.errors import EvalError
 from thanostools.core.kernels import promql as kern
 from thanostools.core.labels import METRIC_NAME, Labels, get
 from thanostools.core.promql import annotations as ann
-from thanostools.core.promql.ast import Call, MatrixSelector, ValueType, VectorSelector
+from thanostools.core.promql.ast import Call, Expr, MatrixSelector, ValueType, VectorSelector
 from thanostools.core.promql.calls import handler
-from thanostools.core.promql.evaluator import unwrap_parens
 from thanostools.core.promql.value import RangeVector, Value, Vector
+from thanostools.core.promql.vecops import unwrap_parens
 
 if TYPE_CHECKING:
     from thanostools.core.promql.evaluator import Evaluator
@@ -78,8 +78,8 @@ def _check_params(ev: Evaluator, node: Call, name: str, active: np.ndarray, p1: 
             raise EvalError(f"invalid trend factor. Expected: 0 < tf < 1, got: {p2[bad_tf][0]:f}")
 
 
-def _counter_info(ev: Evaluator, arg: object, rv: RangeVector, outp: np.ndarray) -> None:
-    pos = getattr(unwrap_parens(arg), "pos", 0)  # type: ignore[arg-type]
+def _counter_info(ev: Evaluator, arg: Expr, rv: RangeVector, outp: np.ndarray) -> None:
+    pos = unwrap_parens(arg).pos
     produced = outp.any(axis=1)
     for i in np.flatnonzero(produced).tolist():
         metric = get(rv.labels[i], METRIC_NAME)
@@ -87,10 +87,10 @@ def _counter_info(ev: Evaluator, arg: object, rv: RangeVector, outp: np.ndarray)
             ev.annotations.info(ann.possible_non_counter(metric), pos)
 
 
-def absent_labels(arg: object) -> Labels:
+def absent_labels(arg: Expr) -> Labels:
     """Labels ``absent``/``absent_over_time`` give their result: the selector's equality matchers,
     except names matched more than once or also by another matcher."""
-    node = unwrap_parens(arg)  # type: ignore[arg-type]
+    node = unwrap_parens(arg)
     if isinstance(node, MatrixSelector):
         node = node.vector_selector
     if not isinstance(node, VectorSelector):
