@@ -39,19 +39,20 @@ IN_PROCESS = r"""
 import json, sys, time, resource
 from thanostools.core.engine import Engine
 from thanostools.core.querier import BlockQuerier
-from thanostools.core.promql.engine import PromQLEngine
+from thanostools.core.promql.engine import PromQLEngine, QueryOptions
 from thanostools.core.promql.apijson import query_data_json
 data, start, end, step, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 queries = json.loads(sys.argv[6])
 engine = Engine.open(data)
+opts = QueryOptions(max_samples=500_000_000)  # the same limit the prometheus server gets
 out = {}
 for q in queries.values():  # warm-up: kernel cache loads and first-touch costs are not steady state
-    PromQLEngine(BlockQuerier(engine)).range(q, start, end, step)
+    PromQLEngine(BlockQuerier(engine), opts).range(q, start, end, step)
 for name, q in queries.items():
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        res = PromQLEngine(BlockQuerier(engine)).range(q, start, end, step)
+        res = PromQLEngine(BlockQuerier(engine), opts).range(q, start, end, step)
         query_data_json(res)
         times.append(time.perf_counter() - t0)
     out[name] = times
@@ -108,7 +109,7 @@ def time_prometheus(url: str, q: str, start: int, end: int, step: int, runs: int
 
 def time_cli(data: Path, q: str, start: int, end: int, step: int, runs: int) -> list[float]:
     cmd = [PY, "-m", "thanostools", "query", "--bucket", str(data), "--start", str(start), "--end", str(end),
-           "--step", f"{step // 1000}s", "-o", "json", "--", q]
+           "--step", f"{step // 1000}s", "--max-samples", "500000000", "-o", "json", "--", q]
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -151,7 +152,9 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=60)
     child = subprocess.run([PY, "-c", IN_PROCESS, str(ours), str(start), str(end), str(step), str(args.runs),
-                            json.dumps(QUERIES)], check=True, capture_output=True, text=True)
+                            json.dumps(QUERIES)], capture_output=True, text=True)
+    if child.returncode != 0:
+        raise SystemExit(f"in-process run failed: {child.stderr.strip().splitlines()[-1:]}")
     inproc = json.loads(child.stdout)
     ours_rss = inproc.pop("_rss_mb")
     cli = {n: time_cli(ours, q, start, end, step, max(2, args.runs // 2)) for n, q in QUERIES.items()}
