@@ -1,0 +1,1 @@
+"""Generated package (see thanostools._proto.generate)."""
