@@ -83,15 +83,32 @@ class BlockWriter:
         maxt: np.ndarray, num_samples: int,
     ) -> None:
         """Add one series from already-encoded chunks (``buf[offsets[i]:offsets[i+1]]``)."""
-        if encodings.shape[0] == 0:
-            return  # a series without chunks is index corruption for Thanos: never write one
-        self._check_order(labels)
+        self.add_chunks_batch([labels], encodings, buf, offsets, mint, maxt,
+                              np.array([0, encodings.shape[0]], dtype=np.int64), [num_samples])
+
+    def add_chunks_batch(
+        self, labels: Sequence[Labels], encodings: np.ndarray, buf: np.ndarray, offsets: np.ndarray,
+        mint: np.ndarray, maxt: np.ndarray, series_chunks: np.ndarray, num_samples: Sequence[int],
+    ) -> None:
+        """Add many series from encoded chunks in one go: series i owns chunks
+        ``series_chunks[i]:series_chunks[i+1]`` (chunk j is ``buf[offsets[j]:offsets[j+1]]``).
+
+        Series without chunks are skipped: a series without chunks is index corruption for Thanos.
+        """
+        bounds = np.asarray(series_chunks, dtype=np.int64)
+        keep = [i for i in range(len(labels)) if bounds[i + 1] > bounds[i]]
+        for i in keep:
+            self._check_order(labels[i])
+        if not keep:
+            return
         refs = self._segments.write(encodings, buf, offsets)
-        self._index.add(labels, mint, maxt, refs)
-        self.num_samples += num_samples
+        b = bounds.tolist()
+        for i in keep:
+            self._index.add(labels[i], mint[b[i] : b[i + 1]], maxt[b[i] : b[i + 1]], refs[b[i] : b[i + 1]])
+        self.num_samples += int(sum(num_samples[i] for i in keep))
         self.num_chunks += int(encodings.shape[0])
         self.chunk_max_size = max(self.chunk_max_size, int(np.diff(offsets).max()) + 10)
-        lo, hi = int(mint[0]), int(maxt[-1])
+        lo, hi = int(mint.min()), int(maxt.max())
         self._seen_mint = lo if self._seen_mint is None else min(self._seen_mint, lo)
         self._seen_maxt = hi if self._seen_maxt is None else max(self._seen_maxt, hi)
 
@@ -122,18 +139,11 @@ class BlockWriter:
         bounds = np.concatenate([*bounds_list, [int(series_offsets[len(labels)])]]).astype(np.int64)
         # Empty series leave no gap in bounds because their range is empty; drop trailing samples of none.
         buf, offsets = xor.encode_batch(t, v, bounds)
-        mint_all = t[bounds[:-1]]
-        maxt_all = t[bounds[1:] - 1]
-        c = 0
-        for i, lab in enumerate(labels):
-            k = per_series[i]
-            if k == 0:
-                continue
-            sl = slice(c, c + k)
-            n_samples = int(bounds[c + k] - bounds[c])
-            self.add_chunks(lab, np.full(k, ENC_XOR, np.int64), buf, offsets[c : c + k + 1], mint_all[sl],
-                            maxt_all[sl], n_samples)
-            c += k
+        counts = np.array(per_series, dtype=np.int64)
+        series_chunks = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        samples = [int(series_offsets[i + 1] - series_offsets[i]) for i in range(len(labels))]
+        self.add_chunks_batch(labels, np.full(bounds.shape[0] - 1, ENC_XOR, np.int64), buf, offsets,
+                              t[bounds[:-1]], t[bounds[1:] - 1], series_chunks, samples)
 
     # --- finishing -------------------------------------------------------------------------------
 
