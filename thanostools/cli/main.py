@@ -66,11 +66,13 @@ def _register() -> None:
     from thanostools.cli.completion import completion
     from thanostools.cli.promql import promql
     from thanostools.cli.query import query
+    from thanostools.cli.tui import tui
 
     cli.add_command(bucket)
     cli.add_command(completion)
     cli.add_command(query)
     cli.add_command(promql)
+    cli.add_command(tui)
 
 
 _register()

@@ -1,0 +1,376 @@
+"""One interface over the places the TUI can query: a bucket (local engine), a remote StoreAPI, an HTTP API.
+
+Everything here blocks and is called from Textual thread workers, never from the UI thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from thanostools.core.errors import QueryError, SourceError, UnsupportedError
+from thanostools.core.inspect import BlockInfo, BucketScan
+from thanostools.core.labels import METRIC_NAME, Labels
+from thanostools.core.matchers import Matcher
+from thanostools.core.promql.engine import QueryResult
+from thanostools.core.series import Querier, SelectHints, SelectResult
+from thanostools.tui.httpsource import PromHTTPClient
+
+if TYPE_CHECKING:
+    from thanostools.core.engine import Engine
+    from thanostools.core.promql.engine import PromQLEngine
+
+RESOLUTION_MS = {"raw": 0, "5m": 300_000, "1h": 3_600_000}
+METRIC_COUNT_QUERY = 'count by (__name__) ({__name__=~".+"})'
+
+
+@dataclass(frozen=True)
+class QuerySettings:
+    """The Thanos query options of the console."""
+
+    dedup: bool = True
+    replica_labels: tuple[str, ...] = ("replica",)
+    partial_response: bool = True
+    max_source_resolution: str = "auto"  # auto, raw, 5m, 1h
+    lookback_delta_ms: int = 300_000
+    timeout_s: float = 120.0
+
+    def resolution_ms(self, step_ms: int) -> int:
+        """``auto`` is step/5 for range queries and raw for instant ones (the Thanos querier's rule)."""
+        if self.max_source_resolution == "auto":
+            return step_ms // 5
+        return RESOLUTION_MS[self.max_source_resolution]
+
+
+class Cancelled(QueryError):
+    """The user cancelled the query."""
+
+    def __init__(self) -> None:
+        super().__init__("query cancelled")
+
+
+class CancelToken:
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled()
+
+
+@dataclass
+class Outcome:
+    """One finished query: the result, the exact API JSON, and what the stats line shows."""
+
+    query: str
+    kind: str  # "instant" or "range"
+    result: QueryResult
+    raw_json: str
+    elapsed_s: float
+    samples: int
+    time_ms: int = 0
+    start_ms: int = 0
+    end_ms: int = 0
+    step_ms: int = 0
+    samples_what: str = "samples loaded"
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def series_count(self) -> int:
+        if self.result.result_type in ("scalar", "string"):
+            return 0
+        return len(self.result.series)
+
+
+def returned_samples(result: QueryResult) -> int:
+    if result.result_type in ("scalar", "string"):
+        return 1
+    return sum(int(s.t.shape[0]) for s in result.series)
+
+
+class Source(ABC):
+    """What the console and the explorer need from a source of series."""
+
+    kind: str = ""
+    engine: Engine | None = None  # only bucket sources have blocks to browse
+    scope: BlockInfo | None = None
+    clock: Callable[[], float] = staticmethod(time.perf_counter)  # elapsed times (tests freeze it)
+
+    @abstractmethod
+    def describe(self) -> str: ...
+
+    @abstractmethod
+    def instant(self, query: str, time_ms: int, settings: QuerySettings, cancel: CancelToken) -> Outcome: ...
+
+    @abstractmethod
+    def range(self, query: str, start_ms: int, end_ms: int, step_ms: int, settings: QuerySettings,
+              cancel: CancelToken) -> Outcome: ...
+
+    @abstractmethod
+    def label_names(self, selector: str | None, start_ms: int, end_ms: int) -> list[str]: ...
+
+    @abstractmethod
+    def label_values(self, name: str, selector: str | None, start_ms: int, end_ms: int) -> list[str]: ...
+
+    def metric_counts(self, start_ms: int, end_ms: int) -> dict[str, int]:
+        """Series per metric name (for the metrics explorer)."""
+        outcome = self.instant(METRIC_COUNT_QUERY, end_ms, QuerySettings(), CancelToken())
+        out: dict[str, int] = {}
+        for s in outcome.result.series:
+            name = dict(s.labels).get(METRIC_NAME, "")
+            if name and s.v.shape[0]:
+                out[name] = int(float(s.v[-1]))
+        return out
+
+    def scoped(self, ulid: str | None) -> Source:
+        raise UnsupportedError(f"a {self.kind} source has no blocks to scope queries to")
+
+
+# --- sources evaluated by our own PromQL engine ---------------------------------------------------
+
+
+class _CancellableQuerier:
+    """Checks the cancel token around every selection, so Esc stops a query between selectors."""
+
+    def __init__(self, inner: Querier, cancel: CancelToken) -> None:
+        self.inner = inner
+        self.cancel = cancel
+
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int,
+               hints: SelectHints | None = None) -> SelectResult:
+        self.cancel.check()
+        res = self.inner.select(matchers, mint, maxt, hints)
+        self.cancel.check()
+        return res
+
+    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
+        return self.inner.label_names(matchers, mint, maxt)
+
+    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
+        return self.inner.label_values(name, matchers, mint, maxt)
+
+
+def _matchers(selector: str | None) -> list[Matcher]:
+    if not selector:
+        return []
+    from thanostools.core.promql.parser import parse_selector
+
+    return parse_selector(selector)
+
+
+class QuerierSource(Source):
+    """A source whose series come from a core ``Querier``; PromQL runs in this process."""
+
+    @abstractmethod
+    def querier(self, settings: QuerySettings, resolution_ms: int) -> Querier: ...
+
+    @abstractmethod
+    def label_querier(self) -> Querier: ...
+
+    def check_partial(self, settings: QuerySettings) -> None:
+        """Raise when partial responses are off and the source knows it cannot answer fully."""
+
+    def _engine(self, settings: QuerySettings, cancel: CancelToken, step_ms: int) -> PromQLEngine:
+        from thanostools.core.promql.engine import PromQLEngine, QueryOptions
+
+        self.check_partial(settings)
+        cancel.check()
+        querier = _CancellableQuerier(self.querier(settings, settings.resolution_ms(step_ms)), cancel)
+        return PromQLEngine(querier, QueryOptions(lookback_delta_ms=settings.lookback_delta_ms,
+                                                  timeout_s=settings.timeout_s))
+
+    @staticmethod
+    def _finish(result: QueryResult, settings: QuerySettings) -> str:
+        """The API JSON of a result; with partial responses off, storage warnings fail the query."""
+        from thanostools.core.promql.apijson import query_data_json, render_success
+
+        if not settings.partial_response and result.warnings:
+            raise QueryError(f"partial response disabled: {result.warnings[0]}")
+        return render_success(query_data_json(result), warnings=result.warnings, infos=result.infos)
+
+    def instant(self, query: str, time_ms: int, settings: QuerySettings, cancel: CancelToken) -> Outcome:
+        engine = self._engine(settings, cancel, 0)
+        began = self.clock()
+        result = engine.instant(query, time_ms)
+        elapsed = self.clock() - began
+        return Outcome(query, "instant", result, self._finish(result, settings), elapsed,
+                       result.stats.samples_loaded, time_ms=time_ms, warnings=[*result.warnings, *result.infos])
+
+    def range(self, query: str, start_ms: int, end_ms: int, step_ms: int, settings: QuerySettings,
+              cancel: CancelToken) -> Outcome:
+        engine = self._engine(settings, cancel, step_ms)
+        began = self.clock()
+        result = engine.range(query, start_ms, end_ms, step_ms)
+        elapsed = self.clock() - began
+        return Outcome(query, "range", result, self._finish(result, settings), elapsed, result.stats.samples_loaded,
+                       start_ms=start_ms, end_ms=end_ms, step_ms=step_ms, warnings=[*result.warnings, *result.infos])
+
+    def label_names(self, selector: str | None, start_ms: int, end_ms: int) -> list[str]:
+        return self.label_querier().label_names(_matchers(selector), start_ms, end_ms)
+
+    def label_values(self, name: str, selector: str | None, start_ms: int, end_ms: int) -> list[str]:
+        return self.label_querier().label_values(name, _matchers(selector), start_ms, end_ms)
+
+
+def _scoped_engine(base: Engine, info: BlockInfo) -> Engine:
+    """An engine that sees only one block of the bucket."""
+    from thanostools.core.engine import Engine
+
+    class ScopedEngine(Engine):
+        def scan(self, *, refresh: bool = False) -> BucketScan:
+            return BucketScan(blocks=[info])
+
+    scoped = ScopedEngine(base.bucket)
+    scoped.cache = base.cache
+    return scoped
+
+
+class BucketSource(QuerierSource):
+    """Blocks of a bucket (local dir, S3, …) read by this process."""
+
+    kind = "bucket"
+
+    def __init__(self, engine: Engine, scope: BlockInfo | None = None) -> None:
+        self.base = engine
+        self.scope = scope
+        self.engine = engine
+        self._view = _scoped_engine(engine, scope) if scope is not None else engine
+        self._queriers: dict[tuple[object, ...], Querier] = {}
+        self._lock = threading.Lock()
+
+    def describe(self) -> str:
+        text = f"bucket {self.base.bucket.url}"
+        return f"{text} · block {self.scope.ulid}" if self.scope is not None else text
+
+    def querier(self, settings: QuerySettings, resolution_ms: int) -> Querier:
+        from thanostools.core.querier import BlockQuerier
+
+        key = (settings.dedup, settings.replica_labels, resolution_ms)
+        with self._lock:
+            q = self._queriers.get(key)
+            if q is None:
+                q = self._queriers[key] = BlockQuerier(self._view, replica_labels=settings.replica_labels,
+                                                       dedup=settings.dedup, max_source_resolution_ms=resolution_ms)
+            return q
+
+    def label_querier(self) -> Querier:
+        return self.querier(QuerySettings(dedup=False), 0)
+
+    def check_partial(self, settings: QuerySettings) -> None:
+        broken = self._view.scan().broken
+        if not settings.partial_response and broken:
+            ulid, err = sorted(broken.items())[0]
+            raise SourceError(f"partial response disabled and {len(broken)} block(s) are unreadable: {ulid}: {err}")
+
+    def refresh(self) -> None:
+        """Forget the listing and the opened blocks (after marks changed)."""
+        self.base.scan(refresh=True)
+        with self._lock:
+            self._queriers.clear()
+
+    def scoped(self, ulid: str | None) -> Source:
+        scoped = BucketSource(self.base, self.base.block_info(ulid) if ulid else None)
+        scoped.clock = self.clock
+        return scoped
+
+    def metric_counts(self, start_ms: int, end_ms: int) -> dict[str, int]:
+        """Series per metric from the blocks' postings (no samples read): per stream (external labels)
+        the largest block's count, summed over streams."""
+        per_stream: dict[Labels, dict[str, int]] = {}
+        for info in self._view.blocks():
+            if info.meta.max_time <= start_ms or info.meta.min_time > end_ms:
+                continue
+            index = self._view.open_block(info.ulid).index
+            names = index.label_values(METRIC_NAME)
+            counts = per_stream.setdefault(info.meta.external_labels, {})
+            for name, postings in zip(names, index.postings_many([(METRIC_NAME, n) for n in names]), strict=True):
+                counts[name] = max(counts.get(name, 0), int(postings.shape[0]))
+        out: dict[str, int] = {}
+        for counts in per_stream.values():
+            for name, n in counts.items():
+                out[name] = out.get(name, 0) + n
+        return out
+
+
+class StoreSource(QuerierSource):
+    """A remote Thanos StoreAPI (sidecar, store gateway, ``thanos-tools serve``) queried over gRPC."""
+
+    kind = "store"
+
+    def __init__(self, address: str, make_querier: Callable[[QuerySettings, int], Querier]) -> None:
+        self.address = address
+        self._make = make_querier
+
+    def describe(self) -> str:
+        return f"StoreAPI {self.address}"
+
+    def metric_counts(self, start_ms: int, end_ms: int) -> dict[str, int]:
+        """Counted by PromQL over the range's end (the StoreAPI has no cheap per-metric counts)."""
+        return super().metric_counts(start_ms, end_ms)
+
+    def querier(self, settings: QuerySettings, resolution_ms: int) -> Querier:
+        return self._make(settings, resolution_ms)
+
+    def label_querier(self) -> Querier:
+        return self._make(QuerySettings(dedup=False), 0)
+
+
+# --- an HTTP query API ------------------------------------------------------------------------------
+
+
+class HttpSource(Source):
+    """Any Prometheus-compatible HTTP API; Thanos options are sent as the Thanos querier's parameters."""
+
+    kind = "http"
+
+    def __init__(self, client: PromHTTPClient) -> None:
+        self.client = client
+
+    def describe(self) -> str:
+        return f"HTTP {self.client.url}"
+
+    @staticmethod
+    def thanos_params(settings: QuerySettings) -> list[tuple[str, str]]:
+        params = [("dedup", str(settings.dedup).lower()),
+                  ("partial_response", str(settings.partial_response).lower()),
+                  ("max_source_resolution", settings.max_source_resolution if
+                   settings.max_source_resolution != "raw" else "0s"),
+                  ("lookback_delta", f"{settings.lookback_delta_ms}ms"),
+                  ("timeout", f"{int(settings.timeout_s * 1000)}ms")]
+        params += [("replicaLabels[]", r) for r in settings.replica_labels]
+        return params
+
+    def instant(self, query: str, time_ms: int, settings: QuerySettings, cancel: CancelToken) -> Outcome:
+        cancel.check()
+        began = self.clock()
+        result, resp = self.client.query(query, time_ms, self.thanos_params(settings))
+        cancel.check()
+        return Outcome(query, "instant", result, resp.body, self.clock() - began, returned_samples(result),
+                       time_ms=time_ms, samples_what="samples returned", warnings=[*resp.warnings, *resp.infos])
+
+    def range(self, query: str, start_ms: int, end_ms: int, step_ms: int, settings: QuerySettings,
+              cancel: CancelToken) -> Outcome:
+        cancel.check()
+        began = self.clock()
+        result, resp = self.client.query_range(query, start_ms, end_ms, step_ms, self.thanos_params(settings))
+        cancel.check()
+        return Outcome(query, "range", result, resp.body, self.clock() - began, returned_samples(result),
+                       start_ms=start_ms, end_ms=end_ms, step_ms=step_ms, samples_what="samples returned",
+                       warnings=[*resp.warnings, *resp.infos])
+
+    def label_names(self, selector: str | None, start_ms: int, end_ms: int) -> list[str]:
+        return self.client.labels([selector] if selector else [], start_ms, end_ms)
+
+    def label_values(self, name: str, selector: str | None, start_ms: int, end_ms: int) -> list[str]:
+        return self.client.label_values(name, [selector] if selector else [], start_ms, end_ms)

@@ -1,0 +1,1 @@
+"""Widgets of the TUI: editor, completion menu, result tabs, time bar."""
