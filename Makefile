@@ -25,6 +25,8 @@ $(DEMO_DIR): | $(VENV)/.installed-run
 
 demo: $(VENV)/.installed-run $(DEMO_DIR)
 	$(VENV)/bin/thanos-tools bucket inspect --bucket $(DEMO_DIR)
+	@if [ -t 0 ] && [ -t 1 ]; then $(VENV)/bin/thanos-tools tui --bucket $(DEMO_DIR); \
+	else echo "(not a terminal: skipping the TUI; run: $(VENV)/bin/thanos-tools tui --bucket $(DEMO_DIR))"; fi
 
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check thanostools tests bench
