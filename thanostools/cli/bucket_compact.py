@@ -1,0 +1,210 @@
+"""``thanos-tools bucket compact``: the Thanos compactor over a bucket (acts unless --dry-run/--plan)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from thanostools.cli.options import bucket_options, open_engine
+from thanostools.cli.output import emit, output_option, render_table
+from thanostools.core.errors import ConfigError
+from thanostools.core.labels import format_labels
+from thanostools.core.timeutil import format_time_ms, human_duration, parse_duration_ms
+
+if TYPE_CHECKING:
+    from thanostools.core.compact.compactor import CompactOptions, CompactReport
+    from thanostools.core.compact.planner import GroupInfo, PlanResult
+
+DEFAULT_RANGES = "2h,8h,2d,14d"
+RES_NAMES = {0: "raw", 300_000: "5m", 3_600_000: "1h"}
+
+
+def _options(func: Any) -> Any:
+    opts = [
+        click.option("--dry-run", "--plan", "dry_run", is_flag=True,
+                     help="Only print the plan and why every other block is left alone; change nothing."),
+        click.option("--compact.ranges", "ranges", default=DEFAULT_RANGES, show_default=True, metavar="LIST",
+                     help="Target block ranges, comma separated, increasing."),
+        click.option("--consistency-delay", default="30m", show_default=True, metavar="DURATION",
+                     help="Ignore blocks uploaded more recently than this (except compactor output)."),
+        click.option("--compact.enable-vertical-compaction", "vertical", is_flag=True,
+                     help="Merge overlapping blocks of a group instead of halting it."),
+        click.option("--dedup.replica-label", "--deduplication.replica-label", "replica_labels", multiple=True,
+                     metavar="NAME", help="External label telling replicas apart (repeatable); replicas are "
+                                          "grouped together and merged (implies vertical compaction)."),
+        click.option("--dedup.func", "--deduplication.func", "dedup_func", type=click.Choice(["chain", "penalty"]),
+                     default="chain", show_default=True,
+                     help="How overlapping samples are merged: chain (identical timestamps once) or penalty."),
+        click.option("--halt-on-error", is_flag=True,
+                     help="Stop at the first unreadable block or halted group instead of quarantining it "
+                          "(no-compact mark) and going on."),
+        click.option("--downsampling.disable", "no_downsampling", is_flag=True, help="Do not downsample."),
+        click.option("--retention.resolution-raw", "ret_raw", default="0d", show_default=True, metavar="DURATION",
+                     help="Mark raw blocks for deletion this long after their end (0d: keep forever)."),
+        click.option("--retention.resolution-5m", "ret_5m", default="0d", show_default=True, metavar="DURATION"),
+        click.option("--retention.resolution-1h", "ret_1h", default="0d", show_default=True, metavar="DURATION"),
+        click.option("--wait", is_flag=True, help="Keep running: compact again every --wait-interval."),
+        click.option("--wait-interval", default="5m", show_default=True, metavar="DURATION"),
+        click.option("--work-dir", metavar="DIR", type=click.Path(file_okay=False),
+                     help="Where inputs are downloaded and outputs built (default: a temporary directory)."),
+        output_option(("table", "json")),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def _ranges(text: str) -> tuple[int, ...]:
+    try:
+        ranges = tuple(parse_duration_ms(p) for p in text.split(",") if p.strip())
+    except ConfigError as exc:
+        raise ConfigError(f"--compact.ranges: {exc}") from None
+    if not ranges or list(ranges) != sorted(set(ranges)) or ranges[0] <= 0:
+        raise ConfigError(f"--compact.ranges {text!r}: give positive durations in increasing order, e.g. 2h,8h,2d")
+    return ranges
+
+
+def _build_options(kw: dict[str, Any]) -> CompactOptions:
+    from thanostools.core.compact.compactor import CompactOptions
+    from thanostools.core.compact.planner import PlanOptions
+
+    plan = PlanOptions(ranges=_ranges(kw["ranges"]), consistency_delay_ms=parse_duration_ms(kw["consistency_delay"]),
+                       replica_labels=tuple(kw["replica_labels"]), vertical=kw["vertical"])
+    retention = {0: parse_duration_ms(kw["ret_raw"]), 300_000: parse_duration_ms(kw["ret_5m"]),
+                 3_600_000: parse_duration_ms(kw["ret_1h"])}
+    return CompactOptions(plan=plan, dedup_func=kw["dedup_func"], halt_on_error=kw["halt_on_error"],
+                          downsampling=not kw["no_downsampling"], retention=retention, work_dir=kw["work_dir"])
+
+
+def compact_cmd(dry_run: bool, output: str, wait: bool, wait_interval: str, **kw: Any) -> None:
+    """Compact blocks the way the Thanos compactor does, then downsample and apply retention.
+
+    Blocks of one group (resolution and external labels) are merged into aligned ranges; inputs are
+    marked for deletion once the new block is uploaded. An unreadable block gets a no-compact mark and
+    the others go on; overlapping blocks halt their group unless vertical compaction is enabled. The
+    command fails when anything was quarantined or halted.
+    """
+    from thanostools.core.compact.compactor import Compactor
+
+    opts = _build_options(kw)
+    interval = parse_duration_ms(wait_interval)
+    engine = open_engine(kw)
+    if dry_run:
+        result = Compactor(engine.bucket, opts).plan(simulate=True)
+        _print_plan(result, output)
+        return
+    while True:
+        report = Compactor(engine.bucket, opts).run()
+        _print_report(report, output)
+        if not wait or (report.stopped and opts.halt_on_error):
+            break
+        time.sleep(interval / 1000)
+    if report.failed:
+        sys.exit(1)
+
+
+# --- rendering ---------------------------------------------------------------------------------------------------
+
+
+def _plan_docs(result: PlanResult) -> dict[str, Any]:
+    plans = []
+    for n, p in enumerate(result.plans, 1):
+        group = result.groups[p.group]
+        plans.append({
+            "plan": n, "group": p.group, "labels": dict(group.labels), "resolution": group.resolution,
+            "kind": p.kind, "range_ms": p.range_ms, "min_time": p.min_time, "max_time": p.max_time,
+            "level": p.level, "after": list(p.after),
+            "blocks": [{"ulid": m.ulid, "min_time": m.min_time, "max_time": m.max_time, "level": m.level}
+                       for m in p.blocks],
+        })
+    unplanned = [{"ulid": u.meta.ulid, "group": u.group, "min_time": u.meta.min_time, "max_time": u.meta.max_time,
+                  "level": u.meta.level, "reason": u.reason, "detail": u.detail}
+                 for u in sorted(result.unplanned, key=lambda u: (u.group, u.meta.min_time, u.meta.ulid))]
+    return {"plans": plans, "unplanned": unplanned, "halted": dict(result.halted)}
+
+
+def _group_name(group: GroupInfo) -> str:
+    res = RES_NAMES.get(group.resolution, str(group.resolution))
+    return f"{res} {format_labels(group.labels, with_name=False)}"
+
+
+def _print_plan(result: PlanResult, output: str) -> None:
+    doc = _plan_docs(result)
+    if output == "json":
+        emit(json.dumps(doc, indent=2) + "\n")
+        return
+    rows = []
+    for p in doc["plans"]:
+        labels = _group_name(result.groups[p["group"]])
+        target = human_duration(p["range_ms"]) if p["range_ms"] else "-"
+        after = ",".join(f"#{a}" for a in p["after"]) or "-"
+        for b in p["blocks"]:
+            rows.append([f"#{p['plan']}", labels, p["kind"], target, str(p["level"]), after, b["ulid"],
+                         format_time_ms(b["min_time"]), format_time_ms(b["max_time"]), str(b["level"])])
+    emit(render_table(rows, ["PLAN", "GROUP", "KIND", "RANGE", "OUT-LEVEL", "AFTER", "INPUT", "FROM", "UNTIL",
+                             "LEVEL"]) if rows else "nothing to compact\n")
+    if doc["unplanned"]:
+        emit("\n" + render_table([[u["ulid"], format_time_ms(u["min_time"]), format_time_ms(u["max_time"]),
+                                   str(u["level"]), u["reason"], u["detail"]] for u in doc["unplanned"]],
+                                 ["NOT-PLANNED", "FROM", "UNTIL", "LEVEL", "REASON", "DETAIL"]))
+    for group, why in doc["halted"].items():
+        click.echo(f"halted: {group}: {why}", err=True)
+
+
+def _report_doc(report: CompactReport) -> dict[str, Any]:
+    return {
+        "compactions": [{
+            "block": c.output.ulid if c.output else None, "kind": c.plan.kind, "group": c.plan.group,
+            "level": c.output.level if c.output else None, "min_time": c.plan.min_time, "max_time": c.plan.max_time,
+            "series": c.stats.series, "samples": c.stats.samples, "chunks": c.stats.chunks,
+            "copied_chunks": c.stats.copied_chunks, "reencoded_chunks": c.stats.reencoded_chunks,
+            "inputs": [m.ulid for m in c.plan.blocks], "marked_for_deletion": c.marked_for_deletion,
+            "seconds": round(c.seconds, 3)} for c in report.compactions],
+        "quarantined": [vars(p) for p in report.quarantined],
+        "marked_no_compact": [vars(p) for p in report.marked_no_compact],
+        "halted": dict(report.halted),
+        "unreadable_metas": dict(report.unreadable_metas),
+        "downsampled": [m.ulid for m in report.downsampled],
+        "retention": [a.to_dict() for a in report.retention],
+        "errors": list(report.errors),
+        "failed": report.failed,
+    }
+
+
+def _print_report(report: CompactReport, output: str) -> None:
+    doc = _report_doc(report)
+    if output == "json":
+        emit(json.dumps(doc, indent=2) + "\n")
+    elif doc["compactions"]:
+        emit(render_table([[c["block"] or "(empty)", c["kind"], str(c["level"] or "-"), format_time_ms(c["min_time"]),
+                            format_time_ms(c["max_time"]), str(c["series"]), str(c["samples"]),
+                            str(len(c["inputs"])), f"{c['seconds']:.1f}s"] for c in doc["compactions"]],
+                          ["BLOCK", "KIND", "LEVEL", "FROM", "UNTIL", "SERIES", "SAMPLES", "INPUTS", "TIME"]))
+    _summary(report)
+
+
+def _summary(report: CompactReport) -> None:
+    marked = sum(len(c.marked_for_deletion) for c in report.compactions)
+    expired = sum(1 for a in report.retention if a.status == "done")
+    click.echo(f"compact: {len(report.compactions)} compactions, {marked} blocks marked for deletion, "
+               f"{len(report.downsampled)} downsampled, {expired} expired by retention, "
+               f"{len(report.quarantined)} quarantined, {len(report.halted)} groups halted", err=True)
+    for p in report.quarantined:
+        click.echo(f"error: quarantined block {p.block} (no-compact mark, reason {p.reason}): {p.message}", err=True)
+    for p in report.marked_no_compact:
+        click.echo(f"warning: block {p.block} marked no-compact ({p.reason}): {p.message}", err=True)
+    for group, why in report.halted.items():
+        click.echo(f"error: halted group {group}: {why}", err=True)
+    for ulid, err in report.unreadable_metas.items():
+        click.echo(f"error: block {ulid}: meta.json unreadable: {err}", err=True)
+    for err in report.errors:
+        click.echo(f"error: {err}", err=True)
+
+
+def register(group: click.Group) -> None:
+    cmd = click.command("compact")(bucket_options(_options(compact_cmd)))
+    group.add_command(cmd)

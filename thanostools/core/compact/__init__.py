@@ -1,0 +1,1 @@
+"""Thanos-style compaction: planning (planner), merging blocks (merge) and the compactor loop (compactor)."""

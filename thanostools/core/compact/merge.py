@@ -1,0 +1,445 @@
+"""Merging N blocks into one new block (FORMATS.md §8.4, §3.6, §8.5, §8.6).
+
+A streaming k-way merge by label set. Each input is read in batches of series; a *round* takes, from every
+input, the series up to the smallest "last label set" of the current batches, so equal label sets always
+meet in one round. Within a round everything is columnar: chunks that overlap nothing are copied verbatim
+(same bytes, new refs); chunks that overlap another chunk of the same series, or hold tombstoned samples,
+are decoded, merged (chained, or penalty-deduplicated between inputs) and re-encoded at ≤ 120 samples.
+Memory: the writer's symbols and chunk metas plus one batch of series per input.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from thanostools.core.chunkenc import xor
+from thanostools.core.chunkenc.aggr import Aggr, aggr_spans
+from thanostools.core.compact import kernels
+from thanostools.core.errors import CorruptBlockError, UnsupportedError
+from thanostools.core.groups import block_sources
+from thanostools.core.labels import Labels
+from thanostools.core.tsdb.block import Block
+from thanostools.core.tsdb.chunks import ENC_AGGR, ENC_XOR, ENCODING_NAMES, ChunkBatch
+from thanostools.core.tsdb.index import SeriesBatch
+from thanostools.core.tsdb.meta import SOURCE_COMPACTOR, BlockMeta
+from thanostools.core.tsdb.tombstones import deleted_mask
+from thanostools.core.tsdb.writer import BlockWriter
+
+DEDUP_CHAIN = "chain"
+DEDUP_PENALTY = "penalty"
+DEDUP_FUNCS = (DEDUP_CHAIN, DEDUP_PENALTY)
+SAMPLES_PER_CHUNK = 120
+DEFAULT_BATCH_SERIES = 5000
+
+
+class InputBlockError(UnsupportedError):
+    """An input block holds data this merge cannot handle; ``block`` names it."""
+
+    def __init__(self, block: str, message: str) -> None:
+        self.block = block
+        super().__init__(f"block {block}: {message}")
+
+
+@dataclass
+class MergeStats:
+    series: int = 0
+    chunks: int = 0
+    samples: int = 0
+    copied_chunks: int = 0
+    reencoded_chunks: int = 0
+    dropped_chunks: int = 0  # identical duplicates and chunks outside their block's range
+    dropped_series: int = 0  # series left without samples
+
+
+@dataclass
+class CompactResult:
+    meta: BlockMeta | None  # None when the output would hold no samples (nothing was written)
+    stats: MergeStats = field(default_factory=MergeStats)
+
+
+def output_meta_args(inputs: Sequence[BlockMeta]) -> dict[str, Any]:
+    """BlockWriter arguments for the compaction of ``inputs`` (in plan order), per §8.4."""
+    sources: set[str] = set()
+    for m in inputs:
+        sources |= block_sources(m)
+    return {
+        "min_time": min(m.min_time for m in inputs),
+        "max_time": max(m.max_time for m in inputs),
+        "level": max(m.level for m in inputs) + 1,
+        "sources": sorted(sources),
+        "parents": [{"ulid": m.ulid, "minTime": m.min_time, "maxTime": m.max_time} for m in inputs],
+    }
+
+
+def compact_blocks(
+    blocks: Sequence[Block], out_dir: str, *, external_labels: Mapping[str, str], resolution: int,
+    dedup: str = DEDUP_CHAIN, batch_series: int = DEFAULT_BATCH_SERIES,
+) -> CompactResult:
+    """Write the compaction of ``blocks`` (plan order) as a new block under ``out_dir``."""
+    writer = BlockWriter(out_dir, external_labels=external_labels, resolution=resolution, source=SOURCE_COMPACTOR,
+                         **output_meta_args([b.meta for b in blocks]))
+    try:
+        stats = merge_into(blocks, writer, dedup=dedup, batch_series=batch_series)
+    except BaseException:
+        writer.abort()
+        raise
+    if writer.num_samples == 0:
+        writer.abort()
+        return CompactResult(None, stats)
+    return CompactResult(writer.finish(), stats)
+
+
+def merge_into(blocks: Sequence[Block], writer: BlockWriter, *, dedup: str = DEDUP_CHAIN,
+               batch_series: int = DEFAULT_BATCH_SERIES) -> MergeStats:
+    """Stream the merged series of ``blocks`` into ``writer`` (which is not finished here)."""
+    if dedup not in DEDUP_FUNCS:
+        raise ValueError(f"unknown dedup function {dedup!r}")
+    merger = _Merger(blocks, writer, dedup)
+    cursors = [c for c in (_Cursor(k, b, batch_series) for k, b in enumerate(blocks)) if c.alive]
+    while cursors:
+        frontier = min(c.last_labels for c in cursors)
+        takes = [take for take in (c.take_until(frontier) for c in cursors) if take is not None]
+        merger.round(takes)
+        cursors = [c for c in cursors if c.advance()]
+    return merger.stats
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Take:
+    """Series ``a:b`` of one input's current batch."""
+
+    k: int
+    sb: SeriesBatch
+    cb: ChunkBatch
+    a: int
+    b: int
+
+
+class _Cursor:
+    def __init__(self, k: int, block: Block, batch_series: int) -> None:
+        self.k = k
+        self.block = block
+        self._batches: Iterator[SeriesBatch] = block.index.iter_series(batch_size=batch_series)
+        self.pos = 0
+        self.alive = self._load()
+
+    def _load(self) -> bool:
+        for sb in self._batches:
+            if len(sb):
+                self.sb = sb
+                self.cb = self.block.chunks.read(sb.chunk_ref)
+                self.pos = 0
+                return True
+        return False
+
+    @property
+    def last_labels(self) -> Labels:
+        return self.sb.labels[-1]
+
+    def take_until(self, frontier: Labels) -> _Take | None:
+        end = bisect.bisect_right(self.sb.labels, frontier, lo=self.pos)
+        if end == self.pos:
+            return None
+        take = _Take(self.k, self.sb, self.cb, self.pos, end)
+        self.pos = end
+        return take
+
+    def advance(self) -> bool:
+        """Load the next batch when this one is used up; False when the input is exhausted."""
+        if self.pos < len(self.sb):
+            return True
+        self.alive = self._load()
+        return self.alive
+
+
+def _merge_labels(parts: Sequence[Sequence[Labels]]) -> tuple[list[Labels], list[np.ndarray]]:
+    """Sorted union of label-sorted lists, and for every list the output position of each entry."""
+    if len(parts) == 1:
+        return list(parts[0]), [np.arange(len(parts[0]), dtype=np.int64)]
+    flat = [lab for part in parts for lab in part]
+    ids = np.empty(len(flat), dtype=np.int64)
+    out: list[Labels] = []
+    prev: Labels | None = None
+    for i in sorted(range(len(flat)), key=flat.__getitem__):
+        if flat[i] != prev:
+            prev = flat[i]
+            out.append(prev)
+        ids[i] = len(out) - 1
+    bounds = np.cumsum([0, *[len(p) for p in parts]])
+    return out, [ids[bounds[j] : bounds[j + 1]] for j in range(len(parts))]
+
+
+# --- the chunk table of one round ---------------------------------------------------------------------------
+
+_COLUMNS = ("series", "mint", "maxt", "enc", "start", "end", "src", "ref", "rank")
+
+
+@dataclass
+class _Chunks:
+    """Chunk metadata of one round, as columns; chunk bytes are ``buf[start:end]``."""
+
+    buf: np.ndarray
+    series: np.ndarray  # output series id
+    mint: np.ndarray
+    maxt: np.ndarray
+    enc: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    src: np.ndarray  # input number (plan order)
+    ref: np.ndarray  # input series ref, for tombstones
+    rank: np.ndarray  # position in the input's own chunk order
+
+    def pick(self, idx: np.ndarray) -> _Chunks:
+        return _Chunks(self.buf, *(getattr(self, c)[idx] for c in _COLUMNS))
+
+    def __len__(self) -> int:
+        return int(self.series.shape[0])
+
+
+def _chunk_table(takes: Sequence[_Take], out_ids: Sequence[np.ndarray]) -> _Chunks:
+    bufs: list[np.ndarray] = []
+    cols: dict[str, list[np.ndarray]] = {c: [] for c in _COLUMNS}
+    base = 0
+    for take, ids in zip(takes, out_ids, strict=True):
+        sb, cb = take.sb, take.cb
+        lo, hi = int(sb.chunk_offsets[take.a]), int(sb.chunk_offsets[take.b])
+        counts = np.diff(sb.chunk_offsets[take.a : take.b + 1])
+        part, offsets = kernels.gather_spans(cb.buf, cb.starts[lo:hi], cb.ends[lo:hi])
+        bufs.append(part)
+        cols["series"].append(np.repeat(ids, counts))
+        cols["mint"].append(sb.chunk_mint[lo:hi])
+        cols["maxt"].append(sb.chunk_maxt[lo:hi])
+        cols["enc"].append(cb.encodings[lo:hi].astype(np.int64))
+        cols["start"].append(offsets[:-1] + base)
+        cols["end"].append(offsets[1:] + base)
+        cols["src"].append(np.full(hi - lo, take.k, dtype=np.int64))
+        cols["ref"].append(np.repeat(sb.refs[take.a : take.b], counts).astype(np.int64))
+        cols["rank"].append(np.arange(lo, hi, dtype=np.int64))
+        base += part.shape[0]
+    return _Chunks(np.concatenate(bufs), *(np.concatenate(cols[c]).astype(np.int64) for c in _COLUMNS))
+
+
+def sample_counts(buf: np.ndarray, start: np.ndarray, end: np.ndarray, enc: np.ndarray) -> np.ndarray:
+    """Samples per chunk from the be16 chunk headers; an AggrChunk counts its count aggregate's samples."""
+    start = start.copy()
+    aggr = np.flatnonzero(enc == ENC_AGGR)
+    if aggr.size:
+        sub_start, sub_end, _ = aggr_spans(buf, start[aggr], end[aggr], Aggr.COUNT)
+        start[aggr] = np.where(sub_end - sub_start >= 2, sub_start, -1)
+    short = np.flatnonzero((start < 0) | (end - start < 2))
+    counts = np.zeros(start.shape[0], dtype=np.int64)
+    ok = np.flatnonzero((start >= 0) & (end - start >= 2))
+    counts[ok] = (buf[start[ok]].astype(np.int64) << 8) | buf[start[ok] + 1].astype(np.int64)
+    if short.size and bool((enc[short] != ENC_AGGR).any()):
+        raise CorruptBlockError("chunk shorter than its 2-byte header")
+    return counts
+
+
+# --- merging one round ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Merged:
+    """Samples chosen for every decoded cluster: cluster after cluster, each in time order."""
+
+    t: np.ndarray
+    v: np.ndarray
+    cluster: np.ndarray
+
+
+class _Merger:
+    def __init__(self, blocks: Sequence[Block], writer: BlockWriter, dedup: str) -> None:
+        self.blocks = blocks
+        self.writer = writer
+        self.dedup = dedup
+        self.stats = MergeStats()
+        self.min_time = np.array([b.meta.min_time for b in blocks], dtype=np.int64)
+        self.max_time = np.array([b.meta.max_time for b in blocks], dtype=np.int64)
+        self.stoned = [np.array(sorted(b.tombstones), dtype=np.int64) for b in blocks]
+
+    def round(self, takes: Sequence[_Take]) -> None:
+        labels, out_ids = _merge_labels([t.sb.labels[t.a : t.b] for t in takes])
+        table = _chunk_table(takes, out_ids)
+        order = np.lexsort((table.rank, table.src, table.maxt, table.mint, table.series))
+        table = table.pick(order)
+        table = table.pick(np.flatnonzero(~self._droppable(table)))
+        clusters = kernels.overlap_clusters(table.series, table.mint, table.maxt)
+        sizes = np.bincount(clusters) if clusters.size else np.zeros(0, np.int64)
+        rewrite = (sizes[clusters] > 1) | self._tombstoned(table)
+        if not rewrite.any():
+            self.stats.copied_chunks += len(table)
+            self._write(labels, table, sample_counts(table.buf, table.start, table.end, table.enc))
+            return
+        kept = table.pick(np.flatnonzero(~rewrite))
+        redo = table.pick(np.flatnonzero(rewrite))
+        new = self._reencode(redo, clusters[rewrite])
+        self.stats.copied_chunks += len(kept)
+        self._write(labels, *_combine(kept, new))
+
+    def _droppable(self, c: _Chunks) -> np.ndarray:
+        """Identical duplicates of the previous chunk, and chunks wholly outside their block's range."""
+        outside = (c.mint >= self.max_time[c.src]) | (c.maxt < self.min_time[c.src])
+        dup = np.zeros(len(c), dtype=bool)
+        if len(c) > 1:
+            cand = np.flatnonzero((c.series[1:] == c.series[:-1]) & (c.mint[1:] == c.mint[:-1])
+                                  & (c.maxt[1:] == c.maxt[:-1]) & (c.enc[1:] == c.enc[:-1])) + 1
+            if cand.size:
+                same = kernels.spans_equal(c.buf, c.start[cand], c.end[cand], c.start[cand - 1], c.end[cand - 1])
+                dup[cand[same]] = True
+        drop: np.ndarray = outside | dup
+        self.stats.dropped_chunks += int(drop.sum())
+        return drop
+
+    def _tombstoned(self, c: _Chunks) -> np.ndarray:
+        out = np.zeros(len(c), dtype=bool)
+        for k, block in enumerate(self.blocks):
+            if not block.tombstones:
+                continue
+            for i in np.flatnonzero((c.src == k) & np.isin(c.ref, self.stoned[k])).tolist():
+                lo, hi = int(c.mint[i]), int(c.maxt[i])
+                out[i] = any(a <= hi and lo <= b for a, b in block.tombstones[int(c.ref[i])])
+        return out
+
+    def _reencode(self, redo: _Chunks, clusters: np.ndarray) -> tuple[_Chunks, np.ndarray]:
+        t, v, cluster, src = self._decode(redo, clusters)
+        merged = (_penalty if self.dedup == DEDUP_PENALTY else _chain)(t, v, cluster, src)
+        # cluster ids are increasing along redo, so the first chunk of each names its series
+        first_chunk = np.searchsorted(clusters, np.arange(int(clusters.max()) + 1))
+        series_of_cluster = redo.series[np.minimum(first_chunk, len(redo) - 1)]
+        return _encode_clusters(merged, series_of_cluster, self.stats)
+
+    def _decode(self, c: _Chunks, clusters: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Samples of the chunks to rewrite (tombstoned ones removed): t, v, cluster, src.
+
+        Input after input, each in chunk order, so stable sorts break timestamp ties by input.
+        """
+        parts: list[tuple[np.ndarray, ...]] = []
+        for k in np.unique(c.src).tolist():
+            idx = np.flatnonzero(c.src == k)
+            block = self.blocks[k]
+            bad = c.enc[idx][c.enc[idx] != ENC_XOR]
+            if bad.size:
+                name = ENCODING_NAMES.get(int(bad[0]), "unknown")
+                raise InputBlockError(block.ulid, f"overlapping or tombstoned chunks with encoding {int(bad[0])} "
+                                                  f"({name}) cannot be merged yet")
+            try:
+                dec = xor.decode_batch(c.buf, c.start[idx], c.end[idx])
+            except CorruptBlockError as exc:
+                raise exc.located(block=block.ulid, file="chunks") from None
+            per = np.diff(dec.offsets)
+            keep = self._live_samples(block, c, idx, dec)
+            parts.append((dec.t[keep], dec.v[keep], np.repeat(clusters[idx], per)[keep],
+                          np.full(int(keep.sum()), k, dtype=np.int64)))
+        return tuple(np.concatenate(cols) for cols in zip(*parts, strict=True))
+
+    @staticmethod
+    def _live_samples(block: Block, c: _Chunks, idx: np.ndarray, dec: xor.DecodedBatch) -> np.ndarray:
+        keep = np.ones(dec.t.shape[0], dtype=bool)
+        if not block.tombstones:
+            return keep
+        for j, i in enumerate(idx.tolist()):
+            intervals = block.tombstones.get(int(c.ref[i]))
+            if intervals:
+                a, b = int(dec.offsets[j]), int(dec.offsets[j + 1])
+                keep[a:b] = ~deleted_mask(dec.t[a:b], intervals)
+        return keep
+
+    def _write(self, labels: Sequence[Labels], c: _Chunks, counts: np.ndarray) -> None:
+        buf, offsets = kernels.gather_spans(c.buf, c.start, c.end)
+        per_series = np.bincount(c.series, minlength=len(labels))
+        chunk_bounds = np.concatenate([[0], np.cumsum(per_series)]).tolist()
+        sample_bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
+        written = [i for i in range(len(labels)) if per_series[i]]
+        self.stats.dropped_series += len(labels) - len(written)
+        self.stats.series += len(written)
+        self.stats.chunks += len(c)
+        self.stats.samples += sample_bounds[-1]
+        samples = [sample_bounds[chunk_bounds[i + 1]] - sample_bounds[chunk_bounds[i]] for i in range(len(labels))]
+        self.writer.add_chunks_batch(labels, c.enc, buf, offsets, c.mint, c.maxt, np.asarray(chunk_bounds, np.int64),
+                                     samples)
+
+
+def _sort_order(*keys: np.ndarray) -> np.ndarray:
+    """Stable argsort by ``keys`` (most significant first, all non-negative but the last).
+
+    Packed into one int64 when the values fit: a single stable sort of a few interleaved sorted runs is
+    far cheaper than a multi-key lexsort.
+    """
+    last = keys[-1] - (int(keys[-1].min()) if keys[-1].size else 0)
+    widths = [int(k.max()).bit_length() if k.size else 0 for k in (*keys[:-1], last)]
+    if sum(widths) > 62:
+        return np.lexsort(tuple(reversed(keys)))
+    packed = np.zeros(last.shape[0], dtype=np.int64)
+    for key, width in zip((*keys[:-1], last), widths, strict=True):
+        packed = (packed << width) | key
+    return np.argsort(packed, kind="stable")
+
+
+def _chain(t: np.ndarray, v: np.ndarray, cluster: np.ndarray, src: np.ndarray) -> _Merged:
+    """Samples of each cluster by time; of equal timestamps the first input wins."""
+    order = _sort_order(cluster, t)
+    t, cluster = t[order], cluster[order]
+    first = np.ones(t.shape[0], dtype=bool)
+    first[1:] = (cluster[1:] != cluster[:-1]) | (t[1:] != t[:-1])
+    pick = order[first]
+    return _Merged(t[first], v[pick], cluster[first])
+
+
+def _penalty(t: np.ndarray, v: np.ndarray, cluster: np.ndarray, src: np.ndarray) -> _Merged:
+    """Each input is one replica of the cluster; replicas are folded pairwise in plan order (§8.6)."""
+    order = _sort_order(cluster, src, t)
+    t, cluster, src = t[order], cluster[order], src[order]
+    n = t.shape[0]
+    first = np.ones(n, dtype=bool)  # a replica's own duplicate timestamps are chained first
+    first[1:] = (cluster[1:] != cluster[:-1]) | (src[1:] != src[:-1]) | (t[1:] != t[:-1])
+    order, t, cluster, src = order[first], t[first], cluster[first], src[first]
+    new_run = np.ones(t.shape[0], dtype=bool)
+    new_run[1:] = (cluster[1:] != cluster[:-1]) | (src[1:] != src[:-1])
+    run_starts = np.flatnonzero(new_run)
+    run_offsets = np.append(run_starts, t.shape[0]).astype(np.int64)
+    run_cluster = cluster[run_starts]
+    new_cluster = np.ones(run_starts.shape[0], dtype=bool)
+    new_cluster[1:] = run_cluster[1:] != run_cluster[:-1]
+    cluster_runs = np.append(np.flatnonzero(new_cluster), run_starts.shape[0]).astype(np.int64)
+    chosen = kernels.penalty_clusters(t, run_offsets, cluster_runs)
+    return _Merged(t[chosen], v[order[chosen]], cluster[chosen])
+
+
+def _encode_clusters(m: _Merged, series_of_cluster: np.ndarray, stats: MergeStats) -> tuple[_Chunks, np.ndarray]:
+    """XOR chunks of ≤ 120 samples per cluster, all in one encoder call -> (chunks, sample counts)."""
+    if m.t.shape[0] == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return _Chunks(np.zeros(0, np.uint8), *([empty] * len(_COLUMNS))), empty
+    starts = np.flatnonzero(np.concatenate([[True], m.cluster[1:] != m.cluster[:-1]]))
+    sizes = np.diff(np.append(starts, m.t.shape[0]))
+    per = (sizes + SAMPLES_PER_CHUNK - 1) // SAMPLES_PER_CHUNK
+    owner = np.repeat(np.arange(starts.shape[0]), per)
+    within = np.arange(owner.shape[0]) - np.repeat(np.cumsum(per) - per, per)
+    bounds = np.append(starts[owner] + within * SAMPLES_PER_CHUNK, m.t.shape[0]).astype(np.int64)
+    buf, offsets = xor.encode_batch(m.t, m.v, bounds)
+    n = owner.shape[0]
+    stats.reencoded_chunks += n
+    zeros = np.zeros(n, dtype=np.int64)
+    chunks = _Chunks(buf, series_of_cluster[m.cluster[starts[owner]]], m.t[bounds[:-1]], m.t[bounds[1:] - 1],
+                     np.full(n, ENC_XOR, dtype=np.int64), offsets[:-1], offsets[1:], zeros, zeros, zeros)
+    return chunks, np.diff(bounds)
+
+
+def _combine(kept: _Chunks, new: tuple[_Chunks, np.ndarray]) -> tuple[_Chunks, np.ndarray]:
+    """Copied and re-encoded chunks in one table, ordered by series then time, with sample counts."""
+    fresh, fresh_counts = new
+    base = kept.buf.shape[0]
+    counts = np.concatenate([sample_counts(kept.buf, kept.start, kept.end, kept.enc), fresh_counts])
+    cols = {c: np.concatenate([getattr(kept, c), getattr(fresh, c) + (base if c in ("start", "end") else 0)])
+            for c in _COLUMNS}
+    both = _Chunks(np.concatenate([kept.buf, fresh.buf]), **cols)
+    order = np.lexsort((both.mint, both.series))
+    return both.pick(order), counts[order]
