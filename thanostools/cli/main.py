@@ -27,7 +27,11 @@ class RootGroup(click.Group):
         except click.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as exc:
+            # click turns Ctrl-C into Abort before we see it; keep the conventional exit code for it.
+            if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+                click.echo("interrupted", err=True)
+                sys.exit(EXIT_INTERRUPTED)
             click.echo("Aborted!", err=True)
             sys.exit(1)
         except ThanosToolsError as exc:
