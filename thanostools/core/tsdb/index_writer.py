@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,22 @@ class IndexBuilder:
         self._maxt.extend(maxt.tolist())
         self._ref.extend(refs.tolist())
         self._chunk_offsets.append(len(self._ref))
+
+    def add_batch(self, labels: Sequence[Labels], mint: np.ndarray, maxt: np.ndarray, refs: np.ndarray,
+                  series_chunks: Sequence[int]) -> None:
+        """Add several series at once: series i owns chunks ``series_chunks[i]:series_chunks[i+1]``."""
+        sym = self._sym
+        names, values, label_offsets = self._names, self._values, self._label_offsets
+        for lab in labels:
+            for name, value in lab:
+                names.append(sym(name))
+                values.append(sym(value))
+            label_offsets.append(len(names))
+        base = len(self._ref)
+        self._mint.frombytes(np.ascontiguousarray(mint, dtype=np.int64).tobytes())
+        self._maxt.frombytes(np.ascontiguousarray(maxt, dtype=np.int64).tobytes())
+        self._ref.frombytes(np.ascontiguousarray(refs, dtype=np.int64).tobytes())
+        self._chunk_offsets.extend(base + int(b) for b in series_chunks[1:])
 
     @property
     def num_series(self) -> int:

@@ -102,9 +102,13 @@ class BlockWriter:
         if not keep:
             return
         refs = self._segments.write(encodings, buf, offsets)
-        b = bounds.tolist()
-        for i in keep:
-            self._index.add(labels[i], mint[b[i] : b[i + 1]], maxt[b[i] : b[i + 1]], refs[b[i] : b[i + 1]])
+        kept_bounds = bounds[[*keep, keep[-1] + 1]] if len(keep) == len(labels) else None
+        if kept_bounds is not None:
+            self._index.add_batch(labels, mint, maxt, refs, (kept_bounds - kept_bounds[0]).tolist())
+        else:
+            b = bounds.tolist()
+            for i in keep:
+                self._index.add(labels[i], mint[b[i] : b[i + 1]], maxt[b[i] : b[i + 1]], refs[b[i] : b[i + 1]])
         self.num_samples += int(sum(num_samples[i] for i in keep))
         self.num_chunks += int(encodings.shape[0])
         self.chunk_max_size = max(self.chunk_max_size, int(np.diff(offsets).max()) + 10)
