@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
@@ -402,10 +403,9 @@ def _atomic_local_copy(src: str, path: str) -> None:
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            while chunk := inp.read(1 << 20):
-                out.write(chunk)
+        shutil.copyfile(src, tmp)  # kernel-side copy (sendfile / copy_file_range) where available
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
