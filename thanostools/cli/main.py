@@ -70,6 +70,7 @@ def _register() -> None:
     from thanostools.cli.completion import completion
     from thanostools.cli.promql import promql
     from thanostools.cli.query import query
+    from thanostools.cli.serve import serve
     from thanostools.cli.tui import tui
 
     cli.add_command(bucket)
@@ -77,6 +78,7 @@ def _register() -> None:
     cli.add_command(query)
     cli.add_command(promql)
     cli.add_command(tui)
+    cli.add_command(serve)
 
 
 _register()

@@ -7,7 +7,7 @@ cannot register custom compressors; FORMATS.md §13 pitfall 24). Queriers must u
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -58,6 +58,7 @@ async def build_grpc_server(
     max_workers: int = 8,
     on_security_event: Callable[[str], None] | None = None,
     ready: Callable[[], bool] | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> grpc.aio.Server:
     """A bound, not yet started server (call ``await server.start()``; ``await server.stop(grace)`` to end).
 
@@ -68,7 +69,8 @@ async def build_grpc_server(
     pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="thanos-tools-grpc")
     service = StoreService(BlockSet(blocks, engine, on_security_event), pool, ready)
     # SO_REUSEPORT off: a second server on a busy port must fail, not silently share it.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_send_message_length", -1)])
+    server = grpc.aio.server(interceptors=list(interceptors),
+                             options=[("grpc.so_reuseport", 0), ("grpc.max_send_message_length", -1)])
     server.add_generic_rpc_handlers(service.handlers())
     checker = health.aio.HealthServicer()
     for name in ("", STORE_SERVICE, INFO_SERVICE):

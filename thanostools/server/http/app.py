@@ -1,0 +1,207 @@
+"""The aiohttp application: routes, and the middlewares every request passes through.
+
+Order (outermost first): observe (metrics, query log, errors → Prometheus envelope, never a
+traceback), authenticate (basic auth / bearer tokens), admit (readiness and rate limit for the API).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from thanostools import __version__
+from thanostools.core.promql.apijson import render_error
+from thanostools.server.http.api_v1 import QUERY_LOG, ApiV1
+from thanostools.server.http.auth import Authenticator, Unauthorized
+from thanostools.server.http.execute import Runner, api_error
+from thanostools.server.http.metrics import ServerMetrics
+from thanostools.server.http.params import ApiError
+from thanostools.server.limits import RateLimited, RateLimiter, retry_after_header
+from thanostools.server.querylog import QueryLog, QueryLogEntry
+from thanostools.server.state import ServerState
+
+log = logging.getLogger("thanostools.server")
+
+# Endpoints that cost storage work: they are rate limited per client.
+LIMITED = frozenset({"/api/v1/query", "/api/v1/query_range", "/api/v1/series", "/api/v1/labels",
+                     "/api/v1/label/{name}/values"})
+LINKS = [("/api/v1/status/buildinfo", "build information"), ("/api/v1/labels", "label names"),
+         ("/api/v1/label/__name__/values", "metric names"), ("/api/v1/status/flags", "flags"),
+         ("/api/v1/status/runtimeinfo", "runtime information"), ("/metrics", "self-metrics"),
+         ("/-/healthy", "health"), ("/-/ready", "readiness")]
+
+
+@dataclass
+class HttpDeps:
+    state: ServerState
+    runner: Runner
+    metrics: ServerMetrics
+    auth: Authenticator
+    limiter: RateLimiter
+    query_log: QueryLog
+    reload: Callable[[], Awaitable[None]]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def error_response(err: ApiError) -> web.Response:
+    headers = {"Cache-Control": "no-store", **err.headers}
+    return web.Response(text=render_error(err.error_type, err.message), status=err.status,
+                        content_type="application/json", headers=headers)
+
+
+def handler_name(request: web.Request) -> str:
+    route = request.match_info.route
+    if isinstance(request.match_info, web.UrlMappingMatchInfo) and route.resource is not None:
+        return route.resource.canonical
+    return "other"
+
+
+class Middlewares:
+    def __init__(self, deps: HttpDeps) -> None:
+        self.deps = deps
+
+    @web.middleware
+    async def observe(self, request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        t0 = time.perf_counter()
+        status = 500
+        try:
+            resp = await handler(request)
+            status = resp.status
+            return resp
+        except ApiError as exc:
+            status = exc.status
+            self._note_error(request, exc)
+            return error_response(exc)
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = 499  # the client went away
+            raise
+        except Exception as exc:
+            err = api_error(exc)
+            status = err.status
+            self._note_error(request, err)
+            return error_response(err)
+        finally:
+            self._record(request, status, time.perf_counter() - t0)
+
+    def _note_error(self, request: web.Request, err: ApiError) -> None:
+        entry: QueryLogEntry | None = request.get(QUERY_LOG)
+        if entry is not None:
+            entry.error_type, entry.error = err.error_type, err.message
+
+    def _record(self, request: web.Request, status: int, seconds: float) -> None:
+        name = handler_name(request)
+        m = self.deps.metrics
+        m.requests.labels(name, request.method, str(status)).inc()
+        m.request_seconds.labels(name, str(status)).observe(seconds)
+        entry: QueryLogEntry | None = request.get(QUERY_LOG)
+        if entry is not None:
+            entry.status, entry.duration_s, entry.user = status, seconds, request.get("user", "")
+            self.deps.query_log.write(entry)
+
+    @web.middleware
+    async def authenticate(self, request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        auth = self.deps.auth
+        if not auth.enabled:
+            return await handler(request)
+        header = request.headers.get("Authorization")
+        user = auth.cached(header)
+        if user is None:
+            try:
+                user = await asyncio.get_running_loop().run_in_executor(self.deps.runner.pool, auth.verify, header)
+            except Unauthorized as exc:
+                self.deps.metrics.security_events.labels("unauthorized").inc()
+                log.warning("refused request", extra={"kv": {"client": request.remote, "path": request.path,
+                                                              "reason": str(exc)}})
+                return web.Response(status=401, text="Unauthorized\n",
+                                    headers={"WWW-Authenticate": 'Basic realm="thanos-tools"'})
+        request["user"] = user
+        return await handler(request)
+
+    @web.middleware
+    async def admit(self, request: web.Request,
+                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if not request.path.startswith("/api/"):
+            return await handler(request)
+        if not self.deps.state.ready.is_set():
+            raise ApiError("unavailable", "not ready: the first block sync has not finished yet")
+        if handler_name(request) in LIMITED:
+            try:
+                self.deps.limiter.take(request.get("user") or request.remote or "")
+            except RateLimited as exc:
+                self.deps.metrics.queries_rejected.labels("rate_limit").inc()
+                raise ApiError("unavailable", "rate limit exceeded: too many queries from this client",
+                               status=429, headers={"Retry-After": retry_after_header(exc.retry_after_s)}) from None
+        return await handler(request)
+
+
+# --- non-API endpoints -----------------------------------------------------------------------------
+
+
+class Pages:
+    def __init__(self, deps: HttpDeps) -> None:
+        self.deps = deps
+
+    async def healthy(self, request: web.Request) -> web.Response:
+        return web.Response(text="thanos-tools is Healthy.\n")
+
+    async def ready(self, request: web.Request) -> web.Response:
+        if self.deps.state.ready.is_set():
+            return web.Response(text="thanos-tools is Ready.\n")
+        return web.Response(status=503, text="Service Unavailable\n")
+
+    async def reload(self, request: web.Request) -> web.Response:
+        try:
+            await self.deps.reload()
+        except Exception as exc:
+            return web.Response(status=500, text=f"failed to reload config: {exc}\n")
+        return web.Response(text="")
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.deps.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def index(self, request: web.Request) -> web.Response:
+        items = "\n".join(f'<li><a href="{html.escape(href)}">{html.escape(href)}</a> — {html.escape(text)}</li>'
+                          for href, text in LINKS)
+        state = "ready" if self.deps.state.ready.is_set() else "starting (first block sync running)"
+        body = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>thanos-tools serve</title></head>"
+                f"<body><h1>thanos-tools serve {html.escape(__version__)}</h1>\n"
+                f"<p>A Prometheus-compatible query API (<code>/api/v1/…</code>) and a Thanos StoreAPI (gRPC) "
+                f"over the blocks of <code>{html.escape(self.deps.state.bucket.url)}</code>. State: "
+                f"{html.escape(state)}.</p>\n<ul>\n{items}\n</ul></body></html>\n")
+        return web.Response(text=body, content_type="text/html")
+
+
+async def _prepare(request: web.Request, response: web.StreamResponse, headers: dict[str, str]) -> None:
+    for name, value in headers.items():
+        response.headers.setdefault(name, value)
+    if (isinstance(response, web.Response) and response.body is not None and "gzip" in
+            request.headers.get("Accept-Encoding", "") and len(response.body) > 1024):  # type: ignore[arg-type]
+        response.enable_compression()
+
+
+def build_app(deps: HttpDeps, api: ApiV1) -> web.Application:
+    mw = Middlewares(deps)
+    app = web.Application(middlewares=[mw.observe, mw.authenticate, mw.admit], client_max_size=2 * 2**20)
+    pages = Pages(deps)
+    app.add_routes([web.get("/", pages.index), web.get("/-/healthy", pages.healthy),
+                    web.get("/-/ready", pages.ready), web.post("/-/reload", pages.reload),
+                    web.put("/-/reload", pages.reload), web.get("/metrics", pages.metrics), *api.routes()])
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        await _prepare(request, response, deps.headers)
+
+    app.on_response_prepare.append(on_prepare)
+    return app
