@@ -61,3 +61,15 @@ def make_openmetrics(series: int = 60, hours: float = 3.0, seed: int = 3, start_
 def write_openmetrics(path: Path, **kw: Any) -> Path:
     path.write_bytes(make_openmetrics(**kw))
     return path
+
+
+def tree_digest(root: Path) -> str:
+    """A hash of every path and file content under ``root``: proves a command changed nothing."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        h.update(str(p.relative_to(root)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import struct
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.clihelp import START_MS, run_cli
+from tests.clihelp import START_MS, run_cli, tree_digest
 from thanostools.core.kernels.binary import crc32c
 from thanostools.core.tsdb.writer import BlockWriter
 
@@ -26,13 +25,6 @@ def bucket(tmp_path: Path) -> tuple[Path, str]:
     return root, w.finish().ulid
 
 
-def _tree_digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        h.update(str(p.relative_to(root)).encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def _check(res_stderr: str, *parts: str) -> None:
@@ -43,9 +35,9 @@ def _check(res_stderr: str, *parts: str) -> None:
 
 
 def _dump(root: Path) -> tuple[int, str]:
-    before = _tree_digest(root)
+    before = tree_digest(root)
     res = run_cli("bucket", "dump", "--bucket", str(root))
-    assert _tree_digest(root) == before, "a read command modified the bucket"
+    assert tree_digest(root) == before, "a read command modified the bucket"
     return res.exit_code, res.stderr
 
 

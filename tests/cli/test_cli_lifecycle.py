@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -8,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.clihelp import run_cli
+from tests.clihelp import run_cli, tree_digest
 from tests.fixtures_s3 import S3TestBucket
 from thanostools.core.blockio import write_marker
 from thanostools.core.bucket import open_bucket
@@ -30,13 +29,6 @@ def block(root: Path, mint: int, maxt: int, *, cluster: str = "eu1", resolution:
     return w.finish()
 
 
-def digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        h.update(str(p.relative_to(root)).encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture
@@ -57,7 +49,7 @@ def bucket_dir(tmp_path: Path) -> dict[str, str]:
 
 def test_every_mutating_command_changes_nothing_in_dry_run(bucket_dir: dict[str, str], tmp_path: Path) -> None:
     root = Path(bucket_dir["root"])
-    before = digest(root)
+    before = tree_digest(root)
     dst = tmp_path / "dst"
     commands = [
         ["mark", "--kind", "deletion", "--id", bucket_dir["old"]],
@@ -71,7 +63,7 @@ def test_every_mutating_command_changes_nothing_in_dry_run(bucket_dir: dict[str,
     for cmd in commands:
         res = run_cli("bucket", *cmd, "--bucket", str(root))
         assert res.exit_code in (0, 3), (cmd, res.stderr)
-        assert digest(root) == before, cmd
+        assert tree_digest(root) == before, cmd
         if cmd[0] != "verify":
             assert "dry run:" in res.stderr and "planned" in res.stdout, cmd
     assert not dst.exists() or not any(dst.iterdir())

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from tests.clihelp import make_openmetrics, run_cli
+from tests.clihelp import make_openmetrics, run_cli, tree_digest
 from tests.fixtures_prom import needs_promtool, promtool_create_blocks, promtool_dump
 from tests.fixtures_s3 import S3TestBucket
 from thanostools.core.blockio import upload_block, write_marker
@@ -42,13 +41,6 @@ def bad_block(root: Path, mint: int, maxt: int) -> BlockMeta:
     return w.finish()
 
 
-def digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        h.update(str(p.relative_to(root)).encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def test_clean_bucket_exits_zero(tmp_path: Path) -> None:
@@ -141,14 +133,14 @@ def test_repair_dry_run_then_for_real(tmp_path: Path) -> None:
     root.mkdir()
     good = block(root, 0, 2 * H)
     bad = bad_block(root, 2 * H, 4 * H)
-    before = digest(root)
+    before = tree_digest(root)
     res = run_cli("bucket", "verify", "--bucket", str(root), "--repair")
     assert res.exit_code == 3
     assert "repair plan:" in res.stdout and "repair-index" in res.stdout and "dry run" in res.stderr
-    assert digest(root) == before
+    assert tree_digest(root) == before
     res = run_cli("bucket", "verify", "--bucket", str(root), "--repair", "--no-dry-run")
     assert res.exit_code == 2 and "backup" in res.stderr
-    assert digest(root) == before
+    assert tree_digest(root) == before
     res = run_cli("bucket", "verify", "--bucket", str(root), "--repair", "--no-dry-run", "--backup.bucket",
                   str(backup), "-o", "json")
     assert res.exit_code == 0, res.stderr

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -8,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.clihelp import tree_digest
 from tests.fixtures_s3 import S3TestBucket
 from thanostools.core import lifecycle
 from thanostools.core.blockio import write_marker
@@ -33,13 +33,6 @@ def write_block(root: Path, mint: int, maxt: int, *, labels: dict[str, str] | No
     return w.finish()
 
 
-def tree_digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        h.update(str(path.relative_to(root)).encode())
-        if path.is_file():
-            h.update(path.read_bytes())
-    return h.hexdigest()
 
 
 def audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:

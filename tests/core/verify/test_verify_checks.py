@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -9,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.clihelp import make_openmetrics
+from tests.clihelp import make_openmetrics, tree_digest
 from tests.fixtures_prom import needs_promtool, promtool_create_blocks, promtool_dump
 from tests.fixtures_s3 import S3TestBucket
 from thanostools.core.blockio import download_block, upload_block, write_marker
@@ -100,13 +99,6 @@ def copy_as_new_block(root: Path, meta: BlockMeta) -> str:
     return ulid
 
 
-def tree_digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        h.update(str(path.relative_to(root)).encode())
-        if path.is_file():
-            h.update(path.read_bytes())
-    return h.hexdigest()
 
 
 def issues(report: VerifyReport, check: str) -> list[dict[str, object]]:
