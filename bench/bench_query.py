@@ -36,7 +36,7 @@ QUERIES = {
 }
 
 IN_PROCESS = r"""
-import json, sys, time, resource
+import json, sys, time
 from thanostools.core.engine import Engine
 from thanostools.core.querier import BlockQuerier
 from thanostools.core.promql.engine import PromQLEngine, QueryOptions
@@ -56,7 +56,8 @@ for name, q in queries.items():
         query_data_json(res)
         times.append(time.perf_counter() - t0)
     out[name] = times
-out["_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM of this process (ru_maxrss would include the parent's peak, inherited at fork)
+out["_rss_mb"] = next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM:")) / 1024
 print(json.dumps(out))
 """
 

@@ -47,7 +47,8 @@ def parse_max_source_resolution(text: str, step_ms: int | None) -> int:
 def _points(result: QueryResult) -> Iterator[tuple[str, int, str]]:
     """(metric, timestamp ms, value text) for every sample of any result type."""
     from thanostools.core.labels import format_labels
-    from thanostools.core.promql.apijson import format_sample_value, format_scalar_value
+    from thanostools.core.promql.apijson import format_scalar_value
+    from thanostools.core.promql.fastjson import sample_values
 
     if result.result_type == "scalar" and result.scalar is not None:
         yield "", result.scalar[0], format_scalar_value(result.scalar[1])
@@ -55,8 +56,8 @@ def _points(result: QueryResult) -> Iterator[tuple[str, int, str]]:
         yield "", result.string[0], result.string[1]
     for s in result.series:
         metric = format_labels(s.labels)
-        for t, v in zip(s.t.tolist(), s.v.tolist(), strict=True):
-            yield metric, t, format_sample_value(v)
+        for t, v in zip(s.t.tolist(), sample_values(s.v), strict=True):
+            yield metric, t, v
 
 
 def _table(result: QueryResult) -> str:
@@ -79,7 +80,7 @@ def _csv(result: QueryResult) -> str:
 
 
 def render(result: QueryResult, output: str) -> str:
-    from thanostools.core.promql.apijson import query_data_json
+    from thanostools.core.promql.fastjson import query_data_json
 
     if output == "json":
         return query_data_json(result) + "\n"

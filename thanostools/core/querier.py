@@ -9,6 +9,10 @@
 * downsampled blocks are read back through the aggregate chosen by ``hints.func`` (§7.8 table);
 * ``dedup=True`` merges replicas (series equal after dropping ``replica_labels``) with the penalty
   algorithm (§8.6).
+
+``select_batches`` streams raw selections: the index is read first (matching series, their chunks in
+range, labels numbered across blocks), then consecutive batches of series are decoded one at a time,
+each chunk straight into its place in the batch's per-series layout. ``select`` is all batches at once.
 """
 
 from __future__ import annotations
@@ -16,16 +20,19 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from thanostools.core import labels as labelset
+from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import Aggr, counter_reset_series
 from thanostools.core.dedup import COUNTER_FUNCS, dedup_replicas
 from thanostools.core.errors import CorruptBlockError
 from thanostools.core.inspect import BlockInfo
+from thanostools.core.kernels import select as select_kernels
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher, matches_all
 from thanostools.core.series import SampleBatch, SelectHints, SelectResult
@@ -34,6 +41,7 @@ from thanostools.core.storage import chain_samples
 if TYPE_CHECKING:
     from thanostools.core.engine import Engine
     from thanostools.core.tsdb.block import Block
+    from thanostools.core.tsdb.index import RawSeries
 
 RES_1H = 3_600_000
 RES_5M = 300_000
@@ -47,6 +55,9 @@ RANGE_LOWERING_FUNCS = frozenset({
 COUNTER_AGGR_FUNCS = frozenset({"rate", "increase", "irate", "resets", "xrate", "xincrease"})
 
 AVG = "avg"  # sum / count per window (the default read-back)
+DEFAULT_BATCH_SAMPLES = 500_000
+# Planning estimate of samples per chunk before anything is decoded (Prometheus cuts chunks at 120).
+EST_SAMPLES_PER_CHUNK = 120
 
 
 def aggregate_for(func: str) -> Aggr | str:
@@ -204,6 +215,220 @@ def _batch(series: Sequence[tuple[Labels, np.ndarray, np.ndarray]]) -> SampleBat
                        np.concatenate([s[2] for s in series]).astype(np.uint64))
 
 
+# --- streaming raw blocks --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamedBatch(SampleBatch):
+    """A batch of a stream; ``stale_free`` says it holds no StaleNaN marker (False: unknown)."""
+
+    stale_free: bool = False
+
+
+@dataclass
+class SelectStream:
+    """A selection delivered as consecutive label-ordered batches of whole series."""
+
+    batches: Iterator[SampleBatch]
+    warnings: list[str] = field(default_factory=list)
+    series_bound: int = 0  # at least the number of series the batches hold
+
+
+@dataclass
+class _Source:
+    """One raw block's share of a selection: its matching series with chunks in range (index data only)."""
+
+    block: Block
+    sb: RawSeries
+    rows: np.ndarray  # rows of ``sb`` with chunks in range
+    labels: list[Labels]  # final labels of those rows (dropped once the global ids are set)
+    est: np.ndarray  # estimated samples per row
+    gid: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # global series id per row
+
+
+def _live_rows(sb: RawSeries, mint: int, maxt: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with a chunk overlapping ``[mint, maxt]`` and their numbers of such chunks."""
+    live = np.concatenate([[0], np.cumsum((sb.chunk_maxt >= mint) & (sb.chunk_mint <= maxt))])
+    per_row = live[sb.chunk_offsets[1:]] - live[sb.chunk_offsets[:-1]]
+    rows = np.flatnonzero(per_row)
+    return rows, per_row[rows]
+
+
+def _strictly_sorted(labels: list[Labels]) -> bool:
+    return all(a < b for a, b in pairwise(labels))
+
+
+def assign_global_ids(sources: Sequence[_Source]) -> list[Labels]:
+    """Number the union of the sources' series in label order; sets every source's ``gid``."""
+    first = sources[0].labels
+    if all(s.labels == first for s in sources[1:]) and _strictly_sorted(first):
+        for s in sources:
+            s.gid = np.arange(len(first), dtype=np.int64)
+        return first
+    index: dict[Labels, int] = {}
+    for s in sources:
+        s.gid = np.fromiter((index.setdefault(lab, len(index)) for lab in s.labels), np.int64, len(s.labels))
+    uniq = list(index)
+    order = sorted(range(len(uniq)), key=uniq.__getitem__)
+    rank = np.empty(len(uniq), np.int64)
+    rank[np.asarray(order, np.int64)] = np.arange(len(uniq), dtype=np.int64)
+    for s in sources:
+        s.gid = rank[s.gid]
+        perm = np.argsort(s.gid, kind="stable")
+        s.gid, s.rows, s.est = s.gid[perm], s.rows[perm], s.est[perm]
+        s.labels = [s.labels[i] for i in perm.tolist()]
+    return [uniq[i] for i in order]
+
+
+def batch_bounds(est: np.ndarray, batch_samples: int) -> list[int]:
+    """Cut points splitting series (with estimated sizes ``est``) into runs of about ``batch_samples``."""
+    n = est.shape[0]
+    cum = np.cumsum(est)
+    bounds = [0]
+    while bounds[-1] < n:
+        start = bounds[-1]
+        base = int(cum[start - 1]) if start else 0
+        stop = int(np.searchsorted(cum, base + batch_samples, side="right"))
+        bounds.append(min(max(stop, start + 1), n))
+    return bounds
+
+
+@dataclass
+class _Piece:
+    """Decoded samples of some series of one source: ``counts[i]`` samples of batch series ``rel[i]``."""
+
+    rel: np.ndarray
+    counts: np.ndarray
+    t: np.ndarray
+    v: np.ndarray
+
+
+def _sort_dedup(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], v[order]
+    keep = np.ones(t.shape[0], dtype=bool)
+    keep[1:] = t[1:] != t[:-1]
+    return t[keep], v[keep]
+
+
+def assemble(labels: list[Labels], pieces: Sequence[_Piece]) -> SampleBatch:
+    """One batch from per-source pieces: each series' runs in source order, chained as ``chain_samples`` does."""
+    n = len(labels)
+    if len(pieces) == 1 and pieces[0].rel.shape[0] == n and bool((pieces[0].rel == np.arange(n)).all()):
+        p = pieces[0]
+        return _nonempty_batch(labels, p.counts, p.t, p.v)
+    rel = np.concatenate([p.rel for p in pieces])
+    counts = np.concatenate([p.counts for p in pieces])
+    order = np.argsort(rel, kind="stable")
+    dst = np.empty(rel.shape[0], np.int64)
+    dst[order] = np.cumsum(counts[order]) - counts[order]
+    total = int(counts.sum())
+    t = np.empty(total, np.int64)
+    v = np.empty(total, np.uint64)
+    at = 0
+    for p in pieces:
+        k = p.rel.shape[0]
+        src = np.cumsum(p.counts) - p.counts
+        select_kernels.copy_runs(p.t, p.v, src, dst[at : at + k], p.counts, t, v)
+        at += k
+    sizes = np.bincount(rel, weights=counts, minlength=n).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    chained = np.bincount(rel, weights=counts > 0, minlength=n) > 1
+    fix = np.flatnonzero(chained & select_kernels.unsorted_series(t, offsets))
+    if fix.size:
+        t, v, sizes = _resort(t, v, offsets, fix)
+    return _nonempty_batch(labels, sizes, t, v)
+
+
+def _resort(t: np.ndarray, v: np.ndarray, offsets: np.ndarray, fix: np.ndarray,
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Series whose chained runs overlap in time: sorted, equal timestamps once (the earliest run wins)."""
+    ts = [t[offsets[i] : offsets[i + 1]] for i in range(offsets.shape[0] - 1)]
+    vs = [v[offsets[i] : offsets[i + 1]] for i in range(offsets.shape[0] - 1)]
+    for i in fix.tolist():
+        ts[i], vs[i] = _sort_dedup(ts[i], vs[i])
+    sizes = np.fromiter((x.shape[0] for x in ts), np.int64, len(ts))
+    return np.concatenate(ts), np.concatenate(vs), sizes
+
+
+def _nonempty_batch(labels: list[Labels], sizes: np.ndarray, t: np.ndarray, v: np.ndarray, *,
+                    stale_free: bool = False) -> SampleBatch:
+    nonempty = np.flatnonzero(sizes)
+    offsets = np.concatenate([[0], np.cumsum(sizes[nonempty])]).astype(np.int64)
+    kept = labels if nonempty.shape[0] == len(labels) else [labels[i] for i in nonempty.tolist()]
+    return StreamedBatch(kept, np.full(len(kept), -1, np.int64), offsets, t, v, stale_free)
+
+
+def _raw_batches(sources: list[_Source], labels: list[Labels], mint: int, maxt: int,
+                 batch_samples: int) -> Iterator[SampleBatch]:
+    est = np.zeros(len(labels), np.int64)
+    for s in sources:
+        np.add.at(est, s.gid, s.est)
+    bounds = batch_bounds(est, batch_samples)
+    for g0, g1 in pairwise(bounds):
+        parts = []
+        for s in sources:
+            a, b = (int(x) for x in np.searchsorted(s.gid, [g0, g1]))
+            if b > a:
+                parts.append((s, a, b))
+        batch = _decode_in_place(parts, labels[g0:g1], g0, mint, maxt)
+        if batch is None:
+            batch = _decode_copying(parts, labels[g0:g1], g0, mint, maxt)
+        if len(batch):
+            yield batch
+
+
+def _decode_copying(parts: Sequence[tuple[_Source, int, int]], labels: list[Labels], g0: int, mint: int,
+                    maxt: int) -> SampleBatch:
+    pieces = []
+    for s, a, b in parts:
+        counts, t, v = s.block.row_samples(s.sb, s.rows[a:b], mint, maxt)
+        pieces.append(_Piece(s.gid[a:b] - g0, counts, t, v))
+    return assemble(labels, pieces) if pieces else SampleBatch.concat([])
+
+
+def _decode_in_place(parts: Sequence[tuple[_Source, int, int]], labels: list[Labels], g0: int, mint: int,
+                     maxt: int) -> SampleBatch | None:
+    """The batch decoded straight into its final layout (series by series, blocks in time order), or None
+    when some block cannot be read that way."""
+    spans = []
+    for s, a, b in parts:
+        sp = s.block.chunk_spans(s.sb, s.rows[a:b], mint, maxt)
+        if sp is None:
+            return None
+        spans.append((s.gid[a:b] - g0, sp))
+    n = len(labels)
+    series = np.concatenate([rel[sp.row] for rel, sp in spans])
+    samples = np.concatenate([sp.samples for _, sp in spans])
+    order = np.argsort(series, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(samples[order])]).astype(np.int64)
+    dst = np.empty(series.shape[0], np.int64)
+    dst[order] = bounds[:-1]
+    t = np.empty(int(bounds[-1]), np.int64)
+    v = np.empty(int(bounds[-1]), np.uint64)
+    at = 0
+    for _, sp in spans:
+        xor.decode_batch_into(sp.buf, sp.starts, sp.ends, dst[at : at + sp.row.shape[0]], t, v)
+        at += sp.row.shape[0]
+    kept = np.empty(series.shape[0], np.int64)
+    kept[order], unsorted, stale = select_kernels.clip_chunks(t, v, bounds, series[order], n, mint, maxt)
+    sizes = np.bincount(series, weights=kept, minlength=n).astype(np.int64)
+    total = int(sizes.sum())
+    t, v = t[:total], v[:total]
+    at = 0
+    runs = np.zeros(n, np.int64)  # rows (of any block) that contributed samples, per series
+    for rel, sp in spans:
+        k = sp.row.shape[0]
+        row_kept = np.bincount(sp.row, weights=kept[at : at + k], minlength=rel.shape[0]) > 0
+        runs += np.bincount(rel, weights=row_kept, minlength=n).astype(np.int64)
+        at += k
+    fix = np.flatnonzero((runs > 1) & unsorted)
+    if fix.size:
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        t, v, sizes = _resort(t, v, offsets, fix)
+    return _nonempty_batch(labels, sizes, t, v, stale_free=stale == 0)
+
+
 class BlockQuerier:
     """``Querier`` over all blocks of an engine's bucket. Thread-safe for reads."""
 
@@ -249,13 +474,36 @@ class BlockQuerier:
 
     def select(self, matchers: Sequence[Matcher], mint: int, maxt: int,
                hints: SelectHints | None = None) -> SelectResult:
+        stream = self.select_batches(matchers, mint, maxt, hints)
+        return SelectResult(SampleBatch.concat(list(stream.batches)), stream.warnings)
+
+    def select_batches(self, matchers: Sequence[Matcher], mint: int, maxt: int, hints: SelectHints | None = None,
+                       *, batch_samples: int = DEFAULT_BATCH_SAMPLES) -> SelectStream:
+        """``select`` as consecutive batches of about ``batch_samples`` samples, decoded one batch at a time.
+
+        Raw blocks without deduplication stream; other selections are merged whole and then split.
+        """
         mint, maxt = self._clip(mint, maxt)
         if mint > maxt:
-            return SelectResult(SampleBatch.concat([]))
+            return SelectStream(iter(()))
         func = hints.func if hints is not None else ""
         aggregate = aggregate_for(func)
         mrw = effective_resolution(self.max_source_resolution_ms, hints)
         infos = choose_blocks(self.engine.blocks(), mint, maxt, mrw)
+        warnings = self._scan_warnings()
+        if self.dedup or any(info.meta.resolution > 0 for info in infos):
+            merged = self._select_merged(infos, matchers, mint, maxt, aggregate, func)
+            return SelectStream(merged.split(batch_samples), warnings, len(merged))
+        sources = self._plan(infos, matchers, mint, maxt)
+        if not sources:
+            return SelectStream(iter(()), warnings)
+        labels = assign_global_ids(sources)
+        for s in sources:
+            s.labels = []
+        return SelectStream(_raw_batches(sources, labels, mint, maxt, batch_samples), warnings, len(labels))
+
+    def _select_merged(self, infos: Sequence[BlockInfo], matchers: Sequence[Matcher], mint: int, maxt: int,
+                       aggregate: Aggr | str, func: str) -> SampleBatch:
         grouped = self._gather(infos, matchers, mint, maxt, aggregate)
         counter = aggregate == Aggr.COUNTER
         merged = [(lab, *merge_parts(parts, counter, mint, maxt)) for lab, parts in grouped.items()]
@@ -263,7 +511,30 @@ class BlockQuerier:
         if self.dedup:
             merged = self._deduplicate(merged, func in COUNTER_FUNCS)
         merged.sort(key=lambda s: s[0])
-        return SelectResult(_batch(merged), self._scan_warnings())
+        return _batch(merged)
+
+    def _plan(self, infos: Sequence[BlockInfo], matchers: Sequence[Matcher], mint: int, maxt: int) -> list[_Source]:
+        """Index work only: per raw block (in time order) the matching series with chunks in range."""
+        sources: list[_Source] = []
+        for info in sorted(infos, key=lambda b: (b.meta.min_time, b.ulid)):
+            ext = self._ext(info)
+            ok, index_matchers = split_external(matchers, ext)
+            if not ok:
+                continue
+            block = self._open(info.ulid)
+            refs = block.postings(index_matchers)
+            if refs.size == 0:
+                continue
+            raw = block.index.series_raw(refs)
+            rows, nchunks = _live_rows(raw, mint, maxt)
+            if rows.size == 0:
+                continue
+            every = block.index.labels_of(raw)
+            labels = [every[i] for i in rows.tolist()]
+            if ext:
+                labels = [labelset.merge(lab, ext) for lab in labels]
+            sources.append(_Source(block, raw, rows, labels, nchunks * EST_SAMPLES_PER_CHUNK))
+        return sources
 
     def _scan_warnings(self) -> list[str]:
         return [f"block {ulid} skipped: {err}" for ulid, err in sorted(self.engine.scan().broken.items())]

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from thanostools.core.errors import CorruptBlockError
+from thanostools.core.kernels import select as select_kernels
 from thanostools.core.kernels import xor as kernels
 
 STALE_NAN_BITS: int = 0x7FF0000000000002
@@ -94,6 +95,18 @@ def decode_batch(buf: NDArray[np.uint8], starts: NDArray[np.int64], ends: NDArra
     if status != kernels.OK:
         raise CorruptBlockError(f"XOR chunk {bad}: {_ERRORS[status]}", offset=int(s[bad]))
     return DecodedBatch(offsets=offsets, t=tb.view(np.int64), v=vb)
+
+
+def decode_batch_into(buf: NDArray[np.uint8], starts: NDArray[np.int64], ends: NDArray[np.int64],
+                      dst: NDArray[np.int64], t: NDArray[np.int64], v: NDArray[np.uint64]) -> None:
+    """Like :func:`decode_batch`, but chunk i goes to ``t/v[dst[i]:]`` of caller-sized arrays (see the
+    chunks' be16 sample counts), so chunks of several buffers can be laid out in one pair of arrays."""
+    data = as_u8(buf)
+    _check_spans(data, starts, ends)
+    with np.errstate(over="ignore"):
+        bad, status = select_kernels.decode_chunks_at(data, starts, ends, dst, t.view(np.uint64), v)
+    if status != kernels.OK:
+        raise CorruptBlockError(f"XOR chunk {bad}: {_ERRORS[status]}", offset=int(starts[bad]))
 
 
 def decode(data: bytes | memoryview | NDArray[np.uint8]) -> tuple[NDArray[np.int64], NDArray[np.uint64]]:

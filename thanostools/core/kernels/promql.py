@@ -40,10 +40,10 @@ def kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
 
 @njit
 def instant_lookup(t: np.ndarray, v: np.ndarray, vbits: np.ndarray, offsets: np.ndarray, ref: np.ndarray,
-                   lookback: int, out_v: np.ndarray, out_p: np.ndarray, out_t: np.ndarray) -> None:
+                   lookback: int, with_ts: bool, out_v: np.ndarray, out_p: np.ndarray, out_t: np.ndarray) -> None:
     """Newest sample in ``(ref - lookback, ref]`` per series and step; a StaleNaN there means absent.
 
-    ``ref`` must be non-decreasing (evaluation times are).
+    ``ref`` must be non-decreasing (evaluation times are). ``out_t`` gets the sample times when ``with_ts``.
     """
     n = offsets.shape[0] - 1
     steps = ref.shape[0]
@@ -62,7 +62,8 @@ def instant_lookup(t: np.ndarray, v: np.ndarray, vbits: np.ndarray, offsets: np.
                 continue
             out_v[i, k] = v[idx]
             out_p[i, k] = True
-            out_t[i, k] = t[idx]
+            if with_ts:
+                out_t[i, k] = t[idx]
 
 
 @njit
@@ -220,13 +221,13 @@ def _changes(v: np.ndarray, a: int, b: int, resets: bool) -> float:
 
 @njit
 def _extrapolated_rate(t: np.ndarray, v: np.ndarray, a: int, b: int, range_start: int, range_end: int,
-                       rng: int, is_counter: bool, is_rate: bool) -> float:
+                       rng: int, is_counter: bool, is_rate: bool, has_resets: bool) -> float:
     """rate/increase/delta of a window with at least two samples (Prometheus 3.x extrapolation)."""
     n1 = b - a - 1
     first_t = t[a]
     last_t = t[b - 1]
     result = v[b - 1] - v[a]
-    if is_counter:
+    if is_counter and has_resets:
         prev = v[a]
         for j in range(a + 1, b):
             if v[j] < prev:
@@ -319,11 +320,45 @@ def _des(v: np.ndarray, a: int, b: int, sf: float, tf: float) -> float:
 
 
 @njit
+def _reset_prefix(v: np.ndarray) -> np.ndarray:
+    """``p[j]``: how many ``i < j`` have ``v[i] < v[i-1]``; a window ``[a, b)`` has ``p[b] - p[a+1]`` resets."""
+    p = np.zeros(v.shape[0] + 1, np.int64)
+    for j in range(1, v.shape[0]):
+        p[j + 1] = p[j] + (1 if v[j] < v[j - 1] else 0)
+    return p
+
+
+@njit
+def drop_stale(t: np.ndarray, vbits: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Series samples without StaleNaN markers (the inputs themselves when there are none)."""
+    stale = 0
+    for x in vbits:
+        if x == STALE_NAN_BITS:
+            stale += 1
+    if stale == 0:
+        return t, vbits, offsets
+    n = offsets.shape[0] - 1
+    t2 = np.empty(t.shape[0] - stale, np.int64)
+    v2 = np.empty(t.shape[0] - stale, np.uint64)
+    off2 = np.zeros(n + 1, np.int64)
+    w = 0
+    for i in range(n):
+        for j in range(offsets[i], offsets[i + 1]):
+            if vbits[j] != STALE_NAN_BITS:
+                t2[w] = t[j]
+                v2[w] = vbits[j]
+                w += 1
+        off2[i + 1] = w
+    return t2, v2, off2
+
+
+@njit
 def range_function(code: int, t: np.ndarray, v: np.ndarray, lo: np.ndarray, hi: np.ndarray, ref: np.ndarray,
                    ets: np.ndarray, rng: int, p1: np.ndarray, p2: np.ndarray,
                    out: np.ndarray, outp: np.ndarray) -> None:
     """Apply one range-vector function to every (series, step) window."""
     n, steps = lo.shape
+    resets = _reset_prefix(v) if code in (FN_RATE, FN_INCREASE) else np.zeros(1, np.int64)
     for i in range(n):
         for k in range(steps):
             a = lo[i, k]
@@ -369,8 +404,10 @@ def range_function(code: int, t: np.ndarray, v: np.ndarray, lo: np.ndarray, hi: 
                 if cnt < 2:
                     ok = False
                 else:
-                    res = _extrapolated_rate(t, v, a, b, ref[k] - rng, ref[k], rng,
-                                             code != FN_DELTA, code == FN_RATE)
+                    counter = code != FN_DELTA
+                    has_resets = counter and resets[b] - resets[a + 1] > 0
+                    res = _extrapolated_rate(t, v, a, b, ref[k] - rng, ref[k], rng, counter, code == FN_RATE,
+                                             has_resets)
             elif code in (FN_IRATE, FN_IDELTA):
                 if cnt < 2:
                     ok = False
@@ -401,90 +438,142 @@ def range_function(code: int, t: np.ndarray, v: np.ndarray, lo: np.ndarray, hi: 
                 outp[i, k] = True
 
 
+STEP_BLOCK = 16  # steps handled together, so a row's values are read contiguously
+
+
 @njit
 def group_reduce(code: int, vals: np.ndarray, pres: np.ndarray, gid: np.ndarray, ngroups: int,
                  out: np.ndarray, outp: np.ndarray) -> None:
     """sum/avg/count/min/max/group/stddev/stdvar per group and step, rows in input order."""
+    if code in (AGG_SUM, AGG_COUNT, AGG_MIN, AGG_MAX, AGG_GROUP):
+        _reduce_in_output(code, vals, pres, gid, out, outp)
+    else:
+        _reduce_blocked(code, vals, pres, gid, ngroups, out, outp)
+
+
+@njit
+def _reduce_in_output(code: int, vals: np.ndarray, pres: np.ndarray, gid: np.ndarray, out: np.ndarray,
+                      outp: np.ndarray) -> None:
+    """The reductions whose running state is the result itself (plus a compensation for sum), row by row."""
     n, steps = vals.shape
-    value = np.zeros(ngroups)
-    kc = np.zeros(ngroups)
-    mean = np.zeros(ngroups)
-    count = np.zeros(ngroups)
-    incremental = np.zeros(ngroups, np.bool_)
-    for k in range(steps):
+    kc = np.zeros(out.shape) if code == AGG_SUM else np.zeros((1, 1))
+    for i in range(n):
+        g = gid[i]
+        for k in range(steps):
+            if not pres[i, k]:
+                continue
+            f = vals[i, k]
+            if not outp[g, k]:
+                outp[g, k] = True
+                out[g, k] = 1.0 if code in (AGG_COUNT, AGG_GROUP) else f
+            elif code == AGG_SUM:
+                out[g, k], kc[g, k] = kahan_inc(f, out[g, k], kc[g, k])
+            elif code == AGG_COUNT:
+                out[g, k] += 1.0
+            elif (code == AGG_MAX and (out[g, k] < f or math.isnan(out[g, k]))) or (
+                    code == AGG_MIN and (out[g, k] > f or math.isnan(out[g, k]))):
+                out[g, k] = f
+    if code == AGG_SUM:
+        for g in range(out.shape[0]):
+            for k in range(steps):
+                if outp[g, k]:
+                    out[g, k] += kc[g, k]
+
+
+@njit
+def _reduce_blocked(code: int, vals: np.ndarray, pres: np.ndarray, gid: np.ndarray, ngroups: int,
+                    out: np.ndarray, outp: np.ndarray) -> None:
+    """avg/stddev/stdvar: running state per group for a block of steps at a time."""
+    n, steps = vals.shape
+    kb = STEP_BLOCK
+    value = np.zeros((ngroups, kb))
+    kc = np.zeros((ngroups, kb))
+    mean = np.zeros((ngroups, kb))
+    count = np.zeros((ngroups, kb))
+    incremental = np.zeros((ngroups, kb), np.bool_)
+    for k0 in range(0, steps, kb):
+        k1 = min(k0 + kb, steps)
         count[:] = 0.0
         kc[:] = 0.0
         incremental[:] = False
         for i in range(n):
-            if not pres[i, k]:
-                continue
             g = gid[i]
-            f = vals[i, k]
-            if count[g] == 0.0:
-                count[g] = 1.0
-                value[g] = f
-                mean[g] = f
-                if code in (AGG_STDDEV, AGG_STDVAR):
-                    value[g] = np.nan if (math.isnan(f) or math.isinf(f)) else 0.0
-                elif code == AGG_GROUP:
-                    value[g] = 1.0
-                continue
-            count[g] += 1.0
-            if code == AGG_SUM:
-                value[g], kc[g] = kahan_inc(f, value[g], kc[g])
-            elif code == AGG_AVG:
-                _avg_step(g, f, value, kc, mean, count, incremental)
-            elif code == AGG_MAX:
-                if value[g] < f or math.isnan(value[g]):
-                    value[g] = f
-            elif code == AGG_MIN:
-                if value[g] > f or math.isnan(value[g]):
-                    value[g] = f
-            elif code in (AGG_STDDEV, AGG_STDVAR):
-                delta = f - mean[g]
-                mean[g] += delta / count[g]
-                value[g] += delta * (f - mean[g])
+            for k in range(k0, k1):
+                if pres[i, k]:
+                    _reduce_step(code, g, k - k0, vals[i, k], value, kc, mean, count, incremental)
         for g in range(ngroups):
-            if count[g] == 0.0:
-                continue
-            outp[g, k] = True
-            if code == AGG_SUM:
-                out[g, k] = value[g] + kc[g]
-            elif code == AGG_AVG:
-                if incremental[g]:
-                    out[g, k] = mean[g] + kc[g]
-                else:
-                    out[g, k] = (value[g] + kc[g]) / count[g]
-            elif code == AGG_COUNT:
-                out[g, k] = count[g]
-            elif code == AGG_STDVAR:
-                out[g, k] = value[g] / count[g]
-            elif code == AGG_STDDEV:
-                out[g, k] = math.sqrt(value[g] / count[g])
-            else:
-                out[g, k] = value[g]
+            for k in range(k0, k1):
+                c = k - k0
+                if count[g, c] != 0.0:
+                    outp[g, k] = True
+                    out[g, k] = _reduce_result(code, value[g, c], kc[g, c], mean[g, c], count[g, c],
+                                               incremental[g, c])
 
 
 @njit
-def _avg_step(g: int, f: float, value: np.ndarray, kc: np.ndarray, mean: np.ndarray, count: np.ndarray,
-              incremental: np.ndarray) -> None:
-    if not incremental[g]:
-        nv, nc = kahan_inc(f, value[g], kc[g])
+def _reduce_step(code: int, g: int, c: int, f: float, value: np.ndarray, kc: np.ndarray, mean: np.ndarray,
+                 count: np.ndarray, incremental: np.ndarray) -> None:
+    if count[g, c] == 0.0:
+        count[g, c] = 1.0
+        value[g, c] = f
+        mean[g, c] = f
+        if code in (AGG_STDDEV, AGG_STDVAR):
+            value[g, c] = np.nan if (math.isnan(f) or math.isinf(f)) else 0.0
+        elif code == AGG_GROUP:
+            value[g, c] = 1.0
+        return
+    count[g, c] += 1.0
+    if code == AGG_SUM:
+        value[g, c], kc[g, c] = kahan_inc(f, value[g, c], kc[g, c])
+    elif code == AGG_AVG:
+        value[g, c], kc[g, c], mean[g, c], incremental[g, c] = _avg_step(
+            f, value[g, c], kc[g, c], mean[g, c], count[g, c], incremental[g, c])
+    elif code == AGG_MAX:
+        if value[g, c] < f or math.isnan(value[g, c]):
+            value[g, c] = f
+    elif code == AGG_MIN:
+        if value[g, c] > f or math.isnan(value[g, c]):
+            value[g, c] = f
+    elif code in (AGG_STDDEV, AGG_STDVAR):
+        delta = f - mean[g, c]
+        mean[g, c] += delta / count[g, c]
+        value[g, c] += delta * (f - mean[g, c])
+
+
+@njit
+def _reduce_result(code: int, value: float, kc: float, mean: float, count: float, incremental: bool) -> float:
+    if code == AGG_SUM:
+        return value + kc
+    if code == AGG_AVG:
+        return mean + kc if incremental else (value + kc) / count
+    if code == AGG_COUNT:
+        return count
+    if code == AGG_STDVAR:
+        return value / count
+    if code == AGG_STDDEV:
+        return math.sqrt(value / count)
+    return value
+
+
+@njit
+def _avg_step(f: float, value: float, kc: float, mean: float, count: float,
+              incremental: bool) -> tuple[float, float, float, bool]:
+    """One more value into a running average: (value, compensation, mean, incremental)."""
+    if not incremental:
+        nv, nc = kahan_inc(f, value, kc)
         if not math.isinf(nv):
-            value[g] = nv
-            kc[g] = nc
-            return
-        incremental[g] = True
-        mean[g] = value[g] / (count[g] - 1.0)
-        kc[g] = kc[g] / (count[g] - 1.0)
-    m = mean[g]
-    if math.isinf(m):
-        if math.isinf(f) and (m > 0) == (f > 0):
-            return
+            return nv, nc, mean, False
+        incremental = True
+        mean = value / (count - 1.0)
+        kc = kc / (count - 1.0)
+    if math.isinf(mean):
+        if math.isinf(f) and (mean > 0) == (f > 0):
+            return value, kc, mean, incremental
         if not math.isinf(f) and not math.isnan(f):
-            return
-    cur = m + kc[g]
-    mean[g], kc[g] = kahan_inc(f / count[g] - cur / count[g], m, kc[g])
+            return value, kc, mean, incremental
+    cur = mean + kc
+    mean, kc = kahan_inc(f / count - cur / count, mean, kc)
+    return value, kc, mean, incremental
 
 
 @njit
@@ -508,6 +597,18 @@ def group_quantile(vals: np.ndarray, pres: np.ndarray, order: np.ndarray, gstart
             outp[g, k] = True
 
 
+SMALL_K = 64  # topk/bottomk/limitk up to this k keep a running top list instead of sorting each group
+
+
+@njit
+def _select_key(mode: int, f: float, seen: int) -> float:
+    if mode == 0:
+        return np.inf if math.isnan(f) else -f
+    if mode == 1:
+        return np.inf if math.isnan(f) else f
+    return float(seen)
+
+
 @njit
 def group_select(mode: int, vals: np.ndarray, pres: np.ndarray, order: np.ndarray, gstart: np.ndarray,
                  k_per_step: np.ndarray, sel: np.ndarray, rank: np.ndarray) -> None:
@@ -515,6 +616,56 @@ def group_select(mode: int, vals: np.ndarray, pres: np.ndarray, order: np.ndarra
 
     Ties keep the earlier row, as Prometheus' heap does; NaN ranks below every number.
     """
+    if k_per_step.shape[0] and k_per_step.max() > SMALL_K:
+        _group_select_sorting(mode, vals, pres, order, gstart, k_per_step, sel, rank)
+        return
+    steps = vals.shape[1]
+    ngroups = gstart.shape[0] - 1
+    kb = STEP_BLOCK
+    keys = np.empty((kb, SMALL_K + 1), np.float64)
+    rows = np.empty((kb, SMALL_K + 1), np.int64)
+    held = np.zeros(kb, np.int64)
+    seen = np.zeros(kb, np.int64)
+    for g in range(ngroups):
+        for k0 in range(0, steps, kb):
+            k1 = min(k0 + kb, steps)
+            held[:] = 0
+            seen[:] = 0
+            for j in range(gstart[g], gstart[g + 1]):
+                i = order[j]
+                for k in range(k0, k1):
+                    kk = k_per_step[k]
+                    if kk < 1 or not pres[i, k]:
+                        continue
+                    c = k - k0
+                    key = _select_key(mode, vals[i, k], seen[c])
+                    seen[c] += 1
+                    held[c] = _keep_top(keys[c], rows[c], held[c], kk, key, i)
+            for k in range(k0, k1):
+                c = k - k0
+                for r in range(held[c]):
+                    sel[rows[c, r], k] = True
+                    rank[rows[c, r], k] = r
+
+
+@njit
+def _keep_top(keys: np.ndarray, rows: np.ndarray, held: int, kk: int, key: float, row: int) -> int:
+    """Insert (key, row) into the ascending list of the ``kk`` best so far (earlier rows win ties)."""
+    if held == kk and not key < keys[held - 1]:
+        return held
+    p = held if held < kk else kk - 1
+    while p > 0 and key < keys[p - 1]:
+        keys[p] = keys[p - 1]
+        rows[p] = rows[p - 1]
+        p -= 1
+    keys[p] = key
+    rows[p] = row
+    return held + 1 if held < kk else held
+
+
+@njit
+def _group_select_sorting(mode: int, vals: np.ndarray, pres: np.ndarray, order: np.ndarray, gstart: np.ndarray,
+                          k_per_step: np.ndarray, sel: np.ndarray, rank: np.ndarray) -> None:
     steps = vals.shape[1]
     ngroups = gstart.shape[0] - 1
     idx = np.empty(order.shape[0], np.int64)
@@ -529,13 +680,7 @@ def group_select(mode: int, vals: np.ndarray, pres: np.ndarray, order: np.ndarra
                 i = order[j]
                 if pres[i, k]:
                     idx[m] = i
-                    f = vals[i, k]
-                    if mode == 0:
-                        key[m] = np.inf if math.isnan(f) else -f
-                    elif mode == 1:
-                        key[m] = np.inf if math.isnan(f) else f
-                    else:
-                        key[m] = float(m)
+                    key[m] = _select_key(mode, vals[i, k], m)
                     m += 1
             if m == 0:
                 continue

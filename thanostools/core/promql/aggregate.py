@@ -36,6 +36,8 @@ def group_labels(labels: Labels, grouping: tuple[str, ...], without: bool) -> La
 
 def group_ids(vec: Vector, grouping: tuple[str, ...], without: bool) -> tuple[np.ndarray, list[Labels]]:
     """Group id per row (numbered by first appearance) and the output labels of every group."""
+    if not without and not grouping:
+        return np.zeros(len(vec), np.int64), [()] if len(vec) else []
     ids: dict[Labels, int] = {}
     gid = np.fromiter((ids.setdefault(group_labels(lb, grouping, without), len(ids)) for lb in vec.labels),
                       np.int64, len(vec))

@@ -12,7 +12,7 @@ from thanostools.core.promql import annotations as ann
 from thanostools.core.promql.ast import Call, Expr, ValueType, type_of, walk
 from thanostools.core.promql.evaluator import Evaluator
 from thanostools.core.promql.parser import parse_expr
-from thanostools.core.promql.value import RangeVector, Scalar, String, Value
+from thanostools.core.promql.value import RangeVector, Scalar, String, Value, Vector
 from thanostools.core.promql.vecops import DUPLICATE_LABELSET, without_name
 from thanostools.core.series import Querier
 
@@ -29,6 +29,7 @@ class QueryOptions:
     max_series: int = 0
     experimental: bool = True
     default_subquery_step_ms: int = 60_000  # subqueries without a step use this (Prometheus' evaluation interval)
+    batch_samples: int = 500_000  # selections are read and evaluated in batches of about this many samples
 
 
 @dataclass
@@ -103,13 +104,24 @@ class PromQLEngine:
             return QueryResult("matrix", [SeriesResult((), ts.copy(), value.values.copy())])
         if isinstance(value, RangeVector):
             return QueryResult("matrix", _range_series(value))
-        final = ev.finalize(value)
-        series = [SeriesResult(lbls, ts[final.present[i]], final.values[i][final.present[i]])
-                  for i, lbls in enumerate(final.labels) if final.present[i].any()]
+        series = _vector_series(ev.finalize(value), ts)
         if ev.is_instant:
             return QueryResult("vector", series)
         series.sort(key=lambda s: s.labels)
         return QueryResult("matrix", series)
+
+
+def _vector_series(v: Vector, ts: np.ndarray) -> list[SeriesResult]:
+    """Every row with a sample as a series of its present steps."""
+    full = np.asarray(v.present.all(axis=1))
+    out = []
+    for i in np.flatnonzero(v.present.any(axis=1)).tolist():
+        if full[i]:
+            out.append(SeriesResult(v.labels[i], ts.copy(), v.values[i].copy()))
+        else:
+            mask = v.present[i]
+            out.append(SeriesResult(v.labels[i], ts[mask], v.values[i][mask]))
+    return out
 
 
 def _range_series(rv: RangeVector) -> list[SeriesResult]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from thanostools.core.errors import EvalError, QueryTimeoutError
-from thanostools.core.kernels import promql as kern
-from thanostools.core.labels import Labels
 from thanostools.core.promql.aggregate import eval_aggregate
 from thanostools.core.promql.annotations import Annotations
 from thanostools.core.promql.ast import (
@@ -29,9 +28,19 @@ from thanostools.core.promql.ast import (
 )
 from thanostools.core.promql.binop import eval_binary
 from thanostools.core.promql.calls import eval_call
+from thanostools.core.promql.selection import (
+    RangeBatches,
+    RowSink,
+    Selection,
+    batch_range_vector,
+    lookup_into,
+    range_vector,
+    row_batches,
+    vector_range_vector,
+)
 from thanostools.core.promql.value import RangeVector, Scalar, String, Value, Vector, value_size
 from thanostools.core.promql.vecops import merge_duplicates, unwrap_parens, without_name
-from thanostools.core.series import STALE_NAN_BITS, SampleBatch, SelectHints
+from thanostools.core.series import SampleBatch, SelectHints
 
 if TYPE_CHECKING:
     from thanostools.core.promql.engine import QueryOptions, QueryStats
@@ -153,54 +162,61 @@ class Evaluator:
             base = ts.astype(np.int64)
         return base - offset
 
-    def _select(self, node: VectorSelector, mint: int, maxt: int, range_ms: int) -> SampleBatch:
+    def _selection(self, node: VectorSelector, mint: int, maxt: int, range_ms: int) -> Selection:
         func, grouping, by = self.hint_paths.get(id(node), ("", (), False))
         hints = SelectHints(start=mint, end=maxt, step=self.step, func=func, range=range_ms,
                             grouping=grouping, by=by)
-        res = self.querier.select(list(node.matchers), mint, maxt, hints)
-        self.storage_warnings.extend(res.warnings)
-        batch = res.batch
-        if self.options.max_series and len(batch) > self.options.max_series:
-            raise EvalError(f"query would select too many series: {len(batch)} series matched by one selector, "
-                            f"limit is {self.options.max_series}")
-        self.stats.series_loaded += len(batch)
-        self.stats.samples_loaded += int(batch.t.shape[0])
-        self.account(int(batch.t.shape[0]))
-        return batch
+        return Selection(self, list(node.matchers), mint, maxt, hints)
 
-    def select_vector(self, node: VectorSelector, ts: np.ndarray) -> Vector:
+    def too_many_series(self, n: int) -> EvalError:
+        return EvalError(f"query would select too many series: {n} series matched by one selector, "
+                         f"limit is {self.options.max_series}")
+
+    def select_vector(self, node: VectorSelector, ts: np.ndarray, with_ts: bool = False) -> Vector:
+        """The selector at every step; ``with_ts`` keeps the sample times (for ``timestamp()``)."""
         steps = ts.shape[0]
         if steps == 0:
             return Vector.empty(0)
         ref = self.ref_times(node.timestamp, node.start_or_end, node.offset, ts)
         lookback = self.options.lookback_delta_ms or DEFAULT_LOOKBACK_MS
-        batch = self._select(node, int(ref.min()) - lookback + 1, int(ref.max()), 0)
-        n = len(batch)
-        vals = np.zeros((n, steps))
-        pres = np.zeros((n, steps), np.bool_)
-        sts = np.zeros((n, steps), np.int64)
-        vbits = np.ascontiguousarray(batch.v, np.uint64)
-        kern.instant_lookup(np.ascontiguousarray(batch.t, np.int64), vbits.view(np.float64), vbits,
-                            np.ascontiguousarray(batch.offsets, np.int64), ref, lookback, vals, pres, sts)
-        return Vector(list(batch.labels), vals, pres, np.zeros(n, np.bool_), sts)
+        selection = self._selection(node, int(ref.min()) - lookback + 1, int(ref.max()), 0)
+        sink = RowSink(selection.bound, steps, with_ts)
+        for batch in selection:
+            self.account(lookup_into(sink, batch, ref, lookback))
+        return sink.vector()
+
+    def iter_range(self, node: Expr, ts: np.ndarray) -> RangeBatches:
+        """A range-vector argument as consecutive batches of series (one batch unless it can stream)."""
+        inner = unwrap_parens(node)
+        if isinstance(inner, MatrixSelector) and ts.shape[0]:
+            vs = inner.vector_selector
+            ref = self.ref_times(vs.timestamp, vs.start_or_end, vs.offset, ts)
+            selection = self._selection(vs, int(ref.min()) - inner.range + 1, int(ref.max()), inner.range)
+            rng = inner.range
+            return RangeBatches(selection.bound, (batch_range_vector(b, ref, ts, rng) for b in selection))
+        if isinstance(inner, SubqueryExpr):
+            vec, inner_ts, ref = self._subquery_inner(inner, ts)
+            return RangeBatches(len(vec), self._subquery_batches(vec, inner_ts, ref, ts, inner.range))
+        rv = self.eval_range(node, ts)
+        return RangeBatches(len(rv), iter([rv]))
+
+    def _subquery_batches(self, vec: Vector, inner_ts: np.ndarray, ref: np.ndarray, ts: np.ndarray,
+                          rng: int) -> Iterator[RangeVector]:
+        for rows in row_batches(vec, max(1, self.options.batch_samples)):
+            self.check_deadline()
+            yield vector_range_vector(vec.take(rows), inner_ts, ref, ts, rng)
 
     def select_range(self, node: MatrixSelector, ts: np.ndarray) -> RangeVector:
         vs = node.vector_selector
         ref = self.ref_times(vs.timestamp, vs.start_or_end, vs.offset, ts)
         if ts.shape[0] == 0:
-            return _range_vector([], np.zeros(0, np.int64), np.zeros(0), np.zeros(1, np.int64), ref, ts,
-                                 node.range, np.zeros(0, np.bool_))
-        batch = self._select(vs, int(ref.min()) - node.range + 1, int(ref.max()), node.range)
-        vbits = np.ascontiguousarray(batch.v, np.uint64)
-        keep = vbits != np.uint64(STALE_NAN_BITS)
-        csum = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
-        offsets = csum[np.asarray(batch.offsets, np.int64)]
-        t = np.ascontiguousarray(batch.t, np.int64)[keep]
-        v = vbits.view(np.float64)[keep]
-        return _range_vector(list(batch.labels), t, v, offsets, ref, ts, node.range,
-                             np.zeros(len(batch), np.bool_))
+            return range_vector([], np.zeros(0, np.int64), np.zeros(0), np.zeros(1, np.int64), ref, ts,
+                                node.range, np.zeros(0, np.bool_))
+        batches = list(self._selection(vs, int(ref.min()) - node.range + 1, int(ref.max()), node.range))
+        return batch_range_vector(SampleBatch.concat(batches), ref, ts, node.range)
 
-    def subquery(self, node: SubqueryExpr, ts: np.ndarray) -> RangeVector:
+    def _subquery_inner(self, node: SubqueryExpr, ts: np.ndarray) -> tuple[Vector, np.ndarray, np.ndarray]:
+        """The inner expression evaluated once on the subquery's own step grid, with that grid and ``ref``."""
         ref = self.ref_times(node.timestamp, node.start_or_end, node.offset, ts)
         step = node.step or self.options.default_subquery_step_ms or DEFAULT_SUBQUERY_STEP_MS
         if ts.shape[0] == 0:
@@ -211,12 +227,11 @@ class Evaluator:
         inner = self.eval(node.expr, inner_ts)
         if not isinstance(inner, Vector):
             raise EvalError("subquery is only allowed on instant vector")
-        mask = inner.present
-        t = np.broadcast_to(inner_ts, mask.shape)[mask]
-        v = inner.values[mask]
-        offsets = np.concatenate([[0], np.cumsum(mask.sum(axis=1))]).astype(np.int64)
-        return _range_vector(inner.labels, np.ascontiguousarray(t), np.ascontiguousarray(v), offsets, ref, ts,
-                             node.range, inner.drop_name)
+        return inner, inner_ts, ref
+
+    def subquery(self, node: SubqueryExpr, ts: np.ndarray) -> RangeVector:
+        inner, inner_ts, ref = self._subquery_inner(node, ts)
+        return vector_range_vector(inner, inner_ts, ref, ts, node.range)
 
     # -- output ------------------------------------------------------------------------------
 
@@ -225,16 +240,6 @@ class Evaluator:
         labels = [without_name(lbls) if d else lbls for lbls, d in zip(v.labels, v.drop_name, strict=True)]
         out = Vector(labels, v.values, v.present, np.zeros(len(labels), np.bool_))
         return merge_duplicates(out, self.check_deadline)
-
-
-def _range_vector(labels: list[Labels], t: np.ndarray, v: np.ndarray, offsets: np.ndarray, ref: np.ndarray,
-                  ts: np.ndarray, rng: int, drop_name: np.ndarray) -> RangeVector:
-    n = len(labels)
-    lo = np.zeros((n, ref.shape[0]), np.int64)
-    hi = np.zeros((n, ref.shape[0]), np.int64)
-    if n and ref.shape[0]:
-        kern.window_bounds(t, offsets, ref.astype(np.int64), rng, lo, hi)
-    return RangeVector(labels, t, v, offsets, lo, hi, ref, ts.astype(np.int64), rng, drop_name)
 
 
 def _collect_hint_paths(expr: Expr) -> dict[int, tuple[str, tuple[str, ...], bool]]:

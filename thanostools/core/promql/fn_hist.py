@@ -43,13 +43,16 @@ def classic_buckets(ev: Evaluator, vec: Vector, pos: int) -> Buckets:
     usable = np.zeros(len(vec), np.bool_)
     keys: dict[Labels, int] = {}
     gid = np.full(len(vec), -1, np.int64)
+    parsed: dict[str, float | None] = {}
     for i, lbls in enumerate(vec.labels):
         le = get(lbls, BUCKET_LABEL)
-        try:
-            bounds[i] = go_parse_float(le)
-        except (ValueError, IndexError):
+        if le not in parsed:
+            parsed[le] = _bucket_bound(le)
+        bound = parsed[le]
+        if bound is None:
             ev.annotations.warn(ann.bad_bucket_label(get(lbls, METRIC_NAME), le), pos)
             continue
+        bounds[i] = bound
         usable[i] = True
         key = tuple(p for p in lbls if p[0] != BUCKET_LABEL)
         gid[i] = keys.setdefault(key, len(keys))
@@ -57,6 +60,13 @@ def classic_buckets(ev: Evaluator, vec: Vector, pos: int) -> Buckets:
     order = rows[np.lexsort((bounds[rows], gid[rows]))].astype(np.int64)
     gstart = np.searchsorted(gid[order], np.arange(len(keys) + 1)).astype(np.int64)
     return Buckets(vec, bounds, order, gstart, list(keys))
+
+
+def _bucket_bound(le: str) -> float | None:
+    try:
+        return float(go_parse_float(le))
+    except (ValueError, IndexError):
+        return None
 
 
 def _run(b: Buckets, steps: int, q: np.ndarray, fraction: bool, lower: np.ndarray,

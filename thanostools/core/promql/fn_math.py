@@ -73,7 +73,7 @@ def _clamp(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
 def _timestamp(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
     arg = unwrap_parens(node.args[0])
     if isinstance(arg, VectorSelector):
-        vec = ev.select_vector(arg, ts).nonempty()
+        vec = ev.select_vector(arg, ts, with_ts=True)
         assert vec.sample_ts is not None
         return _derived(vec, vec.sample_ts / 1000.0)
     vec = ev.eval_vector(arg, ts)

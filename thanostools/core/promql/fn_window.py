@@ -12,6 +12,7 @@ from thanostools.core.labels import METRIC_NAME, Labels, get
 from thanostools.core.promql import annotations as ann
 from thanostools.core.promql.ast import Call, Expr, MatrixSelector, ValueType, VectorSelector
 from thanostools.core.promql.calls import handler
+from thanostools.core.promql.selection import RowSink
 from thanostools.core.promql.value import RangeVector, Value, Vector
 from thanostools.core.promql.vecops import unwrap_parens
 
@@ -31,6 +32,7 @@ _CODES = {
     "double_exponential_smoothing": kern.FN_DES,
 }
 _KEEP_NAME = frozenset({"last_over_time", "first_over_time"})
+_CHECKED_PARAMS = frozenset({"quantile_over_time", "double_exponential_smoothing"})  # checked at active steps
 _COUNTER_SUFFIXES = ("_total", "_sum", "_count", "_bucket")
 
 
@@ -46,21 +48,26 @@ def _range_function(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
     name = node.func.name
     mi = _matrix_index(node)
     scalars = [ev.eval_scalar(a, ts) for i, a in enumerate(node.args) if i != mi]
-    rv = ev.eval_range(node.args[mi], ts)
     steps = ts.shape[0]
-    p1 = scalars[0] if scalars else np.zeros(steps)
-    p2 = scalars[1] if len(scalars) > 1 else np.zeros(steps)
-    active = np.asarray((rv.hi > rv.lo).any(axis=0)) if len(rv) else np.zeros(steps, np.bool_)
+    p1 = np.ascontiguousarray(scalars[0] if scalars else np.zeros(steps), np.float64)
+    p2 = np.ascontiguousarray(scalars[1] if len(scalars) > 1 else np.zeros(steps), np.float64)
+    active = np.zeros(steps, np.bool_)
+    arg = ev.iter_range(node.args[mi], ts)
+    sink = RowSink(arg.bound, steps)
+    for rv in arg.batches:
+        if not len(rv):
+            continue
+        if name in _CHECKED_PARAMS:
+            active |= (rv.hi > rv.lo).any(axis=0)
+        out, outp, _ = sink.rows(len(rv))
+        kern.range_function(_CODES[name], rv.t, rv.v, rv.lo, rv.hi, rv.ref, rv.eval_ts, rv.range_ms, p1, p2,
+                            out, outp)
+        if name in ("rate", "increase"):
+            _counter_info(ev, node.args[mi], rv, outp)
+        drop = rv.drop_name.copy() if name in _KEEP_NAME else np.ones(len(rv), np.bool_)
+        ev.account(sink.commit(rv.labels, drop))
     _check_params(ev, node, name, active, p1, p2)
-    out = np.zeros((len(rv), steps))
-    outp = np.zeros((len(rv), steps), np.bool_)
-    if len(rv):
-        kern.range_function(_CODES[name], rv.t, rv.v, rv.lo, rv.hi, rv.ref, rv.eval_ts, rv.range_ms,
-                            np.ascontiguousarray(p1, np.float64), np.ascontiguousarray(p2, np.float64), out, outp)
-    if name in ("rate", "increase"):
-        _counter_info(ev, node.args[mi], rv, outp)
-    drop = rv.drop_name.copy() if name in _KEEP_NAME else np.ones(len(rv), np.bool_)
-    return Vector(rv.labels, out, outp, drop)
+    return sink.vector()
 
 
 def _check_params(ev: Evaluator, node: Call, name: str, active: np.ndarray, p1: np.ndarray,
@@ -110,8 +117,10 @@ def absent_labels(arg: Expr) -> Labels:
 
 @handler("absent_over_time")
 def _absent_over_time(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
-    rv = ev.eval_range(node.args[0], ts)
     steps = ts.shape[0]
-    any_sample = np.asarray((rv.hi > rv.lo).any(axis=0)) if len(rv) else np.zeros(steps, np.bool_)
+    any_sample = np.zeros(steps, np.bool_)
+    for rv in ev.iter_range(node.args[0], ts).batches:
+        if len(rv):
+            any_sample |= (rv.hi > rv.lo).any(axis=0)
     return Vector([absent_labels(node.args[0])], np.ones((1, steps)), ~any_sample[None, :],
                   np.zeros(1, np.bool_))

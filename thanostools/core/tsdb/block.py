@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,11 +13,19 @@ from thanostools.core.cache import RangeCache
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import Aggr, aggr_spans
 from thanostools.core.errors import CorruptBlockError, NotFoundError, UnsupportedError
+from thanostools.core.kernels import select as select_kernels
 from thanostools.core.matchers import Matcher
 from thanostools.core.series import SampleBatch
 from thanostools.core.tsdb.bytesource import BucketSource, ByteSource, MmapSource
-from thanostools.core.tsdb.chunks import ENC_AGGR, ENC_XOR, ENCODING_NAMES, ChunkBatch, ChunkReader
-from thanostools.core.tsdb.index import IndexReader, SeriesBatch
+from thanostools.core.tsdb.chunks import (
+    ENC_AGGR,
+    ENC_XOR,
+    ENCODING_NAMES,
+    SEGMENT_HEADER_SIZE,
+    ChunkBatch,
+    ChunkReader,
+)
+from thanostools.core.tsdb.index import IndexReader, RawSeries, SeriesBatch
 from thanostools.core.tsdb.meta import BlockMeta, read_meta_file
 from thanostools.core.tsdb.tombstones import Intervals, deleted_mask, parse_tombstones
 
@@ -87,21 +96,68 @@ class Block:
                 yield out
 
     def samples(self, sb: SeriesBatch, mint: int, maxt: int, *, aggregate: Aggr = Aggr.COUNT) -> SampleBatch:
-        keep = (sb.chunk_maxt >= mint) & (sb.chunk_mint <= maxt)
-        chunk_series = np.repeat(np.arange(len(sb)), np.diff(sb.chunk_offsets))[keep]
-        batch = self.chunks.read(sb.chunk_ref[keep])
-        dec = self._decode(batch, aggregate)
-        per_chunk = np.diff(dec.offsets)
-        sample_series = np.repeat(chunk_series, per_chunk)
-        t, v = dec.t, dec.v
-        mask = (t >= mint) & (t <= maxt)
-        if self.tombstones:
-            mask &= ~self._tombstoned(sb, sample_series, t)
-        t, v, sample_series = t[mask], v[mask], sample_series[mask]
-        counts = np.bincount(sample_series, minlength=len(sb))
+        counts, t, v = self.row_samples(sb, np.arange(len(sb)), mint, maxt, aggregate=aggregate)
         nonempty = np.flatnonzero(counts)
         offsets = np.concatenate([[0], np.cumsum(counts[nonempty])]).astype(np.int64)
         return SampleBatch([sb.labels[i] for i in nonempty.tolist()], sb.refs[nonempty], offsets, t, v)
+
+    def row_samples(self, sb: RawSeries, rows: np.ndarray, mint: int, maxt: int, *, aggregate: Aggr = Aggr.COUNT,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Samples of the series ``rows`` of ``sb`` within ``[mint, maxt]``, tombstones applied.
+
+        Returns (sample count per row, t, v) with the rows' samples back to back in ``rows`` order.
+        """
+        chunk_idx, chunk_row = _row_chunks(sb, rows, mint, maxt)
+        dec = self._read_decoded(sb.chunk_ref[chunk_idx], aggregate)
+        sample_row = np.repeat(chunk_row, np.diff(dec.offsets))
+        t, v = dec.t, dec.v
+        mask = (t >= mint) & (t <= maxt)
+        if self.tombstones:
+            mask &= ~self._tombstoned(sb.refs[rows], sample_row, t)
+        if not bool(mask.all()):
+            t, v, sample_row = t[mask], v[mask], sample_row[mask]
+        return np.bincount(sample_row, minlength=rows.shape[0]).astype(np.int64), t, v
+
+    def chunk_spans(self, sb: RawSeries, rows: np.ndarray, mint: int, maxt: int) -> ChunkSpans | None:
+        """Where the XOR chunks of series ``rows`` overlapping ``[mint, maxt]`` lie in their memory-mapped
+        segment (CRCs checked), for decoding in place. None when that does not apply (tombstones, remote or
+        several segments, other encodings): use :meth:`row_samples`.
+        """
+        if self.tombstones:
+            return None
+        chunk_idx, chunk_row = _row_chunks(sb, rows, mint, maxt)
+        located = self._locate(sb.chunk_ref[chunk_idx])
+        if located is None or not bool((located.encodings == ENC_XOR).all()):
+            return None
+        samples, short = select_kernels.chunk_sample_counts(located.buf, located.starts, located.ends)
+        if short >= 0:
+            return None  # the decoding reader reports it
+        return ChunkSpans(located.buf, located.starts, located.ends, samples, chunk_row)
+
+    def _read_decoded(self, refs: np.ndarray, aggregate: Aggr) -> xor.DecodedBatch:
+        """The chunks ``refs`` decoded (the chosen aggregate of AggrChunks), read in place when possible."""
+        located = self._locate(refs)
+        return self._decode(located if located is not None else self.chunks.read(refs), aggregate)
+
+    def _locate(self, refs: np.ndarray) -> ChunkBatch | None:
+        """The chunk payloads where they lie when all are in one memory-mapped segment (CRCs checked), else None."""
+        if refs.size == 0:
+            return None
+        seg = int(refs[0]) >> 32
+        offsets = refs & 0xFFFFFFFF
+        if seg >= len(self.chunks.segments) or not bool(((refs >> 32) == seg).all()):
+            return None
+        data = self.chunks.segments[seg].array()
+        if data is None:
+            return None
+        if int(offsets.min()) < SEGMENT_HEADER_SIZE or int(offsets.max()) >= data.shape[0]:
+            return None  # the copying reader reports the bad reference
+        starts, ends, encs, bad, code = select_kernels.locate_records(data, offsets)
+        if bad >= 0:
+            what = "chunk checksum mismatch" if code == 2 else "chunk record truncated"
+            raise CorruptBlockError(what, block=self.ulid, file=f"chunks/{self.chunks.names[seg]}",
+                                    offset=int(offsets[bad]))
+        return ChunkBatch(data, starts, ends, encs)
 
     def _decode(self, batch: ChunkBatch, aggregate: Aggr) -> xor.DecodedBatch:
         encs = batch.encodings
@@ -123,15 +179,36 @@ class Block:
             name = ENCODING_NAMES.get(code, "unknown")
             raise UnsupportedError(f"block {self.ulid}: chunk encoding {code} ({name}) is not supported yet")
 
-    def _tombstoned(self, sb: SeriesBatch, sample_series: np.ndarray, t: np.ndarray) -> np.ndarray:
+    def _tombstoned(self, refs: np.ndarray, sample_series: np.ndarray, t: np.ndarray) -> np.ndarray:
         mask = np.zeros(t.shape[0], dtype=bool)
-        for i, ref in enumerate(sb.refs.tolist()):
+        for i, ref in enumerate(refs.tolist()):
             intervals = self.tombstones.get(ref)
             if not intervals:
                 continue
             idx = np.flatnonzero(sample_series == i)
             mask[idx] = deleted_mask(t[idx], intervals)
         return mask
+
+
+@dataclass(frozen=True)
+class ChunkSpans:
+    """XOR chunk payloads ``buf[starts[i]:ends[i]]`` with their sample counts and requested row indexes."""
+
+    buf: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    samples: np.ndarray
+    row: np.ndarray
+
+
+def _row_chunks(sb: RawSeries, rows: np.ndarray, mint: int, maxt: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indexes of the chunks of series ``rows`` that overlap ``[mint, maxt]``, and the row position of each."""
+    first = sb.chunk_offsets[rows]
+    nchunks = sb.chunk_offsets[rows + 1] - first
+    chunk_row = np.repeat(np.arange(rows.shape[0]), nchunks)
+    chunk_idx = np.repeat(first - (np.cumsum(nchunks) - nchunks), nchunks) + np.arange(chunk_row.shape[0])
+    keep = (sb.chunk_maxt[chunk_idx] >= mint) & (sb.chunk_mint[chunk_idx] <= maxt)
+    return chunk_idx[keep], chunk_row[keep]
 
 
 def segment_files(names: Sequence[str]) -> list[str]:

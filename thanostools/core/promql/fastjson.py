@@ -1,0 +1,143 @@
+"""Query results as Prometheus API JSON, byte for byte what :mod:`apijson` writes, for large results.
+
+:mod:`apijson` formats every sample through exact but slow digit handling. Here whole series are
+formatted at once: ``float.__repr__`` already yields the shortest round-trip digits Go prints and,
+for ``1e-4 <= |v| < 1e16``, in the same positional form (integers aside: ``'3.0'`` is Go's ``3``);
+only the values outside that range go through :func:`apijson.format_sample_value`. Timestamps of a
+matrix repeat across series (the step grid), so each distinct one is formatted once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from operator import itemgetter
+
+import numpy as np
+
+from thanostools.core.labels import Labels
+from thanostools.core.promql import apijson
+from thanostools.core.promql.apijson import ResultLike, SeriesLike
+
+_POINT = '[%s,"%s"]'
+
+
+def sample_values(v: np.ndarray) -> list[str]:
+    """:func:`apijson.format_sample_value` of every value (a run of equal values is formatted once)."""
+    values = np.ascontiguousarray(v, np.float64)
+    n = int(values.shape[0])
+    if n == 0:
+        return []
+    bits = values.view(np.uint64)
+    change = np.concatenate([[True], bits[1:] != bits[:-1]])
+    starts = np.flatnonzero(change)
+    if starts.shape[0] == n:
+        return _formatted(values)
+    texts = _formatted(values[starts])
+    if starts.shape[0] == 1:
+        return texts * n
+    runs: tuple[str, ...] = itemgetter(*(np.cumsum(change) - 1).tolist())(texts)
+    return list(runs)
+
+
+def _formatted(values: np.ndarray) -> list[str]:
+    out: list[str] = list(map(float.__repr__, values.tolist()))
+    magnitude = np.abs(values)
+    with np.errstate(invalid="ignore"):
+        plain = (magnitude >= 1e-4) & (magnitude < 1e16)
+        whole = plain & (np.trunc(values) == values)
+    for i in np.flatnonzero(~plain).tolist():
+        out[i] = apijson.format_sample_value(float(values[i]))
+    for i in np.flatnonzero(whole).tolist():
+        out[i] = out[i][:-2]
+    return out
+
+
+class _Times:
+    """Formatted sample timestamps, each distinct timestamp formatted once."""
+
+    def __init__(self, series: Sequence[SeriesLike]) -> None:
+        ts = [np.asarray(s.t, np.int64) for s in series]
+        self.grid = np.unique(np.concatenate(ts)) if ts else np.zeros(0, np.int64)
+        self.text = [apijson.format_sample_ts(ms) for ms in self.grid.tolist()]
+
+    def of(self, t: np.ndarray) -> tuple[str, ...]:
+        idx = np.searchsorted(self.grid, np.asarray(t, np.int64)).tolist()
+        if len(idx) == 1:
+            return (self.text[idx[0]],)
+        return tuple(itemgetter(*idx)(self.text)) if idx else ()
+
+
+class _Labels:
+    """:func:`apijson.labels_json` with every distinct name and value escaped once."""
+
+    def __init__(self) -> None:
+        self.quoted: dict[str, str] = {}
+
+    def json(self, labels: Labels) -> str:
+        q = self.quoted
+        parts = []
+        for name, value in labels:
+            qn = q.get(name)
+            if qn is None:
+                qn = q[name] = apijson.go_json_string(name)
+            qv = q.get(value)
+            if qv is None:
+                qv = q[value] = apijson.go_json_string(value)
+            parts.append(f"{qn}:{qv}")
+        return "{" + ",".join(parts) + "}"
+
+
+def _values(s: SeriesLike) -> np.ndarray:
+    v = np.asarray(s.v)
+    return v.view(np.float64) if v.dtype == np.uint64 else v.astype(np.float64)
+
+
+def _points(times: tuple[str, ...], values: list[str]) -> str:
+    interleaved: list[str] = [""] * (2 * len(values))
+    interleaved[::2] = times
+    interleaved[1::2] = values
+    return ",".join([_POINT] * len(values)) % tuple(interleaved)
+
+
+def _matrix_parts(series: Sequence[SeriesLike]) -> list[str]:
+    times = _Times(series)
+    labels = _Labels()
+    parts = ["["]
+    for s in series:
+        parts += ['{"metric":', labels.json(s.labels), ',"values":[', _points(times.of(s.t), sample_values(_values(s))),
+                  "]},"]
+    if len(parts) > 1:
+        parts[-1] = "]}"
+    parts.append("]")
+    return parts
+
+
+def _vector_parts(series: Sequence[SeriesLike]) -> list[str]:
+    times = _Times(series)
+    labels = _Labels()
+    values = sample_values(np.array([_values(s)[0] for s in series], np.float64))
+    items = []
+    for s, value in zip(series, values, strict=True):
+        point = _POINT % (times.of(s.t[:1])[0], value)
+        items.append(f'{{"metric":{labels.json(s.labels)},"value":{point}}}')
+    return ["[", ",".join(items), "]"]
+
+
+def matrix_json(series: Sequence[SeriesLike]) -> str:
+    return "".join(_matrix_parts(series))
+
+
+def vector_json(series: Sequence[SeriesLike]) -> str:
+    return "".join(_vector_parts(series))
+
+
+def query_data_json(result: ResultLike) -> str:
+    """Exactly :func:`apijson.query_data_json_reference`, in bulk."""
+    kind = result.result_type
+    if kind == "matrix":
+        parts = _matrix_parts(result.series)
+    elif kind == "vector":
+        parts = _vector_parts(result.series)
+    else:
+        return apijson.query_data_json_reference(result)
+    return "".join([f'{{"resultType":{apijson.go_json_string(kind)},"result":', *parts, "}"])

@@ -1,0 +1,202 @@
+"""Batched selection: series flow from storage through selectors a batch at a time.
+
+A selection is read as consecutive label-ordered batches of whole series (``select_batches`` when
+the querier streams, else one ``select`` split up). Selectors turn each batch into rows of their
+result and let the samples go, so raw samples are held one batch at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from thanostools.core.kernels import promql as kern
+from thanostools.core.labels import Labels
+from thanostools.core.matchers import Matcher
+from thanostools.core.promql.value import RangeVector, Vector
+from thanostools.core.series import SampleBatch, SelectHints
+
+if TYPE_CHECKING:
+    from thanostools.core.promql.evaluator import Evaluator
+
+
+class Stream(Protocol):
+    """What ``select_batches(matchers, mint, maxt, hints, *, batch_samples)`` returns, on queriers that
+    have it (``BlockQuerier``): label-ordered batches of whole series, decoded one at a time."""
+
+    batches: Iterator[SampleBatch]
+    warnings: list[str]
+    series_bound: int
+
+
+class Selection:
+    """One selector's series as batches; a batch counts towards the sample limit until the next is asked for.
+
+    ``bound`` is an upper bound of the number of series (known before anything is decoded).
+    """
+
+    def __init__(self, ev: Evaluator, matchers: list[Matcher], mint: int, maxt: int, hints: SelectHints) -> None:
+        self.ev = ev
+        # Under a small sample limit batches shrink, so that raw samples do not crowd out the results.
+        size = max(1, min(ev.options.batch_samples, ev.options.max_samples // 4))
+        streaming: Callable[..., Stream] | None = getattr(ev.querier, "select_batches", None)
+        if streaming is not None:
+            stream = streaming(matchers, mint, maxt, hints, batch_samples=size)
+            self.bound = stream.series_bound
+            self._batches, warnings = stream.batches, stream.warnings
+        else:
+            res = ev.querier.select(matchers, mint, maxt, hints)
+            self.bound = len(res.batch)
+            self._batches, warnings = res.batch.split(size), res.warnings
+        ev.storage_warnings.extend(warnings)
+
+    def __iter__(self) -> Iterator[SampleBatch]:
+        ev = self.ev
+        series = 0
+        for batch in self._batches:
+            series += len(batch)
+            limit = ev.options.max_series
+            if limit and series > limit:
+                series += sum(len(b) for b in self._batches)
+                raise ev.too_many_series(series)
+            held = int(batch.t.shape[0])
+            ev.stats.series_loaded += len(batch)
+            ev.stats.samples_loaded += held
+            ev.account(held)
+            ev.check_deadline()
+            yield batch
+            ev.current -= held
+
+
+@dataclass
+class RangeBatches:
+    """A range-vector argument as consecutive batches of series, with an upper bound of their number."""
+
+    bound: int
+    batches: Iterator[RangeVector]
+
+
+class RowSink:
+    """A result vector built batch by batch into preallocated rows; rows without any sample are dropped."""
+
+    def __init__(self, capacity: int, steps: int, with_ts: bool = False) -> None:
+        self.steps = steps
+        self.values = np.zeros((capacity, steps))
+        self.present = np.zeros((capacity, steps), np.bool_)
+        self.sample_ts = np.zeros((capacity, steps), np.int64) if with_ts else None
+        self.labels: list[Labels] = []
+        self._drop: list[np.ndarray] = []
+        self.n = 0
+        self._dirty = 0  # rows below this may hold leftovers of dropped rows
+
+    def rows(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Zeroed ``values``, ``present`` and sample-time matrices for the next ``k`` rows."""
+        a, b = self.n, self.n + k
+        if b > self.values.shape[0]:
+            self._grow(b)
+        if self._dirty > a:
+            z = min(self._dirty, b)
+            self.values[a:z] = 0.0
+            self.present[a:z] = False
+            if self.sample_ts is not None:
+                self.sample_ts[a:z] = 0
+        sts = self.sample_ts[a:b] if self.sample_ts is not None else np.zeros((0, 0), np.int64)
+        return self.values[a:b], self.present[a:b], sts
+
+    def commit(self, labels: list[Labels], drop_name: np.ndarray) -> int:
+        """Keep those of the rows just filled that have a sample; returns how many samples they hold."""
+        a, k = self.n, len(labels)
+        counts = self.present[a : a + k].sum(axis=1)
+        keep = np.flatnonzero(counts)
+        if keep.shape[0] < k:
+            self._dirty = max(self._dirty, a + k)
+            for m in (self.values, self.present, self.sample_ts):
+                if m is not None:
+                    m[a : a + keep.shape[0]] = m[a + keep]
+            labels = [labels[i] for i in keep.tolist()]
+            drop_name = drop_name[keep]
+        self.labels.extend(labels)
+        self._drop.append(drop_name)
+        self.n += keep.shape[0]
+        return int(counts.sum())
+
+    def _grow(self, need: int) -> None:
+        cap = max(need, 2 * self.values.shape[0])
+
+        def grown(m: np.ndarray) -> np.ndarray:
+            out = np.zeros((cap, self.steps), m.dtype)
+            out[: self.n] = m[: self.n]
+            return out
+
+        self.values, self.present = grown(self.values), grown(self.present)
+        if self.sample_ts is not None:
+            self.sample_ts = grown(self.sample_ts)
+        self._dirty = min(self._dirty, self.n)
+
+    def vector(self) -> Vector:
+        n = self.n
+        drop = np.concatenate(self._drop) if self._drop else np.zeros(0, np.bool_)
+        sts = None if self.sample_ts is None else self.sample_ts[:n]
+        if 2 * n < self.values.shape[0]:  # do not pin a mostly unused allocation
+            return Vector(self.labels, self.values[:n].copy(), self.present[:n].copy(), drop,
+                          None if sts is None else sts.copy())
+        return Vector(self.labels, self.values[:n], self.present[:n], drop, sts)
+
+
+def lookup_into(sink: RowSink, batch: SampleBatch, ref: np.ndarray, lookback: int) -> int:
+    """Instant-selector rows of one batch (the newest sample within the lookback of every step) into ``sink``;
+    returns the samples added."""
+    vals, pres, sts = sink.rows(len(batch))
+    vbits = np.ascontiguousarray(batch.v, np.uint64)
+    kern.instant_lookup(np.ascontiguousarray(batch.t, np.int64), vbits.view(np.float64), vbits,
+                        np.ascontiguousarray(batch.offsets, np.int64), ref, lookback, sink.sample_ts is not None,
+                        vals, pres, sts)
+    return sink.commit(list(batch.labels), np.zeros(len(batch), np.bool_))
+
+
+def range_vector(labels: list[Labels], t: np.ndarray, v: np.ndarray, offsets: np.ndarray, ref: np.ndarray,
+                 ts: np.ndarray, rng: int, drop_name: np.ndarray) -> RangeVector:
+    n = len(labels)
+    lo = np.zeros((n, ref.shape[0]), np.int64)
+    hi = np.zeros((n, ref.shape[0]), np.int64)
+    if n and ref.shape[0]:
+        kern.window_bounds(t, offsets, ref.astype(np.int64), rng, lo, hi)
+    return RangeVector(labels, t, v, offsets, lo, hi, ref, ts.astype(np.int64), rng, drop_name)
+
+
+def batch_range_vector(batch: SampleBatch, ref: np.ndarray, ts: np.ndarray, rng: int) -> RangeVector:
+    """A batch's series as a range vector (stale markers dropped) with its windows at every step."""
+    t = np.ascontiguousarray(batch.t, np.int64)
+    vbits = np.ascontiguousarray(batch.v, np.uint64)
+    offsets = np.ascontiguousarray(batch.offsets, np.int64)
+    if not getattr(batch, "stale_free", False):
+        t, vbits, offsets = kern.drop_stale(t, vbits, offsets)
+    return range_vector(list(batch.labels), t, vbits.view(np.float64), offsets, ref, ts, rng,
+                        np.zeros(len(batch), np.bool_))
+
+
+def row_batches(vec: Vector, batch_samples: int) -> Iterator[np.ndarray]:
+    """Row ranges of a vector holding about ``batch_samples`` present samples each."""
+    n = len(vec)
+    if n == 0:
+        return
+    cum = np.cumsum(vec.present.sum(axis=1))
+    start = 0
+    while start < n:
+        base = int(cum[start - 1]) if start else 0
+        stop = min(max(int(np.searchsorted(cum, base + batch_samples, side="right")), start + 1), n)
+        yield np.arange(start, stop)
+        start = stop
+
+
+def vector_range_vector(vec: Vector, inner_ts: np.ndarray, ref: np.ndarray, ts: np.ndarray,
+                        rng: int) -> RangeVector:
+    """A subquery's inner result (evaluated at ``inner_ts``) as a range vector over the outer steps."""
+    mask = vec.present
+    t = np.ascontiguousarray(np.broadcast_to(inner_ts, mask.shape)[mask])
+    v = np.ascontiguousarray(vec.values[mask])
+    offsets = np.concatenate([[0], np.cumsum(mask.sum(axis=1))]).astype(np.int64)
+    return range_vector(vec.labels, t, v, offsets, ref, ts, rng, vec.drop_name)
