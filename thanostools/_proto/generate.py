@@ -48,6 +48,14 @@ def _fix_imports(text: str, module_pkg: str, tops: set[str]) -> str:
     return re.sub(r"(BuildTopDescriptorsAndMessages\(DESCRIPTOR, ')([\w.]+')", rf"\g<1>{PACKAGE}.\g<2>", text)
 
 
+def _client_only(text: str) -> str:
+    """Drop grpcio-tools' server scaffolding (``*Servicer`` base classes whose methods only answer
+    UNIMPLEMENTED, ``add_*Servicer_to_server``): our server registers its own handlers."""
+    blocks = re.split(r"(?m)^(?=\S)", text)
+    unused = re.compile(r"^(class \w+Servicer\b|def add_\w+Servicer_to_server\()")
+    return "".join(b for b in blocks if not unused.match(b))
+
+
 def generate(out_dir: Path = PACKAGE_DIR, root: Path = PROTO_ROOT) -> list[Path]:
     """Compile every ``.proto`` under ``root`` into ``out_dir``; returns the files written."""
     files = proto_files(root)
@@ -69,7 +77,10 @@ def generate(out_dir: Path = PACKAGE_DIR, root: Path = PROTO_ROOT) -> list[Path]
             pkg = ".".join(rel.parent.parts)
             dest = out_dir / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_text(HEADER + _fix_imports(src.read_text(), pkg, tops))
+            text = _fix_imports(src.read_text(), pkg, tops)
+            if src.name.endswith("_pb2_grpc.py"):
+                text = _client_only(text)
+            dest.write_text(HEADER + text)
             written.append(dest)
             for parent in rel.parents:
                 init = out_dir / parent / "__init__.py"

@@ -44,31 +44,6 @@ class InfoStub:
                 _registered_method=True)
 
 
-class InfoServicer:
-    """Missing associated documentation comment in .proto file."""
-
-    def Info(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-
-def add_InfoServicer_to_server(servicer, server):
-    rpc_method_handlers = {
-            'Info': grpc.unary_unary_rpc_method_handler(
-                    servicer.Info,
-                    request_deserializer=info_dot_infopb_dot_rpc__pb2.InfoRequest.FromString,
-                    response_serializer=info_dot_infopb_dot_rpc__pb2.InfoResponse.SerializeToString,
-            ),
-    }
-    generic_handler = grpc.method_handlers_generic_handler(
-            'thanos.info.Info', rpc_method_handlers)
-    server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('thanos.info.Info', rpc_method_handlers)
-
-
- # This class is part of an EXPERIMENTAL API.
 class Info:
     """Missing associated documentation comment in .proto file."""
 

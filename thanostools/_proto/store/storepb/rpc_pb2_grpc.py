@@ -59,66 +59,6 @@ class StoreStub:
                 _registered_method=True)
 
 
-class StoreServicer:
-    """Missing associated documentation comment in .proto file."""
-
-    def Info(self, request, context):
-        """Legacy metadata call; newer queriers use thanos.info.Info/Info.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Series(self, request, context):
-        """Series matching the request, in label order, as a stream.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def LabelNames(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def LabelValues(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-
-def add_StoreServicer_to_server(servicer, server):
-    rpc_method_handlers = {
-            'Info': grpc.unary_unary_rpc_method_handler(
-                    servicer.Info,
-                    request_deserializer=store_dot_storepb_dot_rpc__pb2.InfoRequest.FromString,
-                    response_serializer=store_dot_storepb_dot_rpc__pb2.InfoResponse.SerializeToString,
-            ),
-            'Series': grpc.unary_stream_rpc_method_handler(
-                    servicer.Series,
-                    request_deserializer=store_dot_storepb_dot_rpc__pb2.SeriesRequest.FromString,
-                    response_serializer=store_dot_storepb_dot_rpc__pb2.SeriesResponse.SerializeToString,
-            ),
-            'LabelNames': grpc.unary_unary_rpc_method_handler(
-                    servicer.LabelNames,
-                    request_deserializer=store_dot_storepb_dot_rpc__pb2.LabelNamesRequest.FromString,
-                    response_serializer=store_dot_storepb_dot_rpc__pb2.LabelNamesResponse.SerializeToString,
-            ),
-            'LabelValues': grpc.unary_unary_rpc_method_handler(
-                    servicer.LabelValues,
-                    request_deserializer=store_dot_storepb_dot_rpc__pb2.LabelValuesRequest.FromString,
-                    response_serializer=store_dot_storepb_dot_rpc__pb2.LabelValuesResponse.SerializeToString,
-            ),
-    }
-    generic_handler = grpc.method_handlers_generic_handler(
-            'thanos.Store', rpc_method_handlers)
-    server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('thanos.Store', rpc_method_handlers)
-
-
- # This class is part of an EXPERIMENTAL API.
 class Store:
     """Missing associated documentation comment in .proto file."""
 
