@@ -191,10 +191,10 @@ def test_failed_upload_leaves_no_block_without_its_files(tmp_path: Path, monkeyp
     before = metas(bucket)
     real_put_file = Bucket.put_file
 
-    def failing_put_file(self: Bucket, local_path: str, key: str) -> None:
+    def failing_put_file(self: Bucket, local_path: str, key: str, *, private: bool = False) -> None:
         if key.endswith("/index"):
             raise OSError("injected failure")
-        real_put_file(self, local_path, key)
+        real_put_file(self, local_path, key, private=private)
 
     monkeypatch.setattr(Bucket, "put_file", failing_put_file)
     res = compact(bucket)

@@ -57,10 +57,10 @@ class RecordingBucket(Bucket):
         self._maybe_fail(key)
         super().put(key, data)
 
-    def put_file(self, local_path: str, key: str) -> None:
+    def put_file(self, local_path: str, key: str, *, private: bool = False) -> None:
         self.log.append(("put", key))
         self._maybe_fail(key)
-        super().put_file(local_path, key)
+        super().put_file(local_path, key, private=private)
 
     def delete(self, key: str) -> None:
         self.log.append(("delete", key))

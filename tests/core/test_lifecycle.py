@@ -193,10 +193,10 @@ def test_replicate_local_with_filters_and_markers(tmp_path: Path) -> None:
 class FailingBucket(Bucket):
     """Fails uploading the index, after the chunks went up."""
 
-    def put_file(self, local_path: str, key: str) -> None:
+    def put_file(self, local_path: str, key: str, *, private: bool = False) -> None:
         if key.endswith("/index"):
             raise SourceError(f"injected failure writing {key}")
-        super().put_file(local_path, key)
+        super().put_file(local_path, key, private=private)
 
 
 def test_replicate_to_s3_skips_existing_and_leaves_no_partial_block(tmp_path: Path, s3_bucket: S3TestBucket) -> None:

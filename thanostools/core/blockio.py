@@ -282,8 +282,12 @@ def upload_block(
     source: str = SOURCE_BUCKET_UPLOAD,
     require_labels: bool = False,
     hash_files: bool = False,
+    private: bool = False,
 ) -> BlockMeta:
     """Upload a local block: chunks, then index, then meta.json last with ``upload_time`` set.
+
+    ``private``: the block directory is the caller's own output, never changed again (a local bucket may
+    then hard-link its files instead of copying them).
 
     ``source`` fills ``thanos.source`` when the block has none. The local directory is not modified;
     ``tombstones`` is never uploaded. On failure the objects uploaded so far are removed (meta.json
@@ -303,7 +307,7 @@ def upload_block(
     try:
         for rel in rel_paths:
             attempted.append(f"{ulid}/{rel}")
-            bucket.put_file(os.path.join(local_dir, *rel.split("/")), attempted[-1])
+            bucket.put_file(os.path.join(local_dir, *rel.split("/")), attempted[-1], private=private)
         meta.thanos.set_upload_time_now()
         attempted.append(meta_key)
         bucket.put(meta_key, meta.to_json("thanos"))

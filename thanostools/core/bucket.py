@@ -329,13 +329,15 @@ class Bucket:
         with self._errors("write", key):
             self._fs.pipe_file(path, bytes(data))
 
-    def put_file(self, local_path: str, key: str) -> None:
+    def put_file(self, local_path: str, key: str, *, private: bool = False) -> None:
+        """Upload a local file. ``private``: the file is the caller's own temporary file, never modified
+        again, so a local bucket on the same file system may hard-link it instead of copying the bytes."""
         if not os.path.isfile(local_path):
             raise NotFoundError(f"cannot upload {local_path}: no such file")
         path = self._path(key)
         if self.is_local:
             with self._errors("write", key):
-                _atomic_local_copy(local_path, path)
+                _atomic_local_copy(local_path, path, link=private)
             return
         with self._errors("write", key):
             if self.protocol == "memory":
@@ -399,18 +401,30 @@ def _atomic_local_write(path: str, data: bytes) -> None:
         raise
 
 
-def _atomic_local_copy(src: str, path: str) -> None:
+def _atomic_local_copy(src: str, path: str, *, link: bool = False) -> None:
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     os.close(fd)
     try:
-        shutil.copyfile(src, tmp)  # kernel-side copy (sendfile / copy_file_range) where available
+        if not (link and _replace_with_link(src, tmp)):
+            shutil.copyfile(src, tmp)  # kernel-side copy (sendfile / copy_file_range) where available
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _replace_with_link(src: str, tmp: str) -> bool:
+    """Make ``tmp`` a hard link to ``src``; False when the file system cannot (then nothing changed)."""
+    staged = f"{tmp}.link"
+    try:
+        os.link(src, staged)
+    except OSError:
+        return False
+    os.replace(staged, tmp)
+    return True
 
 
 def _reraise(exc: OSError) -> None:

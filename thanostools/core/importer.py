@@ -28,7 +28,7 @@ def _staging_dir(tmp_dir: str | None) -> str:
 
 
 def _upload_all(staging: str, metas: Sequence[BlockMeta], bucket: Bucket, source: str) -> list[BlockMeta]:
-    return [upload_block(os.path.join(staging, m.ulid), bucket, source=source) for m in metas]
+    return [upload_block(os.path.join(staging, m.ulid), bucket, source=source, private=True) for m in metas]
 
 
 def read_inputs(paths: Sequence[str], fmt: str) -> ParsedSamples:

@@ -721,7 +721,7 @@ def _labels_rewrite(ctx: _Context, info: BlockInfo, labels: dict[str, str], rep:
 
 def _upload(ctx: _Context, source: str, path: str, meta: BlockMeta) -> None:
     bucket = ctx.engine.bucket
-    upload_block(path, bucket, source=SOURCE_BUCKET_REWRITE)
+    upload_block(path, bucket, source=SOURCE_BUCKET_REWRITE, private=True)
     audit("rewrite", [source, meta.ulid], bucket=bucket.url, details={"series": meta.stats.num_series})
     shutil.rmtree(path, ignore_errors=True)
 

@@ -121,7 +121,7 @@ class ReadOnlyBucket(Bucket):
     def put(self, key: str, data: bytes) -> None:
         self._refuse(key)
 
-    def put_file(self, local_path: str, key: str) -> None:
+    def put_file(self, local_path: str, key: str, *, private: bool = False) -> None:
         self._refuse(key)
 
     def delete(self, key: str) -> None:

@@ -276,7 +276,7 @@ class Compactor:
 
     def _publish(self, path: str, meta: BlockMeta, plan: Plan, done: Compaction) -> None:
         _verify_output(path, meta)
-        upload_block(path, self.bucket, source=SOURCE_COMPACTOR)
+        upload_block(path, self.bucket, source=SOURCE_COMPACTOR, private=True)
         inputs = [m.ulid for m in plan.blocks]
         kv = {"sources": ",".join(inputs), "compaction_level": meta.level}
         audit("compact", [meta.ulid], bucket=self.bucket.url, details=kv)

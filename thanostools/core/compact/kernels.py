@@ -13,20 +13,6 @@ U8 = NDArray[np.uint8]
 
 
 @njit
-def gather_spans(buf: U8, starts: I64, ends: I64) -> tuple[U8, I64]:
-    """Copy ``buf[starts[i]:ends[i]]`` for every i back to back -> (bytes, offsets with n+1 entries)."""
-    n = starts.shape[0]
-    offsets = np.empty(n + 1, dtype=np.int64)
-    offsets[0] = 0
-    for i in range(n):
-        offsets[i + 1] = offsets[i] + (ends[i] - starts[i])
-    out = np.empty(offsets[n], dtype=np.uint8)
-    for i in range(n):
-        out[offsets[i] : offsets[i + 1]] = buf[starts[i] : ends[i]]
-    return out, offsets
-
-
-@njit
 def spans_equal(buf: U8, a_starts: I64, a_ends: I64, b_starts: I64, b_ends: I64) -> NDArray[np.bool_]:
     """Whether span a[i] holds the same bytes as span b[i], for every i."""
     n = a_starts.shape[0]

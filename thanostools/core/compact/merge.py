@@ -5,6 +5,8 @@ input, the series up to the smallest "last label set" of the current batches, so
 meet in one round. Within a round everything is columnar: chunks that overlap nothing are copied verbatim
 (same bytes, new refs); chunks that overlap another chunk of the same series, or hold tombstoned samples,
 are decoded, merged (chained, or penalty-deduplicated between inputs) and re-encoded at ≤ 120 samples.
+Inputs are read as whole records (CRCs verified on read), so a copied chunk's record, CRC included, is
+written out as it is: its bytes are copied once, from the input batch into the output segment.
 Memory: the writer's symbols and chunk metas plus one batch of series per input.
 """
 
@@ -22,9 +24,17 @@ from thanostools.core.chunkenc.aggr import Aggr, aggr_spans
 from thanostools.core.compact import kernels
 from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.groups import block_sources
+from thanostools.core.kernels import binary as kb
 from thanostools.core.labels import Labels
 from thanostools.core.tsdb.block import Block
-from thanostools.core.tsdb.chunks import ENC_AGGR, ENC_XOR, ENCODING_NAMES, ChunkBatch
+from thanostools.core.tsdb.chunks import (
+    ENC_AGGR,
+    ENC_XOR,
+    ENCODING_NAMES,
+    ChunkBatch,
+    frame_records,
+    uvarint_sizes,
+)
 from thanostools.core.tsdb.index import SeriesBatch
 from thanostools.core.tsdb.meta import SOURCE_COMPACTOR, BlockMeta
 from thanostools.core.tsdb.tombstones import deleted_mask
@@ -135,7 +145,7 @@ class _Cursor:
         for sb in self._batches:
             if len(sb):
                 self.sb = sb
-                self.cb = self.block.chunks.read(sb.chunk_ref)
+                self.cb = self.block.chunks.read(sb.chunk_ref, framed=True)
                 self.pos = 0
                 return True
         return False
@@ -179,14 +189,15 @@ def _merge_labels(parts: Sequence[Sequence[Labels]]) -> tuple[list[Labels], list
 
 # --- the chunk table of one round ---------------------------------------------------------------------------
 
-_COLUMNS = ("series", "mint", "maxt", "enc", "start", "end", "src", "ref", "rank")
+_COLUMNS = ("series", "mint", "maxt", "enc", "start", "end", "src", "ref", "rank", "buf")
 
 
 @dataclass
 class _Chunks:
-    """Chunk metadata of one round, as columns; chunk bytes are ``buf[start:end]``."""
+    """Chunk metadata of one round, as columns. Chunk i's payload is ``bufs[buf[i]][start[i]:end[i]]``, inside
+    its whole record (the buffers are framed: see ``ChunkBatch.framed``)."""
 
-    buf: np.ndarray
+    bufs: list[np.ndarray]
     series: np.ndarray  # output series id
     mint: np.ndarray
     maxt: np.ndarray
@@ -196,35 +207,53 @@ class _Chunks:
     src: np.ndarray  # input number (plan order)
     ref: np.ndarray  # input series ref, for tombstones
     rank: np.ndarray  # position in the input's own chunk order
+    buf: np.ndarray  # index into bufs
 
     def pick(self, idx: np.ndarray) -> _Chunks:
-        return _Chunks(self.buf, *(getattr(self, c)[idx] for c in _COLUMNS))
+        return _Chunks(self.bufs, *(getattr(self, c)[idx] for c in _COLUMNS))
 
     def __len__(self) -> int:
         return int(self.series.shape[0])
 
+    def by_buffer(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(buffer, positions of its chunks) for every buffer that holds chunks of this table."""
+        for b in np.unique(self.buf).tolist():
+            yield self.bufs[b], np.flatnonzero(self.buf == b)
+
+    def payloads(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The payloads of chunks ``idx`` back to back -> (bytes, offsets with n+1 entries)."""
+        part = self.pick(idx)
+        lengths = part.end - part.start
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        out = np.empty(int(offsets[-1]), dtype=np.uint8)
+        for buf, at in part.by_buffer():
+            kb.scatter_spans(buf, part.start[at], part.end[at], out, offsets[at])
+        return out, offsets
+
+    def sample_counts(self) -> np.ndarray:
+        counts = np.zeros(len(self), dtype=np.int64)
+        for buf, at in self.by_buffer():
+            counts[at] = sample_counts(buf, self.start[at], self.end[at], self.enc[at])
+        return counts
+
 
 def _chunk_table(takes: Sequence[_Take], out_ids: Sequence[np.ndarray]) -> _Chunks:
-    bufs: list[np.ndarray] = []
     cols: dict[str, list[np.ndarray]] = {c: [] for c in _COLUMNS}
-    base = 0
-    for take, ids in zip(takes, out_ids, strict=True):
+    for j, (take, ids) in enumerate(zip(takes, out_ids, strict=True)):
         sb, cb = take.sb, take.cb
         lo, hi = int(sb.chunk_offsets[take.a]), int(sb.chunk_offsets[take.b])
         counts = np.diff(sb.chunk_offsets[take.a : take.b + 1])
-        part, offsets = kernels.gather_spans(cb.buf, cb.starts[lo:hi], cb.ends[lo:hi])
-        bufs.append(part)
         cols["series"].append(np.repeat(ids, counts))
         cols["mint"].append(sb.chunk_mint[lo:hi])
         cols["maxt"].append(sb.chunk_maxt[lo:hi])
-        cols["enc"].append(cb.encodings[lo:hi].astype(np.int64))
-        cols["start"].append(offsets[:-1] + base)
-        cols["end"].append(offsets[1:] + base)
+        cols["enc"].append(cb.encodings[lo:hi])
+        cols["start"].append(cb.starts[lo:hi])
+        cols["end"].append(cb.ends[lo:hi])
         cols["src"].append(np.full(hi - lo, take.k, dtype=np.int64))
-        cols["ref"].append(np.repeat(sb.refs[take.a : take.b], counts).astype(np.int64))
+        cols["ref"].append(np.repeat(sb.refs[take.a : take.b], counts))
         cols["rank"].append(np.arange(lo, hi, dtype=np.int64))
-        base += part.shape[0]
-    return _Chunks(np.concatenate(bufs), *(np.concatenate(cols[c]).astype(np.int64) for c in _COLUMNS))
+        cols["buf"].append(np.full(hi - lo, j, dtype=np.int64))
+    return _Chunks([t.cb.buf for t in takes], *(np.concatenate(cols[c]).astype(np.int64) for c in _COLUMNS))
 
 
 def sample_counts(buf: np.ndarray, start: np.ndarray, end: np.ndarray, enc: np.ndarray) -> np.ndarray:
@@ -276,7 +305,7 @@ class _Merger:
         rewrite = (sizes[clusters] > 1) | self._tombstoned(table)
         if not rewrite.any():
             self.stats.copied_chunks += len(table)
-            self._write(labels, table, sample_counts(table.buf, table.start, table.end, table.enc))
+            self._write(labels, table, table.sample_counts())
             return
         kept = table.pick(np.flatnonzero(~rewrite))
         redo = table.pick(np.flatnonzero(rewrite))
@@ -292,7 +321,10 @@ class _Merger:
             cand = np.flatnonzero((c.series[1:] == c.series[:-1]) & (c.mint[1:] == c.mint[:-1])
                                   & (c.maxt[1:] == c.maxt[:-1]) & (c.enc[1:] == c.enc[:-1])) + 1
             if cand.size:
-                same = kernels.spans_equal(c.buf, c.start[cand], c.end[cand], c.start[cand - 1], c.end[cand - 1])
+                a, a_off = c.payloads(cand)
+                b, b_off = c.payloads(cand - 1)
+                same = kernels.spans_equal(np.concatenate([a, b]), a_off[:-1], a_off[1:], b_off[:-1] + a.shape[0],
+                                           b_off[1:] + a.shape[0])
                 dup[cand[same]] = True
         drop: np.ndarray = outside | dup
         self.stats.dropped_chunks += int(drop.sum())
@@ -322,8 +354,8 @@ class _Merger:
         Input after input, each in chunk order, so stable sorts break timestamp ties by input.
         """
         parts: list[tuple[np.ndarray, ...]] = []
-        for k in np.unique(c.src).tolist():
-            idx = np.flatnonzero(c.src == k)
+        for buf, idx in c.by_buffer():
+            k = int(c.src[idx[0]])  # a buffer holds one input's chunks
             block = self.blocks[k]
             bad = c.enc[idx][c.enc[idx] != ENC_XOR]
             if bad.size:
@@ -331,7 +363,7 @@ class _Merger:
                 raise InputBlockError(block.ulid, f"overlapping or tombstoned chunks with encoding {int(bad[0])} "
                                                   f"({name}) cannot be merged yet")
             try:
-                dec = xor.decode_batch(c.buf, c.start[idx], c.end[idx])
+                dec = xor.decode_batch(buf, c.start[idx], c.end[idx])
             except CorruptBlockError as exc:
                 raise exc.located(block=block.ulid, file="chunks") from None
             per = np.diff(dec.offsets)
@@ -353,7 +385,6 @@ class _Merger:
         return keep
 
     def _write(self, labels: Sequence[Labels], c: _Chunks, counts: np.ndarray) -> None:
-        buf, offsets = kernels.gather_spans(c.buf, c.start, c.end)
         per_series = np.bincount(c.series, minlength=len(labels))
         chunk_bounds = np.concatenate([[0], np.cumsum(per_series)]).tolist()
         sample_bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
@@ -363,8 +394,20 @@ class _Merger:
         self.stats.chunks += len(c)
         self.stats.samples += sample_bounds[-1]
         samples = [sample_bounds[chunk_bounds[i + 1]] - sample_bounds[chunk_bounds[i]] for i in range(len(labels))]
-        self.writer.add_chunks_batch(labels, c.enc, buf, offsets, c.mint, c.maxt, np.asarray(chunk_bounds, np.int64),
-                                     samples)
+        self.writer.add_records_batch(labels, _records(c), c.mint, c.maxt, np.asarray(chunk_bounds, np.int64),
+                                      samples)
+
+
+def _records(c: _Chunks) -> ChunkBatch:
+    """The whole records of ``c``'s chunks copied back to back, in table order, as a framed batch."""
+    head = uvarint_sizes(c.end - c.start) + 1
+    sizes = head + (c.end - c.start) + 4
+    at = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    out = np.empty(int(at[-1]), dtype=np.uint8)
+    for buf, idx in c.by_buffer():
+        kb.scatter_spans(buf, c.start[idx] - head[idx], c.end[idx] + 4, out, at[idx])
+    starts = at[:-1] + head
+    return ChunkBatch(out, starts, starts + (c.end - c.start), c.enc, framed=True)
 
 
 def _sort_order(*keys: np.ndarray) -> np.ndarray:
@@ -417,7 +460,7 @@ def _encode_clusters(m: _Merged, series_of_cluster: np.ndarray, stats: MergeStat
     """XOR chunks of ≤ 120 samples per cluster, all in one encoder call -> (chunks, sample counts)."""
     if m.t.shape[0] == 0:
         empty = np.zeros(0, dtype=np.int64)
-        return _Chunks(np.zeros(0, np.uint8), *([empty] * len(_COLUMNS))), empty
+        return _Chunks([], *([empty] * len(_COLUMNS))), empty
     starts = np.flatnonzero(np.concatenate([[True], m.cluster[1:] != m.cluster[:-1]]))
     sizes = np.diff(np.append(starts, m.t.shape[0]))
     per = (sizes + SAMPLES_PER_CHUNK - 1) // SAMPLES_PER_CHUNK
@@ -425,21 +468,21 @@ def _encode_clusters(m: _Merged, series_of_cluster: np.ndarray, stats: MergeStat
     within = np.arange(owner.shape[0]) - np.repeat(np.cumsum(per) - per, per)
     bounds = np.append(starts[owner] + within * SAMPLES_PER_CHUNK, m.t.shape[0]).astype(np.int64)
     buf, offsets = xor.encode_batch(m.t, m.v, bounds)
+    framed = frame_records(np.full(owner.shape[0], ENC_XOR, dtype=np.int64), buf, offsets)
     n = owner.shape[0]
     stats.reencoded_chunks += n
     zeros = np.zeros(n, dtype=np.int64)
-    chunks = _Chunks(buf, series_of_cluster[m.cluster[starts[owner]]], m.t[bounds[:-1]], m.t[bounds[1:] - 1],
-                     np.full(n, ENC_XOR, dtype=np.int64), offsets[:-1], offsets[1:], zeros, zeros, zeros)
+    chunks = _Chunks([framed.buf], series_of_cluster[m.cluster[starts[owner]]], m.t[bounds[:-1]],
+                     m.t[bounds[1:] - 1], framed.encodings, framed.starts, framed.ends, zeros, zeros, zeros, zeros)
     return chunks, np.diff(bounds)
 
 
 def _combine(kept: _Chunks, new: tuple[_Chunks, np.ndarray]) -> tuple[_Chunks, np.ndarray]:
     """Copied and re-encoded chunks in one table, ordered by series then time, with sample counts."""
     fresh, fresh_counts = new
-    base = kept.buf.shape[0]
-    counts = np.concatenate([sample_counts(kept.buf, kept.start, kept.end, kept.enc), fresh_counts])
-    cols = {c: np.concatenate([getattr(kept, c), getattr(fresh, c) + (base if c in ("start", "end") else 0)])
+    counts = np.concatenate([kept.sample_counts(), fresh_counts])
+    cols = {c: np.concatenate([getattr(kept, c), getattr(fresh, c) + (len(kept.bufs) if c == "buf" else 0)])
             for c in _COLUMNS}
-    both = _Chunks(np.concatenate([kept.buf, fresh.buf]), **cols)
+    both = _Chunks([*kept.bufs, *fresh.bufs], **cols)
     order = np.lexsort((both.mint, both.series))
     return both.pick(order), counts[order]

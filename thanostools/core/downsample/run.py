@@ -111,7 +111,7 @@ def _run_step(engine: Engine, step: PlannedStep, made: dict[str, str], work: str
     result = DownsampleResult(step.origin, ulid, step.target, step.pass_no, meta,
                               input_samples=block.meta.stats.num_samples)
     if not dry_run:
-        result.output = upload_block(out_dir, engine.bucket, source=SOURCE_COMPACTOR)
+        result.output = upload_block(out_dir, engine.bucket, source=SOURCE_COMPACTOR, private=True)
         result.uploaded = True
     audit("downsample", [ulid, meta.ulid], bucket=engine.bucket.url, dry_run=dry_run,
           details={"resolution": step.target})

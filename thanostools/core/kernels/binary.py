@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from thanostools.core.kernels._hwcrc import HAVE_HW_CRC, hw_crc32c
 from thanostools.core.kernels._jit import njit
 
 
@@ -31,7 +32,7 @@ CRC_TABLES = _make_crc_tables()
 
 
 @njit
-def crc32c(buf: np.ndarray, start: int, end: int) -> int:
+def table_crc32c(buf: np.ndarray, start: int, end: int) -> int:
     """CRC-32C of ``buf[start:end]``, eight bytes per step (slicing-by-8)."""
     t = CRC_TABLES
     c = 0xFFFFFFFF
@@ -45,6 +46,10 @@ def crc32c(buf: np.ndarray, start: int, end: int) -> int:
         c = t[0, (c ^ buf[i]) & 0xFF] ^ (c >> 8)
         i += 1
     return c ^ 0xFFFFFFFF
+
+
+# The CPU's CRC instruction where there is one; every kernel below calls whichever this is.
+crc32c = hw_crc32c if HAVE_HW_CRC else table_crc32c
 
 
 @njit
@@ -353,11 +358,13 @@ def scan_postings_table(
 
 @njit
 def gather_chunk_records(
-    seg: np.ndarray, offsets: np.ndarray, check_crc: bool
+    seg: np.ndarray, offsets: np.ndarray, check_crc: bool, framed: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Copy the payloads of the chunk records at ``offsets`` of one segment into one buffer.
 
-    Returns (payloads, starts, ends, encodings, bad, code): ``bad`` is -1 or the index of the
+    With ``framed`` whole records are copied (length, encoding, payload, CRC), so a record can later be
+    written out again verbatim; starts/ends still delimit the payloads.
+    Returns (buffer, starts, ends, encodings, bad, code): ``bad`` is -1 or the index of the
     first bad record, ``code`` 1 = truncated, 2 = CRC mismatch.
     """
     n = offsets.shape[0]
@@ -373,7 +380,7 @@ def gather_chunk_records(
             return np.empty(0, np.uint8), lens, lens, lens, i, 2
         lens[i] = length
         datas[i] = pos
-        total += length
+        total += length + 5 + pos - offsets[i] if framed else length
     out = np.empty(total, np.uint8)
     starts = np.empty(n, np.int64)
     ends = np.empty(n, np.int64)
@@ -383,11 +390,27 @@ def gather_chunk_records(
         p = datas[i]
         encs[i] = seg[p]
         length = lens[i]
-        out[o:o + length] = seg[p + 1:p + 1 + length]
-        starts[i] = o
-        o += length
-        ends[i] = o
+        if framed:
+            head = p + 1 - offsets[i]
+            out[o:o + head + length + 4] = seg[offsets[i]:p + 1 + length + 4]
+            starts[i] = o + head
+            ends[i] = o + head + length
+            o += head + length + 4
+        else:
+            out[o:o + length] = seg[p + 1:p + 1 + length]
+            starts[i] = o
+            o += length
+            ends[i] = o
     return out, starts, ends, encs, -1, 0
+
+
+@njit
+def scatter_spans(src: np.ndarray, starts: np.ndarray, ends: np.ndarray, out: np.ndarray,
+                  positions: np.ndarray) -> None:
+    """``out[positions[i]:…] = src[starts[i]:ends[i]]`` for every i."""
+    for i in range(starts.shape[0]):
+        length = ends[i] - starts[i]
+        out[positions[i]:positions[i] + length] = src[starts[i]:ends[i]]
 
 
 @njit

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,12 +42,17 @@ def ref_offset(ref: int) -> int:
 
 @dataclass(frozen=True)
 class ChunkBatch:
-    """Chunk payloads (without length, encoding byte or CRC) gathered into one buffer, in request order."""
+    """Chunk payloads gathered into one buffer, in request order: chunk i is ``buf[starts[i]:ends[i]]``.
+
+    When ``framed``, each payload sits inside its whole record (length, encoding byte, payload, CRC), as
+    ``ChunkReader.read(framed=True)`` and ``frame_records`` leave it, so it can be written out verbatim.
+    """
 
     buf: np.ndarray
     starts: np.ndarray
     ends: np.ndarray
     encodings: np.ndarray
+    framed: bool = False
 
     def data(self, i: int) -> bytes:
         return self.buf[self.starts[i] : self.ends[i]].tobytes()
@@ -84,7 +90,8 @@ class ChunkReader:
             if version != 1:
                 raise self._corrupt(i, f"unsupported chunks format version {version}", 4)
 
-    def read(self, refs: np.ndarray, *, check_crc: bool = True, size_hint: int = 16000) -> ChunkBatch:
+    def read(self, refs: np.ndarray, *, check_crc: bool = True, size_hint: int = 16000,
+             framed: bool = False) -> ChunkBatch:
         """Gather the records for ``refs`` (any order) into one ChunkBatch in the same order."""
         refs = np.asarray(refs, dtype=np.int64)
         n = refs.shape[0]
@@ -95,8 +102,8 @@ class ChunkReader:
             if seg < 0 or seg >= len(self.segments):
                 raise self._corrupt(int(seg), f"chunk reference into missing segment {seg}", None)
             pick = np.flatnonzero(seg_idx == seg)
-            parts.append((pick, self._read_segment(int(seg), offs[pick], check_crc, size_hint)))
-        return _scatter(parts, n)
+            parts.append((pick, self._read_segment(int(seg), offs[pick], check_crc, size_hint, framed)))
+        return _scatter(parts, n, framed)
 
     def headers(self, refs: np.ndarray) -> ChunkHeaders:
         """Encoding, payload size and sample count per chunk, reading only record headers where possible."""
@@ -118,7 +125,8 @@ class ChunkReader:
             out.encodings[pick], out.lengths[pick], out.num_samples[pick] = encs, lens, samples
         return out
 
-    def _read_segment(self, seg: int, offsets: np.ndarray, check_crc: bool, size_hint: int) -> ChunkBatch:
+    def _read_segment(self, seg: int, offsets: np.ndarray, check_crc: bool, size_hint: int,
+                      framed: bool) -> ChunkBatch:
         src = self.segments[seg]
         if offsets.size and (int(offsets.min()) < SEGMENT_HEADER_SIZE or int(offsets.max()) >= src.size()):
             bad = offsets[(offsets < SEGMENT_HEADER_SIZE) | (offsets >= src.size())][0]
@@ -128,18 +136,18 @@ class ChunkReader:
             buf, rel = whole, offsets
         else:
             buf, rel = _fetch_ranges(src, offsets, size_hint)
-        out, starts, ends, encs, bad, code = kb.gather_chunk_records(buf, rel, check_crc)
+        out, starts, ends, encs, bad, code = kb.gather_chunk_records(buf, rel, check_crc, framed)
         if bad >= 0 and whole is None and code == 1:
             # A record longer than our read-ahead guess: read those records exactly.
             buf, rel = _fetch_exact(src, offsets)
-            out, starts, ends, encs, bad, code = kb.gather_chunk_records(buf, rel, check_crc)
+            out, starts, ends, encs, bad, code = kb.gather_chunk_records(buf, rel, check_crc, framed)
         if bad >= 0:
             what = "chunk checksum mismatch" if code == 2 else "chunk record truncated"
             raise self._corrupt(seg, what, int(offsets[bad]))
-        return ChunkBatch(out, starts, ends, encs)
+        return ChunkBatch(out, starts, ends, encs, framed)
 
 
-def _scatter(parts: list[tuple[np.ndarray, ChunkBatch]], n: int) -> ChunkBatch:
+def _scatter(parts: list[tuple[np.ndarray, ChunkBatch]], n: int, framed: bool) -> ChunkBatch:
     if len(parts) == 1 and np.array_equal(parts[0][0], np.arange(n)):
         return parts[0][1]
     bufs, starts, ends, encs = [], np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
@@ -151,7 +159,7 @@ def _scatter(parts: list[tuple[np.ndarray, ChunkBatch]], n: int) -> ChunkBatch:
         encs[pick] = b.encodings
         base += b.buf.shape[0]
     buf = np.concatenate(bufs) if bufs else np.zeros(0, np.uint8)
-    return ChunkBatch(buf, starts, ends, encs)
+    return ChunkBatch(buf, starts, ends, encs, framed)
 
 
 def _coalesce(offsets: np.ndarray, size_hint: int, limit: int) -> list[tuple[int, int]]:
@@ -196,7 +204,11 @@ def _fetch_exact(src: ByteSource, offsets: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 class SegmentWriter:
-    """Appends chunk records to ``chunks/000001…``, cutting a new file before 512 MiB."""
+    """Appends chunk records to ``chunks/000001…``, cutting a new file before 512 MiB.
+
+    Writes go to a background thread, one buffer at a time, so the caller prepares the next batch while
+    the kernel copies the last one; an error of a write surfaces at the next append or at close.
+    """
 
     def __init__(self, chunks_dir: str, max_segment_size: int = MAX_SEGMENT_SIZE) -> None:
         os.makedirs(chunks_dir, exist_ok=True)
@@ -204,59 +216,111 @@ class SegmentWriter:
         self.max_size = max_segment_size
         self.segment_names: list[str] = []
         self._out: _Segment | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-writer")
 
     def write(self, encodings: np.ndarray, buf: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """Write chunks ``buf[offsets[i]:offsets[i+1]]`` with encoding ``encodings[i]``; returns their refs."""
-        k = encodings.shape[0]
+        framed = frame_records(encodings, buf, offsets)
+        return self.write_records(framed.buf, record_bounds(framed))
+
+    def write_records(self, records: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+        """Write whole records ``records[bounds[i]:bounds[i+1]]`` verbatim; returns their refs.
+
+        ``records`` must not be modified afterwards: it is written in the background.
+        """
+        k = bounds.shape[0] - 1
         refs = np.empty(k, dtype=np.int64)
         i = 0
         while i < k:
-            seg = self._segment_for(int(offsets[i + 1] - offsets[i]))
-            # Take as many chunks as fit into this segment in one kernel call.
-            budget = self.max_size - seg.size
-            sizes = offsets[i + 1 : k + 1] - offsets[i:k] + MAX_RECORD_OVERHEAD
-            fit = int(np.searchsorted(np.cumsum(sizes), budget, side="right"))
+            seg = self._segment_for(int(bounds[i + 1] - bounds[i]))
+            # Take as many records as fit into this segment in one write.
+            fit = int(np.searchsorted(bounds[i + 1 :] - bounds[i], self.max_size - seg.size, side="right"))
             j = i + max(fit, 1)
-            records, rec_offsets = encode_records(encodings[i:j], buf, offsets[i : j + 1])
-            refs[i:j] = (len(self.segment_names) - 1) << 32 | (rec_offsets + seg.size)
-            seg.append(records)
+            refs[i:j] = (len(self.segment_names) - 1) << 32 | (bounds[i:j] - bounds[i] + seg.size)
+            seg.append(records[bounds[i] : bounds[j]])
             i = j
         return refs
 
-    def _segment_for(self, next_len: int) -> _Segment:
+    def _segment_for(self, record_len: int) -> _Segment:
         out = self._out
-        if out is not None and (out.size == SEGMENT_HEADER_SIZE or out.size + next_len + MAX_RECORD_OVERHEAD
-                                <= self.max_size):
+        if out is not None and (out.size == SEGMENT_HEADER_SIZE or out.size + record_len <= self.max_size):
             return out
         if out is not None:
             out.close()
         name = segment_name(len(self.segment_names))
         self.segment_names.append(name)
-        self._out = _Segment(os.path.join(self.dir, name))
+        self._out = _Segment(os.path.join(self.dir, name), self._pool)
         return self._out
 
     def close(self) -> None:
-        if self._out is not None:
-            self._out.close()
-            self._out = None
+        """Finish the open segment (flushed and fsynced); raises the error of any failed write."""
+        try:
+            if self._out is not None:
+                out, self._out = self._out, None
+                out.close()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 class _Segment:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, pool: ThreadPoolExecutor) -> None:
         self._fh = open(path, "wb")  # noqa: SIM115 - closed by close()
         self._fh.write(SEGMENT_HEADER)
         self.size = SEGMENT_HEADER_SIZE
+        self._pool = pool
+        self._pending: Future[int] | None = None
 
     def append(self, data: np.ndarray) -> None:
-        self._fh.write(data.data)
+        self._wait()
+        self._pending = self._pool.submit(self._fh.write, data.data)
         self.size += data.shape[0]
 
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
     def close(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
+        try:
+            self._wait()
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        finally:
+            self._fh.close()
 
 
 def encode_records(encodings: np.ndarray, buf: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Frame chunks as segment records; returns (bytes, record start offsets relative to the output)."""
     return kb.encode_chunk_records(np.asarray(encodings, np.int64), buf, np.asarray(offsets, np.int64))
+
+
+def frame_records(encodings: np.ndarray, buf: np.ndarray, offsets: np.ndarray) -> ChunkBatch:
+    """The chunks ``buf[offsets[i]:offsets[i+1]]`` as whole records (CRCs computed), in a framed ChunkBatch."""
+    encodings = np.asarray(encodings, np.int64)
+    offsets = np.asarray(offsets, np.int64)
+    records, starts = encode_records(encodings, buf, offsets)
+    lengths = np.diff(offsets)
+    payload = starts + uvarint_sizes(lengths) + 1
+    return ChunkBatch(records, payload, payload + lengths, encodings, framed=True)
+
+
+def uvarint_sizes(values: np.ndarray) -> np.ndarray:
+    """Bytes of the unsigned varint of each value."""
+    sizes = np.ones(values.shape[0], dtype=np.int64)
+    for bits in (7, 14, 21, 28, 35, 42, 49, 56, 63):
+        sizes += values >= (1 << bits)
+    return sizes
+
+
+def record_spans(batch: ChunkBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end of each chunk's whole record in a framed batch's buffer."""
+    if not batch.framed:
+        raise ValueError("chunk batch does not hold whole records")
+    return batch.starts - uvarint_sizes(batch.ends - batch.starts) - 1, batch.ends + 4
+
+
+def record_bounds(batch: ChunkBatch) -> np.ndarray:
+    """Record boundaries of a framed batch whose records lie back to back in order (as ``frame_records``
+    leaves them): record i is ``buf[bounds[i]:bounds[i+1]]``."""
+    starts, ends = record_spans(batch)
+    return np.append(starts, ends[-1] if ends.size else 0).astype(np.int64)

@@ -7,6 +7,7 @@ place only when complete, so a crash never leaves a directory that looks like a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ import numpy as np
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.cutting import fixed_size_bounds, head_cut_bounds
 from thanostools.core.labels import Labels
-from thanostools.core.tsdb.chunks import ENC_XOR, SegmentWriter
+from thanostools.core.tsdb.chunks import ENC_XOR, ChunkBatch, SegmentWriter, frame_records, record_bounds
 from thanostools.core.tsdb.index_writer import IndexBuilder
 from thanostools.core.tsdb.meta import BlockMeta
 from thanostools.core.tsdb.tombstones import EMPTY_TOMBSTONES
@@ -95,13 +96,22 @@ class BlockWriter:
 
         Series without chunks are skipped: a series without chunks is index corruption for Thanos.
         """
+        self.add_records_batch(labels, frame_records(encodings, buf, offsets), mint, maxt, series_chunks,
+                               num_samples)
+
+    def add_records_batch(
+        self, labels: Sequence[Labels], records: ChunkBatch, mint: np.ndarray, maxt: np.ndarray,
+        series_chunks: np.ndarray, num_samples: Sequence[int],
+    ) -> None:
+        """``add_chunks_batch`` for chunks already framed as records, back to back and in order (from
+        ``frame_records`` or copied verbatim from a block): they are written as they are, CRCs included."""
         bounds = np.asarray(series_chunks, dtype=np.int64)
         keep = [i for i in range(len(labels)) if bounds[i + 1] > bounds[i]]
         for i in keep:
             self._check_order(labels[i])
         if not keep:
             return
-        refs = self._segments.write(encodings, buf, offsets)
+        refs = self._segments.write_records(records.buf, record_bounds(records))
         kept_bounds = bounds[[*keep, keep[-1] + 1]] if len(keep) == len(labels) else None
         if kept_bounds is not None:
             self._index.add_batch(labels, mint, maxt, refs, (kept_bounds - kept_bounds[0]).tolist())
@@ -110,8 +120,8 @@ class BlockWriter:
             for i in keep:
                 self._index.add(labels[i], mint[b[i] : b[i + 1]], maxt[b[i] : b[i + 1]], refs[b[i] : b[i + 1]])
         self.num_samples += int(sum(num_samples[i] for i in keep))
-        self.num_chunks += int(encodings.shape[0])
-        self.chunk_max_size = max(self.chunk_max_size, int(np.diff(offsets).max()) + 10)
+        self.num_chunks += int(records.encodings.shape[0])
+        self.chunk_max_size = max(self.chunk_max_size, int((records.ends - records.starts).max()) + 10)
         lo, hi = int(mint.min()), int(maxt.max())
         self._seen_mint = lo if self._seen_mint is None else min(self._seen_mint, lo)
         self._seen_maxt = hi if self._seen_maxt is None else max(self._seen_maxt, hi)
@@ -170,7 +180,8 @@ class BlockWriter:
             raise
 
     def abort(self) -> None:
-        self._segments.close()
+        with contextlib.suppress(OSError):  # a failed write is what brought us here
+            self._segments.close()
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
     def _meta(self, series_max_size: int) -> BlockMeta:

@@ -71,7 +71,7 @@ def repair_index(bucket: Bucket, backup: Bucket, info: BlockInfo, *, tmp_dir: st
         meta, block_dir, stats = rewrite_repaired(block, work, reorder=reorder)
         _check_new_block(block_dir)
         backup_block(bucket, backup, info.ulid, tmp_dir)
-        upload_block(block_dir, bucket, source=SOURCE_BUCKET_REPAIR)
+        upload_block(block_dir, bucket, source=SOURCE_BUCKET_REPAIR, private=True)
         audit("upload", [meta.ulid], bucket=bucket.url, details={"repair_of": info.ulid, **stats.to_dict()})
         _mark_replaced(bucket, info.ulid, f"repaired: replaced by {meta.ulid}")
         return meta.ulid
