@@ -13,7 +13,7 @@ Memory: the writer's symbols and chunk metas plus one batch of series per input.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,7 +145,8 @@ class _Cursor:
         for sb in self._batches:
             if len(sb):
                 self.sb = sb
-                self.cb = self.block.chunks.read(sb.chunk_ref, framed=True)
+                located = self.block.locate_chunks(sb.chunk_ref)
+                self.cb = located if located is not None else self.block.chunks.read(sb.chunk_ref, framed=True)
                 self.pos = 0
                 return True
         return False
@@ -394,16 +395,16 @@ class _Merger:
         self.stats.chunks += len(c)
         self.stats.samples += sample_bounds[-1]
         samples = [sample_bounds[chunk_bounds[i + 1]] - sample_bounds[chunk_bounds[i]] for i in range(len(labels))]
-        self.writer.add_records_batch(labels, _records(c), c.mint, c.maxt, np.asarray(chunk_bounds, np.int64),
-                                      samples)
+        records = _records(c, self.writer.record_buffer)
+        self.writer.add_records_batch(labels, records, c.mint, c.maxt, np.asarray(chunk_bounds, np.int64), samples)
 
 
-def _records(c: _Chunks) -> ChunkBatch:
+def _records(c: _Chunks, allocate: Callable[[int], np.ndarray]) -> ChunkBatch:
     """The whole records of ``c``'s chunks copied back to back, in table order, as a framed batch."""
     head = uvarint_sizes(c.end - c.start) + 1
     sizes = head + (c.end - c.start) + 4
     at = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    out = np.empty(int(at[-1]), dtype=np.uint8)
+    out = allocate(int(at[-1]))
     for buf, idx in c.by_buffer():
         kb.scatter_spans(buf, c.start[idx] - head[idx], c.end[idx] + 4, out, at[idx])
     starts = at[:-1] + head

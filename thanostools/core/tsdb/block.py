@@ -126,7 +126,7 @@ class Block:
         if self.tombstones:
             return None
         chunk_idx, chunk_row = _row_chunks(sb, rows, mint, maxt)
-        located = self._locate(sb.chunk_ref[chunk_idx])
+        located = self.locate_chunks(sb.chunk_ref[chunk_idx])
         if located is None or not bool((located.encodings == ENC_XOR).all()):
             return None
         samples, short = select_kernels.chunk_sample_counts(located.buf, located.starts, located.ends)
@@ -136,11 +136,12 @@ class Block:
 
     def _read_decoded(self, refs: np.ndarray, aggregate: Aggr) -> xor.DecodedBatch:
         """The chunks ``refs`` decoded (the chosen aggregate of AggrChunks), read in place when possible."""
-        located = self._locate(refs)
+        located = self.locate_chunks(refs)
         return self._decode(located if located is not None else self.chunks.read(refs), aggregate)
 
-    def _locate(self, refs: np.ndarray) -> ChunkBatch | None:
-        """The chunk payloads where they lie when all are in one memory-mapped segment (CRCs checked), else None."""
+    def locate_chunks(self, refs: np.ndarray) -> ChunkBatch | None:
+        """The chunk records where they lie, without a copy, when all are in one memory-mapped segment (CRCs
+        checked), else None: a framed batch over the whole segment."""
         if refs.size == 0:
             return None
         seg = int(refs[0]) >> 32
@@ -157,7 +158,7 @@ class Block:
             what = "chunk checksum mismatch" if code == 2 else "chunk record truncated"
             raise CorruptBlockError(what, block=self.ulid, file=f"chunks/{self.chunks.names[seg]}",
                                     offset=int(offsets[bad]))
-        return ChunkBatch(data, starts, ends, encs)
+        return ChunkBatch(data, starts, ends, encs, framed=True)
 
     def _decode(self, batch: ChunkBatch, aggregate: Aggr) -> xor.DecodedBatch:
         encs = batch.encodings

@@ -217,6 +217,22 @@ class SegmentWriter:
         self.segment_names: list[str] = []
         self._out: _Segment | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-writer")
+        self._scratch = [np.zeros(0, np.uint8), np.zeros(0, np.uint8)]
+        self._turn = 0
+
+    def scratch(self, size: int) -> np.ndarray:
+        """A buffer of ``size`` bytes to assemble records in and pass to ``write_records``.
+
+        Two buffers are reused in turn (fresh memory costs a page fault per 4 KiB, which dominates a copy),
+        so a buffer is valid until the next-but-one call; it is never one a write is still reading.
+        """
+        slot = self._turn
+        self._turn ^= 1
+        if self._out is not None:
+            self._out.wait_unless_elsewhere(self._scratch[slot])
+        if self._scratch[slot].shape[0] < size:
+            self._scratch[slot] = np.empty(size + size // 4, np.uint8)
+        return self._scratch[slot][:size]
 
     def write(self, encodings: np.ndarray, buf: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """Write chunks ``buf[offsets[i]:offsets[i+1]]`` with encoding ``encodings[i]``; returns their refs."""
@@ -269,15 +285,22 @@ class _Segment:
         self.size = SEGMENT_HEADER_SIZE
         self._pool = pool
         self._pending: Future[int] | None = None
+        self._pending_data: np.ndarray | None = None
 
     def append(self, data: np.ndarray) -> None:
         self._wait()
         self._pending = self._pool.submit(self._fh.write, data.data)
+        self._pending_data = data
         self.size += data.shape[0]
+
+    def wait_unless_elsewhere(self, buf: np.ndarray) -> None:
+        """Wait for the write in flight if it reads from ``buf``."""
+        if self._pending_data is not None and np.may_share_memory(self._pending_data, buf):
+            self._wait()
 
     def _wait(self) -> None:
         if self._pending is not None:
-            pending, self._pending = self._pending, None
+            pending, self._pending, self._pending_data = self._pending, None, None
             pending.result()
 
     def close(self) -> None:

@@ -99,6 +99,10 @@ class BlockWriter:
         self.add_records_batch(labels, frame_records(encodings, buf, offsets), mint, maxt, series_chunks,
                                num_samples)
 
+    def record_buffer(self, size: int) -> np.ndarray:
+        """Scratch space to assemble records for ``add_records_batch`` in; valid until the next-but-one call."""
+        return self._segments.scratch(size)
+
     def add_records_batch(
         self, labels: Sequence[Labels], records: ChunkBatch, mint: np.ndarray, maxt: np.ndarray,
         series_chunks: np.ndarray, num_samples: Sequence[int],
