@@ -11,13 +11,15 @@ Everything here is synchronous core work; the daemon calls it from its thread po
 
 from __future__ import annotations
 
+import bisect
 import copy
+import dataclasses
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +33,11 @@ from thanostools.core.errors import CorruptBlockError, SourceError
 from thanostools.core.inspect import BlockInfo, BucketScan, scan_bucket
 from thanostools.core.labels import Labels, from_pairs
 from thanostools.core.matchers import Matcher
-from thanostools.core.series import Querier, SelectHints, SelectResult
+from thanostools.core.series import Querier, SampleBatch, SelectHints, SelectResult
 from thanostools.core.timeutil import parse_time_ms
 
 if TYPE_CHECKING:
+    from thanostools.core.querier import BlockQuerier, SelectStream
     from thanostools.core.sources.remote import RemoteStoreQuerier
     from thanostools.core.tsdb.block import Block
 
@@ -294,9 +297,15 @@ class _WithoutBlocks(Engine):
 
 class LocalQuerier:
     """A BlockQuerier that, under partial response, drops a block whose data fails its checksums
-    and answers from the rest with a warning; every such failure is reported as a security event."""
+    and answers from the rest with a warning; every such failure is reported as a security event.
 
-    def __init__(self, engine: ServingEngine, make: Callable[[Engine], Querier], *, partial_response: bool,
+    ``select_batches`` streams as the BlockQuerier does (chunks decoded and CRC-checked one batch at a
+    time), so a damaged chunk can surface after batches were delivered: the block is then left out and
+    the selection restarts without it, resuming after the last series delivered (see :meth:`_resumed`).
+    ``select`` materialises, so it simply starts over without the block.
+    """
+
+    def __init__(self, engine: ServingEngine, make: Callable[[Engine], BlockQuerier], *, partial_response: bool,
                  on_security_event: SecurityHook | None) -> None:
         self.excluded: set[str] = set()
         self.partial_response = partial_response
@@ -309,12 +318,21 @@ class LocalQuerier:
             try:
                 return call()
             except CorruptBlockError as exc:
-                if "checksum mismatch" in exc.reason:
-                    self._security(exc)
-                if not self.partial_response or not exc.block or exc.block in self.excluded:
+                if not self._leave_out(exc):
                     raise
-                self.excluded.add(exc.block)
-                self.warnings.append(f"block {exc.block} left out: {exc}")
+
+    def _leave_out(self, exc: CorruptBlockError) -> bool:
+        """Report a damaged block and, under partial response, leave it out of this request (with a warning).
+
+        False when the error must propagate instead (no partial response, no block named, or a block
+        that was already left out)."""
+        if "checksum mismatch" in exc.reason:
+            self._security(exc)
+        if not self.partial_response or not exc.block or exc.block in self.excluded:
+            return False
+        self.excluded.add(exc.block)
+        self.warnings.append(f"block {exc.block} left out: {exc}")
+        return True
 
     def _security(self, exc: CorruptBlockError) -> None:
         message = f"checksum mismatch in block {exc.block or '?'} file {exc.file or '?'}: {exc.reason}"
@@ -328,6 +346,54 @@ class LocalQuerier:
         res: SelectResult = self._guard(lambda: self.inner.select(matchers, mint, maxt, hints))
         return SelectResult(res.batch, [*self.warnings, *res.warnings])
 
+    def select_batches(self, matchers: Sequence[Matcher], mint: int, maxt: int, hints: SelectHints | None = None,
+                       *, batch_samples: int | None = None) -> SelectStream:
+        """``BlockQuerier.select_batches`` (its batch size unless given) with the partial-response guard,
+        also while batches are read.
+
+        The stream's ``warnings`` list grows when a block is left out mid-stream: read it again after
+        the last batch.
+        """
+        size = {} if batch_samples is None else {"batch_samples": batch_samples}
+
+        def start() -> SelectStream:
+            stream: SelectStream = self._guard(lambda: self.inner.select_batches(matchers, mint, maxt, hints, **size))
+            return stream
+
+        first = start()
+        warnings: list[str] = []
+        _add_new(warnings, [*self.warnings, *first.warnings])
+        return dataclasses.replace(first, batches=self._resumed(first, start, warnings), warnings=warnings)
+
+    def _resumed(self, stream: SelectStream, restart: Callable[[], SelectStream], warnings: list[str],
+                 ) -> Iterator[SampleBatch]:
+        """The stream's batches; a block failing mid-stream is left out and the selection restarted without it.
+
+        Batches are label-ordered and hold whole series, so the restarted selection skips every series up
+        to the last label set delivered: the result stays label-ordered with each series once. Series
+        delivered before the failure keep the samples they had from the left-out block (whose chunks
+        passed their checks up to then); the rest are answered by the other blocks alone.
+        """
+        last: Labels | None = None
+        batches = stream.batches
+        while True:
+            try:
+                batch = next(batches, None)
+            except CorruptBlockError as exc:
+                if not self._leave_out(exc):
+                    raise
+                stream = restart()
+                batches = stream.batches
+                _add_new(warnings, [*self.warnings, *stream.warnings])
+                continue
+            if batch is None:
+                return
+            if last is not None:
+                batch = _after(batch, last)
+            if len(batch):
+                last = batch.labels[-1]
+                yield batch
+
     def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
         out: list[str] = self._guard(lambda: self.inner.label_names(matchers, mint, maxt))
         return out
@@ -335,6 +401,20 @@ class LocalQuerier:
     def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
         out: list[str] = self._guard(lambda: self.inner.label_values(name, matchers, mint, maxt))
         return out
+
+
+def _add_new(into: list[str], warnings: Sequence[str]) -> None:
+    into.extend(w for w in dict.fromkeys(warnings) if w not in into)
+
+
+def _after(batch: SampleBatch, last: Labels) -> SampleBatch:
+    """The series of a label-ordered batch whose label sets sort after ``last``."""
+    i = bisect.bisect_right(batch.labels, last)
+    if i == 0:
+        return batch
+    a = int(batch.offsets[i])
+    return dataclasses.replace(batch, labels=batch.labels[i:], refs=batch.refs[i:], offsets=batch.offsets[i:] - a,
+                               t=batch.t[a:], v=batch.v[a:])
 
 
 @dataclass
@@ -396,7 +476,7 @@ class ServerState:
         replica = opts.replica_labels or self.config.replica_labels
         fanout = bool(self.config.endpoints)
 
-        def make(engine: Engine) -> Querier:
+        def make(engine: Engine) -> BlockQuerier:
             # With endpoints, replicas are merged once, across all sources, by the fan-out.
             return BlockQuerier(engine, min_time=lo, max_time=hi, replica_labels=() if fanout else replica,
                                 dedup=opts.dedup and not fanout,

@@ -25,7 +25,11 @@ if TYPE_CHECKING:
 
 class Stream(Protocol):
     """What ``select_batches(matchers, mint, maxt, hints, *, batch_samples)`` returns, on queriers that
-    have it (``BlockQuerier``): label-ordered batches of whole series, decoded one at a time."""
+    have it (``BlockQuerier``): label-ordered batches of whole series, decoded one at a time.
+
+    ``warnings`` may grow while the batches are read (serve leaves out a block found damaged
+    mid-stream), so it is read again after the last batch.
+    """
 
     batches: Iterator[SampleBatch]
     warnings: list[str]
@@ -35,7 +39,9 @@ class Stream(Protocol):
 class Selection:
     """One selector's series as batches; a batch counts towards the sample limit until the next is asked for.
 
-    ``bound`` is an upper bound of the number of series (known before anything is decoded).
+    ``bound`` is an upper bound of the number of series (known before anything is decoded). Storage
+    warnings go to the evaluator once each: those known at the start, and those that arrived while
+    the batches were read.
     """
 
     def __init__(self, ev: Evaluator, matchers: list[Matcher], mint: int, maxt: int, hints: SelectHints) -> None:
@@ -51,7 +57,12 @@ class Selection:
             res = ev.querier.select(matchers, mint, maxt, hints)
             self.bound = len(res.batch)
             self._batches, warnings = res.batch.split(size), res.warnings
-        ev.storage_warnings.extend(warnings)
+        self._warnings = warnings
+        self._note_warnings()
+
+    def _note_warnings(self) -> None:
+        known = self.ev.storage_warnings
+        known.extend(w for w in dict.fromkeys(self._warnings) if w not in known)
 
     def __iter__(self) -> Iterator[SampleBatch]:
         ev = self.ev
@@ -69,6 +80,7 @@ class Selection:
             ev.check_deadline()
             yield batch
             ev.current -= held
+        self._note_warnings()
 
 
 @dataclass

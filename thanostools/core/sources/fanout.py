@@ -3,6 +3,10 @@
 Series with equal label sets from different sources are chained (equal timestamps once, the first
 source winning). With ``dedup``, series equal after dropping ``replica_labels`` are merged with the
 penalty algorithm (FORMATS.md §8.6) and returned without the replica labels.
+
+``select_batches`` streams without ``dedup``: sources that stream (``select_batches``) are merged as
+their batches are read, the others are read whole. Replicas are not adjacent in label order, so
+with ``dedup`` the merged selection is built whole and then split.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from thanostools.core import labels as labelset
 from thanostools.core.dedup import COUNTER_FUNCS, dedup_replicas
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher
+from thanostools.core.querier import DEFAULT_BATCH_SAMPLES, SelectStream
 from thanostools.core.series import Querier, SampleBatch, SelectHints, SelectResult
 from thanostools.core.storage import SeriesTuple, merge_series
 
@@ -27,6 +32,38 @@ T = TypeVar("T")
 def _series(batch: SampleBatch) -> Iterator[SeriesTuple]:
     for i in range(len(batch)):
         yield batch.series(i)
+
+
+def _stream_series(stream: SelectStream) -> Iterator[SeriesTuple]:
+    for batch in stream.batches:
+        yield from _series(batch)
+
+
+def _open(q: Querier, matchers: Sequence[Matcher], mint: int, maxt: int, hints: SelectHints | None,
+          batch_samples: int) -> SelectStream:
+    """A source's selection as a stream: its own when it streams, else its whole answer split up."""
+    streaming: Callable[..., SelectStream] | None = getattr(q, "select_batches", None)
+    if streaming is not None:
+        return streaming(matchers, mint, maxt, hints, batch_samples=batch_samples)
+    res = q.select(matchers, mint, maxt, hints)
+    return SelectStream(res.batch.split(batch_samples), list(res.warnings), len(res.batch))
+
+
+def _rebatched(series: Iterator[SeriesTuple], batch_samples: int, sources: Sequence[SelectStream],
+               warnings: list[str]) -> Iterator[SampleBatch]:
+    """Merged series as batches of about ``batch_samples`` samples; then the sources' late warnings."""
+    pending: list[SeriesTuple] = []
+    held = 0
+    for s in series:
+        pending.append(s)
+        held += s[1].shape[0]
+        if held >= batch_samples:
+            yield _to_batch(pending)
+            pending, held = [], 0
+    if pending:
+        yield _to_batch(pending)
+    for source in sources:
+        warnings.extend(w for w in source.warnings if w not in warnings)
 
 
 def _to_batch(series: Sequence[SeriesTuple]) -> SampleBatch:
@@ -77,6 +114,24 @@ class FanoutQuerier:
             merged = deduplicate(merged, self.replica_labels, counter=counter)
         warnings = [w for r in results for w in r.warnings]
         return SelectResult(_to_batch(merged), list(dict.fromkeys(warnings)))
+
+    def select_batches(self, matchers: Sequence[Matcher], mint: int, maxt: int, hints: SelectHints | None = None,
+                       *, batch_samples: int = DEFAULT_BATCH_SAMPLES) -> SelectStream:
+        """``select`` as consecutive label-ordered batches of about ``batch_samples`` samples.
+
+        Without deduplication the sources are opened concurrently and merged as they are read; the
+        stream's ``warnings`` grows with what the sources report while being read.
+        """
+        if self.dedup:
+            res = self.select(matchers, mint, maxt, hints)
+            return SelectStream(res.batch.split(batch_samples), res.warnings, len(res.batch))
+        streams = self._each(lambda q: _open(q, matchers, mint, maxt, hints, batch_samples))
+        if len(streams) == 1:
+            return streams[0]
+        warnings = list(dict.fromkeys(w for s in streams for w in s.warnings))
+        merged = merge_series([_stream_series(s) for s in streams])
+        return SelectStream(_rebatched(merged, batch_samples, streams, warnings), warnings,
+                            sum(s.series_bound for s in streams))
 
     def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
         names = {n for part in self._each(lambda q: q.label_names(matchers, mint, maxt)) for n in part}
