@@ -335,3 +335,26 @@ def test_compaction_in_s3(s3_bucket: Any, tmp_path: Path) -> None:
     assert run_cli("bucket", "download", "--objstore.config-file", cfg, *[a for u in live for a in ("--id", u)],
                    str(down)).exit_code == 0
     assert promtool_dump(down) == expected
+
+
+def test_index_size_limit_marks_the_largest_input(tmp_path: Path) -> None:
+    bucket = _generated(tmp_path, hours=10)
+    sizes = {u: (bucket / u / "index").stat().st_size for u in metas(bucket)}
+    first_range = sorted(sizes, key=lambda u: metas(bucket)[u]["minTime"])[:4]  # the first 8h plan
+    limit = sum(sizes[u] for u in first_range) - 1
+    res = compact(bucket, "--downsampling.disable", "--compact.max-index-size", str(limit))
+    assert res.exit_code == 0, res.stderr
+    report = json.loads(res.stdout)
+    biggest = max(first_range, key=lambda u: (sizes[u], u))
+    first = report["marked_no_compact"][0]
+    assert (first["block"], first["reason"]) == (biggest, "index-size-exceeding")
+    mark = marked(bucket, "no-compact-mark.json")[biggest]
+    assert mark["reason"] == "index-size-exceeding" and str(limit) in mark["details"]
+    for c in report["compactions"]:  # nothing built from the marked block, and no output beyond the limit
+        assert biggest not in c["inputs"]
+        assert sum(sizes[u] for u in c["inputs"]) <= limit
+
+
+def test_bad_index_size_limit_is_refused(tmp_path: Path) -> None:
+    res = compact(_generated(tmp_path, hours=4), "--compact.max-index-size", "lots")
+    assert res.exit_code != 0 and "--compact.max-index-size" in res.stderr and "Traceback" not in res.stderr

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from thanostools.cli.options import bucket_options, open_engine
+from thanostools.cli.options import bucket_options, open_engine, parse_size
 from thanostools.cli.output import emit, output_option, render_table
 from thanostools.core.errors import ConfigError
 from thanostools.core.labels import format_labels
@@ -39,6 +39,9 @@ def _options(func: Any) -> Any:
         click.option("--dedup.func", "--deduplication.func", "dedup_func", type=click.Choice(["chain", "penalty"]),
                      default="chain", show_default=True,
                      help="How overlapping samples are merged: chain (identical timestamps once) or penalty."),
+        click.option("--compact.max-index-size", "max_index_size", default="64GiB", show_default=True,
+                     metavar="SIZE", help="Never build an index bigger than this: when the inputs' indexes add up "
+                                          "to more, the largest gets a no-compact mark (index-size-exceeding)."),
         click.option("--halt-on-error", is_flag=True,
                      help="Stop at the first unreadable block or halted group instead of quarantining it "
                           "(no-compact mark) and going on."),
@@ -77,7 +80,8 @@ def _build_options(kw: dict[str, Any]) -> CompactOptions:
     retention = {0: parse_duration_ms(kw["ret_raw"]), 300_000: parse_duration_ms(kw["ret_5m"]),
                  3_600_000: parse_duration_ms(kw["ret_1h"])}
     return CompactOptions(plan=plan, dedup_func=kw["dedup_func"], halt_on_error=kw["halt_on_error"],
-                          downsampling=not kw["no_downsampling"], retention=retention, work_dir=kw["work_dir"])
+                          downsampling=not kw["no_downsampling"], retention=retention, work_dir=kw["work_dir"],
+                          max_index_size=parse_size(kw["max_index_size"], "--compact.max-index-size"))
 
 
 def compact_cmd(dry_run: bool, output: str, wait: bool, wait_interval: str, **kw: Any) -> None:

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from thanostools.core.engine import Engine
+from thanostools.core.errors import ConfigError
 from thanostools.core.timeutil import parse_time_ms
 
 F = Callable[..., Any]
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20,
+               "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(text: str, flag: str) -> int:
+    """``268435456``, ``256MiB``, ``1GB`` → bytes."""
+    m = _SIZE.match(text.strip())
+    if not m:
+        raise ConfigError(f"invalid {flag} {text!r} (use bytes, or units like 256MiB, 1GB)")
+    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
 
 
 def bucket_options(func: F) -> F:

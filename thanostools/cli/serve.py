@@ -11,24 +11,13 @@ from typing import Any
 
 import click
 
-from thanostools.cli.options import bucket_options
+from thanostools.cli.options import bucket_options, parse_size
 from thanostools.cli.query import parse_step_ms
 from thanostools.core.errors import ConfigError
 from thanostools.core.timeutil import parse_time_ms
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?$", re.IGNORECASE)
-_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20,
-               "gib": 2**30, "tib": 2**40}
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _SECRET_FLAGS = frozenset({"objstore.config"})  # inline YAML may hold credentials
-
-
-def parse_size(text: str) -> int:
-    """``268435456``, ``256MiB``, ``1GB`` → bytes."""
-    m = _SIZE.match(text.strip())
-    if not m:
-        raise ConfigError(f"invalid --cache.max-bytes {text!r} (use bytes, or units like 256MiB, 1GB)")
-    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
 
 
 def parse_rate(text: str) -> tuple[float, int]:
@@ -166,7 +155,7 @@ def _config(ctx: click.Context, kw: dict[str, Any]) -> Any:
     return ServerConfig(
         bucket_url=kw["bucket_url"], objstore_config_file=kw["objstore_config_file"],
         objstore_config=kw["objstore_config"], cache_dir=kw["cache_dir"],
-        cache_max_bytes=parse_size(kw["cache_max_bytes"]), http_address=kw["http_address"],
+        cache_max_bytes=parse_size(kw["cache_max_bytes"], "--cache.max-bytes"), http_address=kw["http_address"],
         grpc_address=kw["grpc_address"], http_config_file=kw["http_config"],
         bearer_token_file=kw["bearer_token_file"], grpc_tls_cert=kw["grpc_server_tls_cert"],
         grpc_tls_key=kw["grpc_server_tls_key"], grpc_tls_client_ca=kw["grpc_server_tls_client_ca"],

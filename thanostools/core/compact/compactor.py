@@ -54,6 +54,7 @@ from thanostools.core.timeutil import now_ms
 from thanostools.core.tsdb.block import Block
 from thanostools.core.tsdb.markers import (
     REASON_DOWNSAMPLE_VERTICAL_COMPACTION,
+    REASON_INDEX_SIZE_EXCEEDING,
     REASON_MANUAL,
     REASON_OUT_OF_ORDER_CHUNK,
     DeletionMark,
@@ -76,6 +77,8 @@ class CompactOptions:
     retention: Mapping[int, int] = field(default_factory=dict)  # resolution -> ms (0: keep forever)
     work_dir: str | None = None
     batch_series: int = DEFAULT_BATCH_SERIES
+    # An index v2 addresses series in 16-byte units with 32-bit references: 64 GiB at most (as Thanos).
+    max_index_size: int = 64 * 2**30
 
 
 @dataclass
@@ -144,7 +147,7 @@ def load_states(bucket: Bucket, report: CompactReport | None = None) -> list[Blo
         for name, err in mk.broken.items():
             log.warning("ignoring unreadable marker", extra={"kv": {"block": info.ulid, "marker": name,
                                                                      "err": str(err)}})
-        states.append(BlockState(info.meta, mk.deletion, mk.no_compact))
+        states.append(BlockState(info.meta, mk.deletion, mk.no_compact, info.files.get("index", 0)))
     return states
 
 
@@ -180,7 +183,9 @@ class Compactor:
     def _compact_until_done(self, work: str) -> None:
         done: set[frozenset[str]] = set()
         while True:
-            result = plan_bucket(load_states(self.bucket, self.report), self.opts.plan, now_ms=self.clock())
+            states = load_states(self.bucket, self.report)
+            index_sizes = {st.meta.ulid: st.index_size for st in states}
+            result = plan_bucket(states, self.opts.plan, now_ms=self.clock())
             for key, why in result.halted.items():
                 self._halt(key, why)
             todo = [p for p in result.plans if p.group not in self.report.halted
@@ -189,7 +194,26 @@ class Compactor:
                 return
             for plan in todo:
                 done.add(frozenset(m.ulid for m in plan.blocks))
+                if self._index_too_big(plan, index_sizes):
+                    break  # plan again without the marked block
                 self._run_plan(plan, result.groups[plan.group], work)
+
+    def _index_too_big(self, plan: Plan, index_sizes: Mapping[str, int]) -> bool:
+        """When the inputs' indexes add up to more than an index can hold, give the input with the largest
+        index a no-compact mark (as Thanos does) and say so; the group is then planned without it."""
+        total = sum(index_sizes.get(m.ulid, 0) for m in plan.blocks)
+        if plan.kind == KIND_MARK_NO_COMPACT or total <= self.opts.max_index_size:
+            return False
+        biggest = max(plan.blocks, key=lambda m: (index_sizes.get(m.ulid, 0), m.ulid)).ulid
+        details = (f"thanos-tools compact: the indexes of the {len(plan.blocks)} blocks to compact add up to {total} "
+                   f"bytes, more than the {self.opts.max_index_size} an index may hold; this block has the largest")
+        write_marker(self.bucket, NoCompactMark(id=biggest, no_compact_time=self.clock() // 1000,
+                                                reason=REASON_INDEX_SIZE_EXCEEDING, details=details))
+        audit("mark-no-compact", [biggest], bucket=self.bucket.url, details={"reason": REASON_INDEX_SIZE_EXCEEDING,
+                                                                            "details": details})
+        log.warning("index size limit", extra={"kv": {"block": biggest, "group": plan.group, "total": total}})
+        self.report.marked_no_compact.append(Problem(biggest, plan.group, REASON_INDEX_SIZE_EXCEEDING, details))
+        return True
 
     def _halt(self, group: str, why: str) -> None:
         if group in self.report.halted:

@@ -144,12 +144,25 @@ class _Cursor:
     def _load(self) -> bool:
         for sb in self._batches:
             if len(sb):
+                self._release_read_chunks(sb.chunk_ref)
                 self.sb = sb
                 located = self.block.locate_chunks(sb.chunk_ref)
                 self.cb = located if located is not None else self.block.chunks.read(sb.chunk_ref, framed=True)
                 self.pos = 0
                 return True
         return False
+
+    def _release_read_chunks(self, refs: np.ndarray) -> None:
+        """Chunks are laid out in series order, so segments before this batch's first chunk were read:
+        let the mapped pages go, or resident memory would grow by the size of every input."""
+        if refs.size == 0:
+            return
+        first = int(refs.min())
+        segments = self.block.chunks.segments
+        for seg in range(min(first >> 32, len(segments))):
+            segments[seg].release(segments[seg].size())
+        if (first >> 32) < len(segments):
+            segments[first >> 32].release(first & 0xFFFFFFFF)
 
     @property
     def last_labels(self) -> Labels:

@@ -116,6 +116,7 @@ class BlockState:
     meta: BlockMeta
     deletion: DeletionMark | None = None
     no_compact: NoCompactMark | None = None
+    index_size: int = 0  # bytes of its index file, from the bucket listing
 
 
 # --- the upstream planner --------------------------------------------------------------------------------------

@@ -29,6 +29,11 @@ class ByteSource(Protocol):
         """The whole file as a uint8 array when that is free (mmap / memory), else None."""
         ...
 
+    def release(self, end: int) -> None:
+        """A hint: bytes before ``end`` will not be read again soon (a mapped file drops them from our
+        resident memory; the page cache keeps them). Reading them later still works."""
+        ...
+
 
 def check_range(src: ByteSource, offset: int, length: int) -> None:
     if offset < 0 or length < 0 or offset + length > src.size():
@@ -58,6 +63,9 @@ class MemorySource:
     def array(self) -> np.ndarray:
         return self._arr
 
+    def release(self, end: int) -> None:
+        return None
+
 
 class MmapSource(MemorySource):
     """A local file, memory-mapped read-only."""
@@ -82,6 +90,11 @@ class MmapSource(MemorySource):
     def read(self, offset: int, length: int) -> bytes:
         check_range(self, offset, length)
         return bytes(self._mm[offset : offset + length])
+
+    def release(self, end: int) -> None:
+        end -= end % mmap.PAGESIZE
+        if end > 0 and isinstance(self._mm, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+            self._mm.madvise(mmap.MADV_DONTNEED, 0, min(end, len(self._mm) - len(self._mm) % mmap.PAGESIZE))
 
 
 class BucketSource:
@@ -113,4 +126,7 @@ class BucketSource:
         return out
 
     def array(self) -> None:
+        return None
+
+    def release(self, end: int) -> None:
         return None
