@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import build_aggr
@@ -286,3 +288,29 @@ def test_plain_block_writer_gives_the_same_block(tmp_path: Path) -> None:
     assert batched is not None and stats.series == plain.meta.stats.num_series
     assert chunk_bytes(plain) == chunk_bytes(batched)
     assert plain.meta.stats == batched.meta.stats
+
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(st.dictionaries(st.sampled_from(["__name__", "a", "ab", "b", "b_"]),
+                                         st.sampled_from(["x", "xy", "y", "a", "\u00e9", "\u20ac", "Z"]),
+                                         min_size=1, max_size=3),
+                         max_size=12),
+                min_size=1, max_size=4))
+def test_label_sets_merge_in_prometheus_order(tmp_path_factory: pytest.TempPathFactory,
+                                              inputs: list[list[dict[str, str]]]) -> None:
+    """Label sets sharing prefixes, names and values across inputs come out once each, in Prometheus' order
+    (byte order of the strings), however the inputs' symbol tables differ."""
+    root = tmp_path_factory.mktemp("labels")
+    blocks = []
+    for k, sets in enumerate(inputs):
+        series = {tuple(sorted(d.items())): (np.array([k * H + 1000]), np.array([float(k)])) for d in sets}
+        if series:
+            blocks.append(write(root / "in", series, k * H, (k + 1) * H))
+    if not blocks:
+        return
+    out = compact(root, blocks)
+    assert out is not None
+    merged = samples([out])
+    assert list(merged) == sorted(samples(blocks), key=lambda lab: [(n.encode(), v.encode()) for n, v in lab])
+    assert_same(merged, samples(blocks))

@@ -74,3 +74,4 @@ def penalty_clusters(t: I64, run_offsets: I64, cluster_runs: I64) -> I64:
         out[m : m + cur.shape[0]] = cur
         m += cur.shape[0]
     return out[:m].copy()
+

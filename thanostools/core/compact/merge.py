@@ -12,7 +12,6 @@ Memory: the writer's symbols and chunk metas plus one batch of series per input.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,7 @@ from thanostools.core.compact import kernels
 from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.groups import block_sources
 from thanostools.core.kernels import binary as kb
-from thanostools.core.labels import Labels
+from thanostools.core.kernels import labelkeys as labelkeys_kernels
 from thanostools.core.tsdb.block import Block
 from thanostools.core.tsdb.chunks import (
     ENC_AGGR,
@@ -35,7 +34,8 @@ from thanostools.core.tsdb.chunks import (
     frame_records,
     uvarint_sizes,
 )
-from thanostools.core.tsdb.index import SeriesBatch
+from thanostools.core.tsdb.index import RawSeries
+from thanostools.core.tsdb.labelkeys import LabelKeys, SymbolTable
 from thanostools.core.tsdb.meta import SOURCE_COMPACTOR, BlockMeta
 from thanostools.core.tsdb.tombstones import deleted_mask
 from thanostools.core.tsdb.writer import BlockWriter
@@ -110,9 +110,13 @@ def merge_into(blocks: Sequence[Block], writer: BlockWriter, *, dedup: str = DED
     if dedup not in DEDUP_FUNCS:
         raise ValueError(f"unknown dedup function {dedup!r}")
     merger = _Merger(blocks, writer, dedup)
-    cursors = [c for c in (_Cursor(k, b, batch_series) for k, b in enumerate(blocks)) if c.alive]
+    symbols = SymbolTable.union([b.index.symbols for b in blocks])
+    cursors = [c for c in (_Cursor(k, b, symbols, batch_series) for k, b in enumerate(blocks)) if c.alive]
     while cursors:
-        frontier = min(c.last_labels for c in cursors)
+        frontier = cursors[0].last_key
+        for c in cursors[1:]:
+            if c.keys.compare(len(c.keys) - 1, frontier) < 0:
+                frontier = c.last_key
         takes = [take for take in (c.take_until(frontier) for c in cursors) if take is not None]
         merger.round(takes)
         cursors = [c for c in cursors if c.advance()]
@@ -127,17 +131,21 @@ class _Take:
     """Series ``a:b`` of one input's current batch."""
 
     k: int
-    sb: SeriesBatch
+    sb: RawSeries
+    keys: LabelKeys
     cb: ChunkBatch
     a: int
     b: int
 
 
 class _Cursor:
-    def __init__(self, k: int, block: Block, batch_series: int) -> None:
+    """One input read in batches of series entries, with their label sets as keys over the merge's symbols."""
+
+    def __init__(self, k: int, block: Block, symbols: SymbolTable, batch_series: int) -> None:
         self.k = k
         self.block = block
-        self._batches: Iterator[SeriesBatch] = block.index.iter_series(batch_size=batch_series)
+        self.symbols = symbols
+        self._batches: Iterator[RawSeries] = block.index.iter_series_raw(batch_size=batch_series)
         self.pos = 0
         self.alive = self._load()
 
@@ -146,6 +154,7 @@ class _Cursor:
             if len(sb):
                 self._release_read_chunks(sb.chunk_ref)
                 self.sb = sb
+                self.keys = self.symbols.keys_of(self.k, sb)
                 located = self.block.locate_chunks(sb.chunk_ref)
                 self.cb = located if located is not None else self.block.chunks.read(sb.chunk_ref, framed=True)
                 self.pos = 0
@@ -165,14 +174,14 @@ class _Cursor:
             segments[first >> 32].release(first & 0xFFFFFFFF)
 
     @property
-    def last_labels(self) -> Labels:
-        return self.sb.labels[-1]
+    def last_key(self) -> np.ndarray:
+        return self.keys.key(len(self.keys) - 1)
 
-    def take_until(self, frontier: Labels) -> _Take | None:
-        end = bisect.bisect_right(self.sb.labels, frontier, lo=self.pos)
+    def take_until(self, frontier: np.ndarray) -> _Take | None:
+        end = int(labelkeys_kernels.count_not_after(self.keys.keys, self.keys.offsets, self.pos, frontier))
         if end == self.pos:
             return None
-        take = _Take(self.k, self.sb, self.cb, self.pos, end)
+        take = _Take(self.k, self.sb, self.keys, self.cb, self.pos, end)
         self.pos = end
         return take
 
@@ -184,21 +193,15 @@ class _Cursor:
         return self.alive
 
 
-def _merge_labels(parts: Sequence[Sequence[Labels]]) -> tuple[list[Labels], list[np.ndarray]]:
-    """Sorted union of label-sorted lists, and for every list the output position of each entry."""
-    if len(parts) == 1:
-        return list(parts[0]), [np.arange(len(parts[0]), dtype=np.int64)]
-    flat = [lab for part in parts for lab in part]
-    ids = np.empty(len(flat), dtype=np.int64)
-    out: list[Labels] = []
-    prev: Labels | None = None
-    for i in sorted(range(len(flat)), key=flat.__getitem__):
-        if flat[i] != prev:
-            prev = flat[i]
-            out.append(prev)
-        ids[i] = len(out) - 1
-    bounds = np.cumsum([0, *[len(p) for p in parts]])
-    return out, [ids[bounds[j] : bounds[j + 1]] for j in range(len(parts))]
+def _merge_keys(takes: Sequence[_Take]) -> tuple[LabelKeys, list[np.ndarray]]:
+    """Sorted union of the takes' label sets, and for every take the output position of each of its series."""
+    if len(takes) == 1:
+        t = takes[0]
+        return t.keys.take(np.arange(t.a, t.b)), [np.arange(t.b - t.a, dtype=np.int64)]
+    parts = LabelKeys.concat([t.keys.take(np.arange(t.a, t.b)) for t in takes])
+    bounds = np.cumsum([0, *[t.b - t.a for t in takes]]).astype(np.int64)
+    ids, firsts = labelkeys_kernels.merge_sorted_keys(parts.keys, parts.offsets, bounds)
+    return parts.take(firsts), [ids[bounds[j] : bounds[j + 1]] for j in range(len(takes))]
 
 
 # --- the chunk table of one round ---------------------------------------------------------------------------
@@ -309,7 +312,7 @@ class _Merger:
         self.stoned = [np.array(sorted(b.tombstones), dtype=np.int64) for b in blocks]
 
     def round(self, takes: Sequence[_Take]) -> None:
-        labels, out_ids = _merge_labels([t.sb.labels[t.a : t.b] for t in takes])
+        labels, out_ids = _merge_keys(takes)
         table = _chunk_table(takes, out_ids)
         order = np.lexsort((table.rank, table.src, table.maxt, table.mint, table.series))
         table = table.pick(order)
@@ -398,18 +401,16 @@ class _Merger:
                 keep[a:b] = ~deleted_mask(dec.t[a:b], intervals)
         return keep
 
-    def _write(self, labels: Sequence[Labels], c: _Chunks, counts: np.ndarray) -> None:
-        per_series = np.bincount(c.series, minlength=len(labels))
-        chunk_bounds = np.concatenate([[0], np.cumsum(per_series)]).tolist()
-        sample_bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
-        written = [i for i in range(len(labels)) if per_series[i]]
-        self.stats.dropped_series += len(labels) - len(written)
-        self.stats.series += len(written)
+    def _write(self, labels: LabelKeys, c: _Chunks, counts: np.ndarray) -> None:
+        chunk_bounds = np.concatenate([[0], np.cumsum(np.bincount(c.series, minlength=len(labels)))])
+        written = int(np.count_nonzero(np.diff(chunk_bounds)))
+        samples = int(counts.sum())
+        self.stats.dropped_series += len(labels) - written
+        self.stats.series += written
         self.stats.chunks += len(c)
-        self.stats.samples += sample_bounds[-1]
-        samples = [sample_bounds[chunk_bounds[i + 1]] - sample_bounds[chunk_bounds[i]] for i in range(len(labels))]
+        self.stats.samples += samples
         records = _records(c, self.writer.record_buffer)
-        self.writer.add_records_batch(labels, records, c.mint, c.maxt, np.asarray(chunk_bounds, np.int64), samples)
+        self.writer.add_records_keys(labels, records, c.mint, c.maxt, chunk_bounds.astype(np.int64), samples)
 
 
 def _records(c: _Chunks, allocate: Callable[[int], np.ndarray]) -> ChunkBatch:

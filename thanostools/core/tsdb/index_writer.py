@@ -12,6 +12,7 @@ import numpy as np
 from thanostools.core.kernels import binary as kb
 from thanostools.core.labels import Labels
 from thanostools.core.tsdb.index import INDEX_MAGIC
+from thanostools.core.tsdb.labelkeys import LabelKeys
 from thanostools.core.varint import encode_uvarint
 
 
@@ -30,6 +31,7 @@ class IndexBuilder:
 
     def __init__(self) -> None:
         self._symbol_ids: dict[str, int] = {}
+        self._fixed_symbols: list[str] | None = None  # when series come as LabelKeys over this table
         self._names = array("q")
         self._values = array("q")
         self._label_offsets = array("q", [0])
@@ -37,12 +39,6 @@ class IndexBuilder:
         self._mint = array("q")
         self._maxt = array("q")
         self._ref = array("q")
-
-    def _sym(self, s: str) -> int:
-        sid = self._symbol_ids.get(s)
-        if sid is None:
-            sid = self._symbol_ids[s] = len(self._symbol_ids)
-        return sid
 
     def add(self, labels: Labels, mint: np.ndarray, maxt: np.ndarray, refs: np.ndarray) -> None:
         for name, value in labels:
@@ -54,6 +50,14 @@ class IndexBuilder:
         self._ref.extend(refs.tolist())
         self._chunk_offsets.append(len(self._ref))
 
+    def _sym(self, s: str) -> int:
+        sid = self._symbol_ids.get(s)
+        if sid is None:
+            if self._fixed_symbols is not None:
+                raise ValueError("series given as label strings and as label keys in one index")
+            sid = self._symbol_ids[s] = len(self._symbol_ids)
+        return sid
+
     def add_batch(self, labels: Sequence[Labels], mint: np.ndarray, maxt: np.ndarray, refs: np.ndarray,
                   series_chunks: Sequence[int]) -> None:
         """Add several series at once: series i owns chunks ``series_chunks[i]:series_chunks[i+1]``."""
@@ -64,23 +68,49 @@ class IndexBuilder:
                 names.append(sym(name))
                 values.append(sym(value))
             label_offsets.append(len(names))
+        self._add_chunks(mint, maxt, refs, series_chunks)
+
+    def add_keys(self, labels: LabelKeys, mint: np.ndarray, maxt: np.ndarray, refs: np.ndarray,
+                 series_chunks: np.ndarray) -> None:
+        """``add_batch`` for label sets given as keys; every call must use the same symbol table."""
+        if self._symbol_ids or (self._fixed_symbols is not None and labels.symbols is not self._fixed_symbols):
+            raise ValueError("series given over different symbol tables in one index")
+        self._fixed_symbols = labels.symbols
+        base = len(self._names)
+        self._names.frombytes(np.ascontiguousarray(labels.keys[0::2]).tobytes())
+        self._values.frombytes(np.ascontiguousarray(labels.keys[1::2]).tobytes())
+        self._label_offsets.frombytes((labels.offsets[1:] // 2 + base).astype(np.int64).tobytes())
+        self._add_chunks(mint, maxt, refs, series_chunks)
+
+    def _add_chunks(self, mint: np.ndarray, maxt: np.ndarray, refs: np.ndarray,
+                    series_chunks: Sequence[int] | np.ndarray) -> None:
         base = len(self._ref)
         self._mint.frombytes(np.ascontiguousarray(mint, dtype=np.int64).tobytes())
         self._maxt.frombytes(np.ascontiguousarray(maxt, dtype=np.int64).tobytes())
         self._ref.frombytes(np.ascontiguousarray(refs, dtype=np.int64).tobytes())
-        self._chunk_offsets.extend(base + int(b) for b in series_chunks[1:])
+        self._chunk_offsets.frombytes((np.asarray(series_chunks[1:], dtype=np.int64) + base).tobytes())
 
     @property
     def num_series(self) -> int:
         return len(self._label_offsets) - 1
 
-    def write(self, path: str) -> IndexStats:
+    def _symbols_and_remap(self) -> tuple[list[str], np.ndarray]:
+        """The sorted symbols the index needs, and for every symbol id added its position among them."""
+        if self._fixed_symbols is not None:
+            used = np.unique(np.concatenate([_arr(self._names), _arr(self._values)]))
+            remap = np.full(len(self._fixed_symbols), -1, dtype=np.int64)
+            remap[used] = np.arange(used.shape[0])
+            return [self._fixed_symbols[i] for i in used.tolist()], remap
         symbols = sorted(self._symbol_ids)
         remap = np.empty(len(symbols), dtype=np.int64)
         for pos, s in enumerate(symbols):
             remap[self._symbol_ids[s]] = pos
-        names = remap[np.frombuffer(self._names, np.int64)] if self._names else np.zeros(0, np.int64)
-        values = remap[np.frombuffer(self._values, np.int64)] if self._values else np.zeros(0, np.int64)
+        return symbols, remap
+
+    def write(self, path: str) -> IndexStats:
+        symbols, remap = self._symbols_and_remap()
+        names = remap[_arr(self._names)]
+        values = remap[_arr(self._values)]
         label_offsets = np.frombuffer(self._label_offsets, np.int64)
         with open(path, "wb") as fh:
             fh.write(struct.pack(">IB", INDEX_MAGIC, 2))

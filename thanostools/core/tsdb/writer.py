@@ -21,6 +21,7 @@ from thanostools.core.chunkenc.cutting import fixed_size_bounds, head_cut_bounds
 from thanostools.core.labels import Labels
 from thanostools.core.tsdb.chunks import ENC_XOR, ChunkBatch, SegmentWriter, frame_records, record_bounds
 from thanostools.core.tsdb.index_writer import IndexBuilder
+from thanostools.core.tsdb.labelkeys import LabelKeys
 from thanostools.core.tsdb.meta import BlockMeta
 from thanostools.core.tsdb.tombstones import EMPTY_TOMBSTONES
 from thanostools.core.ulid import new_ulid
@@ -58,6 +59,7 @@ class BlockWriter:
         self._segments = SegmentWriter(os.path.join(self.tmp_dir, "chunks"))
         self._index = IndexBuilder()
         self._last: Labels | None = None
+        self._last_key: np.ndarray | None = None
         self.min_time, self.max_time = min_time, max_time
         self._seen_mint: int | None = None
         self._seen_maxt: int | None = None
@@ -75,6 +77,8 @@ class BlockWriter:
     def _check_order(self, labels: Labels) -> None:
         if not labels:
             raise ValueError("series with an empty label set")
+        if self._last_key is not None:
+            raise ValueError("series given as label strings and as label keys in one block")
         if self._last is not None and labels <= self._last:
             raise ValueError(f"series out of order: {labels} after {self._last}")
         self._last = labels
@@ -124,6 +128,38 @@ class BlockWriter:
             for i in keep:
                 self._index.add(labels[i], mint[b[i] : b[i + 1]], maxt[b[i] : b[i + 1]], refs[b[i] : b[i + 1]])
         self.num_samples += int(sum(num_samples[i] for i in keep))
+        self._count_chunks(records, mint, maxt)
+
+    def add_records_keys(
+        self, labels: LabelKeys, records: ChunkBatch, mint: np.ndarray, maxt: np.ndarray, series_chunks: np.ndarray,
+        num_samples: int,
+    ) -> None:
+        """``add_records_batch`` with label sets as keys (all calls over one symbol table): no strings are
+        built. Series without chunks are skipped; ``num_samples`` counts all the chunks' samples."""
+        bounds = np.asarray(series_chunks, dtype=np.int64)
+        keep = np.flatnonzero(bounds[1:] > bounds[:-1])
+        if keep.size == 0:
+            return
+        if keep.size != len(labels):
+            labels = labels.take(keep)
+            bounds = np.append(bounds[keep], bounds[keep[-1] + 1])
+        self._check_key_order(labels)
+        refs = self._segments.write_records(records.buf, record_bounds(records))
+        self._index.add_keys(labels, mint, maxt, refs, bounds - bounds[0])
+        self.num_samples += num_samples
+        self._count_chunks(records, mint, maxt)
+
+    def _check_key_order(self, labels: LabelKeys) -> None:
+        bad = labels.first_out_of_order()
+        if bad < 0 and self._last_key is not None and labels.compare(0, self._last_key) <= 0:
+            bad = 0
+        if bad >= 0:
+            raise ValueError(f"series out of order: {labels.labels(bad)}")
+        if self._last is not None:
+            raise ValueError("series given as label strings and as label keys in one block")
+        self._last_key = labels.key(len(labels) - 1).copy()
+
+    def _count_chunks(self, records: ChunkBatch, mint: np.ndarray, maxt: np.ndarray) -> None:
         self.num_chunks += int(records.encodings.shape[0])
         self.chunk_max_size = max(self.chunk_max_size, int((records.ends - records.starts).max()) + 10)
         lo, hi = int(mint.min()), int(maxt.max())

@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from thanostools.core.kernels import labelkeys as labelkeys_kernels
 from thanostools.core.labels import Labels, format_labels
 from thanostools.core.tsdb.index import IndexReader, RawSeries
+from thanostools.core.tsdb.labelkeys import LabelKeys, SymbolTable
 from thanostools.core.tsdb.meta import BlockMeta
 
 MAX_EXAMPLES = 5
@@ -83,7 +85,9 @@ class _Walker:
     def __init__(self, index: IndexReader, meta: BlockMeta) -> None:
         self.index = index
         self.h = IndexHealth(meta.ulid, meta.min_time, meta.max_time)
-        self.prev_labels: Labels | None = None
+        # Ranks in the sorted symbols, not the file's order: a damaged table must not hide unsorted series.
+        self.symbols = SymbolTable.union([index.symbols])
+        self.prev_key: np.ndarray | None = None
         self.prev_offset: int | None = None
 
     def example(self, labels: Labels, text: str) -> None:
@@ -91,7 +95,7 @@ class _Walker:
             self.h.examples.append(f"{format_labels(labels)}: {text}")
 
     def batch(self, raw: RawSeries) -> None:
-        labels = self.index.labels_of(raw)
+        labels = self.symbols.keys_of(0, raw)
         self.h.total_series += len(raw)
         self.h.total_chunks += int(raw.chunk_mint.shape[0])
         self._series_order(raw, labels)
@@ -99,23 +103,31 @@ class _Walker:
         self._chunks(raw, labels)
         self._sizes(raw)
 
-    def _series_order(self, raw: RawSeries, labels: list[Labels]) -> None:
+    def _series_order(self, raw: RawSeries, labels: LabelKeys) -> None:
         counts = np.diff(raw.chunk_offsets)
         for i in np.flatnonzero(counts == 0).tolist():
             self.h.series_without_chunks += 1
-            self.example(labels[i], "series has no chunks")
-        prev = self.prev_labels
-        for lab in labels:
-            if not lab:
-                self.h.empty_label_series += 1
-                self.example(lab, "empty label set")
-            elif prev is not None and prev >= lab:
-                self.h.unsorted_series += 1
-                self.example(lab, f"series not after {format_labels(prev)}")
-            prev = lab
-        self.prev_labels = prev
+            self.example(labels.labels(i), "series has no chunks")
+        if len(labels) == 0:
+            return
+        empty = np.diff(labels.offsets) == 0
+        unsorted = labelkeys_kernels.not_after_previous(labels.keys, labels.offsets) & ~empty
+        if self.prev_key is not None and not empty[0]:
+            unsorted[0] = labels.compare(0, self.prev_key) <= 0
+        for _ in np.flatnonzero(empty).tolist():
+            self.h.empty_label_series += 1
+            self.example((), "empty label set")
+        for i in np.flatnonzero(unsorted).tolist():
+            self.h.unsorted_series += 1
+            prev = labels.labels(i - 1) if i else self._prev_labels()
+            self.example(labels.labels(i), f"series not after {format_labels(prev)}")
+        self.prev_key = labels.key(len(labels) - 1).copy()
 
-    def _label_order(self, raw: RawSeries, labels: list[Labels]) -> None:
+    def _prev_labels(self) -> Labels:
+        assert self.prev_key is not None
+        return LabelKeys(self.symbols.symbols, self.prev_key, np.array([0, self.prev_key.shape[0]])).labels(0)
+
+    def _label_order(self, raw: RawSeries, labels: LabelKeys) -> None:
         names = raw.label_names
         if names.shape[0] < 2:
             return
@@ -123,9 +135,9 @@ class _Walker:
         bad = (owner[1:] == owner[:-1]) & (names[1:] <= names[:-1])
         for i in np.unique(owner[1:][bad]).tolist():
             self.h.out_of_order_labels += 1
-            self.example(labels[i], "label names out of order")
+            self.example(labels.labels(i), "label names out of order")
 
-    def _chunks(self, raw: RawSeries, labels: list[Labels]) -> None:
+    def _chunks(self, raw: RawSeries, labels: LabelKeys) -> None:
         lo, hi = self.h.min_time, self.h.max_time
         mint, maxt = raw.chunk_mint, raw.chunk_maxt
         owner = np.repeat(np.arange(len(raw)), np.diff(raw.chunk_offsets))
@@ -136,7 +148,7 @@ class _Walker:
         self.h.complete_outsiders += int(complete.sum())
         self.h.issue347_outsiders += int(issue347.sum())
         for j in np.flatnonzero(outside)[:MAX_EXAMPLES].tolist():
-            self.example(labels[owner[j]], f"chunk [{mint[j]}, {maxt[j]}] outside block range [{lo}, {hi}]")
+            self.example(labels.labels(int(owner[j])), f"chunk [{mint[j]}, {maxt[j]}] outside block range [{lo}, {hi}]")
         same = owner[1:] == owner[:-1]
         overlap = same & (mint[1:] <= maxt[:-1])
         dup = overlap & (mint[1:] == mint[:-1]) & (maxt[1:] == maxt[:-1])
@@ -146,7 +158,8 @@ class _Walker:
         self.h.out_of_order_series += int(bad_series.shape[0])
         for j in np.flatnonzero(overlap)[:MAX_EXAMPLES].tolist():
             what = "duplicated chunk" if dup[j] else "overlapping chunk"
-            self.example(labels[owner[j + 1]], f"{what} [{mint[j + 1]}, {maxt[j + 1]}] after [{mint[j]}, {maxt[j]}]")
+            self.example(labels.labels(int(owner[j + 1])),
+                         f"{what} [{mint[j + 1]}, {maxt[j + 1]}] after [{mint[j]}, {maxt[j]}]")
 
     def _sizes(self, raw: RawSeries) -> None:
         offsets = self.index.series_offsets(raw.refs)
