@@ -358,3 +358,36 @@ def test_index_size_limit_marks_the_largest_input(tmp_path: Path) -> None:
 def test_bad_index_size_limit_is_refused(tmp_path: Path) -> None:
     res = compact(_generated(tmp_path, hours=4), "--compact.max-index-size", "lots")
     assert res.exit_code != 0 and "--compact.max-index-size" in res.stderr and "Traceback" not in res.stderr
+
+
+def _age_deletion_marks(bucket: Path, hours: int) -> None:
+    for ulid, mark in marked(bucket).items():
+        mark["deletion_time"] -= hours * 3600
+        (bucket / ulid / "deletion-mark.json").write_text(json.dumps(mark))
+
+
+def test_blocks_marked_longer_than_the_delete_delay_are_deleted(tmp_path: Path) -> None:
+    bucket = _generated(tmp_path, hours=10)
+    first = compact(bucket, "--downsampling.disable")
+    assert first.exit_code == 0, first.stderr
+    inputs = [u for c in json.loads(first.stdout)["compactions"] for u in c["inputs"]]
+    assert inputs and set(marked(bucket)) == set(inputs)  # marked, not deleted: too recent
+    _age_deletion_marks(bucket, 49)
+    (bucket / "01ARZ3NDEKTSV4RRFFQ69G5FAV").mkdir()  # a partial upload from 2016
+    (bucket / "01ARZ3NDEKTSV4RRFFQ69G5FAV" / "index").write_bytes(b"x")
+    kept = compact(bucket, "--downsampling.disable", "--cleanup.disable")
+    assert kept.exit_code == 0 and set(marked(bucket)) == set(inputs)
+    res = compact(bucket, "--downsampling.disable")
+    assert res.exit_code == 0, res.stderr
+    deleted = {a["block"] for a in json.loads(res.stdout)["cleanup"] if a["status"] == "done"}
+    assert deleted == {*inputs, "01ARZ3NDEKTSV4RRFFQ69G5FAV"}
+    assert not any((bucket / u).exists() for u in deleted)
+    assert "deleted" in res.stderr
+
+
+def test_delete_delay_keeps_recently_marked_blocks(tmp_path: Path) -> None:
+    bucket = _generated(tmp_path, hours=10)
+    assert compact(bucket, "--downsampling.disable").exit_code == 0
+    _age_deletion_marks(bucket, 2)
+    res = compact(bucket, "--downsampling.disable", "--delete-delay", "3h")
+    assert res.exit_code == 0 and json.loads(res.stdout)["cleanup"] == [] and marked(bucket)

@@ -50,6 +50,11 @@ def _options(func: Any) -> Any:
                      help="Mark raw blocks for deletion this long after their end (0d: keep forever)."),
         click.option("--retention.resolution-5m", "ret_5m", default="0d", show_default=True, metavar="DURATION"),
         click.option("--retention.resolution-1h", "ret_1h", default="0d", show_default=True, metavar="DURATION"),
+        click.option("--delete-delay", default="48h", show_default=True, metavar="DURATION",
+                     help="Delete blocks marked for deletion longer ago than this, and partial uploads older "
+                          "than max(--consistency-delay, 48h), as the Thanos compactor does."),
+        click.option("--cleanup.disable", "no_cleanup", is_flag=True,
+                     help="Delete nothing: leave marked blocks and partial uploads to `bucket cleanup`."),
         click.option("--wait", is_flag=True, help="Keep running: compact again every --wait-interval."),
         click.option("--wait-interval", default="5m", show_default=True, metavar="DURATION"),
         click.option("--work-dir", metavar="DIR", type=click.Path(file_okay=False),
@@ -81,7 +86,8 @@ def _build_options(kw: dict[str, Any]) -> CompactOptions:
                  3_600_000: parse_duration_ms(kw["ret_1h"])}
     return CompactOptions(plan=plan, dedup_func=kw["dedup_func"], halt_on_error=kw["halt_on_error"],
                           downsampling=not kw["no_downsampling"], retention=retention, work_dir=kw["work_dir"],
-                          max_index_size=parse_size(kw["max_index_size"], "--compact.max-index-size"))
+                          max_index_size=parse_size(kw["max_index_size"], "--compact.max-index-size"),
+                          delete_delay_ms=None if kw["no_cleanup"] else parse_duration_ms(kw["delete_delay"]))
 
 
 def compact_cmd(dry_run: bool, output: str, wait: bool, wait_interval: str, **kw: Any) -> None:
@@ -174,6 +180,7 @@ def _report_doc(report: CompactReport) -> dict[str, Any]:
         "unreadable_metas": dict(report.unreadable_metas),
         "downsampled": [m.ulid for m in report.downsampled],
         "retention": [a.to_dict() for a in report.retention],
+        "cleanup": [a.to_dict() for a in report.cleanup],
         "errors": list(report.errors),
         "failed": report.failed,
     }
@@ -194,8 +201,9 @@ def _print_report(report: CompactReport, output: str) -> None:
 def _summary(report: CompactReport) -> None:
     marked = sum(len(c.marked_for_deletion) for c in report.compactions)
     expired = sum(1 for a in report.retention if a.status == "done")
+    deleted = sum(1 for a in report.cleanup if a.status == "done")
     click.echo(f"compact: {len(report.compactions)} compactions, {marked} blocks marked for deletion, "
-               f"{len(report.downsampled)} downsampled, {expired} expired by retention, "
+               f"{len(report.downsampled)} downsampled, {expired} expired by retention, {deleted} deleted, "
                f"{len(report.quarantined)} quarantined, {len(report.halted)} groups halted", err=True)
     for p in report.quarantined:
         click.echo(f"error: quarantined block {p.block} (no-compact mark, reason {p.reason}): {p.message}", err=True)

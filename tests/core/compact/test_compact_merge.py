@@ -314,3 +314,19 @@ def test_label_sets_merge_in_prometheus_order(tmp_path_factory: pytest.TempPathF
     merged = samples([out])
     assert list(merged) == sorted(samples(blocks), key=lambda lab: [(n.encode(), v.encode()) for n, v in lab])
     assert_same(merged, samples(blocks))
+
+
+def test_extensions_are_carried_through_merged_key_by_key(tmp_path: Path) -> None:
+    blocks = []
+    for k, ext in enumerate([{"tenant": "a", "shard": 1}, None, {"shard": 2, "extra": [1, 2]}]):
+        w = BlockWriter(str(tmp_path / "in"), min_time=k * H, max_time=(k + 1) * H, external_labels=EXT,
+                        source="test", extensions=ext)
+        w.add_samples(lab(0), np.array([k * H + 1000]), np.array([1.0]))
+        blocks.append(Block.open_dir(str(tmp_path / "in" / w.finish().ulid)))
+    assert blocks[0].meta.thanos is not None and blocks[0].meta.thanos.extensions == {"tenant": "a", "shard": 1}
+    out = compact(tmp_path, blocks)
+    assert out is not None and out.meta.thanos is not None
+    assert out.meta.thanos.extensions == {"tenant": "a", "shard": 2, "extra": [1, 2]}
+    (tmp_path / "plain").mkdir()
+    plain = compact(tmp_path / "plain", [blocks[1]])
+    assert plain is not None and plain.meta.thanos is not None and plain.meta.thanos.extensions is None

@@ -79,6 +79,9 @@ class CompactOptions:
     batch_series: int = DEFAULT_BATCH_SERIES
     # An index v2 addresses series in 16-byte units with 32-bit references: 64 GiB at most (as Thanos).
     max_index_size: int = 64 * 2**30
+    # Then, as the Thanos compactor: blocks marked for deletion longer than this are deleted (None: never),
+    # with partial uploads older than max(consistency delay, 48h).
+    delete_delay_ms: int | None = lifecycle.DEFAULT_DELETE_DELAY_MS
 
 
 @dataclass
@@ -109,6 +112,7 @@ class CompactReport:
     unreadable_metas: dict[str, str] = field(default_factory=dict)
     downsampled: list[BlockMeta] = field(default_factory=list)
     retention: list[lifecycle.Action] = field(default_factory=list)
+    cleanup: list[lifecycle.Action] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     stopped: bool = False  # --halt-on-error stopped the run early
 
@@ -174,6 +178,8 @@ class Compactor:
                 self._downsample()
             if any(self.opts.retention.values()):
                 self._retention()
+            if self.opts.delete_delay_ms is not None:
+                self._cleanup(self.opts.delete_delay_ms)
         except _Stop:
             self.report.stopped = True
         return self.report
@@ -337,6 +343,14 @@ class Compactor:
         plan = lifecycle.retention(self.bucket, self.opts.retention, now=self.clock(), dry_run=False)
         self.report.retention = plan.actions
         self.report.errors += [f"retention of {a.block} failed: {a.error}" for a in plan.failed]
+
+
+    def _cleanup(self, delete_delay_ms: int) -> None:
+        plan = lifecycle.cleanup(self.bucket, delete_delay_ms=delete_delay_ms,
+                                 consistency_delay_ms=self.opts.plan.consistency_delay_ms, now=self.clock(),
+                                 dry_run=False)
+        self.report.cleanup = [a for a in plan.actions if a.status != "skipped"]
+        self.report.errors += [f"deleting {a.block} failed: {a.error}" for a in plan.failed]
 
 
 def _check_disjoint_sources(plan: Plan) -> None:

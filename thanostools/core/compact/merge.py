@@ -12,6 +12,7 @@ Memory: the writer's symbols and chunk metas plus one batch of series per input.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,7 +84,22 @@ def output_meta_args(inputs: Sequence[BlockMeta]) -> dict[str, Any]:
         "level": max(m.level for m in inputs) + 1,
         "sources": sorted(sources),
         "parents": [{"ulid": m.ulid, "minTime": m.min_time, "maxTime": m.max_time} for m in inputs],
+        "extensions": merged_extensions(inputs),
     }
+
+
+def merged_extensions(inputs: Sequence[BlockMeta]) -> Any:
+    """The group's ``thanos.extensions``: objects merged key by key (a later input's value wins), else the
+    first one given. Opaque to us, carried through so that whoever set them still finds them."""
+    given = [m.thanos.extensions for m in inputs if m.thanos is not None and m.thanos.extensions is not None]
+    if not given:
+        return None
+    if not all(isinstance(e, dict) for e in given):
+        return copy.deepcopy(given[0])
+    merged: dict[str, Any] = {}
+    for e in given:
+        merged.update(copy.deepcopy(e))
+    return merged
 
 
 def compact_blocks(

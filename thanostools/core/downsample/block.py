@@ -47,7 +47,8 @@ def downsample_block(block: Block, target_resolution: int, out_dir: str, *,
     check_resolutions(src.resolution, target_resolution)
     writer = BlockWriter(out_dir, min_time=src.min_time, max_time=src.max_time,
                          external_labels=src.thanos.labels if src.thanos else None, resolution=target_resolution,
-                         source=SOURCE_COMPACTOR, level=src.level, sources=src.sources or None)
+                         source=SOURCE_COMPACTOR, level=src.level, sources=src.sources or None,
+                         extensions=src.thanos.extensions if src.thanos else None)
     try:
         for sb in block.index.iter_series(batch_size=batch_series):
             batch = block.chunks.read(sb.chunk_ref)

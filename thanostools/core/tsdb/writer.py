@@ -47,6 +47,7 @@ class BlockWriter:
         parents: Sequence[Mapping[str, Any]] | None = None,
         thanos: bool = True,
         chunk_range: int = 2 * 7200000,
+        extensions: Any = None,
     ) -> None:
         self.ulid = ulid or new_ulid()
         self.parent_dir = parent_dir
@@ -69,6 +70,7 @@ class BlockWriter:
         self._meta_args: dict[str, Any] = dict(
             external_labels=dict(external_labels or {}), resolution=resolution, source=source, level=level,
             sources=list(sources) if sources else [self.ulid], parents=list(parents or []), thanos=thanos,
+            extensions=extensions,
         )
         self.chunk_range = chunk_range
 
@@ -247,6 +249,8 @@ class BlockWriter:
             }
             if not doc["thanos"]["segment_files"]:
                 del doc["thanos"]["segment_files"]
+            if a["extensions"] is not None:
+                doc["thanos"]["extensions"] = a["extensions"]
         return BlockMeta.from_json(json.dumps(doc).encode(), block=self.ulid)
 
 

@@ -136,7 +136,7 @@ def _writer(meta: BlockMeta, out_dir: str) -> BlockWriter:
     return BlockWriter(out_dir, min_time=meta.min_time, max_time=meta.max_time,
                        external_labels=dict(meta.external_labels), resolution=meta.resolution,
                        source=SOURCE_BUCKET_REPAIR, level=meta.level, sources=meta.sources or [meta.ulid],
-                       parents=parents)
+                       parents=parents, extensions=meta.thanos.extensions if meta.thanos else None)
 
 
 def rewrite_repaired(block: Block, out_dir: str, *, reorder: bool = False,
