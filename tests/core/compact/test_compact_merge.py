@@ -24,6 +24,7 @@ from thanostools.core.dedup import dedup_replicas
 from thanostools.core.labels import Labels
 from thanostools.core.storage import chain_samples, select_blocks
 from thanostools.core.tsdb.block import Block
+from thanostools.core.tsdb.chunks import SegmentWriter
 from thanostools.core.tsdb.series_chunks import iter_series_chunks
 from thanostools.core.tsdb.tombstones import encode_tombstones
 from thanostools.core.tsdb.writer import BlockWriter
@@ -330,3 +331,18 @@ def test_extensions_are_carried_through_merged_key_by_key(tmp_path: Path) -> Non
     (tmp_path / "plain").mkdir()
     plain = compact(tmp_path / "plain", [blocks[1]])
     assert plain is not None and plain.meta.thanos is not None and plain.meta.thanos.extensions is None
+
+
+def test_merged_records_roll_over_small_segments(tmp_path: Path) -> None:
+    """Records assembled on the writer thread land in the right segment files, cut at the size limit."""
+    a = write(tmp_path / "in", regular(40, 0, 2 * H, 15000, seed=3), 0, 2 * H)
+    b = write(tmp_path / "in", regular(40, 2 * H, 4 * H, 15000, seed=4), 2 * H, 4 * H)
+    w = BlockWriter(str(tmp_path / "out"), min_time=0, max_time=4 * H, external_labels=EXT)
+    w._segments = SegmentWriter(os.path.join(w.tmp_dir, "chunks"), max_segment_size=8192)
+    merge_into([a, b], w, batch_series=7)
+    out = Block.open_dir(str(tmp_path / "out" / w.finish().ulid))
+    segments = sorted(os.listdir(tmp_path / "out" / out.ulid / "chunks"))
+    assert len(segments) > 5 and out.meta.thanos is not None and out.meta.thanos.segment_files == segments
+    assert all(os.path.getsize(tmp_path / "out" / out.ulid / "chunks" / s) <= 8192 for s in segments)
+    assert_same(samples([out]), samples([a, b]))
+    assert chunk_bytes(out) == {k: chunk_bytes(a).get(k, []) + chunk_bytes(b).get(k, []) for k in chunk_bytes(out)}

@@ -425,20 +425,25 @@ class _Merger:
         self.stats.series += written
         self.stats.chunks += len(c)
         self.stats.samples += samples
-        records = _records(c, self.writer.record_buffer)
-        self.writer.add_records_keys(labels, records, c.mint, c.maxt, chunk_bounds.astype(np.int64), samples)
+        records, fill = _records(c, self.writer.record_buffer)
+        self.writer.add_records_keys(labels, records, c.mint, c.maxt, chunk_bounds.astype(np.int64), samples, fill)
 
 
-def _records(c: _Chunks, allocate: Callable[[int], np.ndarray]) -> ChunkBatch:
-    """The whole records of ``c``'s chunks copied back to back, in table order, as a framed batch."""
+def _records(c: _Chunks, allocate: Callable[[int], np.ndarray]) -> tuple[ChunkBatch, Callable[[], None]]:
+    """Where the whole records of ``c``'s chunks go, back to back in table order (a framed batch), and the
+    copy that puts them there, for the writer thread to run."""
     head = uvarint_sizes(c.end - c.start) + 1
     sizes = head + (c.end - c.start) + 4
     at = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     out = allocate(int(at[-1]))
-    for buf, idx in c.by_buffer():
-        kb.scatter_spans(buf, c.start[idx] - head[idx], c.end[idx] + 4, out, at[idx])
+    copies = [(buf, c.start[idx] - head[idx], c.end[idx] + 4, at[idx]) for buf, idx in c.by_buffer()]
+
+    def fill() -> None:
+        for buf, starts, ends, positions in copies:
+            kb.scatter_spans(buf, starts, ends, out, positions)
+
     starts = at[:-1] + head
-    return ChunkBatch(out, starts, starts + (c.end - c.start), c.enc, framed=True)
+    return ChunkBatch(out, starts, starts + (c.end - c.start), c.enc, framed=True), fill
 
 
 def _sort_order(*keys: np.ndarray) -> np.ndarray:

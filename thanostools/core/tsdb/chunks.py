@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -206,8 +206,8 @@ def _fetch_exact(src: ByteSource, offsets: np.ndarray) -> tuple[np.ndarray, np.n
 class SegmentWriter:
     """Appends chunk records to ``chunks/000001…``, cutting a new file before 512 MiB.
 
-    Writes go to a background thread, one buffer at a time, so the caller prepares the next batch while
-    the kernel copies the last one; an error of a write surfaces at the next append or at close.
+    Writes run on a background thread, one batch at a time, so the caller prepares the next batch while the
+    last one is written (and, with ``fill``, even assembled); an error surfaces at the next write or at close.
     """
 
     def __init__(self, chunks_dir: str, max_segment_size: int = MAX_SEGMENT_SIZE) -> None:
@@ -216,7 +216,10 @@ class SegmentWriter:
         self.max_size = max_segment_size
         self.segment_names: list[str] = []
         self._out: _Segment | None = None
+        self._opened: list[_Segment] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-writer")
+        self._pending: Future[None] | None = None
+        self._pending_buf: np.ndarray | None = None
         self._scratch = [np.zeros(0, np.uint8), np.zeros(0, np.uint8)]
         self._turn = 0
 
@@ -228,8 +231,8 @@ class SegmentWriter:
         """
         slot = self._turn
         self._turn ^= 1
-        if self._out is not None:
-            self._out.wait_unless_elsewhere(self._scratch[slot])
+        if self._pending_buf is not None and np.may_share_memory(self._pending_buf, self._scratch[slot]):
+            self._wait()
         if self._scratch[slot].shape[0] < size:
             self._scratch[slot] = np.empty(size + size // 4, np.uint8)
         return self._scratch[slot][:size]
@@ -239,73 +242,88 @@ class SegmentWriter:
         framed = frame_records(encodings, buf, offsets)
         return self.write_records(framed.buf, record_bounds(framed))
 
-    def write_records(self, records: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    def write_records(self, records: np.ndarray, bounds: np.ndarray,
+                      fill: Callable[[], None] | None = None) -> np.ndarray:
         """Write whole records ``records[bounds[i]:bounds[i+1]]`` verbatim; returns their refs.
 
-        ``records`` must not be modified afterwards: it is written in the background.
+        ``records`` must not be modified afterwards: it is written in the background. ``fill``, when given,
+        puts the records into ``records`` first, on the writer thread (refs only need the bounds).
         """
         k = bounds.shape[0] - 1
         refs = np.empty(k, dtype=np.int64)
+        steps: list[tuple[_Segment, int, int] | _Segment] = []  # writes, and segments to close, in order
         i = 0
         while i < k:
-            seg = self._segment_for(int(bounds[i + 1] - bounds[i]))
+            seg = self._segment_for(int(bounds[i + 1] - bounds[i]), steps)
             # Take as many records as fit into this segment in one write.
             fit = int(np.searchsorted(bounds[i + 1 :] - bounds[i], self.max_size - seg.size, side="right"))
             j = i + max(fit, 1)
             refs[i:j] = (len(self.segment_names) - 1) << 32 | (bounds[i:j] - bounds[i] + seg.size)
-            seg.append(records[bounds[i] : bounds[j]])
+            steps.append((seg, int(bounds[i]), int(bounds[j])))
+            seg.size += int(bounds[j] - bounds[i])
             i = j
+        if steps:
+            self._submit(records, steps, fill)
         return refs
 
-    def _segment_for(self, record_len: int) -> _Segment:
+    def _submit(self, records: np.ndarray, steps: list[tuple[_Segment, int, int] | _Segment],
+                fill: Callable[[], None] | None) -> None:
+        def job() -> None:
+            if fill is not None:
+                fill()
+            for step in steps:
+                if isinstance(step, _Segment):
+                    step.close()
+                else:
+                    seg, a, b = step
+                    seg.write(records[a:b])
+
+        self._wait()
+        self._pending, self._pending_buf = self._pool.submit(job), records
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending, self._pending_buf = self._pending, None, None
+            pending.result()
+
+    def _segment_for(self, record_len: int, steps: list[tuple[_Segment, int, int] | _Segment]) -> _Segment:
         out = self._out
         if out is not None and (out.size == SEGMENT_HEADER_SIZE or out.size + record_len <= self.max_size):
             return out
         if out is not None:
-            out.close()
+            steps.append(out)  # closed by the writer thread once its last records are written
         name = segment_name(len(self.segment_names))
         self.segment_names.append(name)
-        self._out = _Segment(os.path.join(self.dir, name), self._pool)
+        self._out = _Segment(os.path.join(self.dir, name))
+        self._opened.append(self._out)
         return self._out
 
     def close(self) -> None:
         """Finish the open segment (flushed and fsynced); raises the error of any failed write."""
         try:
-            if self._out is not None:
-                out, self._out = self._out, None
-                out.close()
+            self._wait()
         finally:
-            self._pool.shutdown(wait=True)
+            try:
+                self._out = None
+                for seg in self._opened:  # the last one, and any a failed write left open
+                    seg.close()
+            finally:
+                self._pool.shutdown(wait=True)
 
 
 class _Segment:
-    def __init__(self, path: str, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, path: str) -> None:
         self._fh = open(path, "wb")  # noqa: SIM115 - closed by close()
         self._fh.write(SEGMENT_HEADER)
-        self.size = SEGMENT_HEADER_SIZE
-        self._pool = pool
-        self._pending: Future[int] | None = None
-        self._pending_data: np.ndarray | None = None
+        self.size = SEGMENT_HEADER_SIZE  # including what is queued for writing
 
-    def append(self, data: np.ndarray) -> None:
-        self._wait()
-        self._pending = self._pool.submit(self._fh.write, data.data)
-        self._pending_data = data
-        self.size += data.shape[0]
-
-    def wait_unless_elsewhere(self, buf: np.ndarray) -> None:
-        """Wait for the write in flight if it reads from ``buf``."""
-        if self._pending_data is not None and np.may_share_memory(self._pending_data, buf):
-            self._wait()
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            pending, self._pending, self._pending_data = self._pending, None, None
-            pending.result()
+    def write(self, data: np.ndarray) -> None:
+        self._fh.write(data.data)
 
     def close(self) -> None:
+        if self._fh.closed:
+            return
         try:
-            self._wait()
             self._fh.flush()
             os.fsync(self._fh.fileno())
         finally:

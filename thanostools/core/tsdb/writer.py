@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -134,10 +134,11 @@ class BlockWriter:
 
     def add_records_keys(
         self, labels: LabelKeys, records: ChunkBatch, mint: np.ndarray, maxt: np.ndarray, series_chunks: np.ndarray,
-        num_samples: int,
+        num_samples: int, fill: Callable[[], None] | None = None,
     ) -> None:
         """``add_records_batch`` with label sets as keys (all calls over one symbol table): no strings are
-        built. Series without chunks are skipped; ``num_samples`` counts all the chunks' samples."""
+        built. Series without chunks are skipped; ``num_samples`` counts all the chunks' samples.
+        ``fill``: ``records.buf`` is still to be filled by it, on the writer thread (see ``SegmentWriter``)."""
         bounds = np.asarray(series_chunks, dtype=np.int64)
         keep = np.flatnonzero(bounds[1:] > bounds[:-1])
         if keep.size == 0:
@@ -146,7 +147,7 @@ class BlockWriter:
             labels = labels.take(keep)
             bounds = np.append(bounds[keep], bounds[keep[-1] + 1])
         self._check_key_order(labels)
-        refs = self._segments.write_records(records.buf, record_bounds(records))
+        refs = self._segments.write_records(records.buf, record_bounds(records), fill)
         self._index.add_keys(labels, mint, maxt, refs, bounds - bounds[0])
         self.num_samples += num_samples
         self._count_chunks(records, mint, maxt)
