@@ -19,6 +19,7 @@ SEGMENT_HEADER = struct.pack(">IB3x", SEGMENT_MAGIC, 1)
 SEGMENT_HEADER_SIZE = 8
 MAX_SEGMENT_SIZE = 512 * 1024 * 1024
 MAX_RECORD_OVERHEAD = 5 + 1 + 4
+SMALL_WRITE = 256 * 1024  # bytes of records written on the caller's thread
 
 ENC_XOR = 1
 ENC_HISTOGRAM = 2
@@ -262,7 +263,10 @@ class SegmentWriter:
             steps.append((seg, int(bounds[i]), int(bounds[j])))
             seg.size += int(bounds[j] - bounds[i])
             i = j
-        if steps:
+        if fill is None and int(bounds[-1] - bounds[0]) < SMALL_WRITE:
+            self._wait()  # a thread round trip costs more than writing a few records here
+            _run(steps, records)
+        elif steps:
             self._submit(records, steps, fill)
         return refs
 
@@ -271,12 +275,7 @@ class SegmentWriter:
         def job() -> None:
             if fill is not None:
                 fill()
-            for step in steps:
-                if isinstance(step, _Segment):
-                    step.close()
-                else:
-                    seg, a, b = step
-                    seg.write(records[a:b])
+            _run(steps, records)
 
         self._wait()
         self._pending, self._pending_buf = self._pool.submit(job), records
@@ -309,6 +308,15 @@ class SegmentWriter:
                     seg.close()
             finally:
                 self._pool.shutdown(wait=True)
+
+
+def _run(steps: list[tuple[_Segment, int, int] | _Segment], records: np.ndarray) -> None:
+    for step in steps:
+        if isinstance(step, _Segment):
+            step.close()
+        else:
+            seg, a, b = step
+            seg.write(records[a:b])
 
 
 class _Segment:
@@ -345,12 +353,12 @@ def frame_records(encodings: np.ndarray, buf: np.ndarray, offsets: np.ndarray) -
     return ChunkBatch(records, payload, payload + lengths, encodings, framed=True)
 
 
+_UVARINT_LIMITS = np.array([1 << bits for bits in range(7, 63, 7)], dtype=np.int64)
+
+
 def uvarint_sizes(values: np.ndarray) -> np.ndarray:
-    """Bytes of the unsigned varint of each value."""
-    sizes = np.ones(values.shape[0], dtype=np.int64)
-    for bits in (7, 14, 21, 28, 35, 42, 49, 56, 63):
-        sizes += values >= (1 << bits)
-    return sizes
+    """Bytes of the unsigned varint of each (non-negative) value."""
+    return np.searchsorted(_UVARINT_LIMITS, values, side="right").astype(np.int64) + 1
 
 
 def record_spans(batch: ChunkBatch) -> tuple[np.ndarray, np.ndarray]:
