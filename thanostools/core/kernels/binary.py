@@ -43,7 +43,7 @@ def table_crc32c(buf: np.ndarray, start: int, end: int) -> int:
              ^ t[3, buf[i + 4]] ^ t[2, buf[i + 5]] ^ t[1, buf[i + 6]] ^ t[0, buf[i + 7]])
         i += 8
     while i < end:
-        c = t[0, (c ^ buf[i]) & 0xFF] ^ (c >> 8)
+        c = t[0, (c ^ int(buf[i])) & 0xFF] ^ (c >> 8)
         i += 1
     return c ^ 0xFFFFFFFF
 
