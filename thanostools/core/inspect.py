@@ -68,8 +68,11 @@ def scan_bucket(bucket: Bucket, *, concurrency: int = 32) -> BucketScan:
         except ThanosToolsError as exc:
             return exc
 
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(with_meta)))) as pool:
-        results = list(pool.map(load, with_meta)) if with_meta else []
+    if bucket.is_local:  # reading small local files is CPU work: threads would only contend for the GIL
+        results = [load(u) for u in with_meta]
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(with_meta)))) as pool:
+            results = list(pool.map(load, with_meta)) if with_meta else []
     for ulid, res in zip(with_meta, results, strict=True):
         if isinstance(res, ThanosToolsError):
             scan.broken[ulid] = res
