@@ -15,21 +15,22 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
 import numpy as np
 
 from thanostools._proto.store.hintspb import hints_pb2
-from thanostools._proto.store.storepb import rpc_pb2, types_pb2
+from thanostools._proto.store.storepb import rpc_pb2
 from thanostools.core import labels as labelset
 from thanostools.core.chunkenc.aggr import AGGR_ENCODING, aggr_spans
 from thanostools.core.errors import FormatError, UnsupportedError
 from thanostools.core.inspect import BlockInfo
+from thanostools.core.kernels import binary as kb
 from thanostools.core.labels import Labels
 from thanostools.core.querier import choose_blocks
 from thanostools.core.tsdb.block import Block
 from thanostools.server.grpc.blocks import BLOCK_ERRORS, BlockSet, Failures, block_matches, index_matchers
-from thanostools.server.grpc.convert import AGGR_FIELDS, CHUNK_TYPES, SeriesQuery, Shard, labels_to_proto, pack_any
+from thanostools.server.grpc.convert import AGGR_FIELDS, CHUNK_TYPES, SeriesQuery, Shard, pack_any
+from thanostools.server.grpc.wire import CHUNK_FIELDS, LabelEncoder, encode_frames
 
 
 @dataclass
@@ -87,7 +88,7 @@ def _block_entries(block: Block, info: BlockInfo, bi: int, q: SeriesQuery,
         counts = live[offs[1:]] - live[offs[:-1]]
         for i in np.flatnonzero(counts).tolist():
             final = _final_labels(sb.labels[i], ext, q.without)
-            if not in_shard(final, q.shard):
+            if q.shard is not None and not in_shard(final, q.shard):
                 continue
             a, b = int(offs[i]), int(offs[i + 1])
             sel = slice(a, b) if counts[i] == b - a else np.flatnonzero(keep[a:b]) + a
@@ -185,42 +186,81 @@ def _read_all(blockset: BlockSet, blocks: dict[int, tuple[BlockInfo, Block]],
     return out
 
 
-def _aggr_chunks(plan: SeriesPlan, entries: Sequence[_Entry]) -> list[types_pb2.AggrChunk]:
-    rows: list[tuple[int, int, int, int]] = []  # (min_time, max_time, block, chunk position)
-    for e in entries:
-        for j, (lo, hi) in enumerate(zip(e.mint.tolist(), e.maxt.tolist(), strict=True)):
-            rows.append((lo, hi, e.block, e.first + j))
-    rows.sort(key=lambda r: r[0])
-    out = []
-    for lo, hi, bi, j in rows:
-        bc = plan.chunks[bi]
-        ac = types_pb2.AggrChunk(min_time=lo, max_time=hi)
-        for name, (starts, ends, types) in bc.fields.items():
-            typ = int(types[j])
-            if typ >= 0:
-                data = bc.buf[int(starts[j]) : int(ends[j])].tobytes()
-                getattr(ac, name).CopyFrom(types_pb2.Chunk(type=cast("types_pb2.Chunk.Encoding", typ), data=data))
-        out.append(ac)
-    return out
+SERIES_PER_CALL = 1024  # series encoded per kernel call (frames are yielded as they are made)
 
 
-def frames(plan: SeriesPlan, q: SeriesQuery) -> Iterator[rpc_pb2.SeriesResponse]:
-    """Warning frames, series (or batch) frames in label order, then a hints frame."""
+def frames(plan: SeriesPlan, q: SeriesQuery) -> Iterator[bytes]:
+    """Warning frames, series (or batch) frames in label order, then a hints frame: encoded SeriesResponses."""
     for w in plan.warnings:
-        yield rpc_pb2.SeriesResponse(warning=w)
-    pending: list[types_pb2.Series] = []
-    for lab, entries in plan.series:
-        chunks = [] if q.skip_chunks else _aggr_chunks(plan, entries)
-        s = types_pb2.Series(labels=labels_to_proto(lab), chunks=chunks)
-        if q.batch_size <= 1:
-            yield rpc_pb2.SeriesResponse(series=s)
-            continue
-        pending.append(s)
-        if len(pending) >= q.batch_size:
-            yield rpc_pb2.SeriesResponse(batch=rpc_pb2.SeriesBatch(series=pending))
-            pending = []
-    if pending:
-        yield rpc_pb2.SeriesResponse(batch=rpc_pb2.SeriesBatch(series=pending))
+        yield rpc_pb2.SeriesResponse(warning=w).SerializeToString()
+    labels = LabelEncoder()
+    step = SERIES_PER_CALL if q.batch_size <= 1 else max(1, SERIES_PER_CALL // q.batch_size) * q.batch_size
+    for i in range(0, len(plan.series), step):
+        yield from _encode_part(plan, plan.series[i : i + step], labels, q)
     hints = hints_pb2.SeriesResponseHints(queried_blocks=[hints_pb2.Block(id=u) for u in plan.queried],
                                           query_stats=hints_pb2.QueryStats(**plan.stats))
-    yield rpc_pb2.SeriesResponse(hints=pack_any(hints))
+    yield rpc_pb2.SeriesResponse(hints=pack_any(hints)).SerializeToString()
+
+
+def _encode_part(plan: SeriesPlan, part: Sequence[tuple[Labels, list[_Entry]]], labels: LabelEncoder,
+                 q: SeriesQuery) -> list[bytes]:
+    """Frames of some series: their chunks (of all blocks, by min_time) as AggrChunks with the fields read."""
+    encoded = [labels.encode(lab) for lab, _ in part]
+    rows = _chunk_rows(part, q.skip_chunks)
+    order = np.lexsort((rows.mint, rows.series))  # stable: equal min_time keeps block order
+    mint, maxt, block, pos = rows.mint[order], rows.maxt[order], rows.block[order], rows.pos[order]
+    n = mint.shape[0]
+    starts = np.zeros((n, len(CHUNK_FIELDS)), np.int64)
+    ends = np.zeros((n, len(CHUNK_FIELDS)), np.int64)
+    types = np.full((n, len(CHUNK_FIELDS)), -1, np.int64)
+    for bi in np.unique(block).tolist():
+        at = np.flatnonzero(block == bi)
+        for f, name in enumerate(CHUNK_FIELDS):
+            got = plan.chunks[bi].fields.get(name)
+            if got is not None:
+                starts[at, f], ends[at, f], types[at, f] = got[0][pos[at]], got[1][pos[at]], got[2][pos[at]]
+    data = _gather_data(plan, block, starts, ends, types)
+    chunk_offsets = np.zeros(len(part) + 1, np.int64)
+    chunk_offsets[1:] = np.cumsum(np.bincount(rows.series, minlength=len(part)))
+    return encode_frames(encoded, chunk_offsets, mint, maxt, starts, ends, types, data, q.batch_size)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    series: np.ndarray
+    mint: np.ndarray
+    maxt: np.ndarray
+    block: np.ndarray
+    pos: np.ndarray  # position of the chunk in its block's read batch
+
+
+def _chunk_rows(part: Sequence[tuple[Labels, list[_Entry]]], skip_chunks: bool) -> _Rows:
+    entries = [] if skip_chunks else [(i, e) for i, (_, es) in enumerate(part) for e in es]
+    if not entries:
+        empty = np.zeros(0, np.int64)
+        return _Rows(empty, empty, empty, empty, empty)
+    counts = np.array([e.refs.shape[0] for _, e in entries], dtype=np.int64)
+    within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    return _Rows(np.repeat(np.array([i for i, _ in entries], dtype=np.int64), counts),
+                 np.concatenate([e.mint for _, e in entries]).astype(np.int64),
+                 np.concatenate([e.maxt for _, e in entries]).astype(np.int64),
+                 np.repeat(np.array([e.block for _, e in entries], dtype=np.int64), counts),
+                 np.repeat(np.array([e.first for _, e in entries], dtype=np.int64), counts) + within)
+
+
+def _gather_data(plan: SeriesPlan, block: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                 types: np.ndarray) -> np.ndarray:
+    """The bytes of every present field copied into one buffer; ``starts``/``ends`` are rewritten to it."""
+    present = types >= 0
+    lengths = np.where(present, ends - starts, 0)
+    at = np.zeros(lengths.size + 1, np.int64)
+    at[1:] = np.cumsum(lengths.ravel())
+    data = np.empty(max(int(at[-1]), 1), np.uint8)
+    flat_block = np.repeat(block, starts.shape[1])
+    flat_present = present.ravel()
+    for bi in np.unique(block).tolist():
+        idx = np.flatnonzero((flat_block == bi) & flat_present)
+        kb.scatter_spans(plan.chunks[bi].buf, starts.ravel()[idx], ends.ravel()[idx], data, at[idx])
+    starts[:] = at[:-1].reshape(starts.shape)
+    ends[:] = starts + lengths
+    return data

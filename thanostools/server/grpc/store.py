@@ -102,15 +102,15 @@ class StoreService:
 
     # --- series ----------------------------------------------------------------------------------
 
-    async def series(self, request: rpc_pb2.SeriesRequest, context: Any) -> AsyncIterator[rpc_pb2.SeriesResponse]:
-        async def start() -> Iterator[rpc_pb2.SeriesResponse]:
+    async def series(self, request: rpc_pb2.SeriesRequest, context: Any) -> AsyncIterator[bytes]:
+        async def start() -> Iterator[bytes]:
             q = series_query(request)
             plan = await self._run(plan_series, self.blockset, q)
             return frames(plan, q)
 
         it = await self._guarded("Series", start, context)
 
-        async def hop() -> list[rpc_pb2.SeriesResponse]:
+        async def hop() -> list[bytes]:
             return await self._run(lambda: list(itertools.islice(it, FRAMES_PER_HOP)))
 
         while True:
@@ -154,7 +154,7 @@ class StoreService:
             "Info": unary(self.legacy_info, rpc_pb2.InfoRequest, rpc_pb2.InfoResponse),
             "Series": grpc.unary_stream_rpc_method_handler(
                 self.series, request_deserializer=rpc_pb2.SeriesRequest.FromString,
-                response_serializer=rpc_pb2.SeriesResponse.SerializeToString),
+                response_serializer=_encoded),  # frames come encoded (server/grpc/wire.py)
             "LabelNames": unary(self.label_names, rpc_pb2.LabelNamesRequest, rpc_pb2.LabelNamesResponse),
             "LabelValues": unary(self.label_values, rpc_pb2.LabelValuesRequest, rpc_pb2.LabelValuesResponse),
         })
@@ -162,3 +162,7 @@ class StoreService:
             "Info": unary(self.info, info_pb2.InfoRequest, info_pb2.InfoResponse),
         })
         return [store, info]
+
+
+def _encoded(frame: bytes) -> bytes:
+    return frame
