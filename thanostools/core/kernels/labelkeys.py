@@ -76,15 +76,6 @@ def merge_sorted_keys(keys: I64, offsets: I64, part_bounds: I64) -> tuple[I64, I
 
 
 @njit
-def keys_strictly_increasing(keys: I64, offsets: I64) -> int:
-    """-1 when the keys are in strictly increasing order, else the index of the first one that is not."""
-    for i in range(1, offsets.shape[0] - 1):
-        if compare_keys(keys, offsets[i - 1], offsets[i], keys, offsets[i], offsets[i + 1]) >= 0:
-            return i
-    return -1
-
-
-@njit
 def not_after_previous(keys: I64, offsets: I64) -> NDArray[np.bool_]:
     """For every key but the first, whether it does not sort strictly after the one before it."""
     n = offsets.shape[0] - 1

@@ -68,7 +68,8 @@ class LabelKeys:
 
     def first_out_of_order(self) -> int:
         """-1 when the label sets are strictly increasing, else the index of the first one that is not."""
-        return int(kern.keys_strictly_increasing(self.keys, self.offsets))
+        bad = np.flatnonzero(kern.not_after_previous(self.keys, self.offsets))
+        return int(bad[0]) if bad.size else -1
 
     def compare(self, i: int, other: np.ndarray) -> int:
         """-1, 0 or 1 as series i's key sorts before, equal to or after the key ``other``."""

@@ -19,21 +19,13 @@ import numpy as np
 from thanostools.core.kernels._jit import njit
 from thanostools.core.kernels.binary import put_uvarint, uvarint_len
 from thanostools.core.labels import Labels
+from thanostools.core.varint import encode_uvarint
 
 CHUNK_FIELDS = ("raw", "count", "sum", "min", "max", "counter")  # AggrChunk fields 3..8, in order
 
 
 def _length_delimited(field: int, payload: bytes) -> bytes:
-    return _uvarint((field << 3) | 2) + _uvarint(len(payload)) + payload
-
-
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    return encode_uvarint((field << 3) | 2) + encode_uvarint(len(payload)) + payload
 
 
 class LabelEncoder:
