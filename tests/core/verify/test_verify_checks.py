@@ -17,7 +17,7 @@ from thanostools.core.chunkenc import xor
 from thanostools.core.errors import ConfigError
 from thanostools.core.inspect import scan_bucket
 from thanostools.core.tsdb.block import Block
-from thanostools.core.tsdb.chunks import ENC_XOR
+from thanostools.core.tsdb.chunks import ENC_XOR, frame_records, record_bounds
 from thanostools.core.tsdb.markers import DeletionMark
 from thanostools.core.tsdb.meta import BlockMeta, read_meta_file, write_meta_file
 from thanostools.core.tsdb.writer import BlockWriter
@@ -82,7 +82,8 @@ def write_malformed_block(root: Path) -> BlockMeta:
               ((("__name__", "m"), ("job", "x")), H)]  # the last one equals the second once its labels are sorted
     for labels, start in series:
         buf, offsets, mint, maxt, n = _chunks([(start, start + H)])
-        refs = w._segments.write(np.full(1, ENC_XOR, np.int64), buf, offsets)
+        framed = frame_records(np.full(1, ENC_XOR, np.int64), buf, offsets)
+        refs = w._segments.write_records(framed.buf, record_bounds(framed))
         w._index.add(labels, mint, maxt, refs)
         w.num_samples += n
         w.num_chunks += 1

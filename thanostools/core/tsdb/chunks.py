@@ -238,11 +238,6 @@ class SegmentWriter:
             self._scratch[slot] = np.empty(size + size // 4, np.uint8)
         return self._scratch[slot][:size]
 
-    def write(self, encodings: np.ndarray, buf: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-        """Write chunks ``buf[offsets[i]:offsets[i+1]]`` with encoding ``encodings[i]``; returns their refs."""
-        framed = frame_records(encodings, buf, offsets)
-        return self.write_records(framed.buf, record_bounds(framed))
-
     def write_records(self, records: np.ndarray, bounds: np.ndarray,
                       fill: Callable[[], None] | None = None) -> np.ndarray:
         """Write whole records ``records[bounds[i]:bounds[i+1]]`` verbatim; returns their refs.

@@ -102,19 +102,7 @@ class BlockWriter:
 
         Series without chunks are skipped: a series without chunks is index corruption for Thanos.
         """
-        self.add_records_batch(labels, frame_records(encodings, buf, offsets), mint, maxt, series_chunks,
-                               num_samples)
-
-    def record_buffer(self, size: int) -> np.ndarray:
-        """Scratch space to assemble records for ``add_records_batch`` in; valid until the next-but-one call."""
-        return self._segments.scratch(size)
-
-    def add_records_batch(
-        self, labels: Sequence[Labels], records: ChunkBatch, mint: np.ndarray, maxt: np.ndarray,
-        series_chunks: np.ndarray, num_samples: Sequence[int],
-    ) -> None:
-        """``add_chunks_batch`` for chunks already framed as records, back to back and in order (from
-        ``frame_records`` or copied verbatim from a block): they are written as they are, CRCs included."""
+        records = frame_records(encodings, buf, offsets)
         bounds = np.asarray(series_chunks, dtype=np.int64)
         keep = [i for i in range(len(labels)) if bounds[i + 1] > bounds[i]]
         for i in keep:
@@ -132,12 +120,18 @@ class BlockWriter:
         self.num_samples += int(sum(num_samples[i] for i in keep))
         self._count_chunks(records, mint, maxt)
 
+    def record_buffer(self, size: int) -> np.ndarray:
+        """Scratch space to assemble records for ``add_records_keys`` in; valid until the next-but-one call."""
+        return self._segments.scratch(size)
+
     def add_records_keys(
         self, labels: LabelKeys, records: ChunkBatch, mint: np.ndarray, maxt: np.ndarray, series_chunks: np.ndarray,
         num_samples: int, fill: Callable[[], None] | None = None,
     ) -> None:
-        """``add_records_batch`` with label sets as keys (all calls over one symbol table): no strings are
-        built. Series without chunks are skipped; ``num_samples`` counts all the chunks' samples.
+        """``add_chunks_batch`` for chunks already framed as records, back to back and in order (copied
+        verbatim from a block, or from ``frame_records``): they are written as they are, CRCs included.
+        Label sets come as keys (all calls over one symbol table), so no strings are built. Series without
+        chunks are skipped; ``num_samples`` counts all the chunks' samples.
         ``fill``: ``records.buf`` is still to be filled by it, on the writer thread (see ``SegmentWriter``)."""
         bounds = np.asarray(series_chunks, dtype=np.int64)
         keep = np.flatnonzero(bounds[1:] > bounds[:-1])
