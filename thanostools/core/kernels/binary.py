@@ -357,6 +357,32 @@ def scan_postings_table(
 
 
 @njit
+def locate_chunk_records(
+    seg: np.ndarray, offsets: np.ndarray, check_crc: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Payload spans and encodings of the chunk records at ``offsets`` of one segment, without a copy.
+
+    Returns (starts, ends, encodings, bad, code): ``bad`` is -1 or the index of the first bad record,
+    ``code`` 1 = truncated, 2 = CRC mismatch.
+    """
+    n = offsets.shape[0]
+    end = seg.shape[0]
+    starts = np.empty(n, np.int64)
+    ends = np.empty(n, np.int64)
+    encs = np.empty(n, np.int64)
+    for i in range(n):
+        length, pos = uvarint(seg, offsets[i], end)
+        if pos < 0 or pos + 1 + length + 4 > end:
+            return starts, ends, encs, i, 1
+        if check_crc and crc32c(seg, pos, pos + 1 + length) != be32(seg, pos + 1 + length):
+            return starts, ends, encs, i, 2
+        encs[i] = seg[pos]
+        starts[i] = pos + 1
+        ends[i] = pos + 1 + length
+    return starts, ends, encs, -1, 0
+
+
+@njit
 def gather_chunk_records(
     seg: np.ndarray, offsets: np.ndarray, check_crc: bool, framed: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
@@ -364,43 +390,27 @@ def gather_chunk_records(
 
     With ``framed`` whole records are copied (length, encoding, payload, CRC), so a record can later be
     written out again verbatim; starts/ends still delimit the payloads.
-    Returns (buffer, starts, ends, encodings, bad, code): ``bad`` is -1 or the index of the
-    first bad record, ``code`` 1 = truncated, 2 = CRC mismatch.
+    Returns (buffer, starts, ends, encodings, bad, code) as ``locate_chunk_records``.
     """
+    at, until, encs, bad, code = locate_chunk_records(seg, offsets, check_crc)
+    if bad >= 0:
+        return np.empty(0, np.uint8), at, until, encs, bad, code
     n = offsets.shape[0]
-    end = seg.shape[0]
-    lens = np.empty(n, np.int64)
-    datas = np.empty(n, np.int64)
+    first = offsets if framed else at  # what is copied of record i: seg[first[i]:last[i]]
+    last = until + 4 if framed else until
     total = 0
     for i in range(n):
-        length, pos = uvarint(seg, offsets[i], end)
-        if pos < 0 or pos + 1 + length + 4 > end:
-            return np.empty(0, np.uint8), lens, lens, lens, i, 1
-        if check_crc and crc32c(seg, pos, pos + 1 + length) != be32(seg, pos + 1 + length):
-            return np.empty(0, np.uint8), lens, lens, lens, i, 2
-        lens[i] = length
-        datas[i] = pos
-        total += length + 5 + pos - offsets[i] if framed else length
+        total += last[i] - first[i]
     out = np.empty(total, np.uint8)
     starts = np.empty(n, np.int64)
     ends = np.empty(n, np.int64)
-    encs = np.empty(n, np.int64)
     o = 0
     for i in range(n):
-        p = datas[i]
-        encs[i] = seg[p]
-        length = lens[i]
-        if framed:
-            head = p + 1 - offsets[i]
-            out[o:o + head + length + 4] = seg[offsets[i]:p + 1 + length + 4]
-            starts[i] = o + head
-            ends[i] = o + head + length
-            o += head + length + 4
-        else:
-            out[o:o + length] = seg[p + 1:p + 1 + length]
-            starts[i] = o
-            o += length
-            ends[i] = o
+        size = last[i] - first[i]
+        out[o:o + size] = seg[first[i]:last[i]]
+        starts[i] = o + at[i] - first[i]
+        ends[i] = starts[i] + until[i] - at[i]
+        o += size
     return out, starts, ends, encs, -1, 0
 
 

@@ -1,38 +1,13 @@
-"""Kernels of the query read path: locating chunk payloads in place, gathering per-series sample runs."""
+"""Kernels of the query read path: decoding chunks in place, gathering per-series sample runs."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from thanostools.core.kernels._jit import njit
-from thanostools.core.kernels.binary import be32, crc32c, uvarint
 from thanostools.core.kernels.xor import OK, PAD, decode_chunk
 
 STALE_NAN_BITS = np.uint64(0x7FF0000000000002)
-
-
-@njit
-def locate_records(seg: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
-    """Payload spans and encodings of the chunk records at ``offsets`` of one segment, CRCs checked, no copy.
-
-    Returns (starts, ends, encodings, bad, code): ``bad`` is -1 or the index of the first bad record,
-    ``code`` 1 = truncated, 2 = CRC mismatch (as ``gather_chunk_records``).
-    """
-    n = offsets.shape[0]
-    end = seg.shape[0]
-    starts = np.empty(n, np.int64)
-    ends = np.empty(n, np.int64)
-    encs = np.empty(n, np.int64)
-    for i in range(n):
-        length, pos = uvarint(seg, offsets[i], end)
-        if pos < 0 or pos + 1 + length + 4 > end:
-            return starts, ends, encs, i, 1
-        if crc32c(seg, pos, pos + 1 + length) != be32(seg, pos + 1 + length):
-            return starts, ends, encs, i, 2
-        encs[i] = seg[pos]
-        starts[i] = pos + 1
-        ends[i] = pos + 1 + length
-    return starts, ends, encs, -1, 0
 
 
 @njit

@@ -13,6 +13,7 @@ from thanostools.core.cache import RangeCache
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import Aggr, aggr_spans
 from thanostools.core.errors import CorruptBlockError, NotFoundError, UnsupportedError
+from thanostools.core.kernels import binary as kb
 from thanostools.core.kernels import select as select_kernels
 from thanostools.core.matchers import Matcher
 from thanostools.core.series import SampleBatch
@@ -153,7 +154,7 @@ class Block:
             return None
         if int(offsets.min()) < SEGMENT_HEADER_SIZE or int(offsets.max()) >= data.shape[0]:
             return None  # the copying reader reports the bad reference
-        starts, ends, encs, bad, code = select_kernels.locate_records(data, offsets)
+        starts, ends, encs, bad, code = kb.locate_chunk_records(data, offsets, True)
         if bad >= 0:
             what = "chunk checksum mismatch" if code == 2 else "chunk record truncated"
             raise CorruptBlockError(what, block=self.ulid, file=f"chunks/{self.chunks.names[seg]}",
