@@ -51,6 +51,34 @@ def _grow_f64(a: F64, need: int) -> F64:
     return b
 
 
+# --- the output layout: samples out_t/out_v, per output chunk 5 aggregate bounds, mint, maxt, count ---------
+
+
+@njit
+def _new_output(n_in: int) -> tuple[I64, F64, I64, I64, I64, I64]:
+    out_t = np.empty(n_in // 4 + 64, dtype=np.int64)
+    return (out_t, np.empty(out_t.shape[0], dtype=np.float64), np.empty(64, dtype=np.int64),
+            np.empty(16, dtype=np.int64), np.empty(16, dtype=np.int64), np.empty(16, dtype=np.int64))
+
+
+@njit
+def _room(out_t: I64, out_v: F64, bounds: I64, mint: I64, maxt: I64, nsamples: I64, samples: int,
+          k: int) -> tuple[I64, F64, I64, I64, I64, I64]:
+    """The output arrays grown to hold ``samples`` samples and output chunk ``k``."""
+    return (_grow_i64(out_t, samples), _grow_f64(out_v, samples), _grow_i64(bounds, 5 * k + 6),
+            _grow_i64(mint, k + 1), _grow_i64(maxt, k + 1), _grow_i64(nsamples, k + 1))
+
+
+@njit
+def _finish(out_t: I64, out_v: F64, bounds: I64, mint: I64, maxt: I64, nsamples: I64, series_out: I64, used: int,
+            k: int) -> tuple[I64, F64, I64, I64, I64, I64, I64]:
+    """``used`` samples and ``k`` output chunks, trimmed, with the closing bound."""
+    bounds = _grow_i64(bounds, 5 * k + 1)
+    bounds[5 * k] = used
+    return (out_t[:used].copy(), out_v[:used].copy(), bounds[: 5 * k + 1].copy(), mint[:k].copy(),
+            maxt[:k].copy(), nsamples[:k].copy(), series_out)
+
+
 @njit
 def _count_windows(ft: I64, fv: F64, lo: int, hi: int, res: int, last_t: int, skip_nan: bool) -> int:
     n = 0
@@ -154,12 +182,7 @@ def downsample_raw_kernel(
     n_series = series_chunks.shape[0] - 1
     ft = np.empty(t.shape[0], dtype=np.int64)
     fv = np.empty(t.shape[0], dtype=np.float64)
-    out_t = np.empty(t.shape[0] // 4 + 64, dtype=np.int64)
-    out_v = np.empty(out_t.shape[0], dtype=np.float64)
-    bounds = np.empty(64, dtype=np.int64)
-    mint = np.empty(16, dtype=np.int64)
-    maxt = np.empty(16, dtype=np.int64)
-    nsamples = np.empty(16, dtype=np.int64)
+    out_t, out_v, bounds, mint, maxt, nsamples = _new_output(t.shape[0])
     series_out = np.zeros(n_series + 1, dtype=np.int64)
     used = 0
     k = 0
@@ -186,12 +209,8 @@ def downsample_raw_kernel(
                 while np.isnan(fv[hi - 1]):
                     hi -= 1
                 nw = _count_windows(ft, fv, lo, hi, res, ft[hi - 1], True)
-                out_t = _grow_i64(out_t, used + 5 * nw + 2)
-                out_v = _grow_f64(out_v, used + 5 * nw + 2)
-                bounds = _grow_i64(bounds, 5 * k + 6)
-                mint = _grow_i64(mint, k + 1)
-                maxt = _grow_i64(maxt, k + 1)
-                nsamples = _grow_i64(nsamples, k + 1)
+                out_t, out_v, bounds, mint, maxt, nsamples = _room(out_t, out_v, bounds, mint, maxt, nsamples,
+                                                                   used + 5 * nw + 2, k)
                 maxt[k] = _walk_raw(ft, fv, lo, hi, res, ft[hi - 1], nw, out_t, out_v, used)
                 mint[k] = out_t[used]
                 nsamples[k] = nw
@@ -200,10 +219,7 @@ def downsample_raw_kernel(
                 used += 5 * nw + 2
                 k += 1
         series_out[s + 1] = k
-    bounds = _grow_i64(bounds, 5 * k + 1)
-    bounds[5 * k] = used
-    return (out_t[:used].copy(), out_v[:used].copy(), bounds[: 5 * k + 1].copy(), mint[:k].copy(),
-            maxt[:k].copy(), nsamples[:k].copy(), series_out)
+    return _finish(out_t, out_v, bounds, mint, maxt, nsamples, series_out, used, k)
 
 
 # --- aggregates of aggregates ------------------------------------------------------------------------
@@ -323,12 +339,7 @@ def downsample_aggr_kernel(
     n_series = series_chunks.shape[0] - 1
     ft = np.empty(t.shape[0], dtype=np.int64)
     fv = np.empty(t.shape[0], dtype=np.float64)
-    out_t = np.empty(t.shape[0] // 4 + 64, dtype=np.int64)
-    out_v = np.empty(out_t.shape[0], dtype=np.float64)
-    bounds = np.empty(64, dtype=np.int64)
-    mint = np.empty(16, dtype=np.int64)
-    maxt = np.empty(16, dtype=np.int64)
-    nsamples = np.empty(16, dtype=np.int64)
+    out_t, out_v, bounds, mint, maxt, nsamples = _new_output(t.shape[0])
     series_out = np.zeros(n_series + 1, dtype=np.int64)
     used = 0
     k = 0
@@ -348,12 +359,8 @@ def downsample_aggr_kernel(
                 need = used + 2
                 for a in range(5):
                     need += off[a, g1] - off[a, g0]
-                out_t = _grow_i64(out_t, need)
-                out_v = _grow_f64(out_v, need)
-                bounds = _grow_i64(bounds, 5 * k + 6)
-                mint = _grow_i64(mint, k + 1)
-                maxt = _grow_i64(maxt, k + 1)
-                nsamples = _grow_i64(nsamples, k + 1)
+                out_t, out_v, bounds, mint, maxt, nsamples = _room(out_t, out_v, bounds, mint, maxt, nsamples,
+                                                                   need, k)
                 start = used
                 for a in range(4):
                     bounds[5 * k + a] = used
@@ -388,10 +395,7 @@ def downsample_aggr_kernel(
                 maxt[k] = hi
                 k += 1
         series_out[s + 1] = k
-    bounds = _grow_i64(bounds, 5 * k + 1)
-    bounds[5 * k] = used
-    return (out_t[:used].copy(), out_v[:used].copy(), bounds[: 5 * k + 1].copy(), mint[:k].copy(),
-            maxt[:k].copy(), nsamples[:k].copy(), series_out)
+    return _finish(out_t, out_v, bounds, mint, maxt, nsamples, series_out, used, k)
 
 
 # --- AggrChunk payloads ----------------------------------------------------------------------------
