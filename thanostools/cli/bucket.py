@@ -18,7 +18,7 @@ from thanostools.cli.options import (
 )
 from thanostools.cli.output import TABLE_FORMATS, emit, output_option, render_table, write_rows
 from thanostools.core.errors import ConfigError
-from thanostools.core.inspect import BlockFilter, BlockInfo, parse_label_selectors, parse_resolution
+from thanostools.core.inspect import BlockFilter, BlockInfo, human_bytes, parse_label_selectors, parse_resolution
 from thanostools.core.timeutil import format_time_ms, go_duration, human_duration, parse_duration_ms
 
 RES_NAMES = {0: "raw", 300_000: "5m", 3_600_000: "1h"}
@@ -56,7 +56,7 @@ def _ls_record(info: BlockInfo) -> dict[str, Any]:
         "ulid": m.ulid, "from": format_time_ms(m.min_time), "until": format_time_ms(m.max_time),
         "range": human_duration(m.max_time - m.min_time), "level": m.level,
         "resolution": RES_NAMES.get(m.resolution, str(m.resolution)), "series": m.stats.num_series,
-        "samples": m.stats.num_samples, "chunks": m.stats.num_chunks, "size": _human_bytes(info.size_bytes),
+        "samples": m.stats.num_samples, "chunks": m.stats.num_chunks, "size": human_bytes(info.size_bytes),
         "size_bytes": info.size_bytes, "labels": _labels_text(info), "marks": ",".join(info.marks),
         "source": m.thanos.source if m.thanos else "", "sources": len(m.sources),
     }
@@ -67,15 +67,6 @@ def _ls_document(info: BlockInfo) -> dict[str, Any]:
     doc["size_bytes"] = info.size_bytes
     doc["marks"] = info.marks
     return doc
-
-
-def _human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
-        size /= 1024
-    return f"{n}B"
 
 
 @bucket.command("ls")
@@ -139,7 +130,7 @@ def _inspect_record(info: BlockInfo, *, pretty: bool) -> dict[str, Any]:
         "series": num(m.stats.num_series), "samples": num(m.stats.num_samples), "chunks": num(m.stats.num_chunks),
         "level": m.level, "failed": m.failed, "labels": _labels_text(info),
         "resolution": go_duration(m.resolution), "source": m.thanos.source if m.thanos else "",
-        "size": _human_bytes(info.size_bytes) if pretty else info.size_bytes, "marks": ",".join(info.marks),
+        "size": human_bytes(info.size_bytes) if pretty else info.size_bytes, "marks": ",".join(info.marks),
         "_sort": {"ulid": m.ulid, "from": m.min_time, "until": m.max_time, "range": m.max_time - m.min_time,
                   "until_down": m.max_time - m.min_time, "series": m.stats.num_series,
                   "samples": m.stats.num_samples, "chunks": m.stats.num_chunks, "level": m.level,

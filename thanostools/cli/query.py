@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -44,24 +43,10 @@ def parse_max_source_resolution(text: str, step_ms: int | None) -> int:
     return parse_step_ms(s, "--max-source-resolution")
 
 
-def _points(result: QueryResult) -> Iterator[tuple[str, int, str]]:
-    """(metric, timestamp ms, value text) for every sample of any result type."""
-    from thanostools.core.labels import format_labels
-    from thanostools.core.promql.apijson import format_scalar_value
-    from thanostools.core.promql.fastjson import sample_values
-
-    if result.result_type == "scalar" and result.scalar is not None:
-        yield "", result.scalar[0], format_scalar_value(result.scalar[1])
-    elif result.result_type == "string" and result.string is not None:
-        yield "", result.string[0], result.string[1]
-    for s in result.series:
-        metric = format_labels(s.labels)
-        for t, v in zip(s.t.tolist(), sample_values(s.v), strict=True):
-            yield metric, t, v
-
-
 def _table(result: QueryResult) -> str:
-    points = list(_points(result))
+    from thanostools.core.promql.fastjson import result_points
+
+    points = list(result_points(result))
     if result.result_type == "vector":
         return render_table([[m, v] for m, _, v in points], ["metric", "value"])
     if result.result_type == "matrix":
@@ -71,11 +56,12 @@ def _table(result: QueryResult) -> str:
 
 def _csv(result: QueryResult) -> str:
     from thanostools.core.promql.apijson import format_sample_ts
+    from thanostools.core.promql.fastjson import result_points
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["metric", "timestamp", "value"])
-    w.writerows([m, format_sample_ts(t), v] for m, t, v in _points(result))
+    w.writerows([m, format_sample_ts(t), v] for m, t, v in result_points(result))
     return buf.getvalue()
 
 

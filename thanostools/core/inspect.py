@@ -85,6 +85,16 @@ def scan_bucket(bucket: Bucket, *, concurrency: int = 32) -> BucketScan:
     return scan
 
 
+def human_bytes(n: int) -> str:
+    """``512B``, ``1.5KiB``, ``2.0GiB``: a block or file size for people."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{n}B"
+
+
 def parse_resolution(text: str) -> int:
     try:
         return RESOLUTIONS[text.strip().lower()]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 
-from thanostools.core.labels import format_labels
-from thanostools.core.promql.apijson import format_sample_ts, format_sample_value, format_scalar_value
+from thanostools.core.promql.apijson import format_sample_ts
+from thanostools.core.promql.fastjson import result_points
 from thanostools.core.timeutil import format_time_ms
 from thanostools.tui.httpsource import seconds
 from thanostools.tui.sources import HttpSource, Outcome, QuerySettings, Source
@@ -17,24 +16,11 @@ from thanostools.tui.sources import HttpSource, Outcome, QuerySettings, Source
 SERVE_URL = "http://127.0.0.1:10902"  # `thanos-tools serve` listens here by default
 
 
-def points(outcome: Outcome) -> Iterator[tuple[str, int, str]]:
-    """(series, timestamp ms, value) of every sample, values formatted as the API does."""
-    result = outcome.result
-    if result.result_type == "scalar" and result.scalar is not None:
-        yield "", result.scalar[0], format_scalar_value(result.scalar[1])
-    elif result.result_type == "string" and result.string is not None:
-        yield "", result.string[0], result.string[1]
-    for s in result.series:
-        metric = format_labels(s.labels)
-        for t, v in zip(s.t.tolist(), s.v.tolist(), strict=True):
-            yield metric, t, format_sample_value(v)
-
-
 def to_csv(outcome: Outcome) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["series", "timestamp", "value"])
-    w.writerows([m, format_sample_ts(t), v] for m, t, v in points(outcome))
+    w.writerows([m, format_sample_ts(t), v] for m, t, v in result_points(outcome.result))
     return buf.getvalue()
 
 

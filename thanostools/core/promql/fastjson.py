@@ -9,12 +9,12 @@ matrix repeat across series (the step grid), so each distinct one is formatted o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from operator import itemgetter
 
 import numpy as np
 
-from thanostools.core.labels import Labels
+from thanostools.core.labels import Labels, format_labels
 from thanostools.core.promql import apijson
 from thanostools.core.promql.apijson import ResultLike, SeriesLike
 
@@ -141,3 +141,15 @@ def query_data_json(result: ResultLike) -> str:
     else:
         return apijson.query_data_json_reference(result)
     return "".join([f'{{"resultType":{apijson.go_json_string(kind)},"result":', *parts, "}"])
+
+
+def result_points(result: ResultLike) -> Iterator[tuple[str, int, str]]:
+    """(metric, timestamp ms, value text as the API writes it) for every sample of any result type."""
+    if result.result_type == "scalar" and result.scalar is not None:
+        yield "", result.scalar[0], apijson.format_scalar_value(result.scalar[1])
+    elif result.result_type == "string" and result.string is not None:
+        yield "", result.string[0], result.string[1]
+    for s in result.series:
+        metric = format_labels(s.labels)
+        for t, v in zip(s.t.tolist(), sample_values(s.v), strict=True):
+            yield metric, t, v

@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Checkbox, DataTable, Footer, Header, Input, Label, Static
 
 from thanostools.core.errors import ConfigError, ThanosToolsError
-from thanostools.core.inspect import BlockFilter, BlockInfo, parse_label_selectors
+from thanostools.core.inspect import BlockFilter, BlockInfo, human_bytes, parse_label_selectors
 from thanostools.core.timeutil import format_time_ms, human_duration, parse_time_ms
 from thanostools.core.tsdb.markers import DeletionMark, Marker, NoCompactMark, NoDownsampleMark, now_seconds
 from thanostools.tui.screens.console import Command
@@ -29,15 +29,6 @@ if TYPE_CHECKING:
 COLUMNS = ("ULID", "from", "until", "range", "lvl", "res", "series", "samples", "size", "labels", "marks")
 MARKS = {"deletion": "mark for deletion", "no-compact": "mark no-compact", "no-downsample": "mark no-downsample"}
 TOP = 8
-
-
-def human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
-        size /= 1024
-    return f"{n}B"
 
 
 def block_row(b: BlockInfo) -> tuple[str, ...]:
