@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.dedup import dedup_pair, dedup_replicas
-from thanostools.core.series import STALE_NAN_BITS
 
 Replica = tuple[np.ndarray, np.ndarray]
 

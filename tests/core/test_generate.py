@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.errors import ConfigError
 from thanostools.core.generate import (
-    STALE_NAN_BITS,
     GenerateSpec,
     generate_series,
     render_openmetrics,

@@ -17,11 +17,10 @@ from thanostools.cli.options import (
     time_range_options,
 )
 from thanostools.cli.output import TABLE_FORMATS, emit, output_option, render_table, write_rows
+from thanostools.core.constants import resolution_name
 from thanostools.core.errors import ConfigError
 from thanostools.core.inspect import BlockFilter, BlockInfo, human_bytes, parse_label_selectors, parse_resolution
 from thanostools.core.timeutil import format_time_ms, go_duration, human_duration, parse_duration_ms
-
-RES_NAMES = {0: "raw", 300_000: "5m", 3_600_000: "1h"}
 
 
 @click.group()
@@ -55,7 +54,7 @@ def _ls_record(info: BlockInfo) -> dict[str, Any]:
     return {
         "ulid": m.ulid, "from": format_time_ms(m.min_time), "until": format_time_ms(m.max_time),
         "range": human_duration(m.max_time - m.min_time), "level": m.level,
-        "resolution": RES_NAMES.get(m.resolution, str(m.resolution)), "series": m.stats.num_series,
+        "resolution": resolution_name(m.resolution), "series": m.stats.num_series,
         "samples": m.stats.num_samples, "chunks": m.stats.num_chunks, "size": human_bytes(info.size_bytes),
         "size_bytes": info.size_bytes, "labels": _labels_text(info), "marks": ",".join(info.marks),
         "source": m.thanos.source if m.thanos else "", "sources": len(m.sources),

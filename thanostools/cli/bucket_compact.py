@@ -11,6 +11,7 @@ import click
 
 from thanostools.cli.options import bucket_options, open_engine, parse_size
 from thanostools.cli.output import emit, output_option, render_table
+from thanostools.core.constants import resolution_name
 from thanostools.core.errors import ConfigError
 from thanostools.core.labels import format_labels
 from thanostools.core.timeutil import format_time_ms, human_duration, parse_duration_ms
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from thanostools.core.compact.planner import GroupInfo, PlanResult
 
 DEFAULT_RANGES = "2h,8h,2d,14d"
-RES_NAMES = {0: "raw", 300_000: "5m", 3_600_000: "1h"}
 
 
 def _options(func: Any) -> Any:
@@ -138,7 +138,7 @@ def _plan_docs(result: PlanResult) -> dict[str, Any]:
 
 
 def _group_name(group: GroupInfo) -> str:
-    res = RES_NAMES.get(group.resolution, str(group.resolution))
+    res = resolution_name(group.resolution)
     return f"{res} {format_labels(group.labels, with_name=False)}"
 
 

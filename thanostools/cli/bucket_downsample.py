@@ -10,18 +10,14 @@ import click
 
 from thanostools.cli.options import bucket_options, open_engine, time_range_options
 from thanostools.cli.output import emit, output_option, render_table
+from thanostools.core.constants import resolution_name
 from thanostools.core.inspect import BlockFilter, parse_label_selectors, parse_resolution
 from thanostools.core.timeutil import format_time_ms, go_duration
-
-RES_NAMES = {0: "raw", 300_000: "5m", 3_600_000: "1h"}
 
 
 def register(group: click.Group) -> None:
     group.add_command(downsample_cmd)
 
-
-def _res(ms: int) -> str:
-    return RES_NAMES.get(ms, str(ms))
 
 
 def _filter(ids: tuple[str, ...], selectors: tuple[str, ...], resolution: str | None, min_time: int | None,
@@ -38,7 +34,8 @@ def _plan_row(step: Any) -> dict[str, Any]:
     return {
         "pass": step.pass_no, "input": f"(5m of {step.origin})" if derived else m.ulid, "origin": step.origin,
         "from": format_time_ms(m.min_time), "until": format_time_ms(m.max_time),
-        "range": go_duration(m.max_time - m.min_time), "resolution": _res(m.resolution), "target": _res(step.target),
+        "range": go_duration(m.max_time - m.min_time), "resolution": resolution_name(m.resolution),
+        "target": resolution_name(step.target),
         "series": "" if derived else m.stats.num_series, "samples": "" if derived else m.stats.num_samples,
     }
 
@@ -46,7 +43,7 @@ def _plan_row(step: Any) -> dict[str, Any]:
 def _result_row(r: Any) -> dict[str, Any]:
     out = r.output
     return {
-        "pass": r.pass_no, "input": r.input, "origin": r.source, "target": _res(r.target),
+        "pass": r.pass_no, "input": r.input, "origin": r.source, "target": resolution_name(r.target),
         "output": out.ulid if out else "", "series": out.stats.num_series if out else 0,
         "input_samples": r.input_samples, "samples": out.stats.num_samples if out else 0,
         "chunks": out.stats.num_chunks if out else 0, "seconds": round(r.seconds, 3),

@@ -10,10 +10,9 @@ import click
 
 from thanostools.cli.options import bucket_options, open_engine, parse_label_args, time_range_options
 from thanostools.cli.output import emit, output_option, render_table
+from thanostools.core.constants import resolution_name
 from thanostools.core.errors import ConfigError
 from thanostools.core.inspect import BlockFilter, parse_label_selectors, parse_resolution
-
-RES_NAMES = {0: "raw", 300_000: "5m", 3_600_000: "1h"}
 
 
 def register(group: click.Group) -> None:
@@ -57,7 +56,7 @@ def _filter(kw: dict[str, Any]) -> BlockFilter:
 
 
 def _block_doc(b: Any) -> dict[str, Any]:
-    return {"source": b.source, "status": b.status, "resolution": RES_NAMES.get(b.resolution, str(b.resolution)),
+    return {"source": b.source, "status": b.status, "resolution": resolution_name(b.resolution),
             "new_ulid": b.new_ulid, "labels_before": b.labels_before, "labels_after": b.labels_after,
             "stats": b.stats.as_dict() if b.stats else {}, "changes": b.changes, "change_log": b.change_log,
             "marked_for_deletion": b.marked}
@@ -66,8 +65,8 @@ def _block_doc(b: Any) -> dict[str, Any]:
 def _block_row(b: Any) -> list[str]:
     s = b.stats
     if s is None:
-        return [b.source, RES_NAMES.get(b.resolution, ""), b.status] + [""] * 7 + [b.new_ulid or ""]
-    return [b.source, RES_NAMES.get(b.resolution, str(b.resolution)), b.status,
+        return [b.source, resolution_name(b.resolution), b.status] + [""] * 7 + [b.new_ulid or ""]
+    return [b.source, resolution_name(b.resolution), b.status,
             f"{s.series_in}->{s.series_out}", str(s.series_dropped), str(s.series_deleted),
             str(s.series_relabelled), str(s.series_merged), f"{s.samples_in}->{s.samples_out}",
             str(s.samples_in - s.samples_out), b.new_ulid or ""]
@@ -78,7 +77,7 @@ BLOCK_HEADERS = ["ULID", "RES", "STATUS", "SERIES", "DROPPED", "DELETED", "RELAB
 
 
 def _render(report: Any, output: str) -> None:
-    merges = [{"resolution": RES_NAMES.get(g.resolution, str(g.resolution)), "labels": g.labels,
+    merges = [{"resolution": resolution_name(g.resolution), "labels": g.labels,
                "merged_from": g.merged_from, "blocks": g.blocks} for g in report.group_merges]
     if output == "json":
         doc = {"dry_run": report.dry_run, "blocks": [_block_doc(b) for b in report.blocks], "group_merges": merges}

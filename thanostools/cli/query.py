@@ -11,6 +11,7 @@ import click
 
 from thanostools.cli.options import TIME, bucket_options, open_engine
 from thanostools.cli.output import emit, render_table
+from thanostools.core.constants import RESOLUTIONS_BY_NAME
 from thanostools.core.errors import ConfigError
 from thanostools.core.timeutil import format_time_ms, now_ms, parse_duration_ms
 
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
     from thanostools.core.promql.engine import QueryResult
 
 _SECONDS = re.compile(r"^\d+(\.\d+)?$")
-_RESOLUTION_NAMES = {"raw": 0, "5m": 300_000, "1h": 3_600_000}
 
 
 def parse_step_ms(text: str, what: str = "--step") -> int:
@@ -38,8 +38,8 @@ def parse_max_source_resolution(text: str, step_ms: int | None) -> int:
     s = text.strip().lower()
     if s == "auto":
         return step_ms // 5 if step_ms else 0
-    if s in _RESOLUTION_NAMES:
-        return _RESOLUTION_NAMES[s]
+    if s in RESOLUTIONS_BY_NAME:
+        return RESOLUTIONS_BY_NAME[s]
     return parse_step_ms(s, "--max-source-resolution")
 
 

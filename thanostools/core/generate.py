@@ -16,12 +16,12 @@ from typing import BinaryIO
 import numpy as np
 import xxhash
 
+from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.errors import ConfigError
 from thanostools.core.labels import METRIC_NAME, Labels
 
-__all__ = ["STALE_NAN_BITS", "GenerateSpec", "generate_series", "render_openmetrics"]
+__all__ = ["GenerateSpec", "generate_series", "render_openmetrics"]
 
-STALE_NAN_BITS = 0x7FF0000000000002
 DEFAULT_START_MS = 1_699_999_200_000  # a multiple of 2 h
 _BATCH = 2048
 

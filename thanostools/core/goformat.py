@@ -37,6 +37,21 @@ def format_g(x: float) -> str:
     return "-" + out if neg else out
 
 
+def format_f(x: float) -> str:
+    """Go ``strconv.FormatFloat(x, 'f', -1, 64)``: shortest round-trip digits, never an exponent."""
+    if math.isnan(x) or math.isinf(x) or x == 0:
+        return format_g(x)
+    digits, dp = _shortest_digits(abs(x))
+    return ("-" if x < 0 else "") + _fmt_f(digits, dp)
+
+
+def format_f6(x: float) -> str:
+    """Go ``fmt.Sprintf("%f", x)``: six decimals."""
+    if math.isnan(x) or math.isinf(x):
+        return format_g(x)
+    return f"{x:f}"
+
+
 def _fmt_e(digits: str, exp: int) -> str:
     mant = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
     sign = "-" if exp < 0 else "+"
@@ -51,30 +66,38 @@ def _fmt_f(digits: str, dp: int) -> str:
     return digits[:dp] + "." + digits[dp:]
 
 
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+               "\v": "\\v", "\\": "\\\\"}
+
+
+def _go_escape_char(ch: str, quote: str) -> str:
+    o = ord(ch)
+    if ch == quote:
+        return "\\" + ch
+    if ch in _GO_ESCAPES:
+        return _GO_ESCAPES[ch]
+    if 0xDC80 <= o <= 0xDCFF:  # a byte that was not valid UTF-8 (decoded with surrogateescape)
+        return f"\\x{o - 0xDC00:02x}"
+    if ch == " " or (ch.isprintable() and not 0xD800 <= o <= 0xDFFF):
+        return ch
+    if o < 0x20 or o == 0x7F:
+        return f"\\x{o:02x}"
+    if 0xD800 <= o <= 0xDFFF:
+        return "\\ufffd"
+    if o < 0x10000:
+        return f"\\u{o:04x}"
+    return f"\\U{o:08x}"
+
+
 def go_quote(s: str) -> str:
-    """Go ``strconv.Quote``: double quotes, Go escapes, non-printable runes as \\x / \\u / \\U."""
-    out = ['"']
-    for ch in s:
-        o = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch.isprintable() or ch == " ":
-            out.append(ch)
-        elif ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif o < 0x80:
-            out.append(f"\\x{o:02x}")
-        elif o < 0x10000:
-            out.append(f"\\u{o:04x}")
-        else:
-            out.append(f"\\U{o:08x}")
-    out.append('"')
-    return "".join(out)
+    """Go ``strconv.Quote`` (and ``%q``): Go escapes, non-printable runes as \\x / \\u / \\U, bytes that were
+    not valid UTF-8 (surrogate-escaped) as \\xNN."""
+    return '"' + "".join(_go_escape_char(ch, '"') for ch in s) + '"'
 
 
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+def go_quote_rune(ch: str) -> str:
+    """Go ``strconv.QuoteRune`` (``%q`` of a rune); the empty string stands for EOF (printed as U+FFFD)."""
+    return "'" + _go_escape_char(ch or "\ufffd", "'") + "'"
 
 
 def go_labels_string(labels: Labels) -> str:

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from thanostools.core.bucket import Bucket
+from thanostools.core.constants import RESOLUTIONS_BY_NAME
 from thanostools.core.errors import ConfigError, NotFoundError, ThanosToolsError
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher, MatchType
@@ -17,7 +18,8 @@ from thanostools.core.ulid import is_ulid
 META = "meta.json"
 MARK_NAMES = {MarkerKind.DELETION.filename: "deletion", MarkerKind.NO_COMPACT.filename: "no-compact",
               MarkerKind.NO_DOWNSAMPLE.filename: "no-downsample"}
-RESOLUTIONS = {"raw": 0, "0": 0, "0s": 0, "5m": 300_000, "300000": 300_000, "1h": 3_600_000, "3600000": 3_600_000}
+# Besides the names, the numbers of milliseconds that meta.json holds, and Thanos's "0s" for raw.
+_RESOLUTION_SPELLINGS = {**RESOLUTIONS_BY_NAME, **{str(ms): ms for ms in RESOLUTIONS_BY_NAME.values()}, "0s": 0}
 
 
 @dataclass
@@ -97,7 +99,7 @@ def human_bytes(n: int) -> str:
 
 def parse_resolution(text: str) -> int:
     try:
-        return RESOLUTIONS[text.strip().lower()]
+        return _RESOLUTION_SPELLINGS[text.strip().lower()]
     except KeyError:
         raise ConfigError(f"invalid resolution {text!r} (use raw, 5m or 1h)") from None
 

@@ -18,6 +18,7 @@ from typing import Any
 from thanostools.core.audit import audit
 from thanostools.core.blockio import block_files, delete_block, fetch_markers, write_marker
 from thanostools.core.bucket import Bucket
+from thanostools.core.constants import resolution_name
 from thanostools.core.errors import ConfigError, NotFoundError, SourceError, ThanosToolsError
 from thanostools.core.inspect import MARK_NAMES, BlockFilter, BlockInfo, BucketScan, scan_bucket
 from thanostools.core.timeutil import format_time_ms, go_duration, now_ms
@@ -30,7 +31,7 @@ from thanostools.core.tsdb.markers import (
     NoCompactMark,
     NoDownsampleMark,
 )
-from thanostools.core.tsdb.meta import META_FILENAME, RESOLUTION_1H, RESOLUTION_5M, RESOLUTION_RAW
+from thanostools.core.tsdb.meta import META_FILENAME
 from thanostools.core.tsdb.tombstones import EMPTY_TOMBSTONES
 from thanostools.core.ulid import is_ulid, ulid_time_ms
 
@@ -38,7 +39,6 @@ DEFAULT_DELETE_DELAY_MS = 48 * 3_600_000
 DEFAULT_CONSISTENCY_DELAY_MS = 30 * 60_000
 PARTIAL_UPLOAD_THRESHOLD_MS = 48 * 3_600_000
 TOMBSTONES = "tombstones"
-RES_NAMES = {RESOLUTION_RAW: "raw", RESOLUTION_5M: "5m", RESOLUTION_1H: "1h"}
 
 KIND_NAMES = {"deletion": MarkerKind.DELETION, "no-compact": MarkerKind.NO_COMPACT,
               "no-downsample": MarkerKind.NO_DOWNSAMPLE}
@@ -241,7 +241,7 @@ def retention(bucket: Bucket, retentions: Mapping[int, int], *, now: int | None 
         keep_for = retentions.get(meta.resolution, 0)
         if keep_for <= 0 or now <= meta.max_time + keep_for or (flt is not None and not flt.accepts(info)):
             continue
-        res = RES_NAMES.get(meta.resolution, str(meta.resolution))
+        res = resolution_name(meta.resolution)
         reason = (f"expired: maxTime {format_time_ms(meta.max_time)} + retention {go_duration(keep_for)} "
                   f"({res}) is before now")
         if "deletion" in info.marks:

@@ -29,6 +29,7 @@ import numpy as np
 from thanostools.core import labels as labelset
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import Aggr, counter_reset_series
+from thanostools.core.constants import RESOLUTION_1H, RESOLUTION_5M, RESOLUTION_RAW
 from thanostools.core.dedup import COUNTER_FUNCS, dedup_replicas
 from thanostools.core.errors import CorruptBlockError
 from thanostools.core.inspect import BlockInfo
@@ -43,9 +44,7 @@ if TYPE_CHECKING:
     from thanostools.core.tsdb.block import Block
     from thanostools.core.tsdb.index import RawSeries
 
-RES_1H = 3_600_000
-RES_5M = 300_000
-RESOLUTIONS = (RES_1H, RES_5M, 0)  # coarsest first
+RESOLUTIONS = (RESOLUTION_1H, RESOLUTION_5M, RESOLUTION_RAW)  # coarsest first
 # Functions for which the querier lowers MRW to half the range so every window holds two samples.
 RANGE_LOWERING_FUNCS = frozenset({
     "rate", "irate", "increase", "delta", "idelta", "deriv", "predict_linear", "holt_winters",

@@ -11,8 +11,6 @@ import numpy as np
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher
 
-STALE_NAN_BITS = 0x7FF0000000000002
-
 
 @dataclass(frozen=True)
 class SampleBatch:

@@ -7,21 +7,64 @@ import time
 from datetime import UTC, datetime
 
 from thanostools.core.errors import ConfigError
+from thanostools.core.goformat import go_quote
 
-_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000,
-             "y": 31_536_000_000}
-_DURATION = re.compile(r"^(?:(\d+)(ms|s|m|h|d|w|y))+$")
-_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_DAY = 24 * 3600 * 1000
+_DURATION_UNITS_OUT = (
+    ("y", 365 * _DAY, True), ("w", 7 * _DAY, True), ("d", _DAY, False),
+    ("h", 3600 * 1000, False), ("m", 60 * 1000, False), ("s", 1000, False), ("ms", 1, False),
+)
+MS_NS = 1_000_000
+_DURATION_UNITS_IN = {  # unit -> (order, nanoseconds)
+    "y": (1, 365 * _DAY * MS_NS), "w": (2, 7 * _DAY * MS_NS), "d": (3, _DAY * MS_NS),
+    "h": (4, 3600 * 1000 * MS_NS), "m": (5, 60 * 1000 * MS_NS), "s": (6, 1000 * MS_NS),
+    "ms": (7, MS_NS),
+}
+INT64_MAX = (1 << 63) - 1
+_DURATION_PART = re.compile(r"([0-9]*)([^0-9]*)")
+
+
+def prom_duration_ns(text: str) -> int:
+    """Go ``model.ParseDuration``: units from largest to smallest, no sign, no fractions."""
+    if text == "0":
+        return 0
+    if text == "":
+        raise ValueError("empty duration string")
+    invalid = f"not a valid duration string: {go_quote(text)}"
+    total, last_order, i = 0, 0, 0
+    while i < len(text):
+        m = _DURATION_PART.match(text, i)
+        assert m is not None
+        digits, unit = m.group(1), m.group(2)
+        if not digits or not unit:
+            raise ValueError(invalid)
+        i = m.end()
+        order_size = _DURATION_UNITS_IN.get(unit)
+        if order_size is None:
+            raise ValueError(f"unknown unit {go_quote(unit)} in duration {go_quote(text)}")
+        order, size = order_size
+        if order <= last_order:
+            raise ValueError(invalid)
+        last_order = order
+        value = int(digits)
+        if value > (1 << 63) // size:
+            raise ValueError("duration out of range")
+        total += value * size
+        if total > INT64_MAX:
+            raise ValueError("duration out of range")
+    return total
 
 
 def parse_duration_ms(text: str) -> int:
-    """``1h30m``, ``2w``, ``500ms`` → milliseconds (Prometheus duration syntax, no sign)."""
+    """A duration flag in milliseconds: Prometheus's syntax (``1h30m``, ``2w``, ``500ms``; units from largest to
+    smallest, as Prometheus and Thanos flags read them) or a bare number of seconds."""
     s = text.strip()
     if s.isdigit():
         return int(s) * 1000
-    if not s or not _DURATION.match(s):
-        raise ConfigError(f"invalid duration {text!r} (use e.g. 90s, 1h30m, 2w)")
-    return sum(int(n) * _UNITS_MS[u] for n, u in _PART.findall(s))
+    try:
+        return prom_duration_ns(s) // MS_NS
+    except ValueError as exc:
+        raise ConfigError(f"invalid duration {text!r}: {exc} (use e.g. 90s, 1h30m, 2w)") from None
 
 
 def now_ms() -> int:
@@ -59,6 +102,23 @@ def format_time_ms(ms: int) -> str:
     if ms % 1000:
         return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_duration(ms: int) -> str:
+    """Prometheus' rendering of a duration: ``1h30m``, ``500ms``, ``0s``; years and weeks only
+    when they divide the duration exactly."""
+    if ms < 0:
+        return "-" + format_duration(-ms)
+    if ms == 0:
+        return "0s"
+    out = []
+    for unit, size, exact in _DURATION_UNITS_OUT:
+        if exact and ms % size:
+            continue
+        count, ms = divmod(ms, size)
+        if count:
+            out.append(f"{count}{unit}")
+    return "".join(out)
 
 
 def go_duration(ms: int) -> str:

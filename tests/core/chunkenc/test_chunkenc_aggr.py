@@ -18,7 +18,8 @@ from thanostools.core.chunkenc.aggr import (
     counter_reset_series,
     split_aggr,
 )
-from thanostools.core.chunkenc.xor import STALE_NAN_BITS, decode, decode_batch, encode
+from thanostools.core.chunkenc.xor import decode, decode_batch, encode
+from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.errors import CorruptBlockError
 
 XOR = 1

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from thanostools.core.chunkenc.xor import (
     NORMAL_NAN_BITS,
-    STALE_NAN_BITS,
     DecodedBatch,
     decode,
     decode_batch,
@@ -24,6 +23,7 @@ from thanostools.core.chunkenc.xor import (
     encode_batch,
     num_samples,
 )
+from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.errors import CorruptBlockError
 from thanostools.core.kernels import xor as kernels
 

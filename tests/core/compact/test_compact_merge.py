@@ -20,6 +20,7 @@ from thanostools.core.compact.merge import (
     merge_into,
     sample_counts,
 )
+from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.dedup import dedup_replicas
 from thanostools.core.labels import Labels
 from thanostools.core.storage import chain_samples, select_blocks
@@ -267,7 +268,7 @@ def _with_other_bytes(tmp_path: Path, t: np.ndarray) -> Block:
 def test_stale_nan_bits_survive_a_merge(tmp_path: Path) -> None:
     t = np.arange(0, 10 * 60000, 60000, dtype=np.int64)
     v = np.ones(t.size).view(np.uint64).copy()
-    v[3] = np.uint64(xor.STALE_NAN_BITS)
+    v[3] = np.uint64(STALE_NAN_BITS)
     a = write(tmp_path / "in", {lab(0): (t, v.view(np.float64))}, 0, H)
     b = write(tmp_path / "in", {lab(0): (t + 1, np.ones(t.size))}, 0, H)
     out = compact(tmp_path, [a, b])
@@ -275,7 +276,7 @@ def test_stale_nan_bits_survive_a_merge(tmp_path: Path) -> None:
     got_t, got_v = samples([out])[lab(0)]
     expected_t, expected_v = chain_samples([samples([a])[lab(0)], samples([b])[lab(0)]])
     np.testing.assert_array_equal(got_t, expected_t)
-    assert got_v.tolist() == expected_v.tolist() and int(xor.STALE_NAN_BITS) in got_v.tolist()
+    assert got_v.tolist() == expected_v.tolist() and int(STALE_NAN_BITS) in got_v.tolist()
 
 
 def test_plain_block_writer_gives_the_same_block(tmp_path: Path) -> None:

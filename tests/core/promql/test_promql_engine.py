@@ -11,13 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.errors import EvalError, ParseError, QueryTimeoutError
 from thanostools.core.labels import Labels, from_dict
 from thanostools.core.matchers import Matcher
 from thanostools.core.promql.engine import PromQLEngine, QueryOptions, QueryResult
 from thanostools.core.promql.memquerier import MemoryQuerier
 from thanostools.core.promql.parser import parse_expr
-from thanostools.core.series import STALE_NAN_BITS, SelectHints, SelectResult
+from thanostools.core.series import SelectHints, SelectResult
 
 MIN = 60_000
 

@@ -2,13 +2,12 @@ from __future__ import annotations
 
 import pytest
 
+from thanostools.core.goformat import go_quote, go_quote_rune
 from thanostools.core.promql.lexer import (
     Lexer,
     T,
     Token,
     describe,
-    go_quote,
-    go_quote_rune,
     tokenize,
     unquote,
 )

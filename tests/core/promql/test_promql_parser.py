@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -29,13 +28,13 @@ from thanostools.core.promql.ast import (
     walk,
 )
 from thanostools.core.promql.parser import (
-    format_duration,
     parse_duration,
     parse_expr,
     parse_number,
     parse_selector,
 )
 from thanostools.core.promql.printer import format_expr
+from thanostools.core.timeutil import format_duration
 
 SAME = None  # the canonical form equals the input
 
@@ -1019,8 +1018,3 @@ def test_random_expressions_round_trip(src: str) -> None:
     assert parse_expr(printed) == expr
     assert format_expr(parse_expr(printed)) == printed
     assert parse_expr(pretty(expr, max_width=20)) == expr
-
-
-def test_shared_folder_helper_is_absent_or_a_directory() -> None:
-    shared = Path(__file__).resolve().parents[3] / ".." / "shared" / "promqltest"
-    assert not shared.exists() or shared.is_dir()

@@ -15,7 +15,6 @@ from thanostools.core.errors import CorruptBlockError
 from thanostools.core.kernels import select as select_kernels
 from thanostools.core.kernels import xor as kernels
 
-STALE_NAN_BITS: int = 0x7FF0000000000002
 NORMAL_NAN_BITS: int = 0x7FF8000000000001
 
 MAX_SAMPLES_PER_CHUNK = 0xFFFF

@@ -9,16 +9,16 @@ Public API (the compactor calls the first two):
 
 from __future__ import annotations
 
+from thanostools.core.constants import RESOLUTION_1H, RESOLUTION_5M, RESOLUTION_RAW
 from thanostools.core.downsample.block import downsample_block, downsampled_meta
 from thanostools.core.downsample.plan import PlannedStep, plan_downsampling, plan_passes
 from thanostools.core.downsample.run import DownsampleReport, DownsampleResult, downsample_bucket, plan_bucket
 from thanostools.core.downsample.series import AggrChunks, downsample_aggr, downsample_raw
-from thanostools.core.downsample.windows import RES_1H, RES_5M, RES_RAW
 
 __all__ = [
-    "RES_1H",
-    "RES_5M",
-    "RES_RAW",
+    "RESOLUTION_1H",
+    "RESOLUTION_5M",
+    "RESOLUTION_RAW",
     "AggrChunks",
     "DownsampleReport",
     "DownsampleResult",

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from thanostools.core.chunkenc import xor
+from thanostools.core.constants import RESOLUTION_5M, RESOLUTION_RAW
 from thanostools.core.downsample.series import (
     AggrChunks,
     check_resolutions,
@@ -17,7 +18,6 @@ from thanostools.core.downsample.series import (
     downsample_raw,
     downsample_raw_batch,
 )
-from thanostools.core.downsample.windows import RES_5M, RES_RAW
 from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.labels import Labels, format_labels
 from thanostools.core.tsdb.block import Block
@@ -52,7 +52,7 @@ def downsample_block(block: Block, target_resolution: int, out_dir: str, *,
     try:
         for sb in block.index.iter_series(batch_size=batch_series):
             batch = block.chunks.read(sb.chunk_ref)
-            if src.resolution == RES_RAW:
+            if src.resolution == RESOLUTION_RAW:
                 out = _raw_batch(block, sb, batch, target_resolution)
             else:
                 out = _aggr_batch(block, sb, batch, target_resolution)
@@ -149,7 +149,7 @@ def _normalise(block: Block, sb: SeriesBatch, batch: ChunkBatch) -> tuple[np.nda
             elif code == ENC_XOR:
                 if xor.num_samples(data):
                     t, v = xor.decode(data)
-                    out = downsample_raw(t, v, RES_5M)
+                    out = downsample_raw(t, v, RESOLUTION_5M)
                     parts.extend(out.chunk(k) for k in range(len(out)))
             else:
                 raise _unsupported(block, lab, code)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from thanostools.core.constants import STALE_NAN_BITS_U64
 from thanostools.core.downsample.windows import (
     MAX_FLOAT,
     RAW_ASSUMED_INTERVAL,
@@ -26,7 +27,6 @@ U64 = NDArray[np.uint64]
 F64 = NDArray[np.float64]
 U8 = NDArray[np.uint8]
 
-STALE_NAN = np.uint64(0x7FF0000000000002)
 ENC_XOR = 1
 AGG_COUNT, AGG_SUM, AGG_MIN, AGG_MAX, AGG_COUNTER = 0, 1, 2, 3, 4
 INT64_MAX = 2**63 - 1
@@ -161,7 +161,7 @@ def _expand_raw(t: I64, vb: U64, vf: F64, chunk_off: I64, c0: int, c1: int, ft: 
     for c in range(c0, c1):
         last_t = 0
         for i in range(chunk_off[c], chunk_off[c + 1]):
-            if vb[i] == STALE_NAN or t[i] < last_t:
+            if vb[i] == STALE_NAN_BITS_U64 or t[i] < last_t:
                 continue
             ft[n] = t[i]
             fv[n] = vf[i]
@@ -233,7 +233,7 @@ def _expand_aggr(t: I64, vb: U64, vf: F64, off: I64, a: int, c0: int, c1: int, f
     for c in range(c0, c1):
         last_t = 0
         for i in range(off[a, c], off[a, c + 1]):
-            if vb[i] == STALE_NAN or t[i] < last_t:
+            if vb[i] == STALE_NAN_BITS_U64 or t[i] < last_t:
                 continue
             ft[n] = t[i]
             fv[n] = vf[i]

@@ -6,13 +6,15 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from thanostools.core.blockio import BlockMarkers
-from thanostools.core.downsample.windows import DOWNSAMPLE_RANGE_1H, DOWNSAMPLE_RANGE_5M, RES_1H, RES_5M, RES_RAW
+from thanostools.core.constants import RESOLUTION_1H, RESOLUTION_5M, RESOLUTION_RAW
+from thanostools.core.downsample.windows import DOWNSAMPLE_RANGE_1H, DOWNSAMPLE_RANGE_5M
 from thanostools.core.errors import CorruptBlockError
 from thanostools.core.tsdb.meta import BlockMeta, ThanosMeta
 from thanostools.core.ulid import new_ulid
 
 # What each resolution is downsampled to, and how long a block must be for it.
-NEXT_RESOLUTION = {RES_RAW: (RES_5M, DOWNSAMPLE_RANGE_5M), RES_5M: (RES_1H, DOWNSAMPLE_RANGE_1H)}
+NEXT_RESOLUTION = {RESOLUTION_RAW: (RESOLUTION_5M, DOWNSAMPLE_RANGE_5M),
+                   RESOLUTION_5M: (RESOLUTION_1H, DOWNSAMPLE_RANGE_1H)}
 
 # Either the parsed markers of a block, or the names of its marks as ``inspect`` lists them.
 Marks = BlockMarkers | Collection[str]
@@ -27,11 +29,11 @@ def _marked(marks: Marks | None, name: str) -> bool:
 
 
 def _covered_sources(metas: Iterable[BlockMeta]) -> dict[int, set[str]]:
-    covered: dict[int, set[str]] = {RES_5M: set(), RES_1H: set()}
+    covered: dict[int, set[str]] = {RESOLUTION_5M: set(), RESOLUTION_1H: set()}
     for m in metas:
         if m.resolution in covered:
             covered[m.resolution].update(m.sources)
-        elif m.resolution != RES_RAW:
+        elif m.resolution != RESOLUTION_RAW:
             raise CorruptBlockError(f"unexpected downsampling resolution {m.resolution}", block=m.ulid,
                                     file="meta.json")
     return covered

@@ -14,8 +14,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import Aggr, aggr_spans
+from thanostools.core.constants import RESOLUTION_1H, RESOLUTION_5M, RESOLUTION_RAW
 from thanostools.core.downsample import kernels
-from thanostools.core.downsample.windows import RES_1H, RES_5M, RES_RAW
 from thanostools.core.errors import UnsupportedError
 
 I64 = NDArray[np.int64]
@@ -49,7 +49,7 @@ class AggrChunks:
 
 
 def check_resolutions(source: int, target: int) -> None:
-    if (source, target) not in ((RES_RAW, RES_5M), (RES_5M, RES_1H)):
+    if (source, target) not in ((RESOLUTION_RAW, RESOLUTION_5M), (RESOLUTION_5M, RESOLUTION_1H)):
         raise UnsupportedError(
             f"cannot downsample resolution {source} to {target} (only raw to 5m and 5m to 1h)")
 

@@ -10,9 +10,6 @@ import numpy as np
 
 from thanostools.core.kernels._jit import njit
 
-RES_RAW = 0
-RES_5M = 300_000
-RES_1H = 3_600_000
 # Raw data is assumed to be scraped once a minute when sizing downsampled chunks.
 RAW_ASSUMED_INTERVAL = 60_000
 MAX_SAMPLES_PER_AGGR_CHUNK = 140

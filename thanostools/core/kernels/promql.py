@@ -11,9 +11,8 @@ import math
 
 import numpy as np
 
+from thanostools.core.constants import STALE_NAN_BITS_U64 as STALE_NAN_BITS
 from thanostools.core.kernels._jit import njit
-
-STALE_NAN_BITS = np.uint64(0x7FF0000000000002)
 
 # Range-function codes understood by :func:`range_function`.
 FN_COUNT, FN_SUM, FN_AVG, FN_MIN, FN_MAX, FN_STDDEV, FN_STDVAR = 0, 1, 2, 3, 4, 5, 6

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from thanostools.core.constants import STALE_NAN_BITS_U64 as STALE_NAN_BITS
 from thanostools.core.kernels._jit import njit
 from thanostools.core.kernels.xor import OK, PAD, decode_chunk
-
-STALE_NAN_BITS = np.uint64(0x7FF0000000000002)
 
 
 @njit

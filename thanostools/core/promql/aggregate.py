@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from thanostools.core.errors import EvalError
+from thanostools.core.goformat import format_f, go_quote
 from thanostools.core.kernels import promql as kern
 from thanostools.core.labels import METRIC_NAME, Labels, label_hash
 from thanostools.core.promql import annotations as ann
@@ -129,7 +130,7 @@ def _count_values(ev: Evaluator, node: AggregateExpr, ts: np.ndarray) -> Vector:
         raise EvalError("count_values expects a string literal as its parameter")
     label = param.value
     if not label or any(0xD800 <= ord(c) <= 0xDFFF for c in label):
-        raise EvalError(f"invalid label name {ann.go_quote_bytes(label)}")
+        raise EvalError(f"invalid label name {go_quote(label)}")
     vec = ev.eval_vector(node.expr, ts)
     steps = ts.shape[0]
     grouping = node.grouping if node.without else (*node.grouping, label)
@@ -154,7 +155,7 @@ def _count_values(ev: Evaluator, node: AggregateExpr, ts: np.ndarray) -> Vector:
     labels: list[Labels] = []
     for u in order.tolist():
         g = int(uniq[u, 0])
-        value = ann.go_float_f(float(vals[first[u]]))
+        value = format_f(float(vals[first[u]]))
         lbls = dict(bases[g])
         if keeps_label:
             lbls[label] = value

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from thanostools.core.goformat import format_g, go_quote
 
 WARNING = "PromQL warning"
 INFO = "PromQL info"
-
-
-def go_quote_bytes(s: str) -> str:
-    """``strconv.Quote`` where surrogate-escaped bytes (invalid UTF-8) print as ``\\xNN``."""
-    if not any(0xDC80 <= ord(c) <= 0xDCFF for c in s):
-        return go_quote(s)
-    parts = ['"']
-    for ch in s:
-        o = ord(ch)
-        if 0xDC80 <= o <= 0xDCFF:
-            parts.append(f"\\x{o - 0xDC00:02x}")
-        else:
-            parts.append(go_quote(ch)[1:-1])
-    parts.append('"')
-    return "".join(parts)
 
 
 def position(query: str, pos: int) -> str:
@@ -100,31 +84,6 @@ SORT_IN_RANGE_QUERY = "sort is ineffective for range queries since results are a
 
 def with_metric_name(text: str, metric_name: str) -> str:
     return f"{text} for metric name {go_quote(metric_name)}" if metric_name else text
-
-
-def go_float_f(x: float) -> str:
-    """Go ``strconv.FormatFloat(x, 'f', -1, 64)``: shortest round-trip digits, never an exponent."""
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "+Inf" if x > 0 else "-Inf"
-    text = repr(float(x))
-    if "e" not in text and "E" not in text:
-        return text[:-2] if text.endswith(".0") else text
-    mant, _, exp_s = text.partition("e")
-    neg = mant.startswith("-")
-    mant = mant.lstrip("-")
-    intpart, _, frac = mant.partition(".")
-    digits = (intpart + frac).lstrip("0") or "0"
-    point = len(intpart) + int(exp_s)
-    if point <= 0:
-        out = "0." + "0" * (-point) + digits.rstrip("0")
-    elif point >= len(digits):
-        out = digits + "0" * (point - len(digits))
-    else:
-        out = digits[:point] + "." + digits[point:]
-    out = out.rstrip(".") if "." in out and out.endswith(".") else out
-    return "-" + out if neg else out
 
 
 def openmetrics_float(x: float) -> str:

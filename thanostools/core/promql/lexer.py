@@ -12,6 +12,8 @@ import enum
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
+from thanostools.core.goformat import go_quote, go_quote_rune
+
 
 class T(enum.Enum):
     """Token kinds."""
@@ -153,44 +155,6 @@ def is_digit(c: str) -> bool:
 
 def is_alnum(c: str) -> bool:
     return c != "" and (is_alpha(c) or "0" <= c <= "9")
-
-
-# ---------------------------------------------------------------------------------------------
-# Go quoting, as used by Prometheus for messages and for printing.
-
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
-               "\v": "\\v", "\\": "\\\\"}
-
-
-def _go_escape_char(ch: str, quote: str) -> str:
-    o = ord(ch)
-    if ch == quote:
-        return "\\" + ch
-    if ch in _GO_ESCAPES:
-        return _GO_ESCAPES[ch]
-    if 0xDC80 <= o <= 0xDCFF:  # a byte that was not valid UTF-8 (surrogateescape)
-        return f"\\x{o - 0xDC00:02x}"
-    if ch == " " or (ch.isprintable() and not 0xD800 <= o <= 0xDFFF):
-        return ch
-    if o < 0x20 or o == 0x7F:
-        return f"\\x{o:02x}"
-    if 0xD800 <= o <= 0xDFFF:
-        return "\\ufffd"
-    if o < 0x10000:
-        return f"\\u{o:04x}"
-    return f"\\U{o:08x}"
-
-
-def go_quote(s: str) -> str:
-    """Go ``strconv.Quote``."""
-    return '"' + "".join(_go_escape_char(ch, '"') for ch in s) + '"'
-
-
-def go_quote_rune(ch: str) -> str:
-    """Go ``%q`` of a rune (``strconv.QuoteRune``); the empty string stands for EOF."""
-    if ch == _EOF:
-        ch = "\ufffd"
-    return "'" + _go_escape_char(ch, "'") + "'"
 
 
 def go_unicode(ch: str) -> str:

@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import NoReturn
 
 from thanostools.core.errors import ParseError
+from thanostools.core.goformat import format_f6, go_quote
 from thanostools.core.matchers import Matcher, MatchType
 from thanostools.core.promql.ast import (
     COMPARISON_OPS,
@@ -46,11 +47,11 @@ from thanostools.core.promql.lexer import (
     T,
     Token,
     describe,
-    go_quote,
     unquote,
 )
+from thanostools.core.timeutil import INT64_MAX, MS_NS, prom_duration_ns
 
-__all__ = ["format_duration", "parse_duration", "parse_expr", "parse_number", "parse_selector"]
+__all__ = ["parse_duration", "parse_expr", "parse_number", "parse_selector"]
 
 GO_NAN = float_from_bits(0x7FF8000000000001)  # what Go's ParseFloat("NaN") returns
 
@@ -125,26 +126,9 @@ def parse_selector(text: str) -> list[Matcher]:
 def parse_duration(text: str) -> int:
     """A Prometheus duration (``1h30m``, ``500ms``, ``0``) in milliseconds."""
     try:
-        return _duration_ns(text) // 1_000_000
+        return prom_duration_ns(text) // 1_000_000
     except ValueError as exc:
         raise ParseError(str(exc)) from None
-
-
-def format_duration(ms: int) -> str:
-    """Prometheus' rendering of a duration: ``1h30m``, ``500ms``, ``0s``; years and weeks only
-    when they divide the duration exactly."""
-    if ms < 0:
-        return "-" + format_duration(-ms)
-    if ms == 0:
-        return "0s"
-    out = []
-    for unit, size, exact in _DURATION_UNITS_OUT:
-        if exact and ms % size:
-            continue
-        count, ms = divmod(ms, size)
-        if count:
-            out.append(f"{count}{unit}")
-    return "".join(out)
 
 
 def parse_number(text: str) -> float:
@@ -158,50 +142,6 @@ def parse_number(text: str) -> float:
 # ---------------------------------------------------------------------------------------------
 # Durations and numbers.
 
-_DAY = 24 * 3600 * 1000
-_DURATION_UNITS_OUT = (
-    ("y", 365 * _DAY, True), ("w", 7 * _DAY, True), ("d", _DAY, False),
-    ("h", 3600 * 1000, False), ("m", 60 * 1000, False), ("s", 1000, False), ("ms", 1, False),
-)
-_MS_NS = 1_000_000
-_DURATION_UNITS_IN = {  # unit -> (order, nanoseconds)
-    "y": (1, 365 * _DAY * _MS_NS), "w": (2, 7 * _DAY * _MS_NS), "d": (3, _DAY * _MS_NS),
-    "h": (4, 3600 * 1000 * _MS_NS), "m": (5, 60 * 1000 * _MS_NS), "s": (6, 1000 * _MS_NS),
-    "ms": (7, _MS_NS),
-}
-_INT64_MAX = (1 << 63) - 1
-_DURATION_PART = re.compile(r"([0-9]*)([^0-9]*)")
-
-
-def _duration_ns(text: str) -> int:
-    """Go ``model.ParseDuration``: units from largest to smallest, no sign, no fractions."""
-    if text == "0":
-        return 0
-    if text == "":
-        raise ValueError("empty duration string")
-    invalid = f"not a valid duration string: {go_quote(text)}"
-    total, last_order, i = 0, 0, 0
-    while i < len(text):
-        m = _DURATION_PART.match(text, i)
-        assert m is not None
-        digits, unit = m.group(1), m.group(2)
-        if not digits or not unit:
-            raise ValueError(invalid)
-        i = m.end()
-        order_size = _DURATION_UNITS_IN.get(unit)
-        if order_size is None:
-            raise ValueError(f"unknown unit {go_quote(unit)} in duration {go_quote(text)}")
-        order, size = order_size
-        if order <= last_order:
-            raise ValueError(invalid)
-        last_order = order
-        value = int(digits)
-        if value > (1 << 63) // size:
-            raise ValueError("duration out of range")
-        total += value * size
-        if total > _INT64_MAX:
-            raise ValueError("duration out of range")
-    return total
 
 
 def _underscore_ok(s: str) -> bool:
@@ -246,7 +186,7 @@ def _go_parse_int(s: str) -> int | None:
     if value is None:
         return None
     value = -value if negative else value
-    return value if -(1 << 63) <= value <= _INT64_MAX else None
+    return value if -(1 << 63) <= value <= INT64_MAX else None
 
 
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -288,16 +228,7 @@ def _go_round(x: float) -> int:
 
 def _ns_to_ms(ns: int) -> int:
     """Truncating conversion, like Go's integer division."""
-    return ns // _MS_NS if ns >= 0 else -(-ns // _MS_NS)
-
-
-def _format_go_f(x: float) -> str:
-    """Go ``%f``."""
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "+Inf" if x > 0 else "-Inf"
-    return f"{x:f}"
+    return ns // MS_NS if ns >= 0 else -(-ns // MS_NS)
 
 
 def _valid_label_name(name: str) -> bool:
@@ -467,7 +398,7 @@ class _Parser:
 
     def duration_tok_ns(self, tok: Token) -> int:
         try:
-            return _duration_ns(tok.val)
+            return prom_duration_ns(tok.val)
         except ValueError as exc:
             _fail(str(exc), tok.pos)
 
@@ -717,7 +648,7 @@ class _Parser:
         else:
             _, seconds, _ = self.signed_literal_ns("@", "timestamp", many_signs=False)
             if math.isinf(seconds) or math.isnan(seconds) or abs(seconds) >= float(1 << 63):
-                _fail(f"timestamp out of bounds for @ modifier: {_format_go_f(seconds)}", expr.pos)
+                _fail(f"timestamp out of bounds for @ modifier: {format_f6(seconds)}", expr.pos)
             timestamp = _go_round(seconds * 1000)
         return self.set_at(expr, timestamp, preprocessor)
 

@@ -7,6 +7,7 @@ import math
 import re
 from decimal import Decimal
 
+from thanostools.core.goformat import go_quote
 from thanostools.core.matchers import Matcher
 from thanostools.core.promql.ast import (
     AggregateExpr,
@@ -24,8 +25,7 @@ from thanostools.core.promql.ast import (
     VectorMatching,
     VectorSelector,
 )
-from thanostools.core.promql.lexer import go_quote
-from thanostools.core.promql.parser import format_duration
+from thanostools.core.timeutil import format_duration
 
 __all__ = ["format_expr", "format_float", "format_matcher", "pretty"]
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.errors import FormatError, ParseError
 from thanostools.core.labels import METRIC_NAME, Labels, from_pairs
 from thanostools.core.promql.ast import Expr, float_bits
@@ -21,12 +22,11 @@ from thanostools.core.promql.lexer import WORDS, Lexer, T, Token, unquote
 from thanostools.core.promql.parser import parse_duration, parse_expr, parse_number
 
 __all__ = [
-    "NAN_BITS", "STALE_NAN_BITS", "ClearCmd", "Command", "EvalCmd", "Expectation",
+    "NAN_BITS", "ClearCmd", "Command", "EvalCmd", "Expectation",
     "ExpectedSeries", "HistogramRef", "LoadCmd", "RangeVectorSpec", "Sample", "ScriptError",
     "SeqValue", "parse_file", "parse_script", "parse_series_line",
 ]
 
-STALE_NAN_BITS = 0x7FF0000000000002
 NAN_BITS = 0x7FF8000000000001
 
 

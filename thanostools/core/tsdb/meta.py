@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NoReturn
 
 from thanostools.core import labels as labelset
+from thanostools.core.constants import RESOLUTION_1H, RESOLUTION_5M, RESOLUTION_RAW
 from thanostools.core.errors import CorruptBlockError, NotFoundError, SourceError
 from thanostools.core.ulid import is_ulid
 
@@ -25,9 +26,6 @@ META_FILENAME = "meta.json"
 META_VERSION = 1
 THANOS_VERSION = 1
 
-RESOLUTION_RAW = 0
-RESOLUTION_5M = 300_000
-RESOLUTION_1H = 3_600_000
 VALID_RESOLUTIONS = frozenset({RESOLUTION_RAW, RESOLUTION_5M, RESOLUTION_1H})
 
 ZERO_TIME = "0001-01-01T00:00:00Z"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from thanostools.core.constants import RESOLUTION_RAW
 from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.inspect import BlockInfo
-from thanostools.core.tsdb.meta import RESOLUTION_RAW
 from thanostools.core.verify.context import VerifyContext, log
 from thanostools.core.verify.health import IndexHealth, index_health
 from thanostools.core.verify.report import INDEX_KNOWN_ISSUES, Issue

@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from thanostools.core.constants import RESOLUTION_RAW
 from thanostools.core.errors import HaltError
 from thanostools.core.labels import Labels, format_labels
 from thanostools.core.tsdb.block import Block
-from thanostools.core.tsdb.meta import RESOLUTION_RAW, SOURCE_BUCKET_REPAIR, BlockMeta
+from thanostools.core.tsdb.meta import SOURCE_BUCKET_REPAIR, BlockMeta
 from thanostools.core.tsdb.series_chunks import iter_series_chunks
 from thanostools.core.tsdb.writer import BlockWriter
 

@@ -20,6 +20,7 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
 from thanostools import __version__
+from thanostools.core.goformat import go_quote
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher
 from thanostools.core.promql.apijson import go_json_string, labels_json, render_success
@@ -30,7 +31,6 @@ from thanostools.server.http.params import (
     MAX_TIME_MS,
     MIN_TIME_MS,
     bad_data,
-    go_quote,
     invalid_param,
     parse_bool,
     parse_duration,

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from thanostools.core.errors import ParseError
+from thanostools.core.goformat import go_quote
 from thanostools.core.matchers import Matcher
 from thanostools.core.promql.apijson import ERROR_STATUS
 
@@ -50,24 +51,6 @@ def bad_data(message: str) -> ApiError:
 
 def invalid_param(name: str, message: str) -> ApiError:
     return bad_data(f"invalid parameter {go_quote(name)}: {message}")
-
-
-def go_quote(s: str) -> str:
-    """Go ``%q`` for the strings that appear in messages."""
-    out = ['"']
-    for ch in s:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch < " " or ch == "\x7f":
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 # --- values ----------------------------------------------------------------------------------------

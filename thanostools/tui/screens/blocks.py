@@ -14,12 +14,13 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Checkbox, DataTable, Footer, Header, Input, Label, Static
 
+from thanostools.core.constants import resolution_name
 from thanostools.core.errors import ConfigError, ThanosToolsError
 from thanostools.core.inspect import BlockFilter, BlockInfo, human_bytes, parse_label_selectors
 from thanostools.core.timeutil import format_time_ms, human_duration, parse_time_ms
 from thanostools.core.tsdb.markers import DeletionMark, Marker, NoCompactMark, NoDownsampleMark, now_seconds
 from thanostools.tui.screens.console import Command
-from thanostools.tui.widgets.timeline import RES_NAMES, Timeline, level_color
+from thanostools.tui.widgets.timeline import Timeline, level_color
 
 if TYPE_CHECKING:
     from thanostools.core.analyze import AnalyzeReport
@@ -34,7 +35,7 @@ TOP = 8
 def block_row(b: BlockInfo) -> tuple[str, ...]:
     m = b.meta
     return (b.ulid, format_time_ms(m.min_time), format_time_ms(m.max_time), human_duration(m.max_time - m.min_time),
-            str(m.level), RES_NAMES.get(m.resolution, str(m.resolution)), f"{m.stats.num_series:,}",
+            str(m.level), resolution_name(m.resolution), f"{m.stats.num_series:,}",
             f"{m.stats.num_samples:,}", human_bytes(b.size_bytes),
             ",".join(f"{k}={v}" for k, v in m.external_labels), ",".join(b.marks))
 
@@ -57,7 +58,7 @@ def details_table(b: BlockInfo) -> Table:
     t.add_row("time", f"{format_time_ms(m.min_time)} … {format_time_ms(m.max_time)} "
                       f"({human_duration(m.max_time - m.min_time)})")
     t.add_row("level", f"{m.level} · {len(m.sources)} source block(s) · resolution "
-                       f"{RES_NAMES.get(m.resolution, m.resolution)}")
+                       f"{resolution_name(m.resolution)}")
     t.add_row("stats", f"{m.stats.num_series:,} series · {m.stats.num_samples:,} samples · "
                        f"{m.stats.num_chunks:,} chunks · {m.stats.num_tombstones:,} tombstones")
     t.add_row("labels", ", ".join(f'{k}="{v}"' for k, v in m.external_labels) or "(none)")

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from rich.text import Text
 from textual.widget import Widget
 
+from thanostools.core.constants import resolution_name
 from thanostools.core.inspect import BlockInfo
 from thanostools.core.labels import Labels
 
 LEVEL_COLORS = ("#5b9bd5", "#70ad47", "#ffc000", "#ed7d31", "#a37ee8")
 MARK_CHARS = {"deletion": "✗", "no-compact": "‖", "no-downsample": "↓"}
-RES_NAMES = {0: "raw", 300_000: "5m", 3_600_000: "1h"}
 MAX_LABEL = 38
 
 
@@ -23,7 +23,7 @@ def level_color(level: int) -> str:
 
 def stream_name(labels: Labels, resolution: int) -> str:
     ext = ",".join(f"{k}={v}" for k, v in labels) or "(no external labels)"
-    return f"{ext} {RES_NAMES.get(resolution, f'{resolution}ms')}"
+    return f"{ext} {resolution_name(resolution)}"
 
 
 def streams(blocks: Sequence[BlockInfo]) -> dict[str, list[BlockInfo]]:

@@ -1,0 +1,24 @@
+"""Numbers that Prometheus and Thanos fix once for everyone: the stale marker and the downsampling resolutions.
+
+A leaf module: every layer (kernels included) may import it, and it imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Prometheus's value.StaleNaN: the NaN payload that marks a series as stale.
+STALE_NAN_BITS = 0x7FF0000000000002
+STALE_NAN_BITS_U64 = np.uint64(STALE_NAN_BITS)
+
+# Thanos's downsampling resolutions, in milliseconds (meta.json thanos.downsample.resolution).
+RESOLUTION_RAW = 0
+RESOLUTION_5M = 300_000
+RESOLUTION_1H = 3_600_000
+RESOLUTIONS_BY_NAME = {"raw": RESOLUTION_RAW, "5m": RESOLUTION_5M, "1h": RESOLUTION_1H}
+RESOLUTION_NAMES = {ms: name for name, ms in RESOLUTIONS_BY_NAME.items()}
+
+
+def resolution_name(ms: int) -> str:
+    """``raw``, ``5m`` or ``1h``; any other resolution as its number of milliseconds."""
+    return RESOLUTION_NAMES.get(ms, str(ms))
