@@ -31,6 +31,7 @@ demo: $(VENV)/.installed-run $(DEMO_DIR)
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check thanostools tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test

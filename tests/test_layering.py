@@ -7,6 +7,9 @@ from __future__ import annotations
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import thanostools.core
 
@@ -41,3 +44,63 @@ def test_core_starts_no_grpc_server() -> None:
     root = Path(thanostools.core.__path__[0])
     offenders = [str(p) for p in root.rglob("*.py") if any(s in p.read_text() for s in ("grpc.server(", "aio.server("))]
     assert offenders == []
+
+
+def _import_cycles() -> list[list[str]]:
+    """Groups of modules that import each other at run time (module- or function-level imports alike;
+    imports under ``if TYPE_CHECKING`` are annotations only and do not count)."""
+    import grimp
+
+    graph = grimp.build_graph("thanostools", exclude_type_checking_imports=True, cache_dir=None)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(start: str) -> None:  # Tarjan's strongly connected components, iteratively
+        work = [(start, iter(sorted(graph.find_modules_directly_imported_by(start))))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    work.append((child, iter(sorted(graph.find_modules_directly_imported_by(child)))))
+                elif child in stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    group.append(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    cycles.append(sorted(group))
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_import_cycles() -> None:
+    assert _import_cycles() == []
+
+
+def test_missing_shared_scripts_fail_under_ci(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests import sharedfiles
+
+    monkeypatch.setattr(sharedfiles, "PROMQLTEST_DIR", tmp_path / "absent")
+    monkeypatch.delenv("CI", raising=False)
+    assert sharedfiles.promqltest_scripts() == []
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(RuntimeError, match="CI is set"):
+        sharedfiles.promqltest_scripts()

@@ -15,7 +15,8 @@ from textual.widgets import Input
 
 from tests.tui.tuihelp import NOW, make_app, make_bucket, screen_text, settle, type_text
 from thanostools.core.engine import Engine
-from thanostools.core.promql.apijson import query_data_json, render_success
+from thanostools.core.promql.apijson import render_success
+from thanostools.core.promql.fastjson import query_data_json
 from thanostools.tui.app import ThanosToolsApp
 from thanostools.tui.screens.console import ConsoleScreen
 from thanostools.tui.sources import BucketSource, QuerySettings

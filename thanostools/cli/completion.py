@@ -9,17 +9,16 @@ PROG = "thanos-tools"
 COMPLETE_VAR = "_THANOS_TOOLS_COMPLETE"
 
 
-def completion_script(shell: str) -> str:
-    from thanostools.cli.main import cli
-
+def completion_script(root: click.Command, shell: str) -> str:
     cls = get_completion_class(shell)
     if cls is None:
         raise click.BadParameter(f"unsupported shell {shell}")
-    return cls(cli, {}, PROG, COMPLETE_VAR).source()
+    return cls(root, {}, PROG, COMPLETE_VAR).source()
 
 
 @click.command()
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:
     """Print the completion script for SHELL (e.g. `eval "$(thanos-tools completion bash)"`)."""
-    click.echo(completion_script(shell), nl=False)
+    root = click.get_current_context().find_root().command
+    click.echo(completion_script(root, shell), nl=False)

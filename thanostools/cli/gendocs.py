@@ -10,6 +10,7 @@ import sys
 
 from thanostools import __version__
 from thanostools.cli.completion import PROG, completion_script
+from thanostools.cli.main import cli
 
 SHELL_FILES = {"bash": "thanos-tools.bash", "zsh": "_thanos-tools", "fish": "thanos-tools.fish"}
 MAN_DATE = "2026-01-01"  # fixed so regenerated pages do not differ by build date
@@ -20,13 +21,11 @@ def write_completions(root: str) -> None:
     os.makedirs(out, exist_ok=True)
     for shell, name in SHELL_FILES.items():
         with open(os.path.join(out, name), "w") as fh:
-            fh.write(completion_script(shell))
+            fh.write(completion_script(cli, shell))
 
 
 def write_man(root: str) -> None:
     from click_man.core import write_man_pages
-
-    from thanostools.cli.main import cli
 
     out = os.path.join(root, "man")
     os.makedirs(out, exist_ok=True)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from thanostools.core.constants import RESOLUTIONS_BY_NAME
 from thanostools.core.errors import QueryError, SourceError, UnsupportedError
 from thanostools.core.inspect import BlockInfo, BucketScan
 from thanostools.core.labels import METRIC_NAME, Labels
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from thanostools.core.engine import Engine
     from thanostools.core.promql.engine import PromQLEngine
 
-RESOLUTION_MS = {"raw": 0, "5m": 300_000, "1h": 3_600_000}
 METRIC_COUNT_QUERY = 'count by (__name__) ({__name__=~".+"})'
 
 
@@ -43,7 +43,7 @@ class QuerySettings:
         """``auto`` is step/5 for range queries and raw for instant ones (the Thanos querier's rule)."""
         if self.max_source_resolution == "auto":
             return step_ms // 5
-        return RESOLUTION_MS[self.max_source_resolution]
+        return RESOLUTIONS_BY_NAME[self.max_source_resolution]
 
 
 class Cancelled(QueryError):
@@ -193,7 +193,8 @@ class QuerierSource(Source):
     @staticmethod
     def _finish(result: QueryResult, settings: QuerySettings) -> str:
         """The API JSON of a result; with partial responses off, storage warnings fail the query."""
-        from thanostools.core.promql.apijson import query_data_json, render_success
+        from thanostools.core.promql.apijson import render_success
+        from thanostools.core.promql.fastjson import query_data_json
 
         if not settings.partial_response and result.warnings:
             raise QueryError(f"partial response disabled: {result.warnings[0]}")

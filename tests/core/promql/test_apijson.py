@@ -19,10 +19,10 @@ from thanostools.core.promql.apijson import (
     go_json_float,
     go_json_string,
     labels_json,
-    query_data_json,
     render_error,
     render_success,
 )
+from thanostools.core.promql.fastjson import query_data_json
 
 
 @dataclass

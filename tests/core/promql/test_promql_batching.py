@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.sharedfiles import promqltest_scripts
 from thanostools.core.chunkenc import xor
+from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.engine import Engine
 from thanostools.core.errors import CorruptBlockError, EvalError
 from thanostools.core.labels import Labels
@@ -18,14 +20,13 @@ from thanostools.core.promql.engine import PromQLEngine, QueryOptions, QueryResu
 from thanostools.core.promql.selection import RowSink
 from thanostools.core.promql.testrunner import run_files
 from thanostools.core.querier import BlockQuerier, choose_blocks
-from thanostools.core.series import STALE_NAN_BITS, SampleBatch
+from thanostools.core.series import SampleBatch
 from thanostools.core.tsdb.block import Block
 from thanostools.core.tsdb.tombstones import encode_tombstones
 from thanostools.core.tsdb.writer import BlockWriter
 
 H = 3_600_000
 STEP = 15_000
-SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "promqltest"
 OURS = Path(__file__).resolve().parent / "testdata"
 STALE = float(np.array([STALE_NAN_BITS], np.uint64).view(np.float64)[0])
 
@@ -38,7 +39,7 @@ def lab(**kw: str) -> Labels:
 
 
 def test_conformance_scripts_pass_with_tiny_batches() -> None:
-    scripts = sorted(SHARED.glob("*.test")) + sorted(OURS.glob("*.test"))
+    scripts = promqltest_scripts() + sorted(OURS.glob("*.test"))
     whole = run_files(scripts)
     for size in (1, 7):
         summary = run_files(scripts, QueryOptions(batch_samples=size))

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.sharedfiles import PROMQLTEST_DIR, promqltest_scripts
 from thanostools.core.promql.testrunner import ScriptReport, run_files, run_script
 
-SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "promqltest"
 OURS = Path(__file__).resolve().parent / "testdata"
 
-SHARED_SCRIPTS = sorted(SHARED.glob("*.test")) if SHARED.is_dir() else []
+SHARED_SCRIPTS = promqltest_scripts()
 OUR_SCRIPTS = sorted(OURS.glob("*.test"))
 
 
@@ -29,7 +29,7 @@ def _check(report: ScriptReport) -> None:
     assert report.passed > 0 or not report.outcomes
 
 
-@pytest.mark.skipif(not SHARED_SCRIPTS, reason=f"shared promqltest scripts not found at {SHARED}")
+@pytest.mark.skipif(not SHARED_SCRIPTS, reason=f"shared promqltest scripts not found at {PROMQLTEST_DIR}")
 @pytest.mark.parametrize("script", SHARED_SCRIPTS, ids=lambda p: p.name)
 def test_shared_script(script: Path) -> None:
     _check(run_script(script))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.sharedfiles import promqltest_scripts
 from thanostools.core.promql.ast import float_bits
 from thanostools.core.promql.parser import parse_expr
 from thanostools.core.promql.printer import format_expr
@@ -26,8 +27,7 @@ from thanostools.core.promql.promqltest import (
     parse_series_line,
 )
 
-SHARED = Path(__file__).resolve().parents[3] / ".." / "shared" / "promqltest"
-SCRIPTS = sorted(SHARED.glob("*.test")) if SHARED.is_dir() else []
+SCRIPTS = promqltest_scripts()
 
 MIN = 60_000
 

@@ -28,7 +28,6 @@ __all__ = [
     "go_json_float",
     "go_json_string",
     "labels_json",
-    "query_data_json",
     "render_error",
     "render_success",
     "result_json",
@@ -224,18 +223,6 @@ def result_json(result: ResultLike) -> str:
         t, text = result.string
         return f"[{format_float_ts(t)},{go_json_string(text)}]"
     raise ValueError(f"unknown result type {kind!r}")
-
-
-def query_data_json(result: ResultLike) -> str:
-    """Exactly the ``data`` object of ``/api/v1/query`` and ``/api/v1/query_range``.
-
-    Vectors and matrices go through the bulk writer in ``fastjson`` (same bytes, formatted in batches).
-    """
-    if result.result_type in ("matrix", "vector"):
-        from thanostools.core.promql import fastjson  # imports this module: load it lazily
-
-        return fastjson.query_data_json(result)
-    return query_data_json_reference(result)
 
 
 def query_data_json_reference(result: ResultLike) -> str:
