@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -78,7 +79,10 @@ class MmapSource(MemorySource):
         except OSError as exc:
             raise NotFoundError(f"{path}: {exc.strerror}") from None
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise CorruptBlockError("is a directory, not a file", file=name or os.path.basename(path))
+            size = st.st_size
             data: bytes | mmap.mmap = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if size else b""
         finally:
             os.close(fd)

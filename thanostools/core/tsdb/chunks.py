@@ -33,12 +33,24 @@ def segment_name(index: int) -> str:
     return f"{index + 1:06d}"
 
 
+def unsigned_ref(ref: int) -> int:
+    """A chunk ref as the unsigned 64-bit number it is on disk (we hold refs in int64 arrays)."""
+    return int(ref) & 0xFFFF_FFFF_FFFF_FFFF
+
+
 def ref_segment(ref: int) -> int:
-    return ref >> 32
+    """The segment index: the ref's upper 32 bits, unsigned."""
+    return unsigned_ref(ref) >> 32
 
 
 def ref_offset(ref: int) -> int:
-    return ref & 0xFFFFFFFF
+    return int(ref) & 0xFFFFFFFF
+
+
+def split_refs(refs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Segment index (unsigned upper 32 bits) and offset of every ref, as int64 arrays."""
+    u = np.ascontiguousarray(refs, dtype=np.int64).view(np.uint64)
+    return (u >> np.uint64(32)).astype(np.int64), (u & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -76,7 +88,7 @@ class ChunkReader:
         self.names = list(segment_names) if segment_names else [segment_name(i) for i in range(len(self.segments))]
 
     def _corrupt(self, seg: int, msg: str, offset: int | None) -> CorruptBlockError:
-        name = self.names[seg] if 0 <= seg < len(self.names) else f"segment #{seg}"
+        name = self.names[seg] if 0 <= seg < len(self.names) else segment_name(seg)
         return CorruptBlockError(msg, block=self.block, file=f"chunks/{name}", offset=offset)
 
     def check_headers(self) -> None:
@@ -96,12 +108,11 @@ class ChunkReader:
         """Gather the records for ``refs`` (any order) into one ChunkBatch in the same order."""
         refs = np.asarray(refs, dtype=np.int64)
         n = refs.shape[0]
-        seg_idx = refs >> 32
-        offs = refs & 0xFFFFFFFF
+        seg_idx, offs = split_refs(refs)
         parts: list[tuple[np.ndarray, ChunkBatch]] = []
         for seg in np.unique(seg_idx).tolist():
-            if seg < 0 or seg >= len(self.segments):
-                raise self._corrupt(int(seg), f"chunk reference into missing segment {seg}", None)
+            if seg >= len(self.segments):
+                raise self._corrupt(int(seg), f"chunk reference into segment {segment_name(int(seg))}, which does not exist", None)
             pick = np.flatnonzero(seg_idx == seg)
             parts.append((pick, self._read_segment(int(seg), offs[pick], check_crc, size_hint, framed)))
         return _scatter(parts, n, framed)
@@ -111,11 +122,10 @@ class ChunkReader:
         refs = np.asarray(refs, dtype=np.int64)
         n = refs.shape[0]
         out = ChunkHeaders(np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64))
-        seg_idx = refs >> 32
-        offs = refs & 0xFFFFFFFF
+        seg_idx, offs = split_refs(refs)
         for seg in np.unique(seg_idx).tolist():
-            if seg < 0 or seg >= len(self.segments):
-                raise self._corrupt(int(seg), f"chunk reference into missing segment {seg}", None)
+            if seg >= len(self.segments):
+                raise self._corrupt(int(seg), f"chunk reference into segment {segment_name(int(seg))}, which does not exist", None)
             pick = np.flatnonzero(seg_idx == seg)
             src = self.segments[seg]
             whole = src.array()
