@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.clihelp import run_cli, tree_digest
-from tests.core.verify.test_verify_checks import H, LABELS, _chunks
+from tests.core.verify.test_verify_checks import LABELS, H, _chunks
 from tests.fixtures_prom import needs_promtool, promtool_analyze, promtool_create_blocks, promtool_dump
 from thanostools.core.bucket import open_bucket
 from thanostools.core.errors import CorruptBlockError

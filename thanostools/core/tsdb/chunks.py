@@ -91,6 +91,9 @@ class ChunkReader:
         name = self.names[seg] if 0 <= seg < len(self.names) else segment_name(seg)
         return CorruptBlockError(msg, block=self.block, file=f"chunks/{name}", offset=offset)
 
+    def _missing_segment(self, seg: int) -> CorruptBlockError:
+        return self._corrupt(seg, f"chunk reference into segment {segment_name(seg)}, which does not exist", None)
+
     def check_headers(self) -> None:
         """Validate magic and version of every segment, as Prometheus does on open."""
         heads = [s.read(0, SEGMENT_HEADER_SIZE) if s.size() >= SEGMENT_HEADER_SIZE else b"" for s in self.segments]
@@ -112,7 +115,7 @@ class ChunkReader:
         parts: list[tuple[np.ndarray, ChunkBatch]] = []
         for seg in np.unique(seg_idx).tolist():
             if seg >= len(self.segments):
-                raise self._corrupt(int(seg), f"chunk reference into segment {segment_name(int(seg))}, which does not exist", None)
+                raise self._missing_segment(int(seg))
             pick = np.flatnonzero(seg_idx == seg)
             parts.append((pick, self._read_segment(int(seg), offs[pick], check_crc, size_hint, framed)))
         return _scatter(parts, n, framed)
@@ -125,7 +128,7 @@ class ChunkReader:
         seg_idx, offs = split_refs(refs)
         for seg in np.unique(seg_idx).tolist():
             if seg >= len(self.segments):
-                raise self._corrupt(int(seg), f"chunk reference into segment {segment_name(int(seg))}, which does not exist", None)
+                raise self._missing_segment(int(seg))
             pick = np.flatnonzero(seg_idx == seg)
             src = self.segments[seg]
             whole = src.array()
