@@ -12,7 +12,7 @@ import numpy as np
 
 from thanostools.core.errors import CorruptBlockError
 from thanostools.core.kernels import binary as kb
-from thanostools.core.tsdb.bytesource import ByteSource
+from thanostools.core.tsdb.bytesource import ByteSource, located_source
 
 SEGMENT_MAGIC = 0x85BD40DD
 SEGMENT_HEADER = struct.pack(">IB3x", SEGMENT_MAGIC, 1)
@@ -83,7 +83,7 @@ class ChunkReader:
 
     def __init__(self, segments: Sequence[ByteSource], *, block: str | None = None,
                  segment_names: Sequence[str] | None = None) -> None:
-        self.segments = list(segments)
+        self.segments = [located_source(s, block) for s in segments]
         self.block = block
         self.names = list(segment_names) if segment_names else [segment_name(i) for i in range(len(self.segments))]
 

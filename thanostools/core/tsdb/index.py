@@ -12,7 +12,7 @@ from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.kernels import binary as kb
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher
-from thanostools.core.tsdb.bytesource import ByteSource
+from thanostools.core.tsdb.bytesource import ByteSource, located_source
 
 INDEX_MAGIC = 0xBAAAD700
 TOC_LEN = 52
@@ -66,7 +66,7 @@ class IndexReader:
     """Reads one index file through a ByteSource; symbols and the postings table are loaded at open."""
 
     def __init__(self, source: ByteSource, *, block: str | None = None) -> None:
-        self.source = source
+        self.source = source = located_source(source, block)
         self.block = block
         size = source.size()
         if size < 5 + TOC_LEN:
