@@ -52,7 +52,7 @@ def _entries(mint: list[int], maxt: list[int], refs: list[int]) -> tuple[np.ndar
 ])
 def test_series_entries_with_negative_deltas_round_trip(mint: list[int], maxt: list[int], refs: list[int]) -> None:
     data, offsets = _entries(mint, maxt, refs)
-    lab_off, names, values, chk_off, cmint, cmaxt, cref, ends, bad = kb.decode_series_entries(data, offsets, True)
+    _lab_off, names, values, _chk_off, cmint, cmaxt, cref, ends, bad = kb.decode_series_entries(data, offsets, True)
     assert bad == -1
     assert (cmint.tolist(), cmaxt.tolist(), cref.tolist()) == (mint, maxt, refs)
     assert ends.tolist() == [data.shape[0]] and names.tolist() == [0] and values.tolist() == [1]
