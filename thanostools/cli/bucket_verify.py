@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
 ISSUE_COLUMNS = [("CHECK", "id"), ("KIND", "kind"), ("BLOCKS", "blocks"), ("REPAIRABLE", "repairable"),
                  ("MESSAGE", "message")]
-CHECK_NAMES = ("overlapped_blocks", "index_known_issues", "duplicated_compaction", "chunk_integrity", "meta_files",
-               "partial_uploads", "markers")
+CHECK_NAMES = ("overlapped_blocks", "index_known_issues", "duplicated_compaction", "index_integrity",
+               "chunk_integrity", "meta_files", "partial_uploads", "markers")
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -45,8 +45,8 @@ def _render_report(report: VerifyReport, output: str, extra: dict[str, Any] | No
                    "three (Thanos'), plus the others with --deep.")
 @click.option("--id", "block_ids", multiple=True, metavar="ULID", help="Only report issues involving this block.")
 @click.option("--deep", is_flag=True,
-              help="Also read every chunk (CRCs), compare objects with meta.json's file list (sizes, hashes), "
-                   "and look for partial uploads and bad markers.")
+              help="Also check every CRC of the index and of every chunk record, compare objects with meta.json's "
+                   "file list (sizes, hashes), and look for partial uploads and bad markers.")
 @click.option("--include-marked", is_flag=True, help="Also check blocks that are marked for deletion.")
 @click.option("--repair", is_flag=True, help="Plan (and with --no-dry-run carry out) repairs of what was found.")
 @click.option("--backup.bucket", "backup_url", metavar="URL", help="Where originals are copied before repair.")

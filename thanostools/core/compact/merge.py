@@ -33,6 +33,8 @@ from thanostools.core.tsdb.chunks import (
     ENCODING_NAMES,
     ChunkBatch,
     frame_records,
+    ref_offset,
+    ref_segment,
     uvarint_sizes,
 )
 from thanostools.core.tsdb.index import RawSeries
@@ -182,12 +184,12 @@ class _Cursor:
         let the mapped pages go, or resident memory would grow by the size of every input."""
         if refs.size == 0:
             return
-        first = int(refs.min())
+        first = int(refs.view(np.uint64).min())
         segments = self.block.chunks.segments
-        for seg in range(min(first >> 32, len(segments))):
+        for seg in range(min(ref_segment(first), len(segments))):
             segments[seg].release(segments[seg].size())
-        if (first >> 32) < len(segments):
-            segments[first >> 32].release(first & 0xFFFFFFFF)
+        if ref_segment(first) < len(segments):
+            segments[ref_segment(first)].release(ref_offset(first))
 
     @property
     def last_key(self) -> np.ndarray:

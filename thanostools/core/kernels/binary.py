@@ -10,7 +10,29 @@ from __future__ import annotations
 import numpy as np
 
 from thanostools.core.kernels._hwcrc import HAVE_HW_CRC, hw_crc32c
-from thanostools.core.kernels._jit import njit
+from thanostools.core.kernels._jit import HAVE_NUMBA, njit
+
+if HAVE_NUMBA:
+
+    @njit
+    def wrap64(x: int) -> int:
+        """``x`` as a signed 64-bit integer: compiled integer arithmetic wraps by itself."""
+        return x
+
+    @njit
+    def unsigned64(x: int) -> np.uint64:
+        """``x`` (signed or not) as the ``uint64`` with the same 64 bits."""
+        return np.uint64(x)
+
+else:
+
+    def wrap64(x: int) -> int:
+        """``x`` as a signed 64-bit integer, wrapping as compiled code does (Python ints never overflow)."""
+        return (int(x) + (1 << 63)) % (1 << 64) - (1 << 63)
+
+    def unsigned64(x: int) -> np.uint64:
+        """``x`` (signed or not) as the ``uint64`` with the same 64 bits (numpy refuses negative ints)."""
+        return np.uint64(int(x) % (1 << 64))
 
 
 def _make_crc_tables() -> np.ndarray:
@@ -69,7 +91,7 @@ def uvarint(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
             return 0, -1
         result |= (b & 0x7F) << shift
         if b < 0x80:
-            return result, pos
+            return wrap64(result), pos
         shift += 7
         if shift > 63:
             return 0, -1
@@ -79,9 +101,8 @@ def uvarint(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
 @njit
 def varint(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
     u, pos = uvarint(buf, pos, end)
-    # zig-zag decode on 64 bits: (u >> 1) ^ -(u & 1)
-    x = (np.uint64(u) >> np.uint64(1)) ^ (np.uint64(0) - (np.uint64(u) & np.uint64(1)))
-    return int(np.int64(x)), pos
+    # zig-zag decode of the 64 bits in u (a signed int64): a logical shift right, then the sign
+    return ((u >> 1) & 0x7FFFFFFFFFFFFFFF) ^ -(u & 1), pos
 
 
 @njit
@@ -94,7 +115,7 @@ def scan_uvarint_strings(buf: np.ndarray, pos: int, end: int, count: int) -> tup
     ends = np.empty(count, dtype=np.int64)
     for i in range(count):
         n, pos = uvarint(buf, pos, end)
-        if pos < 0 or pos + n > end:
+        if pos < 0 or n < 0 or n > end - pos:
             return starts, ends, -1
         starts[i] = pos
         ends[i] = pos + n
@@ -121,7 +142,7 @@ def decode_series_entries(
     for i in range(n):
         pos = offsets[i]
         blen, pos = uvarint(buf, pos, end)
-        if pos < 0 or pos + blen + 4 > end:
+        if pos < 0 or blen < 0 or blen > end - pos - 4:
             return (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64),
                     np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), i)
         body_end = pos + blen
@@ -129,7 +150,7 @@ def decode_series_entries(
             return (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64),
                     np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), i)
         k, pos = uvarint(buf, pos, body_end)
-        if pos < 0:
+        if pos < 0 or k < 0 or k > blen:  # every label pair takes at least two bytes
             return (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64),
                     np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), i)
         for _ in range(2 * k):
@@ -139,7 +160,7 @@ def decode_series_entries(
         c = 0
         if pos >= 0:
             c, pos = uvarint(buf, pos, body_end)
-        if pos < 0:
+        if pos < 0 or c < 0 or c > blen:  # every chunk meta takes at least three bytes
             return (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64),
                     np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), i)
         nlab += k
@@ -176,14 +197,15 @@ def decode_series_entries(
                 mint, pos = varint(buf, pos, body_end)
                 d, pos = uvarint(buf, pos, body_end)
                 ref, pos = uvarint(buf, pos, body_end)
-                maxt = mint + d
+                maxt = wrap64(mint + d)
             else:
                 d1, pos = uvarint(buf, pos, body_end)
                 d2, pos = uvarint(buf, pos, body_end)
                 dr, pos = varint(buf, pos, body_end)
-                mint = prev_maxt + d1
-                maxt = mint + d2
-                ref = prev_ref + dr
+                # Chunks out of order or overlapping give negative deltas, stored as 64-bit wrapped uvarints.
+                mint = wrap64(prev_maxt + d1)
+                maxt = wrap64(mint + d2)
+                ref = wrap64(prev_ref + dr)
             if pos < 0:
                 return (label_offsets, label_names, label_values, chunk_offsets, chunk_mint, chunk_maxt,
                         chunk_ref, entry_ends, i)
@@ -201,7 +223,7 @@ def decode_series_entries(
 
 @njit
 def put_uvarint(out: np.ndarray, pos: int, value: int) -> int:
-    v = np.uint64(value)
+    v = unsigned64(value)
     while v >= np.uint64(0x80):
         out[pos] = np.uint8((v & np.uint64(0x7F)) | np.uint64(0x80))
         v >>= np.uint64(7)
@@ -212,9 +234,8 @@ def put_uvarint(out: np.ndarray, pos: int, value: int) -> int:
 
 @njit
 def put_varint(out: np.ndarray, pos: int, value: int) -> int:
-    x = np.int64(value)
-    u = (np.uint64(x) << np.uint64(1)) ^ np.uint64(x >> np.int64(63))
-    return put_uvarint(out, pos, int(u))
+    x = wrap64(value)
+    return put_uvarint(out, pos, wrap64((x << 1) ^ (x >> 63)))
 
 
 @njit
@@ -228,7 +249,7 @@ def put_be32(out: np.ndarray, pos: int, value: int) -> int:
 
 @njit
 def uvarint_len(value: int) -> int:
-    v = np.uint64(value)
+    v = unsigned64(value)
     n = 1
     while v >= np.uint64(0x80):
         v >>= np.uint64(7)
@@ -338,13 +359,13 @@ def scan_postings_table(
             return ns, ne, vs, ve, offs, -1
         pos += 1
         n, pos = uvarint(buf, pos, end)
-        if pos < 0 or pos + n > end:
+        if pos < 0 or n < 0 or n > end - pos:
             return ns, ne, vs, ve, offs, -1
         ns[i] = pos
         ne[i] = pos + n
         pos += n
         n, pos = uvarint(buf, pos, end)
-        if pos < 0 or pos + n > end:
+        if pos < 0 or n < 0 or n > end - pos:
             return ns, ne, vs, ve, offs, -1
         vs[i] = pos
         ve[i] = pos + n
@@ -372,7 +393,7 @@ def locate_chunk_records(
     encs = np.empty(n, np.int64)
     for i in range(n):
         length, pos = uvarint(seg, offsets[i], end)
-        if pos < 0 or pos + 1 + length + 4 > end:
+        if pos < 0 or length < 0 or length > end - pos - 5:
             return starts, ends, encs, i, 1
         if check_crc and crc32c(seg, pos, pos + 1 + length) != be32(seg, pos + 1 + length):
             return starts, ends, encs, i, 2
@@ -461,7 +482,7 @@ def chunk_record_headers(seg: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarr
     samples = np.zeros(n, np.int64)
     for i in range(n):
         length, pos = uvarint(seg, offsets[i], end)
-        if pos < 0 or pos + 1 + length > end:
+        if pos < 0 or length < 0 or length > end - pos - 1:
             return encs, lens, samples, i
         enc = int(seg[pos])
         encs[i] = enc
@@ -469,7 +490,7 @@ def chunk_record_headers(seg: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarr
         p = pos + 1
         if enc == 0xFF:
             sub_len, q = uvarint(seg, p, p + length)
-            if q < 0:
+            if q < 0 or sub_len < 0:
                 return encs, lens, samples, i
             p = q + 1
             if sub_len < 2:
@@ -477,3 +498,66 @@ def chunk_record_headers(seg: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarr
         if p + 2 <= end:
             samples[i] = (int(seg[p]) << 8) | int(seg[p + 1])
     return encs, lens, samples, -1
+
+
+# Section statuses of the integrity checks below.
+SECTION_OK = 0
+SECTION_TRUNCATED = 1
+SECTION_CRC_MISMATCH = 2
+
+
+@njit
+def check_table_sections(buf: np.ndarray, offsets: np.ndarray, end: int) -> np.ndarray:
+    """Status of each ``len be32 ‖ body ‖ crc be32`` section at ``offsets`` of ``buf[:end]`` (one of the
+    ``SECTION_*`` values)."""
+    n = offsets.shape[0]
+    status = np.zeros(n, np.int64)
+    for i in range(n):
+        off = offsets[i]
+        if off < 0 or off > end - 8:
+            status[i] = SECTION_TRUNCATED
+            continue
+        length = be32(buf, off)
+        if length > end - off - 8:
+            status[i] = SECTION_TRUNCATED
+        elif crc32c(buf, off + 4, off + 4 + length) != be32(buf, off + 4 + length):
+            status[i] = SECTION_CRC_MISMATCH
+    return status
+
+
+@njit
+def walk_series_entries(buf: np.ndarray, base: int, align: int) -> tuple[np.ndarray, int]:
+    """Start of every series entry in the series section ``buf`` (which starts at file offset ``base``),
+    found by walking entry after entry over zero padding; entries start on multiples of ``align``.
+
+    Returns (starts in ``buf``, -1 or the position in ``buf`` where the walk found no valid entry).
+    """
+    end = buf.shape[0]
+    starts = np.empty(end // 4 + 1, np.int64)
+    n = 0
+    pos = 0
+    while True:
+        while pos < end and buf[pos] == 0:
+            pos += 1
+        if pos >= end:
+            return starts[:n].copy(), -1
+        if (base + pos) % align != 0:
+            return starts[:n].copy(), pos
+        length, p = uvarint(buf, pos, end)
+        if p < 0 or length < 0 or length > end - p - 4:
+            return starts[:n].copy(), pos
+        starts[n] = pos
+        n += 1
+        pos = p + length + 4
+
+
+@njit
+def check_series_entry_crcs(buf: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """``SECTION_*`` status of the series entries at ``starts`` (each known to lie inside ``buf``)."""
+    n = starts.shape[0]
+    status = np.zeros(n, np.int64)
+    for i in range(n):
+        length, p = uvarint(buf, starts[i], buf.shape[0])
+        if crc32c(buf, p, p + length) != be32(buf, p + length):
+            status[i] = SECTION_CRC_MISMATCH
+    return status

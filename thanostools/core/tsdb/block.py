@@ -25,6 +25,7 @@ from thanostools.core.tsdb.chunks import (
     SEGMENT_HEADER_SIZE,
     ChunkBatch,
     ChunkReader,
+    split_refs,
 )
 from thanostools.core.tsdb.index import IndexReader, RawSeries, SeriesBatch
 from thanostools.core.tsdb.meta import BlockMeta, read_meta_file
@@ -53,6 +54,13 @@ class Block:
         if not os.path.exists(meta_path):
             raise NotFoundError(f"block {name}: no meta.json in {path}")
         meta = read_meta_file(meta_path)
+        try:
+            return cls._open_files(path, meta)
+        except CorruptBlockError as exc:
+            raise exc.located(block=meta.ulid) from None
+
+    @classmethod
+    def _open_files(cls, path: str, meta: BlockMeta) -> Block:
         index_path = os.path.join(path, "index")
         if not os.path.exists(index_path):
             raise CorruptBlockError("index file missing", block=meta.ulid, file="index")
@@ -67,8 +75,8 @@ class Block:
         stones: dict[int, Intervals] = {}
         tpath = os.path.join(path, "tombstones")
         if os.path.exists(tpath):
-            with open(tpath, "rb") as fh:
-                stones = parse_tombstones(fh.read(), block=meta.ulid)
+            source = MmapSource(tpath, "tombstones")
+            stones = parse_tombstones(source.read(0, source.size()), block=meta.ulid)
         return cls(meta, index, chunks, stones)
 
     # --- selection -------------------------------------------------------------------------------
@@ -145,9 +153,9 @@ class Block:
         checked), else None: a framed batch over the whole segment."""
         if refs.size == 0:
             return None
-        seg = int(refs[0]) >> 32
-        offsets = refs & 0xFFFFFFFF
-        if seg >= len(self.chunks.segments) or not bool(((refs >> 32) == seg).all()):
+        segs, offsets = split_refs(refs)
+        seg = int(segs[0])
+        if seg >= len(self.chunks.segments) or not bool((segs == seg).all()):
             return None
         data = self.chunks.segments[seg].array()
         if data is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -78,7 +79,10 @@ class MmapSource(MemorySource):
         except OSError as exc:
             raise NotFoundError(f"{path}: {exc.strerror}") from None
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise CorruptBlockError("is a directory, not a file", file=name or os.path.basename(path))
+            size = st.st_size
             data: bytes | mmap.mmap = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if size else b""
         finally:
             os.close(fd)
@@ -130,3 +134,37 @@ class BucketSource:
 
     def release(self, end: int) -> None:
         return None
+
+
+class LocatedSource:
+    """A ByteSource whose errors also name the block (a source alone knows only its file)."""
+
+    def __init__(self, inner: ByteSource, block: str | None) -> None:
+        self.inner = inner
+        self.block = block
+        self.name = inner.name
+
+    def size(self) -> int:
+        return self.inner.size()
+
+    def read(self, offset: int, length: int) -> bytes:
+        try:
+            return self.inner.read(offset, length)
+        except CorruptBlockError as exc:
+            raise exc.located(block=self.block, file=self.name) from None
+
+    def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        try:
+            return self.inner.read_ranges(ranges)
+        except CorruptBlockError as exc:
+            raise exc.located(block=self.block, file=self.name) from None
+
+    def array(self) -> np.ndarray | None:
+        return self.inner.array()
+
+    def release(self, end: int) -> None:
+        self.inner.release(end)
+
+
+def located_source(source: ByteSource, block: str | None) -> ByteSource:
+    return source if isinstance(source, LocatedSource) or block is None else LocatedSource(source, block)

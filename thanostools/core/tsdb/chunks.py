@@ -12,7 +12,7 @@ import numpy as np
 
 from thanostools.core.errors import CorruptBlockError
 from thanostools.core.kernels import binary as kb
-from thanostools.core.tsdb.bytesource import ByteSource
+from thanostools.core.tsdb.bytesource import ByteSource, located_source
 
 SEGMENT_MAGIC = 0x85BD40DD
 SEGMENT_HEADER = struct.pack(">IB3x", SEGMENT_MAGIC, 1)
@@ -33,12 +33,24 @@ def segment_name(index: int) -> str:
     return f"{index + 1:06d}"
 
 
+def unsigned_ref(ref: int) -> int:
+    """A chunk ref as the unsigned 64-bit number it is on disk (we hold refs in int64 arrays)."""
+    return int(ref) & 0xFFFF_FFFF_FFFF_FFFF
+
+
 def ref_segment(ref: int) -> int:
-    return ref >> 32
+    """The segment index: the ref's upper 32 bits, unsigned."""
+    return unsigned_ref(ref) >> 32
 
 
 def ref_offset(ref: int) -> int:
-    return ref & 0xFFFFFFFF
+    return int(ref) & 0xFFFFFFFF
+
+
+def split_refs(refs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Segment index (unsigned upper 32 bits) and offset of every ref, as int64 arrays."""
+    u = np.ascontiguousarray(refs, dtype=np.int64).view(np.uint64)
+    return (u >> np.uint64(32)).astype(np.int64), (u & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -71,13 +83,16 @@ class ChunkReader:
 
     def __init__(self, segments: Sequence[ByteSource], *, block: str | None = None,
                  segment_names: Sequence[str] | None = None) -> None:
-        self.segments = list(segments)
+        self.segments = [located_source(s, block) for s in segments]
         self.block = block
         self.names = list(segment_names) if segment_names else [segment_name(i) for i in range(len(self.segments))]
 
     def _corrupt(self, seg: int, msg: str, offset: int | None) -> CorruptBlockError:
-        name = self.names[seg] if 0 <= seg < len(self.names) else f"segment #{seg}"
+        name = self.names[seg] if 0 <= seg < len(self.names) else segment_name(seg)
         return CorruptBlockError(msg, block=self.block, file=f"chunks/{name}", offset=offset)
+
+    def _missing_segment(self, seg: int) -> CorruptBlockError:
+        return self._corrupt(seg, f"chunk reference into segment {segment_name(seg)}, which does not exist", None)
 
     def check_headers(self) -> None:
         """Validate magic and version of every segment, as Prometheus does on open."""
@@ -96,12 +111,11 @@ class ChunkReader:
         """Gather the records for ``refs`` (any order) into one ChunkBatch in the same order."""
         refs = np.asarray(refs, dtype=np.int64)
         n = refs.shape[0]
-        seg_idx = refs >> 32
-        offs = refs & 0xFFFFFFFF
+        seg_idx, offs = split_refs(refs)
         parts: list[tuple[np.ndarray, ChunkBatch]] = []
         for seg in np.unique(seg_idx).tolist():
-            if seg < 0 or seg >= len(self.segments):
-                raise self._corrupt(int(seg), f"chunk reference into missing segment {seg}", None)
+            if seg >= len(self.segments):
+                raise self._missing_segment(int(seg))
             pick = np.flatnonzero(seg_idx == seg)
             parts.append((pick, self._read_segment(int(seg), offs[pick], check_crc, size_hint, framed)))
         return _scatter(parts, n, framed)
@@ -111,11 +125,10 @@ class ChunkReader:
         refs = np.asarray(refs, dtype=np.int64)
         n = refs.shape[0]
         out = ChunkHeaders(np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64))
-        seg_idx = refs >> 32
-        offs = refs & 0xFFFFFFFF
+        seg_idx, offs = split_refs(refs)
         for seg in np.unique(seg_idx).tolist():
-            if seg < 0 or seg >= len(self.segments):
-                raise self._corrupt(int(seg), f"chunk reference into missing segment {seg}", None)
+            if seg >= len(self.segments):
+                raise self._missing_segment(int(seg))
             pick = np.flatnonzero(seg_idx == seg)
             src = self.segments[seg]
             whole = src.array()

@@ -12,7 +12,7 @@ from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.kernels import binary as kb
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher
-from thanostools.core.tsdb.bytesource import ByteSource
+from thanostools.core.tsdb.bytesource import ByteSource, located_source
 
 INDEX_MAGIC = 0xBAAAD700
 TOC_LEN = 52
@@ -66,7 +66,7 @@ class IndexReader:
     """Reads one index file through a ByteSource; symbols and the postings table are loaded at open."""
 
     def __init__(self, source: ByteSource, *, block: str | None = None) -> None:
-        self.source = source
+        self.source = source = located_source(source, block)
         self.block = block
         size = source.size()
         if size < 5 + TOC_LEN:
@@ -181,9 +181,8 @@ class IndexReader:
         return [lists[o] if o is not None else np.zeros(0, np.int64) for o in offsets]
 
     def all_postings(self) -> np.ndarray:
-        if ALL_POSTINGS_KEY[0] in self._postings_table and "" in self._postings_table[""]:
-            return self.postings(*ALL_POSTINGS_KEY)
-        raise self._corrupt("index has no all-postings list", self.toc.postings_table)
+        """Every series, in index order. An index without the ``""=""`` list has none (as Prometheus reads it)."""
+        return self.postings(*ALL_POSTINGS_KEY)
 
     def _read_postings_list(self, offset: int) -> np.ndarray:
         return self._read_postings_lists([offset])[0]
@@ -323,6 +322,74 @@ class IndexReader:
         del hi
         return buf, rel
 
+    # --- integrity -------------------------------------------------------------------------------
+
+    def checksum_problems(self, limit: int = 20) -> tuple[int, list[CorruptBlockError]]:
+        """Check every CRC of the index: (sections checked, up to ``limit`` problems, each with its offset).
+
+        The TOC, symbol table and postings offset table were checked when the reader opened; here come every
+        series entry (walking the whole series section, not only what the postings reach), every postings
+        list, and the legacy label indices and label offset table where present.
+        """
+        checked, problems = 3, list[CorruptBlockError]()
+        for check in (self._series_crc_problems, self._postings_crc_problems, self._label_index_crc_problems):
+            n, found = check(limit - len(problems))
+            checked += n
+            problems += found
+        return checked, problems[:limit]
+
+    def _section_bytes(self, start: int, end: int) -> np.ndarray:
+        whole = self.source.array()
+        if whole is not None:
+            return whole[start:end]
+        return _as_array(self.source.read(start, end - start)) if end > start else np.zeros(0, np.uint8)
+
+    def _series_section_end(self) -> int:
+        toc = self.toc
+        return next(o for o in (toc.label_indices, toc.postings, toc.postings_table) if o)
+
+    def _series_crc_problems(self, limit: int) -> tuple[int, list[CorruptBlockError]]:
+        start, end = self.toc.series, self._series_section_end()
+        if end < start:
+            return 0, [self._corrupt(f"series section ends (at {end}) before it starts", start)]
+        buf = self._section_bytes(start, end)
+        starts, stuck = kb.walk_series_entries(buf, start, 16 if self.version == 2 else 1)
+        status = kb.check_series_entry_crcs(buf, starts)
+        problems = [self._corrupt("series entry checksum mismatch", start + int(off))
+                    for off in starts[status != kb.SECTION_OK][:limit].tolist()]
+        if stuck >= 0:
+            problems.append(self._corrupt("series section holds bytes that are no valid series entry", start + stuck))
+        return int(starts.shape[0]), problems
+
+    def _table_problems(self, offsets: list[int], end: int, what: str, limit: int) -> list[CorruptBlockError]:
+        """Problems of ``len ‖ body ‖ crc`` sections at ``offsets``, all inside ``[min(offsets), end)``."""
+        if not offsets:
+            return []
+        lo = max(0, min(offsets))
+        buf = self._section_bytes(lo, min(max(end, lo), self.source.size()))
+        status = kb.check_table_sections(buf, np.array(offsets, np.int64) - lo, buf.shape[0])
+        bad = np.flatnonzero(status != kb.SECTION_OK)[:limit].tolist()
+        reasons = {kb.SECTION_TRUNCATED: "runs past its section", kb.SECTION_CRC_MISMATCH: "checksum mismatch"}
+        return [self._corrupt(f"{what} {reasons[int(status[i])]}", offsets[i]) for i in bad]
+
+    def _postings_crc_problems(self, limit: int) -> tuple[int, list[CorruptBlockError]]:
+        offsets = self._postings_order
+        return len(offsets), self._table_problems(offsets, self.toc.postings_table, "postings list", limit)
+
+    def _label_index_crc_problems(self, limit: int) -> tuple[int, list[CorruptBlockError]]:
+        toc = self.toc
+        if not toc.label_indices_table or toc.label_indices_table == toc.postings_table:
+            return 0, []  # no legacy label indices (FORMATS.md §2.5)
+        try:
+            body = self._read_table(toc.label_indices_table, "label offset table")
+        except CorruptBlockError as exc:
+            return 1, [exc]
+        offsets = _label_index_offsets(body)
+        if offsets is None:
+            return 1, [self._corrupt("label offset table malformed", toc.label_indices_table)]
+        end = toc.postings or toc.postings_table
+        return 1 + len(offsets), self._table_problems(offsets, end, "label index", limit)
+
     def iter_series(self, refs: np.ndarray | None = None, batch_size: int = 20000) -> Iterator[SeriesBatch]:
         """Series in batches (all of them by default), in the given order."""
         if refs is None:
@@ -343,3 +410,24 @@ def _union(lists: Sequence[np.ndarray]) -> np.ndarray:
     if len(lists) == 1:
         return lists[0]
     return np.unique(np.concatenate(lists))
+
+
+def _label_index_offsets(body: np.ndarray) -> list[int] | None:
+    """File offsets of the label indices a label offset table names (None when the table is malformed)."""
+    if body.shape[0] < 4:
+        return None
+    end, pos, offsets = body.shape[0], 4, []
+    for _ in range(int(kb.be32(body, 0))):
+        if pos >= end:
+            return None
+        pos += 1  # the entry's number of names (always 1)
+        for _name in range(int(body[pos - 1])):
+            n, pos = kb.uvarint(body, pos, end)
+            if pos < 0 or n < 0 or n > end - pos:
+                return None
+            pos += n
+        off, pos = kb.uvarint(body, pos, end)
+        if pos < 0:
+            return None
+        offsets.append(off)
+    return offsets

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -42,11 +43,14 @@ class VerifyContext:
         from thanostools.core.tsdb.bytesource import BucketSource, ByteSource, MmapSource
         from thanostools.core.tsdb.index import IndexReader
 
-        if "index" not in info.files:
-            raise CorruptBlockError("index file missing", block=info.ulid, file="index")
         local = self.bucket.local_path(f"{info.ulid}/index")
-        source: ByteSource = (MmapSource(local, "index") if local is not None
-                              else BucketSource(self.bucket, info.ulid, "index", info.files["index"], self.cache))
+        if "index" not in info.files and not (local is not None and os.path.isdir(local)):
+            raise CorruptBlockError("index file missing", block=info.ulid, file="index")
+        try:
+            source: ByteSource = (MmapSource(local, "index") if local is not None
+                                  else BucketSource(self.bucket, info.ulid, "index", info.files["index"], self.cache))
+        except CorruptBlockError as exc:
+            raise exc.located(block=info.ulid) from None
         return IndexReader(source, block=info.ulid)
 
     def markers(self) -> dict[str, BlockMarkers]:

@@ -13,21 +13,68 @@ from thanostools.core.bucket import Bucket
 from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.inspect import BlockInfo
 from thanostools.core.timeutil import human_duration, now_ms
-from thanostools.core.tsdb.chunks import ChunkReader, segment_name
+from thanostools.core.tsdb.chunks import ChunkReader, segment_name, split_refs, unsigned_ref
 from thanostools.core.tsdb.markers import MARKER_FILENAMES
 from thanostools.core.tsdb.meta import HASH_SHA256, META_FILENAME
 from thanostools.core.ulid import ulid_time_ms
 from thanostools.core.verify.context import VerifyContext, log
-from thanostools.core.verify.report import CHUNK_INTEGRITY, MARKERS, META_FILES, PARTIAL_UPLOADS, Issue
+from thanostools.core.verify.report import (
+    CHUNK_INTEGRITY,
+    INDEX_INTEGRITY,
+    MARKERS,
+    META_FILES,
+    PARTIAL_UPLOADS,
+    Issue,
+)
 
 MAX_BAD_CHUNKS = 20
+MAX_BAD_INDEX_SECTIONS = 20
 PARTIAL_UPLOAD_AGE_MS = 48 * 3_600_000
 RESTORE = "restore the block from a backup, or mark it for deletion if its data is not needed"
 
 # --- chunk CRCs --------------------------------------------------------------------------------------
 
 
-def _bad_chunks(reader: ChunkReader, refs: np.ndarray, limit: int) -> list[tuple[int, str]]:
+def _finding(exc: CorruptBlockError, **extra: Any) -> dict[str, Any]:
+    """One damaged place: file, offset and what is wrong (``error`` repeats them in one line)."""
+    where = f"{exc.file} offset {exc.offset}" if exc.offset is not None else f"{exc.file}"
+    return {"file": exc.file, "offset": exc.offset, **extra, "reason": exc.reason, "error": f"{where}: {exc.reason}"}
+
+
+def _unreadable(check: str, info: BlockInfo, exc: CorruptBlockError | UnsupportedError) -> Issue:
+    details = _finding(exc) if isinstance(exc, CorruptBlockError) else {"error": str(exc)}
+    kind = "unreadable_index" if check == INDEX_INTEGRITY else "unreadable_chunks"
+    return Issue(check, kind, [info.ulid], str(exc), details, action=RESTORE)
+
+
+# --- index CRCs --------------------------------------------------------------------------------------
+
+
+def check_index_crcs(ctx: VerifyContext) -> list[Issue]:
+    """Every CRC of every index: TOC, symbols, series entries, postings lists and tables, label indices."""
+    issues = []
+    for info in ctx.blocks:
+        if not ctx.wanted([info.ulid]):
+            continue
+        log.debug("checking index checksums", extra={"kv": {"block": info.ulid}})
+        try:
+            checked, bad = ctx.open_index(info).checksum_problems(MAX_BAD_INDEX_SECTIONS)
+        except (CorruptBlockError, UnsupportedError) as exc:
+            issues.append(_unreadable(INDEX_INTEGRITY, info, exc))
+            continue
+        if bad:
+            more = " (stopped counting)" if len(bad) >= MAX_BAD_INDEX_SECTIONS else ""
+            findings = [_finding(e.located(block=info.ulid, file="index")) for e in bad]
+            msg = f"block {info.ulid}: {len(bad)} damaged index sections{more}, first: {findings[0]['error']}"
+            issues.append(Issue(INDEX_INTEGRITY, "index_crc_mismatch", [info.ulid], msg,
+                                {"checked_sections": checked, "bad_sections": findings}, action=RESTORE))
+    return issues
+
+
+# --- chunk CRCs --------------------------------------------------------------------------------------
+
+
+def _bad_chunks(reader: ChunkReader, refs: np.ndarray, limit: int) -> list[tuple[int, CorruptBlockError]]:
     """Refs whose record is damaged, found by bisecting batches that fail to read."""
     if limit <= 0 or refs.shape[0] == 0:
         return []
@@ -36,7 +83,7 @@ def _bad_chunks(reader: ChunkReader, refs: np.ndarray, limit: int) -> list[tuple
         return []
     except CorruptBlockError as exc:
         if refs.shape[0] == 1:
-            return [(int(refs[0]), exc.reason)]
+            return [(int(refs[0]), exc)]
     mid = refs.shape[0] // 2
     left = _bad_chunks(reader, refs[:mid], limit)
     return left + _bad_chunks(reader, refs[mid:], limit - len(left))
@@ -50,15 +97,17 @@ def _chunk_findings(ctx: VerifyContext, info: BlockInfo) -> tuple[int, list[dict
     for raw in block.index.iter_series_raw(batch_size=20000):
         refs = np.unique(raw.chunk_ref)
         checked += int(refs.shape[0])
-        seg = refs >> 32
-        missing = refs[seg >= n_segments]
-        if missing.shape[0]:
-            name = segment_name(int(missing[0] >> 32))
-            bad.append({"file": f"chunks/{name}", "missing": True,
-                        "error": f"{missing.shape[0]} chunks are in chunks/{name}, which does not exist"})
-        for ref, why in _bad_chunks(block.chunks, refs[seg < n_segments], MAX_BAD_CHUNKS - len(bad)):
-            name = block.chunks.names[ref >> 32]
-            bad.append({"file": f"chunks/{name}", "offset": ref & 0xFFFFFFFF, "ref": ref, "error": why})
+        seg, offsets = split_refs(refs)
+        missing = seg >= n_segments
+        if bool(missing.any()):
+            first = int(np.flatnonzero(missing)[0])
+            name = f"chunks/{segment_name(int(seg[first]))}"
+            bad.append({"file": name, "offset": int(offsets[first]), "ref": unsigned_ref(int(refs[first])),
+                        "missing": True, "reason": "segment file does not exist",
+                        "error": f"{name} offset {int(offsets[first])}: {int(missing.sum())} chunks are in {name}, "
+                                 "which does not exist"})
+        for ref, exc in _bad_chunks(block.chunks, refs[~missing], MAX_BAD_CHUNKS - len(bad)):
+            bad.append(_finding(exc, ref=unsigned_ref(ref)))
         if len(bad) >= MAX_BAD_CHUNKS:
             break
     return checked, bad
@@ -73,8 +122,7 @@ def check_chunks(ctx: VerifyContext) -> list[Issue]:
         try:
             checked, bad = _chunk_findings(ctx, info)
         except (CorruptBlockError, UnsupportedError) as exc:
-            issues.append(Issue(CHUNK_INTEGRITY, "unreadable_chunks", [info.ulid], str(exc), {"error": str(exc)},
-                                action=RESTORE))
+            issues.append(_unreadable(CHUNK_INTEGRITY, info, exc))
             continue
         if bad:
             more = " (stopped counting)" if len(bad) >= MAX_BAD_CHUNKS else ""
