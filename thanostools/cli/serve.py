@@ -14,10 +14,10 @@ import click
 from thanostools.cli.options import bucket_options, parse_size
 from thanostools.cli.query import parse_step_ms
 from thanostools.core.errors import ConfigError
+from thanostools.core.redact import redact_argv
 from thanostools.core.timeutil import parse_time_ms
 
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_SECRET_FLAGS = frozenset({"objstore.config"})  # inline YAML may hold credentials
 
 
 def parse_rate(text: str) -> tuple[float, int]:
@@ -64,9 +64,8 @@ def _flags(ctx: click.Context) -> dict[str, str]:
         value = ctx.params.get(param.name)
         if isinstance(value, tuple):
             value = ",".join(value)
-        if long in _SECRET_FLAGS and value:
-            value = "<hidden>"
-        out[long] = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        out[long] = redact_argv([f"--{long}", text])[1] if text else text  # inline configs, URLs with credentials
     return out
 
 

@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from thanostools import __version__
 from thanostools.core.promql.apijson import render_error
+from thanostools.core.redact import redact_text
 from thanostools.server.http.api_v1 import QUERY_LOG, ApiV1
 from thanostools.server.http.auth import Authenticator, Unauthorized
 from thanostools.server.http.execute import Runner, api_error
@@ -179,7 +180,7 @@ class Pages:
         body = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>thanos-tools serve</title></head>"
                 f"<body><h1>thanos-tools serve {html.escape(__version__)}</h1>\n"
                 f"<p>A Prometheus-compatible query API (<code>/api/v1/…</code>) and a Thanos StoreAPI (gRPC) "
-                f"over the blocks of <code>{html.escape(self.deps.state.bucket.url)}</code>. State: "
+                f"over the blocks of <code>{html.escape(redact_text(self.deps.state.bucket.url))}</code>. State: "
                 f"{html.escape(state)}.</p>\n<ul>\n{items}\n</ul></body></html>\n")
         return web.Response(text=body, content_type="text/html")
 
