@@ -101,7 +101,8 @@ class Daemon:
                     security_events=lambda: self.corruption_count)
         self.deps = HttpDeps(self.state, runner, self.metrics, self.auth,
                              RateLimiter(self.config.rate_limit, self.config.rate_burst), self.query_log,
-                             self.reload, dict(self.web.headers))
+                             self.reload, dict(self.web.headers),
+                             RateLimiter(self.config.auth_failure_rate, self.config.auth_failure_burst))
         return build_app(self.deps, api)
 
     def _watch(self, gate: ConcurrencyGate) -> None:

@@ -29,6 +29,8 @@ from thanostools.server.querylog import QueryLog, QueryLogEntry
 from thanostools.server.state import ServerState
 
 log = logging.getLogger("thanostools.server")
+security_log = logging.getLogger("thanostools.security")
+BCRYPT_AT_ONCE = 2  # password checks running at once: a flood of logins must not take the query threads
 
 # Endpoints that cost storage work: they are rate limited per client.
 LIMITED = frozenset({"/api/v1/query", "/api/v1/query_range", "/api/v1/series", "/api/v1/labels",
@@ -49,6 +51,7 @@ class HttpDeps:
     query_log: QueryLog
     reload: Callable[[], Awaitable[None]]
     headers: dict[str, str] = field(default_factory=dict)
+    auth_failures: RateLimiter = field(default_factory=lambda: RateLimiter(0))  # per client address
 
 
 def error_response(err: ApiError) -> web.Response:
@@ -67,6 +70,8 @@ def handler_name(request: web.Request) -> str:
 class Middlewares:
     def __init__(self, deps: HttpDeps) -> None:
         self.deps = deps
+        self._bcrypt = asyncio.Semaphore(BCRYPT_AT_ONCE)
+        self._throttled: set[str] = set()  # addresses refused with 429 since their last admitted attempt
 
     @web.middleware
     async def observe(self, request: web.Request,
@@ -119,16 +124,41 @@ class Middlewares:
         header = request.headers.get("Authorization")
         user = auth.cached(header)
         if user is None:
+            client = request.remote or ""
             try:
-                user = await asyncio.get_running_loop().run_in_executor(self.deps.runner.pool, auth.verify, header)
+                self.deps.auth_failures.take(client)  # every uncached attempt spends a token; success returns it
+            except RateLimited as exc:
+                return self._throttle(request, client, exc.retry_after_s)
+            self._throttled.discard(client)
+            try:
+                async with self._bcrypt:
+                    user = await asyncio.get_running_loop().run_in_executor(self.deps.runner.pool, auth.verify,
+                                                                            header)
             except Unauthorized as exc:
-                self.deps.metrics.security_events.labels("unauthorized").inc()
-                log.warning("refused request", extra={"kv": {"client": request.remote, "path": request.path,
-                                                              "reason": str(exc)}})
+                self._security_event(request, "auth_failure", str(exc), exc.user)
                 return web.Response(status=401, text="Unauthorized\n",
                                     headers={"WWW-Authenticate": 'Basic realm="thanos-tools"'})
+            self.deps.auth_failures.give_back(client)
         request["user"] = user
         return await handler(request)
+
+    def _throttle(self, request: web.Request, client: str, retry_after_s: float) -> web.Response:
+        """429 without checking the password; logged once per client until it is admitted again."""
+        if client not in self._throttled:
+            self._throttled.add(client)
+            self._security_event(request, "auth_rate_limited", "too many failed logins from this address", "")
+        else:
+            self.deps.metrics.security_events.labels("auth_rate_limited").inc()
+        return web.Response(status=429, text=render_error("unavailable", "too many failed logins from this address"),
+                            content_type="application/json",
+                            headers={"Retry-After": retry_after_header(retry_after_s)})
+
+    def _security_event(self, request: web.Request, kind: str, reason: str, user: str) -> None:
+        self.deps.metrics.security_events.labels(kind).inc()
+        kv = {"security": kind, "client": request.remote or "", "path": request.path, "reason": reason}
+        if user:
+            kv["user"] = user
+        security_log.warning("refused request", extra={"kv": kv})
 
     @web.middleware
     async def admit(self, request: web.Request,
