@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from thanostools import __version__
 from thanostools.core.promql.apijson import render_error
 from thanostools.core.redact import redact_text
+from thanostools.server.authz import Authorizer, Forbidden, common_name
 from thanostools.server.http.api_v1 import QUERY_LOG, ApiV1
 from thanostools.server.http.auth import Authenticator, Unauthorized
 from thanostools.server.http.execute import Runner, api_error
@@ -30,6 +31,7 @@ from thanostools.server.state import ServerState
 
 log = logging.getLogger("thanostools.server")
 security_log = logging.getLogger("thanostools.security")
+RELOAD_RATE, RELOAD_BURST = 0.2, 3  # /-/reload re-reads the config and re-lists the bucket
 BCRYPT_AT_ONCE = 2  # password checks running at once: a flood of logins must not take the query threads
 
 # Endpoints that cost storage work: they are rate limited per client.
@@ -52,6 +54,8 @@ class HttpDeps:
     reload: Callable[[], Awaitable[None]]
     headers: dict[str, str] = field(default_factory=dict)
     auth_failures: RateLimiter = field(default_factory=lambda: RateLimiter(0))  # per client address
+    authz: Authorizer = field(default_factory=lambda: Authorizer(None))
+    reloads: RateLimiter = field(default_factory=lambda: RateLimiter(RELOAD_RATE, RELOAD_BURST))
 
 
 def error_response(err: ApiError) -> web.Response:
@@ -120,6 +124,7 @@ class Middlewares:
                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         auth = self.deps.auth
         if not auth.enabled:
+            request["user"] = client_cert_name(request)
             return await handler(request)
         header = request.headers.get("Authorization")
         user = auth.cached(header)
@@ -139,7 +144,7 @@ class Middlewares:
                 return web.Response(status=401, text="Unauthorized\n",
                                     headers={"WWW-Authenticate": 'Basic realm="thanos-tools"'})
             self.deps.auth_failures.give_back(client)
-        request["user"] = user
+        request["user"] = user or client_cert_name(request)
         return await handler(request)
 
     def _throttle(self, request: web.Request, client: str, retry_after_s: float) -> web.Response:
@@ -149,9 +154,8 @@ class Middlewares:
             self._security_event(request, "auth_rate_limited", "too many failed logins from this address", "")
         else:
             self.deps.metrics.security_events.labels("auth_rate_limited").inc()
-        return web.Response(status=429, text=render_error("unavailable", "too many failed logins from this address"),
-                            content_type="application/json",
-                            headers={"Retry-After": retry_after_header(retry_after_s)})
+        return _json_error(429, "unavailable", "too many failed logins from this address",
+                           {"Retry-After": retry_after_header(retry_after_s)})
 
     def _security_event(self, request: web.Request, kind: str, reason: str, user: str) -> None:
         self.deps.metrics.security_events.labels(kind).inc()
@@ -177,6 +181,17 @@ class Middlewares:
         return await handler(request)
 
 
+def client_cert_name(request: web.Request) -> str:
+    """The CN of the verified client certificate of an HTTPS request ("" without one)."""
+    transport = request.transport
+    return common_name(transport.get_extra_info("peercert")) if transport is not None else ""
+
+
+def _json_error(status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=render_error(error_type, message), content_type="application/json",
+                        headers=headers)
+
+
 # --- non-API endpoints -----------------------------------------------------------------------------
 
 
@@ -193,6 +208,16 @@ class Pages:
         return web.Response(status=503, text="Service Unavailable\n")
 
     async def reload(self, request: web.Request) -> web.Response:
+        """Admin only when authorization is configured; rate limited (and coalesced by the daemon) always."""
+        try:
+            self.deps.authz.check_admin(request.get("user", ""))
+        except Forbidden as exc:
+            return _json_error(403, "forbidden", str(exc))
+        try:
+            self.deps.reloads.take("reload")
+        except RateLimited as exc:
+            return _json_error(429, "unavailable", "too many reloads", {
+                "Retry-After": retry_after_header(exc.retry_after_s)})
         try:
             await self.deps.reload()
         except Exception as exc:
