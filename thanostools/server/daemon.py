@@ -22,7 +22,7 @@ from aiohttp import web
 from thanostools.core.errors import ConfigError, ThanosToolsError
 from thanostools.server.authz import Authorizer, load_authz_config
 from thanostools.server.http.api_v1 import ApiV1
-from thanostools.server.http.app import HttpDeps, build_app
+from thanostools.server.http.app import AppRunner, HttpDeps, build_app
 from thanostools.server.http.auth import (
     Authenticator,
     WebConfig,
@@ -127,7 +127,7 @@ class Daemon:
 
     async def _start_http(self, app: web.Application) -> web.AppRunner:
         host, port = split_address(self.config.http_address, "--http-address")
-        runner = web.AppRunner(app, handle_signals=False, access_log=None,
+        runner = AppRunner(app, handle_signals=False, access_log=None,
                                shutdown_timeout=self.config.grace_period_s)
         await runner.setup()
         site = web.TCPSite(runner, host or None, port, ssl_context=self.ssl, reuse_address=True)

@@ -33,6 +33,7 @@ from thanostools.server.http.params import (
     MIN_TIME_MS,
     ApiError,
     bad_data,
+    check_utf8,
     go_quote,
     invalid_param,
     parse_bool,
@@ -73,7 +74,10 @@ class Params:
 
 async def read_params(request: web.Request) -> Params:
     merged: MultiDict[str] = MultiDict()
+    check_utf8(request.raw_path.partition("?")[2])
     if request.method == "POST":
+        if request.content_type == "application/x-www-form-urlencoded":
+            check_utf8(await request.read())
         try:
             body = await request.post()
         except web.HTTPException:

@@ -31,6 +31,7 @@ from thanostools.server.state import ServerState
 
 log = logging.getLogger("thanostools.server")
 security_log = logging.getLogger("thanostools.security")
+SERVER_HEADER = "thanos-tools"  # no library or Python version on the wire
 RELOAD_RATE, RELOAD_BURST = 0.2, 3  # /-/reload re-reads the config and re-lists the bucket
 BCRYPT_AT_ONCE = 2  # password checks running at once: a flood of logins must not take the query threads
 
@@ -92,6 +93,10 @@ class Middlewares:
             return error_response(exc)
         except web.HTTPException as exc:
             status = exc.status
+            if status in (400, 413):  # a body too large or unreadable: Prometheus-style JSON, not aiohttp's text
+                err = ApiError("bad_data", _one_line(exc.text or exc.reason), status=status)
+                self._note_error(request, err)
+                return error_response(err)
             raise
         except asyncio.CancelledError:
             status = 499  # the client went away
@@ -240,7 +245,44 @@ class Pages:
         return web.Response(text=body, content_type="text/html")
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "bad request"
+
+
+class JsonErrorHandler(web.RequestHandler):
+    """Requests aiohttp cannot parse (bad request line, headers too large …) get the Prometheus error envelope."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        plain = super().handle_error(request, status, exc, message)  # logs, and refuses if a reply was sent
+        error_type = "bad_data" if 400 <= status < 500 else "internal"
+        text = message if message and 400 <= status < 500 else (plain.reason or "error")
+        out = web.Response(status=status, text=render_error(error_type, _one_line(text)),
+                           content_type="application/json", headers={"Server": SERVER_HEADER})
+        out.force_close()
+        return out
+
+
+class JsonErrorServer(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        handler = super().__call__()
+        handler.__class__ = JsonErrorHandler  # same slots; aiohttp has no hook to choose the handler class
+        return handler
+
+
+class AppRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections answer unparsable requests with :class:`JsonErrorHandler`."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = JsonErrorServer
+        return server
+
+
 async def _prepare(request: web.Request, response: web.StreamResponse, headers: dict[str, str]) -> None:
+    response.headers["Server"] = SERVER_HEADER
     for name, value in headers.items():
         response.headers.setdefault(name, value)
     if (isinstance(response, web.Response) and response.body is not None and "gzip" in
