@@ -155,6 +155,8 @@ class Middlewares:
     def _throttle(self, request: web.Request, client: str, retry_after_s: float) -> web.Response:
         """429 without checking the password; logged once per client until it is admitted again."""
         if client not in self._throttled:
+            if len(self._throttled) >= self.deps.auth_failures.max_clients:
+                self._throttled.clear()
             self._throttled.add(client)
             self._security_event(request, "auth_rate_limited", "too many failed logins from this address", "")
         else:
