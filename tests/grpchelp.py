@@ -181,8 +181,9 @@ class Certs:
     other_client_key: Path
 
 
-def make_certs(directory: Path) -> Certs:
-    """A CA with a server cert (127.0.0.1/localhost) and a client cert, and an unrelated CA with a client cert."""
+def make_certs(directory: Path, clients: Sequence[str] = ()) -> Certs:
+    """A CA with a server cert (127.0.0.1/localhost) and a client cert (CN ``client``), and an unrelated CA with
+    a client cert; plus, for each name in ``clients``, ``<name>.crt``/``<name>.key`` with that CN from the CA."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -224,4 +225,6 @@ def make_certs(directory: Path) -> Certs:
     sc, sk = save("server", *issue("server", (ca.subject, ca_key), server=True))
     cc, ck = save("client", *issue("client", (ca.subject, ca_key)))
     oc, ok = save("other-client", *issue("intruder", (other.subject, other_key)))
+    for cn in clients:
+        save(cn, *issue(cn, (ca.subject, ca_key)))
     return Certs(ca_path, sc, sk, cc, ck, other_path, oc, ok)

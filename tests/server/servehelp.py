@@ -18,6 +18,14 @@ from typing import Any
 
 from tests.fixtures_prom import free_port
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a CLI subprocess: it imports this checkout's package, whatever the cwd."""
+    path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **(extra or {})}
+
 
 @dataclass
 class Reply:
@@ -60,7 +68,7 @@ class Serve:
     def start(self, *, wait: bool = True, timeout: float = 60) -> Serve:
         cmd = [sys.executable, "-m", "thanostools", "serve", "--http-address", f"127.0.0.1:{self.http_port}",
                "--grpc-address", self.grpc_address, *self.args]
-        env = {**os.environ, **(self.env or {})}
+        env = subprocess_env(self.env)
         with open(self.log, "wb") as fh:
             self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
         if wait:

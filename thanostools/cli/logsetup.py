@@ -7,9 +7,22 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from thanostools.core.redact import REDACTED, is_secret_name, redact_text
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 _NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn", logging.ERROR: "error",
           logging.CRITICAL: "error"}
+
+
+def _redacted(key: str, value: object) -> object:
+    """Every log line passes here: secret-named fields are masked whole, text fields searched for secrets."""
+    if is_secret_name(key) and value not in (None, ""):
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    return redact_text(str(value))
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:
@@ -17,11 +30,11 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
         "ts": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "level": _NAMES.get(record.levelno, "info"),
         "caller": f"{record.module}:{record.lineno}",
-        "msg": record.getMessage(),
+        "msg": redact_text(record.getMessage()),
     }
     extra = getattr(record, "kv", None)
     if isinstance(extra, dict):
-        out.update(extra)
+        out.update({str(k): _redacted(str(k), v) for k, v in extra.items()})
     return out
 
 

@@ -11,6 +11,7 @@ import click
 from thanostools import __version__
 from thanostools.cli.logsetup import setup_logging
 from thanostools.core.errors import ThanosToolsError
+from thanostools.core.redact import redact_text
 
 EXIT_INTERRUPTED = 130
 
@@ -25,7 +26,11 @@ class RootGroup(click.Group):
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
-            exc.show()
+            message = exc.format_message()
+            if redact_text(message) != message:  # a bad flag value is echoed back: without its secrets
+                click.echo(f"Error: {redact_text(message)}", err=True)
+            else:
+                exc.show()
             sys.exit(exc.exit_code)
         except click.exceptions.Abort as exc:
             # click turns Ctrl-C into Abort before we see it; keep the conventional exit code for it.
@@ -35,7 +40,7 @@ class RootGroup(click.Group):
             click.echo("Aborted!", err=True)
             sys.exit(1)
         except ThanosToolsError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(redact_text(f"error: {exc}"), err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -45,12 +50,12 @@ class RootGroup(click.Group):
             sys.stderr.close()
             sys.exit(0)
         except OSError as exc:
-            click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+            click.echo(redact_text(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")), err=True)
             sys.exit(1)
         except Exception as exc:  # a bug of ours: one line for the user, the traceback only in debug logs
             logging.getLogger("thanostools").debug("internal error", exc_info=True)
-            click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --log.level=debug for details)",
-                       err=True)
+            click.echo(redact_text(f"internal error: {type(exc).__name__}: {exc} "
+                                   "(run with --log.level=debug for details)"), err=True)
             sys.exit(1)
 
 

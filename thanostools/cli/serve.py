@@ -14,22 +14,21 @@ import click
 from thanostools.cli.options import bucket_options, parse_size
 from thanostools.cli.query import parse_step_ms
 from thanostools.core.errors import ConfigError
+from thanostools.core.redact import redact_argv
 from thanostools.core.timeutil import parse_time_ms
 
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_SECRET_FLAGS = frozenset({"objstore.config"})  # inline YAML may hold credentials
 
 
-def parse_rate(text: str) -> tuple[float, int]:
-    """``RATE`` or ``RATE:BURST`` queries per second per client (0 turns rate limiting off)."""
+def parse_rate(text: str, flag: str = "--query.rate-limit") -> tuple[float, int]:
+    """``RATE`` or ``RATE:BURST`` per second per client (0 turns rate limiting off)."""
     rate, _, burst = text.strip().partition(":")
     try:
         r, b = float(rate), int(burst) if burst else 0
     except ValueError:
-        raise ConfigError(f"invalid --query.rate-limit {text!r} (use queries per second, e.g. 10 or 10:20)") \
-            from None
+        raise ConfigError(f"invalid {flag} {text!r} (use a rate per second, e.g. 10 or 10:20)") from None
     if r < 0 or b < 0:
-        raise ConfigError(f"invalid --query.rate-limit {text!r}: must not be negative")
+        raise ConfigError(f"invalid {flag} {text!r}: must not be negative")
     return r, b
 
 
@@ -64,9 +63,8 @@ def _flags(ctx: click.Context) -> dict[str, str]:
         value = ctx.params.get(param.name)
         if isinstance(value, tuple):
             value = ",".join(value)
-        if long in _SECRET_FLAGS and value:
-            value = "<hidden>"
-        out[long] = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        out[long] = redact_argv([f"--{long}", text])[1] if text else text  # inline configs, URLs with credentials
     return out
 
 
@@ -89,6 +87,12 @@ def _exit_now_if_busy(code: int) -> None:
               help="Prometheus web config YAML: tls_server_config, basic_auth_users (bcrypt), headers.")
 @click.option("--http.bearer-token-file", "bearer_token_file", metavar="FILE", type=click.Path(dir_okay=False),
               help="Accept `Authorization: Bearer <token>` for any token in this file (one per line).")
+@click.option("--http.auth-failure-limit", "auth_failure_limit", default="1:10", show_default=True,
+              metavar="RATE[:BURST]",
+              help="Failed logins per second per client address; beyond it 429 without checking the password. "
+                   "0: off.")
+@click.option("--http.authz-config-file", "authz_config_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Authorization policies: label matchers per user and admin users (YAML, see the README).")
 @click.option("--grpc-server-tls-cert", metavar="FILE", help="TLS certificate for gRPC (PEM).")
 @click.option("--grpc-server-tls-key", metavar="FILE", help="TLS key for gRPC (PEM).")
 @click.option("--grpc-server-tls-client-ca", metavar="FILE",
@@ -150,6 +154,7 @@ def _config(ctx: click.Context, kw: dict[str, Any]) -> Any:
     _check_endpoints(kw["endpoints"])
     _check_tls(kw["grpc_server_tls_cert"], kw["grpc_server_tls_key"], kw["grpc_server_tls_client_ca"])
     rate, burst = parse_rate(kw["rate_limit"])
+    auth_rate, auth_burst = parse_rate(kw["auth_failure_limit"], "--http.auth-failure-limit")
     if kw["max_samples"] <= 0 or kw["max_series"] < 0:
         raise ConfigError("--query.max-samples must be positive and --query.max-series not negative")
     return ServerConfig(
@@ -164,6 +169,7 @@ def _config(ctx: click.Context, kw: dict[str, Any]) -> Any:
         min_time=kw["min_time"], max_time=kw["max_time"], relabel_config_file=kw["relabel_config_file"],
         query_timeout_s=_seconds(kw["query_timeout"], "--query.timeout"), max_samples=kw["max_samples"],
         max_series=kw["max_series"], max_concurrent=kw["max_concurrent"], rate_limit=rate, rate_burst=burst,
+        auth_failure_rate=auth_rate, auth_failure_burst=auth_burst, authz_config_file=kw["authz_config_file"],
         query_log_file=kw["query_log_file"], grace_period_s=parse_step_ms(kw["grace_period"], "--grace-period") / 1000,
         lookback_delta_ms=round(_seconds(kw["lookback_delta"], "--lookback-delta") * 1000), flags=_flags(ctx),
     )

@@ -9,6 +9,8 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 
+from thanostools.core.redact import redact_argv
+
 log = logging.getLogger("thanostools.audit")
 
 
@@ -29,7 +31,7 @@ def audit(action: str, blocks: Sequence[str], *, bucket: str, dry_run: bool = Fa
         "audit": action,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "user": _user(),
-        "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)),
+        "command": " ".join(redact_argv([os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)])),
         "bucket": bucket,
         "blocks": ",".join(blocks),
         "dry_run": dry_run,

@@ -20,8 +20,9 @@ from typing import Any
 from aiohttp import web
 
 from thanostools.core.errors import ConfigError, ThanosToolsError
+from thanostools.server.authz import Authorizer, load_authz_config
 from thanostools.server.http.api_v1 import ApiV1
-from thanostools.server.http.app import HttpDeps, build_app
+from thanostools.server.http.app import AppRunner, HttpDeps, build_app
 from thanostools.server.http.auth import (
     Authenticator,
     WebConfig,
@@ -79,6 +80,7 @@ class Daemon:
         self.state = ServerState(config, on_fetch=self.metrics.bucket_bytes.inc)
         self.web: WebConfig = load_web_config(config.http_config_file)
         self.auth = Authenticator(self.web.basic_auth_users, load_bearer_tokens(config.bearer_token_file))
+        self.authz = Authorizer(load_authz_config(config.authz_config_file))
         self.ssl: ssl.SSLContext | None = server_ssl_context(self.web.tls)
         self.pool = ThreadPoolExecutor(max_workers=config.max_concurrent + 4, thread_name_prefix="thanos-tools")
         self.query_log = QueryLog(config.query_log_file)
@@ -86,6 +88,7 @@ class Daemon:
         self.http_addresses: list[str] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._reload_lock: asyncio.Lock | None = None
+        self._next_reload: asyncio.Future[None] | None = None
         self.deps: HttpDeps | None = None
         self.corruption_count = 0
         self._count_lock = threading.Lock()
@@ -98,10 +101,11 @@ class Daemon:
         self._watch(gate)
         api = ApiV1(self.state, runner, observe_query=lambda ep, s: self.metrics.query_seconds.labels(ep).observe(s),
                     on_security_event=self._security_event,
-                    security_events=lambda: self.corruption_count)
+                    security_events=lambda: self.corruption_count, authz=self.authz)
         self.deps = HttpDeps(self.state, runner, self.metrics, self.auth,
                              RateLimiter(self.config.rate_limit, self.config.rate_burst), self.query_log,
-                             self.reload, dict(self.web.headers))
+                             self.reload, dict(self.web.headers),
+                             RateLimiter(self.config.auth_failure_rate, self.config.auth_failure_burst), self.authz)
         return build_app(self.deps, api)
 
     def _watch(self, gate: ConcurrencyGate) -> None:
@@ -123,7 +127,7 @@ class Daemon:
 
     async def _start_http(self, app: web.Application) -> web.AppRunner:
         host, port = split_address(self.config.http_address, "--http-address")
-        runner = web.AppRunner(app, handle_signals=False, access_log=None,
+        runner = AppRunner(app, handle_signals=False, access_log=None,
                                shutdown_timeout=self.config.grace_period_s)
         await runner.setup()
         site = web.TCPSite(runner, host or None, port, ssl_context=self.ssl, reuse_address=True)
@@ -153,7 +157,8 @@ class Daemon:
         server = await build_grpc_server(blocks=self.state.blocks, engine=self.state.engine, address=c.grpc_address,
                                          tls=tls, max_workers=c.max_concurrent + 4, on_security_event=on_event,
                                          ready=self.state.ready.is_set,
-                                         interceptors=[CallCounter(self.metrics.grpc_calls)])
+                                         interceptors=[CallCounter(self.metrics.grpc_calls)], authz=self.authz,
+                                         query_log=self.query_log)
         await server.start()
         return server
 
@@ -202,30 +207,55 @@ class Daemon:
     # --- reload ----------------------------------------------------------------------------------
 
     async def reload(self) -> None:
-        """Re-read ``--http.config``, the bearer tokens and the relabel config; reopen the query log; re-sync."""
+        """Re-read the config files; reopen the query log; re-sync.
+
+        Coalesced: callers that ask while a reload runs share the one that follows it, so a burst of
+        requests (or SIGHUPs) costs at most two reloads and every caller sees a reload that started after it asked.
+        """
+        if self._next_reload is not None:
+            await asyncio.shield(self._next_reload)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._next_reload = fut
         assert self._reload_lock is not None
         async with self._reload_lock:
+            self._next_reload = None  # from here on, new callers need another reload
             try:
-                await asyncio.get_running_loop().run_in_executor(self.pool, self._reload_files)
-            except ThanosToolsError as exc:
-                self.state.last_reload_ok = False
-                self.metrics.reloads.labels("error").inc()
-                log.error("reload failed, keeping the old configuration", extra={"kv": {"err": str(exc)}})
+                await self._reload_now()
+            except asyncio.CancelledError:
+                fut.cancel()
                 raise
-            self.state.last_reload_ok, self.state.last_reload = True, time.time()
-            self.metrics.reloads.labels("success").inc()
-            await self._sync_once()
-            log.info("configuration reloaded", extra={"kv": {"blocks": len(self.state.blocks())}})
+            except Exception as exc:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(None)
+        await fut
+
+    async def _reload_now(self) -> None:
+        """Re-read ``--http.config``, the bearer tokens, the authz and relabel configs; reopen the query log."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.pool, self._reload_files)
+        except ThanosToolsError as exc:
+            self.state.last_reload_ok = False
+            self.metrics.reloads.labels("error").inc()
+            log.error("reload failed, keeping the old configuration", extra={"kv": {"err": str(exc)}})
+            raise
+        self.state.last_reload_ok, self.state.last_reload = True, time.time()
+        self.metrics.reloads.labels("success").inc()
+        await self._sync_once()
+        log.info("configuration reloaded", extra={"kv": {"blocks": len(self.state.blocks())}})
 
     def _reload_files(self) -> None:
         web_config = load_web_config(self.config.http_config_file)
         tokens = load_bearer_tokens(self.config.bearer_token_file)
+        authz = load_authz_config(self.config.authz_config_file)
         if (web_config.tls is None) != (self.ssl is None):
             raise ConfigError("turning TLS on or off needs a restart")
         self.state.reload_relabel()
         if self.ssl is not None and web_config.tls is not None:
             load_tls(self.ssl, web_config.tls)
         self.auth.reload(web_config.basic_auth_users, tokens)
+        self.authz.config = authz
         if self.deps is not None:
             self.deps.headers.clear()
             self.deps.headers.update(web_config.headers)

@@ -79,6 +79,12 @@ class RateLimiter:
         while len(self._buckets) > self.max_clients:
             self._buckets.popitem(last=False)  # least recently seen client; it starts full again
 
+    def give_back(self, client: str) -> None:
+        """Return the token of a :meth:`take` that turned out not to count (a login that succeeded)."""
+        found = self._buckets.get(client)
+        if self.enabled and found is not None:
+            self._buckets[client] = (min(self.burst, found[0] + 1), found[1])
+
 
 def retry_after_header(seconds: float) -> str:
     """``Retry-After`` wants whole seconds; round up so a client that obeys it gets a token."""

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from thanostools.core.redact import redact_value
+
 
 @dataclass
 class QueryLogEntry:
@@ -43,7 +45,7 @@ class QueryLog:
         if self._fh is None:
             return
         record: dict[str, Any] = {"time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
-        record.update({k: v for k, v in asdict(entry).items() if v not in ("", None)})
+        record.update({k: redact_value(v) for k, v in asdict(entry).items() if v not in ("", None)})
         record["duration_s"] = round(entry.duration_s, 6)
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
         with self._lock:

@@ -75,6 +75,9 @@ class ServerConfig:
     max_concurrent: int = 20
     rate_limit: float = 0.0  # queries per second per client; 0 = off
     rate_burst: int = 0  # 0 = max(1, ceil(rate))
+    auth_failure_rate: float = 1.0  # failed logins per second per client address, then 429; 0 = off
+    auth_failure_burst: int = 10
+    authz_config_file: str | None = None
     query_log_file: str | None = None
     grace_period_s: float = 120.0
     lookback_delta_ms: int = 300_000

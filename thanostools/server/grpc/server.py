@@ -18,8 +18,10 @@ from grpc_reflection.v1alpha import reflection
 from thanostools.core.engine import Engine
 from thanostools.core.errors import ConfigError
 from thanostools.core.inspect import BlockInfo
+from thanostools.server.authz import Authorizer
 from thanostools.server.grpc.blocks import BlockSet
 from thanostools.server.grpc.store import INFO_SERVICE, STORE_SERVICE, StoreService
+from thanostools.server.querylog import QueryLog
 
 
 @dataclass(frozen=True)
@@ -59,15 +61,18 @@ async def build_grpc_server(
     on_security_event: Callable[[str], None] | None = None,
     ready: Callable[[], bool] | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    authz: Authorizer | None = None,
+    query_log: QueryLog | None = None,
 ) -> grpc.aio.Server:
     """A bound, not yet started server (call ``await server.start()``; ``await server.stop(grace)`` to end).
 
     ``blocks`` is called per request for the blocks to serve; ``ready`` (optional) gates Info with
     "Not ready" until the first sync, as the store gateway does. Must be awaited in the event loop
-    that will run the server.
+    that will run the server. ``authz`` adds each caller's policy matchers (identity: the mTLS client CN) to
+    every Series/LabelNames/LabelValues request; ``query_log`` gets one entry per such call.
     """
     pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="thanos-tools-grpc")
-    service = StoreService(BlockSet(blocks, engine, on_security_event), pool, ready)
+    service = StoreService(BlockSet(blocks, engine, on_security_event), pool, ready, authz=authz, query_log=query_log)
     # SO_REUSEPORT off: a second server on a busy port must fail, not silently share it.
     server = grpc.aio.server(interceptors=list(interceptors),
                              options=[("grpc.so_reuseport", 0), ("grpc.max_send_message_length", -1)])

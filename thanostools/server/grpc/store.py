@@ -9,10 +9,11 @@ not ready → UNAVAILABLE, anything unexpected → INTERNAL (logged); the server
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
@@ -21,6 +22,8 @@ import grpc
 from thanostools._proto.info.infopb import rpc_pb2 as info_pb2
 from thanostools._proto.store.hintspb import hints_pb2
 from thanostools._proto.store.storepb import rpc_pb2
+from thanostools.core.matchers import Matcher
+from thanostools.server.authz import Authorizer, Forbidden
 from thanostools.server.grpc import info as infos
 from thanostools.server.grpc import labels as label_api
 from thanostools.server.grpc.blocks import BlockSet, PartialResponseAbort
@@ -32,8 +35,10 @@ from thanostools.server.grpc.convert import (
     series_query,
 )
 from thanostools.server.grpc.series import frames, plan_series
+from thanostools.server.querylog import QueryLog, QueryLogEntry
 
 log = logging.getLogger("thanostools.server.grpc")
+security_log = logging.getLogger("thanostools.security")
 
 STORE_SERVICE = "thanos.Store"
 INFO_SERVICE = "thanos.info.Info"
@@ -56,10 +61,13 @@ def _one_line(text: str) -> str:
 class StoreService:
     """Handlers for thanos.Store (Series, LabelNames, LabelValues, legacy Info) and thanos.info.Info."""
 
-    def __init__(self, blockset: BlockSet, pool: Executor, ready: Callable[[], bool] | None = None) -> None:
+    def __init__(self, blockset: BlockSet, pool: Executor, ready: Callable[[], bool] | None = None, *,
+                 authz: Authorizer | None = None, query_log: QueryLog | None = None) -> None:
         self.blockset = blockset
         self.pool = pool
         self.ready = ready
+        self.authz = authz or Authorizer(None)
+        self.query_log = query_log
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args))
@@ -84,6 +92,19 @@ class StoreService:
         if self.ready is not None and not self.ready():
             raise _Status(grpc.StatusCode.UNAVAILABLE, "Not ready")
 
+    def _tenant(self, method: str, matchers: Sequence[Matcher], context: Any) -> tuple[Matcher, ...]:
+        """The caller's policy matchers (its identity is the client certificate's CN); logs the call."""
+        identity = peer_common_name(context)
+        if self.query_log is not None:
+            self.query_log.write(QueryLogEntry(endpoint=f"grpc/{method}", client=str(context.peer()), user=identity,
+                                               query="{" + ",".join(str(m) for m in matchers) + "}"))
+        try:
+            return self.authz.matchers_for(identity)
+        except Forbidden as exc:
+            security_log.warning("refused request", extra={"kv": {
+                "security": "forbidden", "client": str(context.peer()), "method": method, "reason": str(exc)}})
+            raise _Status(grpc.StatusCode.PERMISSION_DENIED, str(exc)) from None
+
     # --- info ------------------------------------------------------------------------------------
 
     async def info(self, request: info_pb2.InfoRequest, context: Any) -> info_pb2.InfoResponse:
@@ -105,6 +126,7 @@ class StoreService:
     async def series(self, request: rpc_pb2.SeriesRequest, context: Any) -> AsyncIterator[bytes]:
         async def start() -> Iterator[bytes]:
             q = series_query(request)
+            q = dataclasses.replace(q, matchers=q.matchers + self._tenant("Series", q.matchers, context))
             plan = await self._run(plan_series, self.blockset, q)
             return frames(plan, q)
 
@@ -125,6 +147,7 @@ class StoreService:
     async def label_names(self, request: rpc_pb2.LabelNamesRequest, context: Any) -> rpc_pb2.LabelNamesResponse:
         async def work() -> rpc_pb2.LabelNamesResponse:
             q = label_names_query(request)
+            q = dataclasses.replace(q, matchers=q.matchers + self._tenant("LabelNames", q.matchers, context))
             res = await self._run(label_api.label_names, self.blockset, q)
             hints = hints_pb2.LabelNamesResponseHints(queried_blocks=[hints_pb2.Block(id=u) for u in res.queried])
             return rpc_pb2.LabelNamesResponse(names=res.values, warnings=res.warnings, hints=pack_any(hints))
@@ -135,6 +158,7 @@ class StoreService:
                            ) -> rpc_pb2.LabelValuesResponse:
         async def work() -> rpc_pb2.LabelValuesResponse:
             q = label_values_query(request)
+            q = dataclasses.replace(q, matchers=q.matchers + self._tenant("LabelValues", q.matchers, context))
             res = await self._run(label_api.label_values, self.blockset, q, request.label)
             hints = hints_pb2.LabelValuesResponseHints(queried_blocks=[hints_pb2.Block(id=u) for u in res.queried])
             return rpc_pb2.LabelValuesResponse(values=res.values, warnings=res.warnings, hints=pack_any(hints))
@@ -166,3 +190,9 @@ class StoreService:
 
 def _encoded(frame: bytes) -> bytes:
     return frame
+
+
+def peer_common_name(context: Any) -> str:
+    """The CN of the client certificate gRPC verified ("" without mTLS)."""
+    names = context.auth_context().get("x509_common_name") or []
+    return names[0].decode("utf-8", "replace") if names else ""

@@ -6,6 +6,7 @@ queued), then run evaluation *and* JSON rendering in the thread pool.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import re
@@ -26,11 +27,14 @@ from thanostools.core.matchers import Matcher
 from thanostools.core.promql.apijson import go_json_string, labels_json, render_success
 from thanostools.core.promql.ast import Expr, ValueType, type_of
 from thanostools.core.timeutil import now_ms
+from thanostools.server.authz import Authorizer, Forbidden, restrict_expr, restrict_sets
 from thanostools.server.http.execute import Runner
 from thanostools.server.http.params import (
     MAX_TIME_MS,
     MIN_TIME_MS,
+    ApiError,
     bad_data,
+    check_utf8,
     invalid_param,
     parse_bool,
     parse_duration,
@@ -42,6 +46,7 @@ from thanostools.server.http.render import TRUNCATED
 from thanostools.server.querylog import QueryLogEntry
 from thanostools.server.state import QuerierOptions, SecurityHook, ServerState
 
+security_log = logging.getLogger("thanostools.security")
 MAX_POINTS = 11_000
 _LABEL_NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789")
 QUERY_LOG = "query_log_entry"
@@ -69,7 +74,10 @@ class Params:
 
 async def read_params(request: web.Request) -> Params:
     merged: MultiDict[str] = MultiDict()
+    check_utf8(request.raw_path.partition("?")[2])
     if request.method == "POST":
+        if request.content_type == "application/x-www-form-urlencoded":
+            check_utf8(await request.read())
         try:
             body = await request.post()
         except web.HTTPException:
@@ -190,13 +198,14 @@ def _rfc3339(ts: float) -> str:
 class ApiV1:
     def __init__(self, state: ServerState, runner: Runner, *, observe_query: Callable[[str, float], None],
                  on_security_event: SecurityHook | None = None, security_events: Callable[[], int] = lambda: 0,
-                 ) -> None:
+                 authz: Authorizer | None = None) -> None:
         self.state = state
         self.config = state.config
         self.runner = runner
         self.observe_query = observe_query
         self.on_security_event = on_security_event
         self.security_events = security_events
+        self.authz = authz or Authorizer(None)
 
     # --- shared pieces ---------------------------------------------------------------------------
 
@@ -211,6 +220,15 @@ class ApiV1:
         return QuerierOptions(dedup=_thanos_bool(p, "dedup", True), replica_labels=tuple(p.all("replicaLabels[]")),
                               partial_response=_thanos_bool(p, "partial_response", self.config.partial_response),
                               max_source_resolution_ms=_max_source_resolution(p, step_ms))
+
+    def _restriction(self, request: web.Request) -> tuple[Matcher, ...]:
+        """The matchers the caller's policy adds to every selector; 403 when it has none."""
+        try:
+            return self.authz.matchers_for(request.get("user", ""))
+        except Forbidden as exc:
+            security_log.warning("refused request", extra={"kv": {
+                "security": "forbidden", "client": request.remote or "", "path": request.path, "reason": str(exc)}})
+            raise ApiError("forbidden", str(exc), status=403) from None
 
     def _log_entry(self, request: web.Request, endpoint: str, query: str, params: dict[str, str]) -> QueryLogEntry:
         entry = QueryLogEntry(endpoint=endpoint, client=request.remote or "", user=request.get("user", ""),
@@ -236,9 +254,10 @@ class ApiV1:
     async def query(self, request: web.Request) -> web.Response:
         p = await read_params(request)
         entry = self._log_entry(request, "query", p.get("query"), p.summary("time"))
+        tenant = self._restriction(request)
         at = _time(p, "time", now_ms())
         timeout_s = self._timeout_s(p)
-        expr = _parse_query(p)
+        expr = restrict_expr(_parse_query(p), tenant)
         make = self._prepare(p, self._querier_options(p, None))
         out = _Output(_limit(p), bool(p.get("stats")), time.monotonic() + timeout_s)
         body = await self.runner.heavy(
@@ -248,9 +267,10 @@ class ApiV1:
     async def query_range(self, request: web.Request) -> web.Response:
         p = await read_params(request)
         entry = self._log_entry(request, "query_range", p.get("query"), p.summary("start", "end", "step"))
+        tenant = self._restriction(request)
         start, end, step = _range_params(p)
         timeout_s = self._timeout_s(p)
-        expr = _parse_query(p)
+        expr = restrict_expr(_parse_query(p), tenant)
         kind = type_of(expr)
         if kind not in (ValueType.SCALAR, ValueType.VECTOR):
             raise invalid_param("query", f'invalid expression type "{kind.documented}" for range query, '
@@ -290,10 +310,11 @@ class ApiV1:
     async def series(self, request: web.Request) -> web.Response:
         p = await read_params(request)
         self._log_entry(request, "series", "", p.summary("match[]", "start", "end"))
+        tenant = self._restriction(request)
         if not p.all("match[]"):
             raise bad_data("no match[] parameter provided")
         start, end = self._range(p)
-        sets = parse_matcher_sets(p.all("match[]"))
+        sets = restrict_sets(parse_matcher_sets(p.all("match[]")), tenant)
         opts, limit = self._querier_options(p, None), _limit(p)
 
         def work() -> str:
@@ -323,8 +344,9 @@ class ApiV1:
     async def labels(self, request: web.Request) -> web.Response:
         p = await read_params(request)
         self._log_entry(request, "labels", "", p.summary("match[]", "start", "end"))
+        tenant = self._restriction(request)
         start, end = self._range(p)
-        sets = parse_matcher_sets(p.all("match[]"))
+        sets = restrict_sets(parse_matcher_sets(p.all("match[]")), tenant)
         opts, limit = self._querier_options(p, None), _limit(p)
 
         def work() -> str:
@@ -341,10 +363,11 @@ class ApiV1:
         name = request.match_info["name"]
         p = await read_params(request)
         self._log_entry(request, f"label/{name}/values", "", p.summary("match[]", "start", "end"))
+        tenant = self._restriction(request)
         if not name or name[0].isdigit() or not set(name) <= _LABEL_NAME_OK:
             raise bad_data(f"invalid label name: {go_quote(name)}")
         start, end = self._range(p)
-        sets = parse_matcher_sets(p.all("match[]"))
+        sets = restrict_sets(parse_matcher_sets(p.all("match[]")), tenant)
         opts, limit = self._querier_options(p, None), _limit(p)
 
         def work() -> str:
@@ -373,6 +396,8 @@ class ApiV1:
 
     async def query_exemplars(self, request: web.Request) -> web.Response:
         p = await read_params(request)
+        self._log_entry(request, "query_exemplars", p.get("query"), p.summary("start", "end"))
+        self._restriction(request)  # no exemplars are stored; still refused without a policy
         start, end = self._range(p)
         if end < start:
             raise invalid_param("end", "end timestamp must not be before start timestamp")

@@ -18,6 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from thanostools import __version__
 from thanostools.core.promql.apijson import render_error
+from thanostools.core.redact import redact_text
+from thanostools.server.authz import Authorizer, Forbidden, common_name
 from thanostools.server.http.api_v1 import QUERY_LOG, ApiV1
 from thanostools.server.http.auth import Authenticator, Unauthorized
 from thanostools.server.http.execute import Runner, api_error
@@ -28,6 +30,10 @@ from thanostools.server.querylog import QueryLog, QueryLogEntry
 from thanostools.server.state import ServerState
 
 log = logging.getLogger("thanostools.server")
+security_log = logging.getLogger("thanostools.security")
+SERVER_HEADER = "thanos-tools"  # no library or Python version on the wire
+RELOAD_RATE, RELOAD_BURST = 0.2, 3  # /-/reload re-reads the config and re-lists the bucket
+BCRYPT_AT_ONCE = 2  # password checks running at once: a flood of logins must not take the query threads
 
 # Endpoints that cost storage work: they are rate limited per client.
 LIMITED = frozenset({"/api/v1/query", "/api/v1/query_range", "/api/v1/series", "/api/v1/labels",
@@ -48,6 +54,9 @@ class HttpDeps:
     query_log: QueryLog
     reload: Callable[[], Awaitable[None]]
     headers: dict[str, str] = field(default_factory=dict)
+    auth_failures: RateLimiter = field(default_factory=lambda: RateLimiter(0))  # per client address
+    authz: Authorizer = field(default_factory=lambda: Authorizer(None))
+    reloads: RateLimiter = field(default_factory=lambda: RateLimiter(RELOAD_RATE, RELOAD_BURST))
 
 
 def error_response(err: ApiError) -> web.Response:
@@ -66,6 +75,8 @@ def handler_name(request: web.Request) -> str:
 class Middlewares:
     def __init__(self, deps: HttpDeps) -> None:
         self.deps = deps
+        self._bcrypt = asyncio.Semaphore(BCRYPT_AT_ONCE)
+        self._throttled: set[str] = set()  # addresses refused with 429 since their last admitted attempt
 
     @web.middleware
     async def observe(self, request: web.Request,
@@ -82,6 +93,10 @@ class Middlewares:
             return error_response(exc)
         except web.HTTPException as exc:
             status = exc.status
+            if status in (400, 413):  # a body too large or unreadable: Prometheus-style JSON, not aiohttp's text
+                err = ApiError("bad_data", _one_line(exc.text or exc.reason), status=status)
+                self._note_error(request, err)
+                return error_response(err)
             raise
         except asyncio.CancelledError:
             status = 499  # the client went away
@@ -114,20 +129,47 @@ class Middlewares:
                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         auth = self.deps.auth
         if not auth.enabled:
+            request["user"] = client_cert_name(request)
             return await handler(request)
         header = request.headers.get("Authorization")
         user = auth.cached(header)
         if user is None:
+            client = request.remote or ""
             try:
-                user = await asyncio.get_running_loop().run_in_executor(self.deps.runner.pool, auth.verify, header)
+                self.deps.auth_failures.take(client)  # every uncached attempt spends a token; success returns it
+            except RateLimited as exc:
+                return self._throttle(request, client, exc.retry_after_s)
+            self._throttled.discard(client)
+            try:
+                async with self._bcrypt:
+                    user = await asyncio.get_running_loop().run_in_executor(self.deps.runner.pool, auth.verify,
+                                                                            header)
             except Unauthorized as exc:
-                self.deps.metrics.security_events.labels("unauthorized").inc()
-                log.warning("refused request", extra={"kv": {"client": request.remote, "path": request.path,
-                                                              "reason": str(exc)}})
+                self._security_event(request, "auth_failure", str(exc), exc.user)
                 return web.Response(status=401, text="Unauthorized\n",
                                     headers={"WWW-Authenticate": 'Basic realm="thanos-tools"'})
-        request["user"] = user
+            self.deps.auth_failures.give_back(client)
+        request["user"] = user or client_cert_name(request)
         return await handler(request)
+
+    def _throttle(self, request: web.Request, client: str, retry_after_s: float) -> web.Response:
+        """429 without checking the password; logged once per client until it is admitted again."""
+        if client not in self._throttled:
+            if len(self._throttled) >= self.deps.auth_failures.max_clients:
+                self._throttled.clear()
+            self._throttled.add(client)
+            self._security_event(request, "auth_rate_limited", "too many failed logins from this address", "")
+        else:
+            self.deps.metrics.security_events.labels("auth_rate_limited").inc()
+        return _json_error(429, "unavailable", "too many failed logins from this address",
+                           {"Retry-After": retry_after_header(retry_after_s)})
+
+    def _security_event(self, request: web.Request, kind: str, reason: str, user: str) -> None:
+        self.deps.metrics.security_events.labels(kind).inc()
+        kv = {"security": kind, "client": request.remote or "", "path": request.path, "reason": reason}
+        if user:
+            kv["user"] = user
+        security_log.warning("refused request", extra={"kv": kv})
 
     @web.middleware
     async def admit(self, request: web.Request,
@@ -146,6 +188,17 @@ class Middlewares:
         return await handler(request)
 
 
+def client_cert_name(request: web.Request) -> str:
+    """The CN of the verified client certificate of an HTTPS request ("" without one)."""
+    transport = request.transport
+    return common_name(transport.get_extra_info("peercert")) if transport is not None else ""
+
+
+def _json_error(status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=render_error(error_type, message), content_type="application/json",
+                        headers=headers)
+
+
 # --- non-API endpoints -----------------------------------------------------------------------------
 
 
@@ -162,6 +215,16 @@ class Pages:
         return web.Response(status=503, text="Service Unavailable\n")
 
     async def reload(self, request: web.Request) -> web.Response:
+        """Admin only when authorization is configured; rate limited (and coalesced by the daemon) always."""
+        try:
+            self.deps.authz.check_admin(request.get("user", ""))
+        except Forbidden as exc:
+            return _json_error(403, "forbidden", str(exc))
+        try:
+            self.deps.reloads.take("reload")
+        except RateLimited as exc:
+            return _json_error(429, "unavailable", "too many reloads", {
+                "Retry-After": retry_after_header(exc.retry_after_s)})
         try:
             await self.deps.reload()
         except Exception as exc:
@@ -179,12 +242,49 @@ class Pages:
         body = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>thanos-tools serve</title></head>"
                 f"<body><h1>thanos-tools serve {html.escape(__version__)}</h1>\n"
                 f"<p>A Prometheus-compatible query API (<code>/api/v1/…</code>) and a Thanos StoreAPI (gRPC) "
-                f"over the blocks of <code>{html.escape(self.deps.state.bucket.url)}</code>. State: "
+                f"over the blocks of <code>{html.escape(redact_text(self.deps.state.bucket.url))}</code>. State: "
                 f"{html.escape(state)}.</p>\n<ul>\n{items}\n</ul></body></html>\n")
         return web.Response(text=body, content_type="text/html")
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "bad request"
+
+
+class JsonErrorHandler(web.RequestHandler):
+    """Requests aiohttp cannot parse (bad request line, headers too large …) get the Prometheus error envelope."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        plain = super().handle_error(request, status, exc, message)  # logs, and refuses if a reply was sent
+        error_type = "bad_data" if 400 <= status < 500 else "internal"
+        text = message if message and 400 <= status < 500 else (plain.reason or "error")
+        out = web.Response(status=status, text=render_error(error_type, _one_line(text)),
+                           content_type="application/json", headers={"Server": SERVER_HEADER})
+        out.force_close()
+        return out
+
+
+class JsonErrorServer(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        handler = super().__call__()
+        handler.__class__ = JsonErrorHandler  # same slots; aiohttp has no hook to choose the handler class
+        return handler
+
+
+class AppRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections answer unparsable requests with :class:`JsonErrorHandler`."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = JsonErrorServer
+        return server
+
+
 async def _prepare(request: web.Request, response: web.StreamResponse, headers: dict[str, str]) -> None:
+    response.headers["Server"] = SERVER_HEADER
     for name, value in headers.items():
         response.headers.setdefault(name, value)
     if (isinstance(response, web.Response) and response.body is not None and "gzip" in

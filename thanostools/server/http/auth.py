@@ -16,9 +16,11 @@ Web config (``--http.config``)::
 Bearer tokens (``--http.bearer-token-file``): one token per line; ``#`` starts a comment.
 
 Comparisons are constant-time: bcrypt for passwords (an unknown user still costs one bcrypt check),
-``hmac.compare_digest`` against every token. Successful bcrypt checks are remembered (keyed by a
-hash of user, password and stored hash), as exporter-toolkit does, so a dashboard's requests do not
-each cost a bcrypt round.
+``hmac.compare_digest`` against every token. Successful checks are remembered for ``CACHE_TTL_S``
+(keyed by a SHA-256 of the whole ``Authorization`` header, i.e. of user and password; at most
+``CACHE_MAX`` entries, least recently used dropped first), as exporter-toolkit does, so a dashboard's
+requests do not each cost a bcrypt round. Failures are never remembered. How often a client address
+may fail is limited by the HTTP middleware (``--http.auth-failure-limit``), before bcrypt runs.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import hmac
 import os
 import ssl
 import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +50,8 @@ _ALLOWED_HEADERS = {"Content-Security-Policy", "X-Frame-Options", "X-Content-Typ
                     "Strict-Transport-Security"}
 _VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1, "TLS12": ssl.TLSVersion.TLSv1_2,
              "TLS13": ssl.TLSVersion.TLSv1_3}
+CACHE_TTL_S = 60.0
+CACHE_MAX = 1024
 _CLIENT_AUTH = {"": ssl.CERT_NONE, "NoClientCert": ssl.CERT_NONE, "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
                 "RequireAndVerifyClientCert": ssl.CERT_REQUIRED}
 
@@ -190,7 +196,11 @@ def server_ssl_context(tls: TLSServerConfig | None) -> ssl.SSLContext | None:
 
 
 class Unauthorized(Exception):
-    pass
+    """Refused credentials; ``user`` is the name the client claimed (never its password), if any."""
+
+    def __init__(self, message: str, user: str = "") -> None:
+        super().__init__(message)
+        self.user = user
 
 
 class Authenticator:
@@ -199,8 +209,9 @@ class Authenticator:
     def __init__(self, users: dict[str, bytes], tokens: list[bytes]) -> None:
         self.users = users
         self.tokens = tokens
-        self._ok: dict[bytes, str] = {}  # sha256 of a verified Authorization header -> user
+        self._ok: OrderedDict[bytes, tuple[str, float]] = OrderedDict()  # sha256(header) -> (user, verified at)
         self._lock = threading.Lock()
+        self.clock = time.monotonic
         self._dummy: bytes | None = None
 
     @property
@@ -211,8 +222,22 @@ class Authenticator:
         """The user for a header that was verified before (cheap; safe to call on the event loop)."""
         if not header:
             return None
+        key = hashlib.sha256(header.encode()).digest()
         with self._lock:
-            return self._ok.get(hashlib.sha256(header.encode()).digest())
+            found = self._ok.get(key)
+            if found is None:
+                return None
+            if self.clock() - found[1] > CACHE_TTL_S:
+                del self._ok[key]
+                return None
+            self._ok.move_to_end(key)
+            return found[0]
+
+    def _remember(self, header: str, user: str) -> None:
+        with self._lock:
+            self._ok[hashlib.sha256(header.encode()).digest()] = (user, self.clock())
+            while len(self._ok) > CACHE_MAX:
+                self._ok.popitem(last=False)
 
     def _dummy_hash(self) -> bytes:
         """A hash of a random password: unknown users are checked against it so they take as long."""
@@ -226,10 +251,13 @@ class Authenticator:
         """The authenticated user name (``token-N`` for the N-th bearer token); raises :class:`Unauthorized`."""
         scheme, _, cred = (header or "").partition(" ")
         if scheme.lower() == "bearer" and self.tokens:
-            return self._bearer(cred.strip())
-        if scheme.lower() == "basic" and self.users:
-            return self._basic(header or "", cred.strip())
-        raise Unauthorized("missing or unsupported credentials")
+            user = self._bearer(cred.strip())
+        elif scheme.lower() == "basic" and self.users:
+            user = self._basic(cred.strip())
+        else:
+            raise Unauthorized("missing or unsupported credentials")
+        self._remember(header or "", user)
+        return user
 
     def _bearer(self, token: str) -> str:
         found = 0
@@ -240,7 +268,7 @@ class Authenticator:
             raise Unauthorized("invalid bearer token")
         return f"token-{found}"
 
-    def _basic(self, header: str, cred: str) -> str:
+    def _basic(self, cred: str) -> str:
         import bcrypt
 
         try:
@@ -253,13 +281,10 @@ class Authenticator:
         except ValueError:  # a malformed stored hash
             ok = False
         if not (ok and sep and stored is not None):
-            raise Unauthorized("invalid user or password")
-        with self._lock:
-            if len(self._ok) > 1000:
-                self._ok.clear()
-            self._ok[hashlib.sha256(header.encode()).digest()] = user
+            raise Unauthorized("invalid user or password", user)
         return user
 
     def reload(self, users: dict[str, bytes], tokens: list[bytes]) -> None:
         with self._lock:
-            self.users, self.tokens, self._ok = users, tokens, {}
+            self.users, self.tokens = users, tokens
+            self._ok.clear()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import math
 import re
+import urllib.parse
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -51,6 +52,19 @@ def bad_data(message: str) -> ApiError:
 
 def invalid_param(name: str, message: str) -> ApiError:
     return bad_data(f"invalid parameter {go_quote(name)}: {message}")
+
+
+def check_utf8(form: str | bytes) -> None:
+    """Every key and value of a query string or form body must be UTF-8 once %-decoded (GET and POST alike)."""
+    text = form.decode("utf-8", "surrogateescape") if isinstance(form, bytes) else form
+    for pair in re.split("[&;]", text):
+        key, _, value = pair.partition("=")
+        for part in (key, value):
+            try:
+                urllib.parse.unquote_to_bytes(part.replace("+", " ")).decode("utf-8")
+            except UnicodeError:
+                name = urllib.parse.unquote(key, errors="replace")
+                raise invalid_param(name, "invalid UTF-8") from None
 
 
 # --- values ----------------------------------------------------------------------------------------
