@@ -13,7 +13,7 @@ from thanostools.core.bucket import open_bucket
 from thanostools.core.chunkenc import xor
 from thanostools.core.tsdb.chunks import ENC_XOR
 from thanostools.core.tsdb.markers import DeletionMark
-from thanostools.core.tsdb.meta import BlockMeta, read_meta_file, write_meta_file
+from thanostools.core.tsdb.meta import BlockMeta, write_meta_file
 from thanostools.core.tsdb.writer import BlockWriter
 from thanostools.core.ulid import new_ulid
 
@@ -68,7 +68,7 @@ def planted(root: Path) -> dict[str, str]:
     c = block(root, 10 * H, 12 * H)
     dup = new_ulid()
     shutil.copytree(root / c.ulid, root / dup)
-    m = read_meta_file(str(root / dup / "meta.json"))
+    m = BlockMeta.from_json((root / dup / "meta.json").read_bytes())  # still names block c
     m.ulid = dup
     write_meta_file(str(root / dup / "meta.json"), m)
     bad = bad_block(root, 20 * H, 22 * H)

@@ -173,7 +173,8 @@ def test_local_missing_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         with pytest.raises(SourceError) as info:
             call()
         assert not isinstance(info.value, NotFoundError)
-        assert one_line(info.value) == "bucket directory ./data does not exist"
+        assert one_line(info.value) == ("bucket directory ./data does not exist (no bucket given: point at one "
+                                        "with --bucket DIR or $THANOS_TOOLS_BUCKET)")
     assert not bucket.exists("a")
     assert not (tmp_path / "data").exists()  # reading never creates anything
     bucket.put(f"{B1}/meta.json", b"{}")

@@ -14,6 +14,7 @@ from thanostools.cli.options import (
     bucket_options,
     open_engine,
     parse_label_args,
+    report_broken_blocks,
     time_range_options,
 )
 from thanostools.cli.output import TABLE_FORMATS, emit, output_option, render_table, write_rows
@@ -86,16 +87,7 @@ def ls_cmd(output: str, **kw: Any) -> None:
                       ("SIZE-BYTES", "size_bytes")],
         documents=[_ls_document(i) for i in infos],
     )
-    _report_broken(engine)
-
-
-def _report_broken(engine: Any) -> None:
-    """Blocks whose meta.json is unreadable are listed on stderr and make the command fail."""
-    broken = engine.scan().broken
-    for err in broken.values():
-        click.echo(f"error: {err}", err=True)
-    if broken:
-        sys.exit(1)
+    report_broken_blocks(engine)
 
 
 INSPECT_COLUMNS = [
@@ -163,7 +155,7 @@ def inspect_cmd(output: str, block_id: str | None, sort_by: tuple[str, ...], **k
     docs = [{k: v for k, v in _inspect_record(i, pretty=False).items() if k != "_sort"} for i in infos]
     by_id = {d["ulid"]: d for d in docs}
     write_rows(output, records, INSPECT_COLUMNS, documents=[by_id[r["ulid"]] for r in records])
-    _report_broken(engine)
+    report_broken_blocks(engine)
 
 
 def _inspect_one(info: BlockInfo, engine: Any, output: str) -> None:
@@ -224,10 +216,12 @@ def analyze_cmd(output: str, block_id: str | None, limit: int, extended: bool, m
     report = engine.analyze(block_id, matchers=selectors[0] if selectors else (), extended=extended, limit=limit)
     if output == "json":
         emit(json.dumps(report.to_dict(limit), indent=2) + "\n")
-        return
-    from thanostools.cli.analyze_text import render_analyze
+    else:
+        from thanostools.cli.analyze_text import render_analyze
 
-    emit(render_analyze(report, limit))
+        emit(render_analyze(report, limit))
+    if not block_id:  # "the newest block" is only known when every meta.json could be read
+        report_broken_blocks(engine)
 
 
 AGGREGATES = ("count", "sum", "min", "max", "counter")
@@ -259,6 +253,8 @@ def dump_cmd(output: str, block_ids: tuple[str, ...], min_time: int | None, max_
     out = sys.stdout
     write_dump(batches, output, out.write)
     out.flush()
+    if not block_ids:
+        report_broken_blocks(engine)
 
 
 @bucket.command("import")

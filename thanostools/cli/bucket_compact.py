@@ -104,8 +104,12 @@ def compact_cmd(dry_run: bool, output: str, wait: bool, wait_interval: str, **kw
     interval = parse_duration_ms(wait_interval)
     engine = open_engine(kw)
     if dry_run:
-        result = Compactor(engine.bucket, opts).plan(simulate=True)
+        compactor = Compactor(engine.bucket, opts)
+        result = compactor.plan(simulate=True)
         _print_plan(result, output)
+        _report_unreadable_metas(compactor.report)
+        if compactor.report.unreadable_metas:
+            sys.exit(1)  # the real run would skip these blocks and fail at the end
         return
     while True:
         report = Compactor(engine.bucket, opts).run()
@@ -211,9 +215,14 @@ def _summary(report: CompactReport) -> None:
         click.echo(f"warning: block {p.block} marked no-compact ({p.reason}): {p.message}", err=True)
     for group, why in report.halted.items():
         click.echo(f"error: halted group {group}: {why}", err=True)
-    for ulid, err in report.unreadable_metas.items():
-        click.echo(f"error: block {ulid}: meta.json unreadable: {err}", err=True)
+    _report_unreadable_metas(report)
     for err in report.errors:
+        click.echo(f"error: {err}", err=True)
+
+
+def _report_unreadable_metas(report: CompactReport) -> None:
+    """One line per block left out because its meta.json cannot be read (the error names block and file)."""
+    for _, err in sorted(report.unreadable_metas.items()):
         click.echo(f"error: {err}", err=True)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from thanostools.cli.options import bucket_options, open_engine, time_range_options
+from thanostools.cli.options import bucket_options, open_engine, report_broken_blocks, time_range_options
 from thanostools.cli.output import emit, output_option, render_table
 from thanostools.core.constants import resolution_name
 from thanostools.core.inspect import BlockFilter, parse_label_selectors, parse_resolution
@@ -95,6 +95,7 @@ def downsample_cmd(ids: tuple[str, ...], selectors: tuple[str, ...], resolution:
         _write(output, [_plan_row(s) for s in steps], PLAN_COLUMNS)
         if not steps:
             click.echo("nothing to downsample", err=True)
+        report_broken_blocks(engine)
         return
 
     def progress(message: str) -> None:
@@ -107,3 +108,4 @@ def downsample_cmd(ids: tuple[str, ...], selectors: tuple[str, ...], resolution:
         click.echo("nothing to downsample", err=True)
     elif dry_run:
         click.echo("dry run: nothing was uploaded", err=True)
+    report_broken_blocks(engine)

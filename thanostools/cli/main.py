@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from typing import Any
 
 import click
@@ -52,11 +53,17 @@ class RootGroup(click.Group):
         except OSError as exc:
             click.echo(redact_text(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")), err=True)
             sys.exit(1)
-        except Exception as exc:  # a bug of ours: one line for the user, the traceback only in debug logs
-            logging.getLogger("thanostools").debug("internal error", exc_info=True)
-            click.echo(redact_text(f"internal error: {type(exc).__name__}: {exc} "
+        except Exception as exc:  # a bug of ours: one line for the user, the traceback only with debug logging
+            if logging.getLogger("thanostools").isEnabledFor(logging.DEBUG):
+                sys.stderr.write(redact_text("".join(traceback.format_exception(exc))))
+            click.echo(redact_text(f"internal error: {type(exc).__name__}: {_first_line(exc)} "
                                    "(run with --log.level=debug for details)"), err=True)
             sys.exit(1)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 @click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,17 @@ def parse_size(text: str, flag: str) -> int:
     if not m:
         raise ConfigError(f"invalid {flag} {text!r} (use bytes, or units like 256MiB, 1GB)")
     return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
+
+
+def report_broken_blocks(engine: Engine, *, fail: bool = True) -> None:
+    """One stderr line per block whose meta.json cannot be read (block, file, why), after the answer for the
+    readable blocks. ``fail``: the answer is incomplete, so the command exits 1; otherwise the lines are
+    warnings of a command documented to go on without those blocks."""
+    broken = engine.scan().broken
+    for _, err in sorted(broken.items()):
+        click.echo(f"{'error' if fail else 'warning'}: {err}", err=True)
+    if broken and fail:
+        sys.exit(1)
 
 
 def bucket_options(func: F) -> F:

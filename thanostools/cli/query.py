@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from thanostools.cli.options import TIME, bucket_options, open_engine
+from thanostools.cli.options import TIME, bucket_options, open_engine, report_broken_blocks
 from thanostools.cli.output import emit, render_table
 from thanostools.core.constants import RESOLUTIONS_BY_NAME
 from thanostools.core.errors import ConfigError
@@ -111,10 +111,13 @@ def _check_range(time_ms: int | None, start: int | None, end: int | None, step: 
 @click.option("--timeout", default="2m", show_default=True, metavar="DURATION", help="Give up after this long.")
 @click.option("--max-samples", default=50_000_000, show_default=True,
               help="Most samples a query may hold in memory at once.")
+@click.option("--partial-response/--no-partial-response", default=True, show_default=True,
+              help="Answer from the readable blocks with a warning per unreadable one (as the Thanos querier "
+                   "does by default), or fail when any block's meta.json cannot be read.")
 @bucket_options
 def query(expr: str, time_ms: int | None, start: int | None, end: int | None, step: str | None, output: str,
           lookback_delta: str, dedup: bool, replica_labels: tuple[str, ...], max_source_resolution: str,
-          timeout: str, max_samples: int, **kw: Any) -> None:
+          timeout: str, max_samples: int, partial_response: bool, **kw: Any) -> None:
     """Evaluate the PromQL expression EXPR over the bucket's blocks (instant, or range with --start/--end/--step).
 
     Put `--` before an EXPR that starts with a minus sign: `thanos-tools query -- -up`.
@@ -132,7 +135,10 @@ def query(expr: str, time_ms: int | None, start: int | None, end: int | None, st
     parse_expr(expr)  # syntax errors before the bucket is opened
     options = QueryOptions(lookback_delta_ms=parse_step_ms(lookback_delta, "--lookback-delta"),
                            timeout_s=parse_step_ms(timeout, "--timeout") / 1000, max_samples=max_samples)
-    querier = BlockQuerier(open_engine(kw), replica_labels=replica_labels, dedup=dedup,
+    bucket_engine = open_engine(kw)
+    if not partial_response:
+        report_broken_blocks(bucket_engine)
+    querier = BlockQuerier(bucket_engine, replica_labels=replica_labels, dedup=dedup,
                            max_source_resolution_ms=parse_max_source_resolution(max_source_resolution, step_ms))
     engine = PromQLEngine(querier, options)
     if is_range:

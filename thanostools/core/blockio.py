@@ -74,8 +74,16 @@ class MetaScan:
 
 
 def fetch_meta(bucket: Bucket, ulid: str) -> BlockMeta:
-    """One block's meta.json; NotFoundError when it has none, CorruptBlockError when it is bad."""
-    data = bucket.get(f"{ulid}/{META_FILENAME}")
+    """One block's meta.json; NotFoundError when it has none, CorruptBlockError when it is bad (also when
+    something that is no readable object, a directory or a dangling link, sits where it belongs)."""
+    key = f"{ulid}/{META_FILENAME}"
+    try:
+        data = bucket.get(key)
+    except NotFoundError as exc:
+        if bucket.has_entry(key):
+            raise CorruptBlockError(f"meta.json is not a readable file: {exc}", block=ulid,
+                                    file=META_FILENAME) from None
+        raise
     return BlockMeta.from_json(data, block=ulid)
 
 

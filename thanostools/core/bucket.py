@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -27,6 +28,9 @@ from thanostools.core.ulid import is_ulid
 
 BUCKET_ENV = "THANOS_TOOLS_BUCKET"
 DEFAULT_BUCKET = "./data"
+_NO_BUCKET_HINT = f"no bucket given: point at one with --bucket DIR or ${BUCKET_ENV}"
+
+log = logging.getLogger(__name__)
 
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _DENIED_CODES = frozenset({
@@ -53,7 +57,10 @@ def open_bucket(
     elif objstore_config_file:
         spec = load_objstore_file(objstore_config_file)
     else:
-        spec = parse_bucket_url(url or os.environ.get(BUCKET_ENV) or DEFAULT_BUCKET)
+        given = url or os.environ.get(BUCKET_ENV)
+        bucket = Bucket(parse_bucket_url(given or DEFAULT_BUCKET))
+        bucket.is_default = not given
+        return bucket
     return Bucket(spec)
 
 
@@ -61,6 +68,7 @@ class Bucket:
     def __init__(self, spec: BucketSpec) -> None:
         self.spec = spec
         self.is_local = spec.protocol == "file"
+        self.is_default = False  # opened at DEFAULT_BUCKET because no bucket was named
         self._root = spec.root if self.is_local else spec.root.rstrip("/")
         try:
             self._fs: Any = fsspec.filesystem(spec.protocol, **spec.storage_options)
@@ -124,9 +132,13 @@ class Bucket:
     def _root_missing(self) -> bool:
         return self.is_local and not os.path.isdir(self._root)
 
+    def _root_missing_error(self) -> SourceError:
+        hint = f" ({_NO_BUCKET_HINT})" if self.is_default else ""
+        return SourceError(f"bucket directory {self.url} does not exist{hint}")
+
     def _check_root(self) -> None:
         if self._root_missing():
-            raise SourceError(f"bucket directory {self.url} does not exist")
+            raise self._root_missing_error()
 
     def _bucket_missing(self) -> bool:
         if self.protocol != "s3":
@@ -153,7 +165,9 @@ class Bucket:
             return SourceError(f"cannot {action} {where}: bucket {self.url} does not exist{endpoint}")
         if code in _NOT_FOUND_CODES or isinstance(exc, FileNotFoundError):
             if self._root_missing():
-                return SourceError(f"bucket directory {self.url} does not exist")
+                return self._root_missing_error()
+            if self.is_local and _is_dangling_link(self._path(key or "")):
+                return NotFoundError(f"cannot {action} {where}: dangling symlink")
             if self.protocol == "s3" and code != "NoSuchKey" and self._bucket_missing():
                 return SourceError(f"cannot {action} {where}: bucket {self.url} does not exist{endpoint}")
             return NotFoundError(f"cannot {action} {where}: no such object")
@@ -229,19 +243,39 @@ class Bucket:
         return dict(sorted(out.items()))
 
     def _walk_local(self, path: str) -> dict[str, int]:
+        """Files below ``path``. A dangling symlink is no object and is left out (one bad link must not hide
+        the rest of the bucket; readers that need the file report it missing); a file removed while listing
+        is simply gone."""
         out: dict[str, int] = {}
         if os.path.isfile(path):
             return {self._key_of(path): os.path.getsize(path)}
+        if not os.path.isdir(path):
+            return {}
         try:
-            for dirpath, _dirs, files in os.walk(path, onerror=_reraise):
+            for dirpath, _dirs, files in os.walk(path, onerror=_raise_unless_gone):
                 for name in files:
                     full = os.path.join(dirpath, name)
-                    out[self._key_of(full)] = os.path.getsize(full)
-        except FileNotFoundError:
-            return {}
+                    try:
+                        out[self._key_of(full)] = os.path.getsize(full)
+                    except FileNotFoundError:
+                        if _is_dangling_link(full):
+                            log.debug("skipping dangling symlink",
+                                        extra={"kv": {"bucket": self.url, "key": self._key_of(full)}})
         except OSError as exc:
             self._raise(exc, "list", self._key_of(path))
         return dict(sorted(out.items()))
+
+    def has_entry(self, key: str) -> bool:
+        """Whether anything sits at ``key``: an object, a directory (prefix), or a dangling symlink.
+
+        Tells "nothing there" apart from "something there that is not a readable object"."""
+        path = self._path(key)
+        if self.is_local:
+            return os.path.lexists(path)
+        found = False
+        with self._errors("check", key):
+            found = bool(self._fs.exists(path))
+        return found
 
     # --- reading ------------------------------------------------------------------------------------
 
@@ -427,8 +461,13 @@ def _replace_with_link(src: str, tmp: str) -> bool:
     return True
 
 
-def _reraise(exc: OSError) -> None:
-    raise exc
+def _raise_unless_gone(exc: OSError) -> None:
+    if not isinstance(exc, FileNotFoundError):  # a directory removed while listing is simply gone
+        raise exc
+
+
+def _is_dangling_link(path: str) -> bool:
+    return os.path.islink(path) and not os.path.exists(path)
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from thanostools.core.bucket import Bucket
 from thanostools.core.constants import RESOLUTIONS_BY_NAME
-from thanostools.core.errors import ConfigError, NotFoundError, ThanosToolsError
+from thanostools.core.errors import ConfigError, CorruptBlockError, NotFoundError, ThanosToolsError
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher, MatchType
 from thanostools.core.tsdb.markers import MarkerKind
@@ -62,7 +62,12 @@ def scan_bucket(bucket: Bucket, *, concurrency: int = 32) -> BucketScan:
         if is_ulid(top) and rest:
             files.setdefault(top, {})[rest] = size
     with_meta = sorted(u for u, f in files.items() if META in f)
-    scan = BucketScan(partial=sorted(u for u, f in files.items() if META not in f))
+    scan = BucketScan()
+    for ulid in sorted(u for u, f in files.items() if META not in f):
+        if bucket.has_entry(f"{ulid}/{META}"):  # a directory or a dangling link where meta.json belongs
+            scan.broken[ulid] = CorruptBlockError("meta.json is not a readable file", block=ulid, file=META)
+        else:
+            scan.partial.append(ulid)
 
     def load(ulid: str) -> BlockMeta | ThanosToolsError:
         try:

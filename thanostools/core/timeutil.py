@@ -96,12 +96,43 @@ def parse_time_ms(text: str, *, now: int | None = None) -> int:
     return int(dt.timestamp() * 1000)
 
 
+def utc_fields(ms: int) -> tuple[int, int, int, int, int, int, int]:
+    """(year, month, day, hour, minute, second, millisecond) of a Unix ms time in the proleptic Gregorian
+    calendar, for any integer: Python's datetime stops at year 9999, block times may reach int64's ends."""
+    seconds, millis = divmod(ms, 1000)
+    days, day_seconds = divmod(seconds, 86_400)
+    # Days to civil date (H. Hinnant's algorithm): eras of 400 years starting on 0000-03-01.
+    z = days + 719_468
+    era = z // 146_097
+    day_of_era = z - era * 146_097
+    year_of_era = (day_of_era - day_of_era // 1460 + day_of_era // 36_524 - day_of_era // 146_096) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    mp = (5 * day_of_year + 2) // 153
+    day = day_of_year - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    year = year_of_era + era * 400 + (month <= 2)
+    hour, rest = divmod(day_seconds, 3600)
+    minute, second = divmod(rest, 60)
+    return year, month, day, hour, minute, second, millis
+
+
+def _date_text(year: int, month: int, day: int) -> str:
+    """``2023-11-14``; years beyond four digits in full and negative years signed, as Go prints them."""
+    sign = "-" if year < 0 else ""
+    return f"{sign}{abs(year):04d}-{month:02d}-{day:02d}"
+
+
 def format_time_ms(ms: int) -> str:
-    """RFC3339 in UTC with milliseconds only when needed."""
-    dt = datetime.fromtimestamp(ms / 1000, UTC)
-    if ms % 1000:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC3339 in UTC with milliseconds only when needed; any int64 renders (``292278994-08-17T07:12:55.807Z``)."""
+    year, month, day, hour, minute, second, millis = utc_fields(ms)
+    text = f"{_date_text(year, month, day)}T{hour:02d}:{minute:02d}:{second:02d}"
+    return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
+
+
+def format_minute_ms(ms: int) -> str:
+    """``2023-11-14 02:00``: a time to the minute, for axes."""
+    year, month, day, hour, minute, _, _ = utc_fields(ms)
+    return f"{_date_text(year, month, day)} {hour:02d}:{minute:02d}"
 
 
 def format_duration(ms: int) -> str:

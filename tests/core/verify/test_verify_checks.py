@@ -94,7 +94,7 @@ def copy_as_new_block(root: Path, meta: BlockMeta) -> str:
     """The same block under a new ULID with the same compaction section: a compaction that ran twice."""
     ulid = new_ulid()
     shutil.copytree(root / meta.ulid, root / ulid)
-    m = read_meta_file(str(root / ulid / "meta.json"))
+    m = BlockMeta.from_json((root / ulid / "meta.json").read_bytes())  # still names the original block
     m.ulid = ulid
     write_meta_file(str(root / ulid / "meta.json"), m)
     return ulid

@@ -29,6 +29,11 @@ THANOS_VERSION = 1
 VALID_RESOLUTIONS = frozenset({RESOLUTION_RAW, RESOLUTION_5M, RESOLUTION_1H})
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+# Real metas nest about five levels (opaque extensions a few more); deeper documents are refused before
+# anything recurses over them.
+MAX_META_DEPTH = 100
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_UINT64 = (0, (1 << 64) - 1)
 HASH_SHA256 = "SHA256"
 
 # Known values of thanos.source.
@@ -147,10 +152,15 @@ class BlockMeta:
             doc = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise CorruptBlockError(f"not valid JSON: {exc}", block=block, file=META_FILENAME) from None
+        except RecursionError:
+            raise CorruptBlockError(f"JSON nested deeper than {MAX_META_DEPTH} levels", block=block,
+                                    file=META_FILENAME) from None
         return cls.from_dict(doc, block=block)
 
     @classmethod
     def from_dict(cls, doc: object, *, block: str | None = None) -> BlockMeta:
+        """Parse and validate. ``block`` is the block's directory name: a ULID there is the block's identity,
+        and a meta.json naming another ULID makes the block corrupt."""
         return _Parser(block).meta(doc)
 
     def to_dict(self, *, include_thanos: bool = True) -> dict[str, Any]:
@@ -368,7 +378,8 @@ class _Parser:
             self.fail(f"{where}{key} must be an integer, got {_kind(value)}")
         if unsigned and value < 0:
             self.fail(f"{where}{key} must not be negative, got {value}")
-        if not -(1 << 63) <= value < (1 << 64):
+        low, high = _UINT64 if unsigned else _INT64
+        if not low <= value <= high:
             self.fail(f"{where}{key} is out of range: {value}")
         return value
 
@@ -411,6 +422,8 @@ class _Parser:
 
     def meta(self, doc: object) -> BlockMeta:
         top = self.obj(doc, "meta.json", nullable=False)
+        if _depth(top) > MAX_META_DEPTH:
+            self.fail(f"JSON nested deeper than {MAX_META_DEPTH} levels")
         version = self.int_(top, "version", "", required=True)
         if version != META_VERSION:
             self.fail(f"unsupported meta.json version {version} (only {META_VERSION} is known)")
@@ -426,6 +439,10 @@ class _Parser:
             raw=top,
         )
         self.compaction(self.obj(top.get("compaction"), "compaction"), meta)
+        if is_ulid(self.block) and meta.ulid != self.block:
+            self.fail(f"ulid {meta.ulid} does not match the block directory {self.block}")
+        if meta.max_time < meta.min_time:
+            self.fail(f"maxTime {meta.max_time} is before minTime {meta.min_time}")
         return meta
 
     def stats(self, d: Mapping[str, Any]) -> BlockStats:
@@ -512,6 +529,22 @@ class _Parser:
                                  value=self.str_(h, "value", f"{where}hash."))
         return BlockFile(rel_path=rel_path, size_bytes=self.int_(d, "size_bytes", where, unsigned=True),
                          hash=file_hash)
+
+
+def _depth(doc: object) -> int:
+    """Nesting depth of a parsed JSON value, without recursion (a scalar is 0, ``[]`` is 1)."""
+    deepest = 0
+    todo: list[tuple[object, int]] = [(doc, 0)]
+    while todo:
+        value, level = todo.pop()
+        if isinstance(value, dict | list):
+            level += 1
+            if level > deepest:
+                deepest = level
+                if deepest > MAX_META_DEPTH:
+                    break
+            todo.extend((v, level) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def _kind(value: object) -> str:

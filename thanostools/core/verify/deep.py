@@ -180,11 +180,14 @@ def _file_problems(bucket: Bucket, info: BlockInfo) -> list[dict[str, Any]]:
     return problems
 
 
+def broken_metas(ctx: VerifyContext) -> list[Issue]:
+    """Blocks whose meta.json cannot be read or is invalid: reported by every verify run, deep or not."""
+    return [Issue(META_FILES, "broken_meta", [ulid], str(err), {"error": str(err)}, action=RESTORE)
+            for ulid, err in sorted(ctx.scan.broken.items()) if ctx.wanted([ulid])]
+
+
 def check_files(ctx: VerifyContext) -> list[Issue]:
-    issues = []
-    for ulid, err in sorted(ctx.scan.broken.items()):
-        if ctx.wanted([ulid]):
-            issues.append(Issue(META_FILES, "broken_meta", [ulid], str(err), {"error": str(err)}, action=RESTORE))
+    issues = broken_metas(ctx)
     for info in ctx.blocks:
         if not ctx.wanted([info.ulid]):
             continue

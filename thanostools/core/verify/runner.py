@@ -11,6 +11,7 @@ from thanostools.core.inspect import BucketScan, scan_bucket
 from thanostools.core.ulid import is_ulid
 from thanostools.core.verify import deep, index_check, overlaps
 from thanostools.core.verify.context import VerifyContext
+from thanostools.core.verify.deep import broken_metas
 from thanostools.core.verify.report import (
     ALL_CHECKS,
     CHUNK_INTEGRITY,
@@ -75,5 +76,8 @@ def verify_bucket(bucket: Bucket, *, checks: Sequence[str] = (), deep: bool = Fa
     report = VerifyReport(bucket.url, chosen, checked_blocks=len([b for b in ctx.blocks if ctx.wanted([b.ulid])]))
     for name in chosen:
         for issue in CHECKS[name](ctx):
+            report.add(issue)
+    if META_FILES not in chosen:
+        for issue in broken_metas(ctx):
             report.add(issue)
     return report

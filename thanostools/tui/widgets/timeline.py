@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from rich.text import Text
 from textual.widget import Widget
@@ -11,6 +10,7 @@ from textual.widget import Widget
 from thanostools.core.constants import resolution_name
 from thanostools.core.inspect import BlockInfo
 from thanostools.core.labels import Labels
+from thanostools.core.timeutil import format_minute_ms
 
 LEVEL_COLORS = ("#5b9bd5", "#70ad47", "#ffc000", "#ed7d31", "#a37ee8")
 MARK_CHARS = {"deletion": "✗", "no-compact": "‖", "no-downsample": "↓"}
@@ -34,8 +34,8 @@ def streams(blocks: Sequence[BlockInfo]) -> dict[str, list[BlockInfo]]:
 
 
 def _axis(t0: int, t1: int, width: int, pad: int) -> Text:
-    left = datetime.fromtimestamp(t0 / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-    right = datetime.fromtimestamp(t1 / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+    left = format_minute_ms(t0)
+    right = format_minute_ms(t1)
     gap = max(1, width - len(left) - len(right))
     return Text(" " * (pad + 1) + left + " " * gap + right, style="dim")
 
