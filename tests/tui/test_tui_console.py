@@ -308,3 +308,17 @@ def test_escape_cancels_a_long_query_and_the_ui_stays_responsive(bucket: Path, t
 
     source = SlowSource(Engine.open(str(bucket)))
     drive(make_app(None, tmp_path, source=source), scenario)
+
+
+def test_a_failing_background_task_is_shown_not_swallowed(bucket: Path, tmp_path: Path) -> None:
+    def broken() -> None:
+        raise OSError("the cache directory vanished")
+
+    async def scenario(app: ThanosToolsApp, pilot: Any) -> None:
+        app.run_worker(broken, thread=True, group="labels", exit_on_error=False)
+        await settle(app, pilot)
+        assert any("the cache directory vanished" in str(n.message) and n.severity == "error"
+                   for n in app._notifications)
+        assert app.is_running
+
+    drive(make_app(bucket, tmp_path), scenario)

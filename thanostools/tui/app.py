@@ -3,6 +3,7 @@ the command palette with every action."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -11,6 +12,7 @@ from typing import ClassVar
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
 from thanostools.core.errors import ThanosToolsError
 from thanostools.core.inspect import BlockInfo
@@ -20,6 +22,8 @@ from thanostools.tui.history import History
 from thanostools.tui.screens.console import ConsoleScreen
 from thanostools.tui.sources import BucketSource, Source
 from thanostools.tui.timectl import TimeState
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -79,9 +83,19 @@ class ThanosToolsApp(App[None]):
         from dataclasses import replace
 
         console = self.console_screen
-        if console is not None and console.time_state.end_ms is None:
+        if console is None or not console.is_mounted:  # the listing can finish before the console is on screen
+            self.set_timer(0.05, partial(self._move_end, end_ms))
+            return
+        if console.time_state.end_ms is None:
             console.set_time(replace(console.time_state, end_ms=end_ms), rerun=bool(console.query_text))
             self.notify("the bucket has no recent data: the time range ends at its newest block (0 goes to now)")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Workers run with exit_on_error=False so that one failure does not end the app; it is shown, never lost."""
+        if event.state is WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            log.error("background task %s failed", event.worker.name, exc_info=error)
+            self.notify(f"{type(error).__name__}: {error}", title=f"{event.worker.group} failed", severity="error")
 
     @property
     def console_screen(self) -> ConsoleScreen | None:
