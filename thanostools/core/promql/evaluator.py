@@ -243,27 +243,28 @@ class Evaluator:
 
 
 def _collect_hint_paths(expr: Expr) -> dict[int, tuple[str, tuple[str, ...], bool]]:
-    """Selector id -> (enclosing function/aggregation, grouping, by), as Prometheus derives hints."""
+    """Selector id -> (enclosing function/aggregation, grouping, by), as Prometheus derives hints.
+
+    The enclosing function is the nearest aggregation or call above the selector, unless a binary
+    operator comes first; grouping comes from an aggregation directly above it. Both are handed
+    down the tree, so deep trees cost one visit per node.
+    """
     out: dict[int, tuple[str, tuple[str, ...], bool]] = {}
-    stack: list[tuple[Expr, tuple[Expr, ...]]] = [(expr, ())]
+    stack: list[tuple[Expr, str, Expr | None]] = [(expr, "", None)]
     while stack:
-        node, path = stack.pop()
+        node, func, parent = stack.pop()
         if isinstance(node, VectorSelector):
-            func = ""
-            for anc in reversed(path):
-                if isinstance(anc, AggregateExpr):
-                    func = anc.op
-                    break
-                if isinstance(anc, Call):
-                    func = anc.func.name
-                    break
-                if isinstance(anc, BinaryExpr):
-                    break
             grouping: tuple[str, ...] = ()
             by = False
-            if path and isinstance(path[-1], AggregateExpr):
-                grouping, by = path[-1].grouping, not path[-1].without
+            if isinstance(parent, AggregateExpr):
+                grouping, by = parent.grouping, not parent.without
             out[id(node)] = (func, grouping, by)
+        if isinstance(node, AggregateExpr):
+            func = node.op
+        elif isinstance(node, Call):
+            func = node.func.name
+        elif isinstance(node, BinaryExpr):
+            func = ""
         for child in children(node):
-            stack.append((child, (*path, node)))
+            stack.append((child, func, node))
     return out
