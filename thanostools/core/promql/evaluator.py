@@ -37,6 +37,7 @@ from thanostools.core.promql.selection import (
     range_vector,
     row_batches,
     vector_range_vector,
+    window_parts,
 )
 from thanostools.core.promql.value import RangeVector, Scalar, String, Value, Vector, value_size
 from thanostools.core.promql.vecops import merge_duplicates, unwrap_parens, without_name
@@ -84,6 +85,28 @@ class Evaluator:
             self.stats.peak_samples = self.current
         if self.current > self.options.max_samples:
             raise EvalError(TOO_MANY_SAMPLES)
+
+    def reserve(self, samples: int) -> None:
+        """Fail before allocating room for ``samples`` more when holding them would go over the limit.
+
+        Values are dense, so one (series, step) cell counts as a sample whether or not it holds one.
+        Sizes are products of Python ints (series x steps, steps x windows): they cannot overflow.
+        """
+        if self.current + samples > self.options.max_samples:
+            raise EvalError(TOO_MANY_SAMPLES)
+
+    def affordable_rows(self, steps: int) -> int:
+        """How many more ``steps``-wide rows fit under the limit."""
+        return max(0, self.options.max_samples - self.current) // max(1, steps)
+
+    def held(self, parts: Iterator[RangeVector]) -> Iterator[RangeVector]:
+        """Range vectors whose windows count against the limit while their consumer works on them."""
+        for rv in parts:
+            size = int(rv.lo.size)
+            self.account(size)
+            self.check_deadline()
+            yield rv
+            self.current -= size
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -180,7 +203,7 @@ class Evaluator:
         ref = self.ref_times(node.timestamp, node.start_or_end, node.offset, ts)
         lookback = self.options.lookback_delta_ms or DEFAULT_LOOKBACK_MS
         selection = self._selection(node, int(ref.min()) - lookback + 1, int(ref.max()), 0)
-        sink = RowSink(selection.bound, steps, with_ts)
+        sink = RowSink(self, selection.bound, steps, with_ts)
         for batch in selection:
             self.account(lookup_into(sink, batch, ref, lookback))
         return sink.vector()
@@ -192,19 +215,24 @@ class Evaluator:
             vs = inner.vector_selector
             ref = self.ref_times(vs.timestamp, vs.start_or_end, vs.offset, ts)
             selection = self._selection(vs, int(ref.min()) - inner.range + 1, int(ref.max()), inner.range)
-            rng = inner.range
-            return RangeBatches(selection.bound, (batch_range_vector(b, ref, ts, rng) for b in selection))
+            return RangeBatches(selection.bound, self.held(window_parts(self, selection, ref, ts, inner.range)))
         if isinstance(inner, SubqueryExpr):
             vec, inner_ts, ref = self._subquery_inner(inner, ts)
-            return RangeBatches(len(vec), self._subquery_batches(vec, inner_ts, ref, ts, inner.range))
+            return RangeBatches(len(vec), self.held(self._subquery_batches(vec, inner_ts, ref, ts, inner.range)))
         rv = self.eval_range(node, ts)
         return RangeBatches(len(rv), iter([rv]))
 
     def _subquery_batches(self, vec: Vector, inner_ts: np.ndarray, ref: np.ndarray, ts: np.ndarray,
                           rng: int) -> Iterator[RangeVector]:
-        for rows in row_batches(vec, max(1, self.options.batch_samples)):
-            self.check_deadline()
+        steps = int(ts.shape[0])
+        for rows in row_batches(vec, max(1, self.options.batch_samples), steps):
+            self.reserve(self._windows_size(vec.present[rows], steps))
             yield vector_range_vector(vec.take(rows), inner_ts, ref, ts, rng)
+
+    @staticmethod
+    def _windows_size(present: np.ndarray, steps: int) -> int:
+        """What a subquery's range vector over these rows holds: their samples and a window per row and step."""
+        return int(np.count_nonzero(present)) + int(present.shape[0]) * steps
 
     def select_range(self, node: MatrixSelector, ts: np.ndarray) -> RangeVector:
         vs = node.vector_selector
@@ -212,7 +240,11 @@ class Evaluator:
         if ts.shape[0] == 0:
             return range_vector([], np.zeros(0, np.int64), np.zeros(0), np.zeros(1, np.int64), ref, ts,
                                 node.range, np.zeros(0, np.bool_))
-        batches = list(self._selection(vs, int(ref.min()) - node.range + 1, int(ref.max()), node.range))
+        batches = []
+        for batch in self._selection(vs, int(ref.min()) - node.range + 1, int(ref.max()), node.range):
+            self.account(int(batch.t.shape[0]))  # kept: still held after the selection moves on
+            batches.append(batch)
+        self.reserve(sum(len(b) for b in batches) * int(ts.shape[0]))
         return batch_range_vector(SampleBatch.concat(batches), ref, ts, node.range)
 
     def _subquery_inner(self, node: SubqueryExpr, ts: np.ndarray) -> tuple[Vector, np.ndarray, np.ndarray]:
@@ -223,7 +255,9 @@ class Evaluator:
             inner_ts = np.zeros(0, np.int64)
         else:
             first = (int(ref.min()) - node.range) // step * step + step
-            inner_ts = np.arange(first, int(ref.max()) + 1, step, dtype=np.int64)
+            last = int(ref.max())
+            self.reserve(max(0, (last - first) // step + 1))  # the grid holds a value per step
+            inner_ts = np.arange(first, last + 1, step, dtype=np.int64)
         inner = self.eval(node.expr, inner_ts)
         if not isinstance(inner, Vector):
             raise EvalError("subquery is only allowed on instant vector")
@@ -231,6 +265,7 @@ class Evaluator:
 
     def subquery(self, node: SubqueryExpr, ts: np.ndarray) -> RangeVector:
         inner, inner_ts, ref = self._subquery_inner(node, ts)
+        self.reserve(self._windows_size(inner.present, int(ts.shape[0])))
         return vector_range_vector(inner, inner_ts, ref, ts, node.range)
 
     # -- output ------------------------------------------------------------------------------
