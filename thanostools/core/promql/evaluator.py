@@ -95,6 +95,12 @@ class Evaluator:
         if self.current + samples > self.options.max_samples:
             raise EvalError(TOO_MANY_SAMPLES)
 
+    @property
+    def batch_samples(self) -> int:
+        """How much one batch (of samples, windows or rows) may hold: smaller under a small sample limit,
+        so that one batch does not crowd out the results."""
+        return max(1, min(self.options.batch_samples, self.options.max_samples // 4))
+
     def affordable_rows(self, steps: int) -> int:
         """How many more ``steps``-wide rows fit under the limit."""
         return max(0, self.options.max_samples - self.current) // max(1, steps)
@@ -225,7 +231,7 @@ class Evaluator:
     def _subquery_batches(self, vec: Vector, inner_ts: np.ndarray, ref: np.ndarray, ts: np.ndarray,
                           rng: int) -> Iterator[RangeVector]:
         steps = int(ts.shape[0])
-        for rows in row_batches(vec, max(1, self.options.batch_samples), steps):
+        for rows in row_batches(vec, self.batch_samples, steps):
             self.reserve(self._windows_size(vec.present[rows], steps))
             yield vector_range_vector(vec.take(rows), inner_ts, ref, ts, rng)
 
@@ -240,10 +246,14 @@ class Evaluator:
         if ts.shape[0] == 0:
             return range_vector([], np.zeros(0, np.int64), np.zeros(0), np.zeros(1, np.int64), ref, ts,
                                 node.range, np.zeros(0, np.bool_))
-        batches = []
+        batches: list[SampleBatch] = []
+        # The selection counts a batch until the next is asked for; batches kept are counted here from then on.
         for batch in self._selection(vs, int(ref.min()) - node.range + 1, int(ref.max()), node.range):
-            self.account(int(batch.t.shape[0]))  # kept: still held after the selection moves on
+            if batches:
+                self.account(int(batches[-1].t.shape[0]))
             batches.append(batch)
+        if batches:
+            self.account(int(batches[-1].t.shape[0]))
         self.reserve(sum(len(b) for b in batches) * int(ts.shape[0]))
         return batch_range_vector(SampleBatch.concat(batches), ref, ts, node.range)
 

@@ -46,8 +46,7 @@ class Selection:
 
     def __init__(self, ev: Evaluator, matchers: list[Matcher], mint: int, maxt: int, hints: SelectHints) -> None:
         self.ev = ev
-        # Under a small sample limit batches shrink, so that raw samples do not crowd out the results.
-        size = max(1, min(ev.options.batch_samples, ev.options.max_samples // 4))
+        size = ev.batch_samples
         streaming: Callable[..., Stream] | None = getattr(ev.querier, "select_batches", None)
         if streaming is not None:
             stream = streaming(matchers, mint, maxt, hints, batch_samples=size)
@@ -223,7 +222,7 @@ def window_parts(ev: Evaluator, batches: Iterable[SampleBatch], ref: np.ndarray,
     the selection's, counted there)."""
     steps = int(ts.shape[0])
     for batch in batches:
-        for part in split_rows(batch, max(1, ev.options.batch_samples // max(1, steps))):
+        for part in split_rows(batch, max(1, ev.batch_samples // max(1, steps))):
             ev.reserve(len(part) * steps)
             yield batch_range_vector(part, ref, ts, rng)
 
