@@ -89,7 +89,11 @@ class PromQLEngine:
             for node in walk(expr):
                 if isinstance(node, Call) and node.func.name in _SORT_FUNCTIONS:
                     ev.annotations.warn(ann.SORT_IN_RANGE_QUERY, node.pos)
-        value = ev.eval(expr, ts)
+        try:
+            value = ev.eval(expr, ts)
+        except RecursionError:
+            # The parser bounds nesting so that this does not happen from a normal call depth.
+            raise EvalError("expression nested too deeply to evaluate") from None
         result = self._result(ev, value, ts)
         result.warnings = ev.storage_warnings + ev.annotations.warnings
         result.infos = ev.annotations.infos
