@@ -16,7 +16,10 @@ from thanostools.core.engine import Engine
 from thanostools.core.errors import CorruptBlockError, EvalError
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher, MatchType
-from thanostools.core.promql.engine import PromQLEngine, QueryOptions, QueryResult
+from thanostools.core.promql.ast import NumberLiteral
+from thanostools.core.promql.engine import PromQLEngine, QueryOptions, QueryResult, QueryStats
+from thanostools.core.promql.evaluator import Evaluator
+from thanostools.core.promql.memquerier import MemoryQuerier
 from thanostools.core.promql.selection import RowSink
 from thanostools.core.promql.testrunner import run_files
 from thanostools.core.querier import BlockQuerier, choose_blocks
@@ -237,24 +240,29 @@ def test_damaged_chunks_are_reported_by_both_read_paths(tmp_path: Path, monkeypa
         assert exc.value.block == ulid and exc.value.file == "chunks/000001"
 
 
+def _evaluator(max_samples: int) -> Evaluator:
+    return Evaluator(MemoryQuerier([], [], []), QueryOptions(max_samples=max_samples), NumberLiteral(1.0), "1",
+                     0, 0, 0, QueryStats())
+
+
 def test_row_sink_drops_empty_rows_and_grows() -> None:
-    sink = RowSink(2, 3, with_ts=True)  # too small on purpose: it has to grow
+    sink = RowSink(_evaluator(1000), 2, 3, with_ts=True)  # too small on purpose: it has to grow
     rng = np.random.default_rng(1)
     expected: list[tuple[Labels, list[float], list[bool], list[int]]] = []
     for b in range(5):
         vals, pres, sts = sink.rows(3)
         assert not pres.any() and not vals.any() and not sts.any()  # leftovers of dropped rows are cleared
         labels = [lab(b=str(b), r=str(r)) for r in range(3)]
-        samples = 0
+        kept = 0
         for r in range(3):
             if (b + r) % 2:
                 continue  # a row without samples
             pres[r] = [True, *(rng.random(2) < 0.7)]
             vals[r] = rng.normal(size=3)
             sts[r] = rng.integers(0, 100, 3)
-            samples += int(pres[r].sum())
+            kept += 1
             expected.append((labels[r], vals[r].tolist(), pres[r].tolist(), sts[r].tolist()))
-        assert sink.commit(labels, np.full(3, b % 2 == 0)) == samples
+        assert sink.commit(labels, np.full(3, b % 2 == 0)) == 3 * kept  # rows are dense: 3 steps each
     vec = sink.vector()
     assert vec.labels == [e[0] for e in expected]
     assert vec.values.tolist() == [e[1] for e in expected]

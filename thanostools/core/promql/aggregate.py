@@ -66,6 +66,7 @@ def eval_aggregate(ev: Evaluator, node: AggregateExpr, ts: np.ndarray) -> Vector
         return _limit_ratio(ev, node, vec, param)
     gid, out_labels = group_ids(vec, node.grouping, node.without)
     ngroups = len(out_labels)
+    ev.reserve(ngroups * steps)
     out = np.zeros((ngroups, steps))
     outp = np.zeros((ngroups, steps), np.bool_)
     if op == "quantile":
@@ -95,6 +96,7 @@ def _k_values(param: np.ndarray) -> np.ndarray:
 
 def _select_k(ev: Evaluator, node: AggregateExpr, vec: Vector, k: np.ndarray, steps: int) -> Vector:
     gid, out_labels = group_ids(vec, node.grouping, node.without)
+    ev.reserve(len(vec) * steps)  # the selection and the ranks (the values are shared)
     sel = np.zeros((len(vec), steps), np.bool_)
     rank = np.zeros((len(vec), steps), np.int64)
     if len(vec):
@@ -149,6 +151,7 @@ def _count_values(ev: Evaluator, node: AggregateExpr, ts: np.ndarray) -> Vector:
     keys = np.stack([gid[rows].astype(np.uint64), bits], axis=1)
     uniq, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")
+    ev.reserve(int(order.shape[0]) * steps)  # a row per distinct value: up to series x steps rows
     remap = np.empty_like(order)
     remap[order] = np.arange(order.shape[0])
     out_id = remap[inverse.reshape(-1)]

@@ -46,8 +46,10 @@ def apply_binary(ev: Evaluator, node: BinaryExpr, lhs: Value, rhs: Value) -> Val
             return Scalar(compare(op, lhs.values, rhs.values).astype(np.float64))
         return Scalar(arithmetic(op, lhs.values, rhs.values))
     if isinstance(lhs, Vector) and isinstance(rhs, Scalar):
+        ev.reserve(lhs.values.size)
         return vector_scalar(op, lhs, rhs.values, False, node.return_bool)
     if isinstance(lhs, Scalar) and isinstance(rhs, Vector):
+        ev.reserve(rhs.values.size)
         return vector_scalar(op, rhs, lhs.values, True, node.return_bool)
     if not (isinstance(lhs, Vector) and isinstance(rhs, Vector)):
         raise EvalError(f"binary operator {op!r} is not defined for these operand types")
@@ -146,6 +148,7 @@ def group_count(present: np.ndarray, gid: np.ndarray, ngroups: int) -> np.ndarra
 def set_operation(ev: Evaluator, op: str, lhs: Vector, rhs: Vector, matching: VectorMatching) -> Vector:
     lsig, rsig, nsig = signature_ids(lhs, rhs, matching)
     if op == "or":
+        ev.reserve(lhs.values.size + rhs.values.size)
         left_any = group_count(lhs.present, lsig, nsig) > 0
         rpres = rhs.present & ~left_any[rsig] if len(rhs) else rhs.present
         out = Vector(lhs.labels + rhs.labels, np.concatenate([lhs.values, rhs.values]),
@@ -166,6 +169,11 @@ def vector_vector(ev: Evaluator, op: str, lhs: Vector, rhs: Vector, matching: Ve
         return Vector.empty(steps)
     msig, osig, nsig = signature_ids(many, one, matching)
     _check_one_side(many, one, osig, nsig, matching, swapped)
+    # Every pair of series with the same signature is a row of the result; sides with series present
+    # at different steps can pair up far more rows than either holds. (Counts are at most the series
+    # of a side, so their products fit in int64.)
+    pairs = int(np.dot(np.bincount(msig, minlength=nsig), np.bincount(osig, minlength=nsig)))
+    ev.reserve(pairs * steps)
 
     by_sig: dict[int, list[int]] = {}
     for j, s in enumerate(osig.tolist()):

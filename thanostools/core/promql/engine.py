@@ -81,14 +81,19 @@ class PromQLEngine:
         if step and kind not in (ValueType.SCALAR, ValueType.VECTOR):
             raise EvalError(f'invalid expression type "{kind.documented}" for range query, '
                             "must be Scalar or instant Vector")
-        ts = np.arange(start, end + 1, step, dtype=np.int64) if step else np.array([start], np.int64)
         stats = QueryStats()
         ev = Evaluator(self.querier, self.options, expr, text, start, end, step, stats)
+        ev.reserve((end - start) // step + 1 if step else 1)  # every step of the output holds a value
+        ts = np.arange(start, end + 1, step, dtype=np.int64) if step else np.array([start], np.int64)
         if step:
             for node in walk(expr):
                 if isinstance(node, Call) and node.func.name in _SORT_FUNCTIONS:
                     ev.annotations.warn(ann.SORT_IN_RANGE_QUERY, node.pos)
-        value = ev.eval(expr, ts)
+        try:
+            value = ev.eval(expr, ts)
+        except RecursionError:
+            # The parser bounds nesting so that this does not happen from a normal call depth.
+            raise EvalError("expression nested too deeply to evaluate") from None
         result = self._result(ev, value, ts)
         result.warnings = ev.storage_warnings + ev.annotations.warnings
         result.infos = ev.annotations.infos

@@ -37,6 +37,7 @@ from thanostools.core.promql.selection import (
     range_vector,
     row_batches,
     vector_range_vector,
+    window_parts,
 )
 from thanostools.core.promql.value import RangeVector, Scalar, String, Value, Vector, value_size
 from thanostools.core.promql.vecops import merge_duplicates, unwrap_parens, without_name
@@ -84,6 +85,34 @@ class Evaluator:
             self.stats.peak_samples = self.current
         if self.current > self.options.max_samples:
             raise EvalError(TOO_MANY_SAMPLES)
+
+    def reserve(self, samples: int) -> None:
+        """Fail before allocating room for ``samples`` more when holding them would go over the limit.
+
+        Values are dense, so one (series, step) cell counts as a sample whether or not it holds one.
+        Sizes are products of Python ints (series x steps, steps x windows): they cannot overflow.
+        """
+        if self.current + samples > self.options.max_samples:
+            raise EvalError(TOO_MANY_SAMPLES)
+
+    @property
+    def batch_samples(self) -> int:
+        """How much one batch (of samples, windows or rows) may hold: smaller under a small sample limit,
+        so that one batch does not crowd out the results."""
+        return max(1, min(self.options.batch_samples, self.options.max_samples // 4))
+
+    def affordable_rows(self, steps: int) -> int:
+        """How many more ``steps``-wide rows fit under the limit."""
+        return max(0, self.options.max_samples - self.current) // max(1, steps)
+
+    def held(self, parts: Iterator[RangeVector]) -> Iterator[RangeVector]:
+        """Range vectors whose windows count against the limit while their consumer works on them."""
+        for rv in parts:
+            size = int(rv.lo.size)
+            self.account(size)
+            self.check_deadline()
+            yield rv
+            self.current -= size
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -180,7 +209,7 @@ class Evaluator:
         ref = self.ref_times(node.timestamp, node.start_or_end, node.offset, ts)
         lookback = self.options.lookback_delta_ms or DEFAULT_LOOKBACK_MS
         selection = self._selection(node, int(ref.min()) - lookback + 1, int(ref.max()), 0)
-        sink = RowSink(selection.bound, steps, with_ts)
+        sink = RowSink(self, selection.bound, steps, with_ts)
         for batch in selection:
             self.account(lookup_into(sink, batch, ref, lookback))
         return sink.vector()
@@ -192,19 +221,24 @@ class Evaluator:
             vs = inner.vector_selector
             ref = self.ref_times(vs.timestamp, vs.start_or_end, vs.offset, ts)
             selection = self._selection(vs, int(ref.min()) - inner.range + 1, int(ref.max()), inner.range)
-            rng = inner.range
-            return RangeBatches(selection.bound, (batch_range_vector(b, ref, ts, rng) for b in selection))
+            return RangeBatches(selection.bound, self.held(window_parts(self, selection, ref, ts, inner.range)))
         if isinstance(inner, SubqueryExpr):
             vec, inner_ts, ref = self._subquery_inner(inner, ts)
-            return RangeBatches(len(vec), self._subquery_batches(vec, inner_ts, ref, ts, inner.range))
+            return RangeBatches(len(vec), self.held(self._subquery_batches(vec, inner_ts, ref, ts, inner.range)))
         rv = self.eval_range(node, ts)
         return RangeBatches(len(rv), iter([rv]))
 
     def _subquery_batches(self, vec: Vector, inner_ts: np.ndarray, ref: np.ndarray, ts: np.ndarray,
                           rng: int) -> Iterator[RangeVector]:
-        for rows in row_batches(vec, max(1, self.options.batch_samples)):
-            self.check_deadline()
+        steps = int(ts.shape[0])
+        for rows in row_batches(vec, self.batch_samples, steps):
+            self.reserve(self._windows_size(vec.present[rows], steps))
             yield vector_range_vector(vec.take(rows), inner_ts, ref, ts, rng)
+
+    @staticmethod
+    def _windows_size(present: np.ndarray, steps: int) -> int:
+        """What a subquery's range vector over these rows holds: their samples and a window per row and step."""
+        return int(np.count_nonzero(present)) + int(present.shape[0]) * steps
 
     def select_range(self, node: MatrixSelector, ts: np.ndarray) -> RangeVector:
         vs = node.vector_selector
@@ -212,7 +246,15 @@ class Evaluator:
         if ts.shape[0] == 0:
             return range_vector([], np.zeros(0, np.int64), np.zeros(0), np.zeros(1, np.int64), ref, ts,
                                 node.range, np.zeros(0, np.bool_))
-        batches = list(self._selection(vs, int(ref.min()) - node.range + 1, int(ref.max()), node.range))
+        batches: list[SampleBatch] = []
+        # The selection counts a batch until the next is asked for; batches kept are counted here from then on.
+        for batch in self._selection(vs, int(ref.min()) - node.range + 1, int(ref.max()), node.range):
+            if batches:
+                self.account(int(batches[-1].t.shape[0]))
+            batches.append(batch)
+        if batches:
+            self.account(int(batches[-1].t.shape[0]))
+        self.reserve(sum(len(b) for b in batches) * int(ts.shape[0]))
         return batch_range_vector(SampleBatch.concat(batches), ref, ts, node.range)
 
     def _subquery_inner(self, node: SubqueryExpr, ts: np.ndarray) -> tuple[Vector, np.ndarray, np.ndarray]:
@@ -223,7 +265,9 @@ class Evaluator:
             inner_ts = np.zeros(0, np.int64)
         else:
             first = (int(ref.min()) - node.range) // step * step + step
-            inner_ts = np.arange(first, int(ref.max()) + 1, step, dtype=np.int64)
+            last = int(ref.max())
+            self.reserve(max(0, (last - first) // step + 1))  # the grid holds a value per step
+            inner_ts = np.arange(first, last + 1, step, dtype=np.int64)
         inner = self.eval(node.expr, inner_ts)
         if not isinstance(inner, Vector):
             raise EvalError("subquery is only allowed on instant vector")
@@ -231,6 +275,7 @@ class Evaluator:
 
     def subquery(self, node: SubqueryExpr, ts: np.ndarray) -> RangeVector:
         inner, inner_ts, ref = self._subquery_inner(node, ts)
+        self.reserve(self._windows_size(inner.present, int(ts.shape[0])))
         return vector_range_vector(inner, inner_ts, ref, ts, node.range)
 
     # -- output ------------------------------------------------------------------------------
@@ -243,27 +288,28 @@ class Evaluator:
 
 
 def _collect_hint_paths(expr: Expr) -> dict[int, tuple[str, tuple[str, ...], bool]]:
-    """Selector id -> (enclosing function/aggregation, grouping, by), as Prometheus derives hints."""
+    """Selector id -> (enclosing function/aggregation, grouping, by), as Prometheus derives hints.
+
+    The enclosing function is the nearest aggregation or call above the selector, unless a binary
+    operator comes first; grouping comes from an aggregation directly above it. Both are handed
+    down the tree, so deep trees cost one visit per node.
+    """
     out: dict[int, tuple[str, tuple[str, ...], bool]] = {}
-    stack: list[tuple[Expr, tuple[Expr, ...]]] = [(expr, ())]
+    stack: list[tuple[Expr, str, Expr | None]] = [(expr, "", None)]
     while stack:
-        node, path = stack.pop()
+        node, func, parent = stack.pop()
         if isinstance(node, VectorSelector):
-            func = ""
-            for anc in reversed(path):
-                if isinstance(anc, AggregateExpr):
-                    func = anc.op
-                    break
-                if isinstance(anc, Call):
-                    func = anc.func.name
-                    break
-                if isinstance(anc, BinaryExpr):
-                    break
             grouping: tuple[str, ...] = ()
             by = False
-            if path and isinstance(path[-1], AggregateExpr):
-                grouping, by = path[-1].grouping, not path[-1].without
+            if isinstance(parent, AggregateExpr):
+                grouping, by = parent.grouping, not parent.without
             out[id(node)] = (func, grouping, by)
+        if isinstance(node, AggregateExpr):
+            func = node.op
+        elif isinstance(node, Call):
+            func = node.func.name
+        elif isinstance(node, BinaryExpr):
+            func = ""
         for child in children(node):
-            stack.append((child, (*path, node)))
+            stack.append((child, func, node))
     return out

@@ -97,6 +97,7 @@ def _histogram_quantile(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
     vec = ev.eval_vector(node.args[1], ts)
     _warn_quantiles(ev, q, node.args[0].pos)
     b = classic_buckets(ev, vec, node.args[1].pos)
+    ev.reserve(len(b.labels) * ts.shape[0])
     zeros = np.zeros(ts.shape[0])
     out, outp, forced = _run(b, ts.shape[0], q, False, zeros, zeros)
     _forced_info(ev, b, forced, node.args[1].pos)
@@ -112,6 +113,8 @@ def _histogram_quantiles(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
         _warn_quantiles(ev, q, arg.pos)
     b = classic_buckets(ev, vec, node.args[0].pos)
     steps = ts.shape[0]
+    # a row per group and distinct quantile: a quantile that changes at every step gives groups x steps rows
+    ev.reserve(sum(int(np.unique(q).shape[0]) for q in qs) * len(b.labels) * steps)
     zeros = np.zeros(steps)
     labels: list[Labels] = []
     values: list[np.ndarray] = []
@@ -138,6 +141,7 @@ def _histogram_fraction(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
     upper = np.ascontiguousarray(ev.eval_scalar(node.args[1], ts), np.float64)
     vec = ev.eval_vector(node.args[2], ts)
     b = classic_buckets(ev, vec, node.args[2].pos)
+    ev.reserve(len(b.labels) * ts.shape[0])
     out, outp, _ = _run(b, ts.shape[0], np.zeros(ts.shape[0]), True, lower, upper)
     return Vector(b.labels, out, outp, np.ones(len(b.labels), np.bool_))
 

@@ -53,7 +53,7 @@ def _range_function(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
     p2 = np.ascontiguousarray(scalars[1] if len(scalars) > 1 else np.zeros(steps), np.float64)
     active = np.zeros(steps, np.bool_)
     arg = ev.iter_range(node.args[mi], ts)
-    sink = RowSink(arg.bound, steps)
+    sink = RowSink(ev, arg.bound, steps)
     for rv in arg.batches:
         if not len(rv):
             continue

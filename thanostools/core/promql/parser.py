@@ -55,6 +55,11 @@ __all__ = ["parse_duration", "parse_expr", "parse_number", "parse_selector"]
 
 GO_NAN = float_from_bits(0x7FF8000000000001)  # what Go's ParseFloat("NaN") returns
 
+# Deeper trees are refused: the checker, the evaluator and the printers recurse once per level, and
+# this depth leaves them room under Python's default recursion limit. Chains of left operands
+# (`a + b + c ...`) are not nested and have no limit.
+MAX_NESTING_DEPTH = 128
+
 _PRECEDENCE: dict[T, int] = {
     T.LOR: 1,
     T.LAND: 2, T.LUNLESS: 2,
@@ -111,8 +116,6 @@ def parse_expr(text: str, *, experimental: bool = True) -> Expr:
         return _Parser(text, experimental).parse_expression()
     except _Fail as exc:
         raise _to_parse_error(text, exc) from None
-    except RecursionError:
-        raise ParseError("expression is nested too deeply", position=0, line=1, column=1) from None
 
 
 def parse_selector(text: str) -> list[Matcher]:
@@ -246,6 +249,7 @@ class _Parser:
         self.buf: list[Token] = []
         self.experimental = experimental
         self.last_closing = 0
+        self.depth = 0
 
     # --- token stream ----------------------------------------------------------------------
 
@@ -304,16 +308,24 @@ class _Parser:
     # --- expressions -----------------------------------------------------------------------
 
     def expr(self, min_prec: int) -> Expr:
-        lhs = self.unary()
-        while True:
-            op_tok = self.peek()
-            prec = _PRECEDENCE.get(op_tok.kind)
-            if prec is None or prec < min_prec:
-                return lhs
-            self.advance()
-            return_bool, matching = self.binary_modifiers()
-            rhs = self.expr(prec if op_tok.kind is T.POW else prec + 1)
-            lhs = _binary(op_tok, lhs, rhs, return_bool, matching)
+        # Every nesting (parentheses, arguments, right operands, unary operands) passes here; chains
+        # of left operands do not nest, so `a + b + ...` has no depth whatever its length.
+        if self.depth > MAX_NESTING_DEPTH:
+            _fail(f"expression nested too deeply: more than {MAX_NESTING_DEPTH} levels", self.peek().pos)
+        self.depth += 1
+        try:
+            lhs = self.unary()
+            while True:
+                op_tok = self.peek()
+                prec = _PRECEDENCE.get(op_tok.kind)
+                if prec is None or prec < min_prec:
+                    return lhs
+                self.advance()
+                return_bool, matching = self.binary_modifiers()
+                rhs = self.expr(prec if op_tok.kind is T.POW else prec + 1)
+                lhs = _binary(op_tok, lhs, rhs, return_bool, matching)
+        finally:
+            self.depth -= 1
 
     def unary(self) -> Expr:
         tok = self.peek()

@@ -194,6 +194,29 @@ class _Pretty:
         flat = format_expr(expr)
         return flat, len(flat.encode()) <= self.max_width
 
+    def binary(self, expr: BinaryExpr, level: int) -> str:
+        """A split binary expression: its left operand one level deeper, the operator, the right operand.
+
+        A chain of left operands is walked without recursion, and the one-line widths of its links
+        are added up once, so `a + b + ...` costs the size of its output (which, as in Prometheus,
+        indents every link one level deeper than the next).
+        """
+        spine = expr.left_spine()
+        widths = [len(format_expr(spine[-1].lhs).encode())]
+        for node in reversed(spine):
+            widths.append(widths[-1] + len(f" {_operator(node)} ".encode()) + len(format_expr(node.rhs).encode()))
+        widths.reverse()  # widths[k]: the one-line width of spine[k]
+        tails: list[str] = []
+        for k, node in enumerate(spine):
+            if k and widths[k] <= self.max_width:
+                head = self.unit * (level + k) + format_expr(node)
+                break
+            pad = self.unit * (level + k)
+            tails.append("\n" + pad + _operator(node) + "\n" + self.render(node.rhs, level + k + 1))
+        else:
+            head = self.render(spine[-1].lhs, level + len(spine))
+        return head + "".join(reversed(tails))
+
     def render(self, expr: Expr, level: int) -> str:
         pad = self.unit * level
         if isinstance(expr, UnaryExpr):
@@ -204,8 +227,7 @@ class _Pretty:
         if fits or not isinstance(expr, AggregateExpr | BinaryExpr | Call | ParenExpr):
             return pad + flat
         if isinstance(expr, BinaryExpr):
-            return (self.render(expr.lhs, level + 1) + "\n" + pad + _operator(expr) + "\n"
-                    + self.render(expr.rhs, level + 1))
+            return self.binary(expr, level)
         if isinstance(expr, AggregateExpr):
             body = "" if expr.param is None else self.render(expr.param, level + 1) + ",\n"
             body += self.render(expr.expr, level + 1)

@@ -7,8 +7,8 @@ result and let the samples go, so raw samples are held one batch at a time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -46,8 +46,7 @@ class Selection:
 
     def __init__(self, ev: Evaluator, matchers: list[Matcher], mint: int, maxt: int, hints: SelectHints) -> None:
         self.ev = ev
-        # Under a small sample limit batches shrink, so that raw samples do not crowd out the results.
-        size = max(1, min(ev.options.batch_samples, ev.options.max_samples // 4))
+        size = ev.batch_samples
         streaming: Callable[..., Stream] | None = getattr(ev.querier, "select_batches", None)
         if streaming is not None:
             stream = streaming(matchers, mint, maxt, hints, batch_samples=size)
@@ -92,13 +91,21 @@ class RangeBatches:
 
 
 class RowSink:
-    """A result vector built batch by batch into preallocated rows; rows without any sample are dropped."""
+    """A result vector built batch by batch into preallocated rows; rows without any sample are dropped.
 
-    def __init__(self, capacity: int, steps: int, with_ts: bool = False) -> None:
+    Rows are ``steps`` wide whether or not they hold samples, so room is reserved against the
+    evaluator's sample limit before it is allocated: at first for up to ``bound`` rows (as many as
+    fit), then growing as rows arrive.
+    """
+
+    def __init__(self, ev: Evaluator, bound: int, steps: int, with_ts: bool = False) -> None:
+        self.ev = ev
+        self.bound = bound
         self.steps = steps
-        self.values = np.zeros((capacity, steps))
-        self.present = np.zeros((capacity, steps), np.bool_)
-        self.sample_ts = np.zeros((capacity, steps), np.int64) if with_ts else None
+        self.with_ts = with_ts
+        self.values = np.zeros((0, steps))
+        self.present = np.zeros((0, steps), np.bool_)
+        self.sample_ts = np.zeros((0, steps), np.int64) if with_ts else None
         self.labels: list[Labels] = []
         self._drop: list[np.ndarray] = []
         self.n = 0
@@ -119,10 +126,9 @@ class RowSink:
         return self.values[a:b], self.present[a:b], sts
 
     def commit(self, labels: list[Labels], drop_name: np.ndarray) -> int:
-        """Keep those of the rows just filled that have a sample; returns how many samples they hold."""
+        """Keep those of the rows just filled that have a sample; returns the cells they hold (rows x steps)."""
         a, k = self.n, len(labels)
-        counts = self.present[a : a + k].sum(axis=1)
-        keep = np.flatnonzero(counts)
+        keep = np.flatnonzero(self.present[a : a + k].any(axis=1))
         if keep.shape[0] < k:
             self._dirty = max(self._dirty, a + k)
             for m in (self.values, self.present, self.sample_ts):
@@ -133,10 +139,12 @@ class RowSink:
         self.labels.extend(labels)
         self._drop.append(drop_name)
         self.n += keep.shape[0]
-        return int(counts.sum())
+        return int(keep.shape[0]) * self.steps
 
     def _grow(self, need: int) -> None:
-        cap = max(need, 2 * self.values.shape[0])
+        wanted = self.bound if self.values.shape[0] == 0 else 2 * self.values.shape[0]
+        cap = max(need, min(wanted, self.n + self.ev.affordable_rows(self._row_cost)))
+        self.ev.reserve((cap - self.n) * self._row_cost)
 
         def grown(m: np.ndarray) -> np.ndarray:
             out = np.zeros((cap, self.steps), m.dtype)
@@ -147,6 +155,10 @@ class RowSink:
         if self.sample_ts is not None:
             self.sample_ts = grown(self.sample_ts)
         self._dirty = min(self._dirty, self.n)
+
+    @property
+    def _row_cost(self) -> int:
+        return self.steps * (2 if self.with_ts else 1)
 
     def vector(self) -> Vector:
         n = self.n
@@ -190,12 +202,37 @@ def batch_range_vector(batch: SampleBatch, ref: np.ndarray, ts: np.ndarray, rng:
                         np.zeros(len(batch), np.bool_))
 
 
-def row_batches(vec: Vector, batch_samples: int) -> Iterator[np.ndarray]:
-    """Row ranges of a vector holding about ``batch_samples`` present samples each."""
+def split_rows(batch: SampleBatch, rows: int) -> Iterator[SampleBatch]:
+    """Consecutive sub-batches of at most ``rows`` series (the batch's own type and flags kept)."""
+    n = len(batch)
+    if n <= rows:
+        yield batch
+        return
+    for a in range(0, n, rows):
+        b = min(a + rows, n)
+        lo, hi = int(batch.offsets[a]), int(batch.offsets[b])
+        yield replace(batch, labels=batch.labels[a:b], refs=batch.refs[a:b], offsets=batch.offsets[a : b + 1] - lo,
+                      t=batch.t[lo:hi], v=batch.v[lo:hi])
+
+
+def window_parts(ev: Evaluator, batches: Iterable[SampleBatch], ref: np.ndarray, ts: np.ndarray,
+                 rng: int) -> Iterator[RangeVector]:
+    """Batches of series as range vectors with windows at every step; each part's windows (one per
+    series and step) are reserved against the sample limit before they are made (its samples are
+    the selection's, counted there)."""
+    steps = int(ts.shape[0])
+    for batch in batches:
+        for part in split_rows(batch, max(1, ev.batch_samples // max(1, steps))):
+            ev.reserve(len(part) * steps)
+            yield batch_range_vector(part, ref, ts, rng)
+
+
+def row_batches(vec: Vector, batch_samples: int, windows: int) -> Iterator[np.ndarray]:
+    """Row ranges of a vector holding about ``batch_samples`` present samples and ``windows`` per row each."""
     n = len(vec)
     if n == 0:
         return
-    cum = np.cumsum(vec.present.sum(axis=1))
+    cum = np.cumsum(vec.present.sum(axis=1) + windows)
     start = 0
     while start < n:
         base = int(cum[start - 1]) if start else 0

@@ -91,11 +91,13 @@ Value = Scalar | String | Vector | RangeVector
 
 
 def value_size(v: Value) -> int:
-    """Samples a value holds, for the max-samples accounting."""
+    """Samples a value holds, for the max-samples accounting: values are dense, so a vector holds a
+    cell per series and step (present or not) and a range vector its samples plus a window per
+    series and step."""
     if isinstance(v, Vector):
-        return int(np.count_nonzero(v.present))
+        return int(v.values.size)
     if isinstance(v, RangeVector):
-        return int(v.t.shape[0])
+        return int(v.t.shape[0]) + int(v.lo.size)
     if isinstance(v, Scalar):
         return int(v.values.shape[0])
     return 0
