@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
 from thanostools.core.audit import audit
-from thanostools.core.blockio import block_files, delete_block, fetch_markers, write_marker
+from thanostools.core.blockio import block_files, delete_block, fetch_markers, work_dir, write_marker
 from thanostools.core.bucket import Bucket
 from thanostools.core.errors import ConfigError, NotFoundError, SourceError, ThanosToolsError
 from thanostools.core.inspect import MARK_NAMES, BlockFilter, BlockInfo, BucketScan, scan_bucket
@@ -357,10 +356,11 @@ def copy_block(src: Bucket, dst: Bucket, ulid: str, *, with_markers: Collection[
         raise SourceError(f"block {ulid} already exists in {dst.url}")
     written: list[str] = []
     try:
-        with tempfile.TemporaryDirectory(prefix=f"{ulid}.copy-", dir=tmp_dir) as tmp:
+        with work_dir(dst, "copy", tmp_dir) as work:
+            work.note_upload(dst.identity, ulid)
             for rel in _copy_order(files):
                 written.append(f"{ulid}/{rel}")
-                _copy_object(src, dst, written[-1], tmp)
+                _copy_object(src, dst, written[-1], work.path)
         written.append(meta_key)
         dst.put(meta_key, src.get(meta_key))
     except BaseException as exc:

@@ -8,18 +8,24 @@ fail. ``halt_on_error`` turns both into an immediate stop, as upstream does.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from thanostools.core import lifecycle
 from thanostools.core.audit import audit
-from thanostools.core.blockio import BlockMarkers, download_block, fetch_markers, upload_block, write_marker
+from thanostools.core.blockio import (
+    BlockMarkers,
+    download_block,
+    fetch_markers,
+    upload_block,
+    work_dir,
+    write_marker,
+)
 from thanostools.core.bucket import Bucket
 from thanostools.core.compact.merge import (
     DEDUP_CHAIN,
@@ -50,6 +56,7 @@ from thanostools.core.errors import (
 )
 from thanostools.core.groups import block_sources
 from thanostools.core.inspect import scan_bucket
+from thanostools.core.localfs import WorkDir
 from thanostools.core.timeutil import now_ms
 from thanostools.core.tsdb.block import Block
 from thanostools.core.tsdb.markers import (
@@ -172,7 +179,7 @@ class Compactor:
 
     def run(self) -> CompactReport:
         try:
-            with _work_dir(self.opts.work_dir) as work:
+            with work_dir(self.bucket, "compact", self.opts.work_dir) as work:
                 self._compact_until_done(work)
             if self.opts.downsampling:
                 self._downsample()
@@ -186,7 +193,7 @@ class Compactor:
 
     # --- compaction passes ------------------------------------------------------------------------------------
 
-    def _compact_until_done(self, work: str) -> None:
+    def _compact_until_done(self, work: WorkDir) -> None:
         done: set[frozenset[str]] = set()
         while True:
             states = load_states(self.bucket, self.report)
@@ -229,7 +236,7 @@ class Compactor:
         if self.opts.halt_on_error:
             raise _Stop
 
-    def _run_plan(self, plan: Plan, group: GroupInfo, work: str) -> None:
+    def _run_plan(self, plan: Plan, group: GroupInfo, work: WorkDir) -> None:
         try:
             if plan.kind == KIND_MARK_NO_COMPACT:
                 self._mark_downsampled_overlap(plan)
@@ -265,13 +272,13 @@ class Compactor:
 
     # --- one plan ---------------------------------------------------------------------------------------------
 
-    def _compact(self, plan: Plan, group: GroupInfo, work: str) -> None:
+    def _compact(self, plan: Plan, group: GroupInfo, work: WorkDir) -> None:
         if plan.kind != KIND_VERTICAL:
             _check_disjoint_sources(plan)
         started = time.perf_counter()
         ids = [m.ulid for m in plan.blocks]
         log.info("compacting", extra={"kv": {"group": plan.group, "kind": plan.kind, "blocks": ",".join(ids)}})
-        plan_dir = tempfile.mkdtemp(prefix="plan-", dir=work)
+        plan_dir = tempfile.mkdtemp(prefix="plan-", dir=work.path)
         try:
             inputs = [self._open_input(m, plan_dir) for m in plan.blocks]
             for block in inputs:
@@ -288,7 +295,7 @@ class Compactor:
             if result.meta is None:
                 done.marked_for_deletion = self._drop_empty(plan)
             else:
-                self._publish(os.path.join(out_dir, result.meta.ulid), result.meta, plan, done)
+                self._publish(os.path.join(out_dir, result.meta.ulid), result.meta, plan, done, work)
         finally:
             shutil.rmtree(plan_dir, ignore_errors=True)
         done.seconds = time.perf_counter() - started
@@ -304,9 +311,9 @@ class Compactor:
         except (FormatError, UnsupportedError) as exc:
             raise _BadInput(meta.ulid, REASON_MANUAL, f"cannot be read: {exc}") from None
 
-    def _publish(self, path: str, meta: BlockMeta, plan: Plan, done: Compaction) -> None:
+    def _publish(self, path: str, meta: BlockMeta, plan: Plan, done: Compaction, work: WorkDir) -> None:
         _verify_output(path, meta)
-        upload_block(path, self.bucket, source=SOURCE_COMPACTOR, private=True)
+        upload_block(path, self.bucket, source=SOURCE_COMPACTOR, private=True, work=work)
         inputs = [m.ulid for m in plan.blocks]
         kv = {"sources": ",".join(inputs), "compaction_level": meta.level}
         audit("compact", [meta.ulid], bucket=self.bucket.url, details=kv)
@@ -395,15 +402,3 @@ def _blame(exc: CorruptBlockError | InputBlockError, ids: list[str]) -> Exceptio
         assert block is not None
         return _BadInput(block, REASON_MANUAL, f"cannot be read: {exc}")
     return exc
-
-
-@contextlib.contextmanager
-def _work_dir(parent: str | None) -> Iterator[str]:
-    """A fresh directory for downloads and outputs, removed afterwards (``parent`` itself is kept)."""
-    if parent is not None:
-        os.makedirs(parent, exist_ok=True)
-    path = tempfile.mkdtemp(prefix="thanos-tools-compact-", dir=parent)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
