@@ -1,4 +1,4 @@
-"""``thanos-tools bucket compact``: the Thanos compactor over a bucket (acts unless --dry-run/--plan)."""
+"""``thanos-tools bucket compact``: the Thanos compactor over a bucket (a dry run unless --no-dry-run)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from thanostools.cli.bucket_lifecycle import PLAN_COLUMNS, dry_run_options, finish_plan
 from thanostools.cli.options import bucket_options, open_engine, parse_size
-from thanostools.cli.output import emit, output_option, render_table
+from thanostools.cli.output import emit, output_option, render_table, write_rows
 from thanostools.core.errors import ConfigError
 from thanostools.core.labels import format_labels
 from thanostools.core.timeutil import format_time_ms, human_duration, parse_duration_ms
@@ -18,6 +19,7 @@ from thanostools.core.timeutil import format_time_ms, human_duration, parse_dura
 if TYPE_CHECKING:
     from thanostools.core.compact.compactor import CompactOptions, CompactReport
     from thanostools.core.compact.planner import GroupInfo, PlanResult
+    from thanostools.core.lifecycle import Plan
 
 DEFAULT_RANGES = "2h,8h,2d,14d"
 RES_NAMES = {0: "raw", 300_000: "5m", 3_600_000: "1h"}
@@ -25,8 +27,6 @@ RES_NAMES = {0: "raw", 300_000: "5m", 3_600_000: "1h"}
 
 def _options(func: Any) -> Any:
     opts = [
-        click.option("--dry-run", "--plan", "dry_run", is_flag=True,
-                     help="Only print the plan and why every other block is left alone; change nothing."),
         click.option("--compact.ranges", "ranges", default=DEFAULT_RANGES, show_default=True, metavar="LIST",
                      help="Target block ranges, comma separated, increasing."),
         click.option("--consistency-delay", default="30m", show_default=True, metavar="DURATION",
@@ -55,10 +55,12 @@ def _options(func: Any) -> Any:
                           "than max(--consistency-delay, 48h), as the Thanos compactor does."),
         click.option("--cleanup.disable", "no_cleanup", is_flag=True,
                      help="Delete nothing: leave marked blocks and partial uploads to `bucket cleanup`."),
-        click.option("--wait", is_flag=True, help="Keep running: compact again every --wait-interval."),
+        click.option("--wait", is_flag=True, help="Keep running: compact again every --wait-interval (needs "
+                                                  "--no-dry-run; a dry run plans once)."),
         click.option("--wait-interval", default="5m", show_default=True, metavar="DURATION"),
         click.option("--work-dir", metavar="DIR", type=click.Path(file_okay=False),
-                     help="Where inputs are downloaded and outputs built (default: a temporary directory)."),
+                     help="Where inputs are downloaded and outputs built, in a directory per run that is removed "
+                          "afterwards, or by the next run if this one is killed (default: <cache dir>/work)."),
         output_option(("table", "json")),
     ]
     for opt in reversed(opts):
@@ -91,21 +93,24 @@ def _build_options(kw: dict[str, Any]) -> CompactOptions:
 
 
 def compact_cmd(dry_run: bool, output: str, wait: bool, wait_interval: str, **kw: Any) -> None:
-    """Compact blocks the way the Thanos compactor does, then downsample and apply retention.
+    """Compact blocks the way the Thanos compactor does, then downsample, apply retention and clean up.
 
     Blocks of one group (resolution and external labels) are merged into aligned ranges; inputs are
     marked for deletion once the new block is uploaded. An unreadable block gets a no-compact mark and
     the others go on; overlapping blocks halt their group unless vertical compaction is enabled. The
-    command fails when anything was quarantined or halted.
+    command fails when anything was quarantined or halted. Without --no-dry-run it only prints the plan
+    (why every other block waits, and what would be marked, downsampled and deleted) and changes nothing.
     """
     from thanostools.core.compact.compactor import Compactor
 
     opts = _build_options(kw)
     interval = parse_duration_ms(wait_interval)
+    if dry_run and wait:
+        raise ConfigError("--wait needs --no-dry-run: a dry run prints the plan once and changes nothing")
     engine = open_engine(kw)
     if dry_run:
-        result = Compactor(engine.bucket, opts).plan(simulate=True)
-        _print_plan(result, output)
+        result, plan = Compactor(engine.bucket, opts).dry_run()
+        _print_plan(result, plan, output)
         return
     while True:
         report = Compactor(engine.bucket, opts).run()
@@ -142,11 +147,21 @@ def _group_name(group: GroupInfo) -> str:
     return f"{res} {format_labels(group.labels, with_name=False)}"
 
 
-def _print_plan(result: PlanResult, output: str) -> None:
+def _print_plan(result: PlanResult, plan: Plan, output: str) -> None:
     doc = _plan_docs(result)
     if output == "json":
-        emit(json.dumps(doc, indent=2) + "\n")
-        return
+        emit(json.dumps({**doc, **plan.to_dict()}, indent=2) + "\n")
+    else:
+        _print_plan_tables(result, doc)
+        if plan.actions:
+            emit("\n")
+            write_rows(output, [a.to_dict() for a in plan.actions], PLAN_COLUMNS)
+    for group, why in doc["halted"].items():
+        click.echo(f"halted: {group}: {why}", err=True)
+    finish_plan(plan)
+
+
+def _print_plan_tables(result: PlanResult, doc: dict[str, Any]) -> None:
     rows = []
     for p in doc["plans"]:
         labels = _group_name(result.groups[p["group"]])
@@ -161,8 +176,6 @@ def _print_plan(result: PlanResult, output: str) -> None:
         emit("\n" + render_table([[u["ulid"], format_time_ms(u["min_time"]), format_time_ms(u["max_time"]),
                                    str(u["level"]), u["reason"], u["detail"]] for u in doc["unplanned"]],
                                  ["NOT-PLANNED", "FROM", "UNTIL", "LEVEL", "REASON", "DETAIL"]))
-    for group, why in doc["halted"].items():
-        click.echo(f"halted: {group}: {why}", err=True)
 
 
 def _report_doc(report: CompactReport) -> dict[str, Any]:
@@ -218,5 +231,5 @@ def _summary(report: CompactReport) -> None:
 
 
 def register(group: click.Group) -> None:
-    cmd = click.command("compact")(bucket_options(_options(compact_cmd)))
+    cmd = click.command("compact")(bucket_options(dry_run_options("--plan")(_options(compact_cmd))))
     group.add_command(cmd)

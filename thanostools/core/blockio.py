@@ -332,13 +332,18 @@ def upload_block(
 
 def _remove_leftovers(bucket: Bucket, ulid: str, rel_paths: Sequence[str]) -> None:
     """Objects an interrupted earlier upload of this block left that this one will not overwrite."""
-    local = bucket.local_path(ulid)
-    if local is not None and not os.path.isdir(local):
-        return
     keep = {*rel_paths, *MARKER_FILENAMES}
-    for rel in block_files(bucket, ulid):
+    for rel in _existing_files(bucket, ulid):
         if rel not in keep:
             bucket.delete(f"{ulid}/{rel}")
+
+
+def _existing_files(bucket: Bucket, ulid: str) -> dict[str, int]:
+    """``block_files``, but nothing (rather than an error) when a local bucket's directory is not there yet."""
+    local = bucket.local_path(ulid)
+    if local is not None and not os.path.isdir(local):
+        return {}
+    return block_files(bucket, ulid)
 
 
 def upload_state(local_dir: str | os.PathLike[str], bucket: Bucket) -> str:
@@ -346,7 +351,7 @@ def upload_state(local_dir: str | os.PathLike[str], bucket: Bucket) -> str:
     with the same size) or ``"different"`` (meta.json there, files differ)."""
     local_dir = os.fspath(local_dir)
     ulid = read_meta_file(local_dir).ulid
-    remote = block_files(bucket, ulid)
+    remote = _existing_files(bucket, ulid)
     if META_FILENAME not in remote:
         return "absent"
     rel_paths = _local_upload_files(local_dir, ulid)

@@ -44,7 +44,9 @@ from thanostools.core.compact.planner import (
     PlanResult,
     plan_bucket,
 )
+from thanostools.core.downsample.plan import PlannedStep
 from thanostools.core.downsample.run import downsample_bucket
+from thanostools.core.downsample.run import plan_bucket as plan_downsampling
 from thanostools.core.engine import Engine
 from thanostools.core.errors import (
     CorruptBlockError,
@@ -176,6 +178,26 @@ class Compactor:
         """What would be done now (no changes)."""
         return plan_bucket(load_states(self.bucket, self.report), self.opts.plan, now_ms=self.clock(),
                            simulate=simulate)
+
+    def dry_run(self) -> tuple[PlanResult, lifecycle.Plan]:
+        """The compaction plan, and every bucket change a run would make now as a dry-run ``lifecycle.Plan``:
+        compactions and the marks they leave, then downsampling, retention and cleanup as the bucket is now
+        (a real run does them after compacting, so they may differ then). Changes nothing."""
+        states = load_states(self.bucket, self.report)
+        result = plan_bucket(states, self.opts.plan, now_ms=self.clock(), simulate=True)
+        plan = lifecycle.Plan("compact", self.bucket.url, dry_run=True)
+        existing = {st.meta.ulid for st in states}
+        for n, p in enumerate(result.plans, 1):
+            plan.actions += _compaction_actions(n, p, existing)
+        if self.opts.downsampling:
+            plan.actions += [_downsample_action(s) for s in plan_downsampling(Engine(self.bucket))]
+        if any(self.opts.retention.values()):
+            plan.actions += lifecycle.retention(self.bucket, self.opts.retention, now=self.clock()).actions
+        if self.opts.delete_delay_ms is not None:
+            plan.actions += lifecycle.cleanup(self.bucket, delete_delay_ms=self.opts.delete_delay_ms,
+                                              consistency_delay_ms=self.opts.plan.consistency_delay_ms,
+                                              now=self.clock()).actions
+        return result, plan
 
     def run(self) -> CompactReport:
         try:
@@ -358,6 +380,25 @@ class Compactor:
                                  dry_run=False)
         self.report.cleanup = [a for a in plan.actions if a.status != "skipped"]
         self.report.errors += [f"deleting {a.block} failed: {a.error}" for a in plan.failed]
+
+
+def _compaction_actions(n: int, plan: Plan, existing: set[str]) -> list[lifecycle.Action]:
+    """What compaction plan number ``n`` changes; inputs made by earlier plans of the run are "(new block)"."""
+    names = [m.ulid if m.ulid in existing else "(new block)" for m in plan.blocks]
+    if plan.kind == KIND_MARK_NO_COMPACT:
+        return [lifecycle.Action("mark-no-compact", u, f"plan #{n}: overlapping downsampled blocks",
+                                 {"plan": n}) for u in names]
+    out = [lifecycle.Action("compact", "(new block)", f"plan #{n}: {plan.kind} {len(names)} blocks of group "
+                                                       f"{plan.group} into one", {"plan": n, "inputs": names})]
+    out += [lifecycle.Action("mark-deletion", u, f"plan #{n}: input, marked once the new block is uploaded",
+                             {"plan": n}) for u in names]
+    return out
+
+
+def _downsample_action(step: PlannedStep) -> lifecycle.Action:
+    name = step.meta.ulid if step.meta.ulid == step.origin else f"(from {step.origin})"
+    return lifecycle.Action("downsample", name, f"pass {step.pass_no}: to resolution {step.target // 60_000}m",
+                            {"origin": step.origin, "target": step.target})
 
 
 def _check_disjoint_sources(plan: Plan) -> None:
