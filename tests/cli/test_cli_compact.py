@@ -305,8 +305,8 @@ def test_wait_loops_until_interrupted(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(SystemExit) as exc:
         from thanostools.cli.main import cli
 
-        cli.main(["bucket", "compact", "--bucket", str(bucket), "--no-dry-run", NOW0, "--wait", "--wait-interval", "1m"],
-                 prog_name="thanos-tools")
+        cli.main(["bucket", "compact", "--bucket", str(bucket), "--no-dry-run", NOW0, "--wait", "--wait-interval",
+                  "1m"], prog_name="thanos-tools")
     # click turns Ctrl-C into Abort (exit 1) before the root group sees KeyboardInterrupt
     assert exc.value.code in (1, 130) and calls == [60.0, 60.0]
 
