@@ -117,3 +117,20 @@ def test_cleanup_deletes_a_partial_upload_marked_for_deletion(busy_bucket: tuple
     res = run_cli("bucket", "cleanup", "--bucket", str(root), *ZERO_DELAYS, "--no-dry-run", "-o", "json")
     assert res.exit_code == 0, res.stderr
     assert not (root / partial).exists()
+
+
+def test_compaction_leftovers_are_marked_for_deletion(tmp_path: Path) -> None:
+    """A compaction killed after its upload but before marking its inputs: the next run marks them, as Thanos."""
+    root = tmp_path / "bucket"
+    generate(root, 20)
+    args = ("bucket", "compact", "--bucket", str(root), "--consistency-delay", "0s", "--cleanup.disable",
+            "--downsampling.disable", "-o", "json")
+    first = run_cli(*args, "--no-dry-run").json()["compactions"][0]
+    for ulid in first["inputs"]:
+        (root / ulid / "deletion-mark.json").unlink()
+    planned = run_cli(*args).json()
+    assert {a["block"] for a in planned["actions"] if "duplicate" in a["reason"]} == set(first["inputs"])
+    again = run_cli(*args, "--no-dry-run")
+    assert again.exit_code == 0, again.stderr
+    assert sorted(again.json()["garbage_collected"]) == sorted(first["inputs"])
+    assert all((root / u / "deletion-mark.json").exists() for u in first["inputs"])

@@ -4,6 +4,7 @@ no work directories left."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -70,6 +71,16 @@ def dump(bucket: Path) -> str:
     return res.stdout
 
 
+def live_blocks(bucket: Path) -> list[tuple[int, int, int, int]]:
+    """(minTime, maxTime, level, samples) of every block not marked for deletion: no leftover stays live."""
+    out = []
+    for p in bucket.iterdir():
+        if (p / "meta.json").exists() and not (p / "deletion-mark.json").exists():
+            m = json.loads((p / "meta.json").read_text())
+            out.append((m["minTime"], m["maxTime"], m["compaction"]["level"], m["stats"].get("numSamples", 0)))
+    return sorted(out)
+
+
 def debris(bucket: Path, work: Path | None) -> list[str]:
     blocks = list(bucket.iterdir()) if bucket.exists() else []
     found = [f"partial block {p.name}" for p in blocks if is_ulid(p.name) and not (p / "meta.json").exists()]
@@ -102,7 +113,7 @@ def converges(tmp_path: Path, seed: int, prepare: Callable[[Path], Path], comman
     ref_dir = tmp_path / "reference"
     ref = prepare(ref_dir)
     seconds = working_seconds(command(ref, ref_dir / "work"), working(ref, ref_dir / "work"))
-    expected = dump(ref)
+    expected, layout = dump(ref), live_blocks(ref)
     rng = random.Random(seed)
     for n in range(KILL_POINTS):
         case = tmp_path / f"killed-{n}"
@@ -110,6 +121,7 @@ def converges(tmp_path: Path, seed: int, prepare: Callable[[Path], Path], comman
         kill_after(command(bucket, work), working(bucket, work), rng.uniform(0.05, 0.9) * seconds)
         run_to_completion(command(bucket, work))
         assert dump(bucket) == expected, f"kill point {n}"
+        assert live_blocks(bucket) == layout, f"kill point {n}"
         assert debris(bucket, work if uses_work_dir else None) == [], f"kill point {n}"
 
 

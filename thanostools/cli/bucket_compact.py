@@ -192,6 +192,7 @@ def _report_doc(report: CompactReport) -> dict[str, Any]:
         "halted": dict(report.halted),
         "unreadable_metas": dict(report.unreadable_metas),
         "downsampled": [m.ulid for m in report.downsampled],
+        "garbage_collected": list(report.garbage_collected),
         "retention": [a.to_dict() for a in report.retention],
         "cleanup": [a.to_dict() for a in report.cleanup],
         "errors": list(report.errors),
@@ -212,7 +213,7 @@ def _print_report(report: CompactReport, output: str) -> None:
 
 
 def _summary(report: CompactReport) -> None:
-    marked = sum(len(c.marked_for_deletion) for c in report.compactions)
+    marked = sum(len(c.marked_for_deletion) for c in report.compactions) + len(report.garbage_collected)
     expired = sum(1 for a in report.retention if a.status == "done")
     deleted = sum(1 for a in report.cleanup if a.status == "done")
     click.echo(f"compact: {len(report.compactions)} compactions, {marked} blocks marked for deletion, "

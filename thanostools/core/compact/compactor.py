@@ -37,6 +37,7 @@ from thanostools.core.compact.merge import (
 from thanostools.core.compact.planner import (
     KIND_MARK_NO_COMPACT,
     KIND_VERTICAL,
+    R_DUPLICATE,
     BlockState,
     GroupInfo,
     Plan,
@@ -75,6 +76,7 @@ from thanostools.core.verify.health import IndexHealth, index_health
 log = logging.getLogger("thanostools.compact")
 
 DELETION_DETAILS = "source of compacted block"
+GARBAGE_DETAILS = "duplicate"
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ class CompactReport:
     halted: dict[str, str] = field(default_factory=dict)  # group key -> why it stopped
     unreadable_metas: dict[str, str] = field(default_factory=dict)
     downsampled: list[BlockMeta] = field(default_factory=list)
+    garbage_collected: list[str] = field(default_factory=list)  # leftovers of compactions, marked for deletion
     retention: list[lifecycle.Action] = field(default_factory=list)
     cleanup: list[lifecycle.Action] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -189,6 +192,8 @@ class Compactor:
         existing = {st.meta.ulid for st in states}
         for n, p in enumerate(result.plans, 1):
             plan.actions += _compaction_actions(n, p, existing)
+        plan.actions += [lifecycle.Action("mark-deletion", u.meta.ulid, f"{GARBAGE_DETAILS}: {u.detail}")
+                         for u in result.unplanned if u.reason == R_DUPLICATE]
         if self.opts.downsampling:
             plan.actions += [_downsample_action(s) for s in plan_downsampling(Engine(self.bucket))]
         if any(self.opts.retention.values()):
@@ -226,12 +231,21 @@ class Compactor:
             todo = [p for p in result.plans if p.group not in self.report.halted
                     and frozenset(m.ulid for m in p.blocks) not in done]
             if not todo:
+                self._collect_garbage(result)
                 return
             for plan in todo:
                 done.add(frozenset(m.ulid for m in plan.blocks))
                 if self._index_too_big(plan, index_sizes):
                     break  # plan again without the marked block
                 self._run_plan(plan, result.groups[plan.group], work)
+
+    def _collect_garbage(self, result: PlanResult) -> None:
+        """As the Thanos compactor does: blocks whose data another block of their group already holds (inputs
+        of a compaction interrupted before it marked them) are marked for deletion."""
+        for u in result.unplanned:
+            if u.reason == R_DUPLICATE:
+                self._mark_deleted(u.meta.ulid, f"{GARBAGE_DETAILS}: {u.detail}")
+                self.report.garbage_collected.append(u.meta.ulid)
 
     def _index_too_big(self, plan: Plan, index_sizes: Mapping[str, int]) -> bool:
         """When the inputs' indexes add up to more than an index can hold, give the input with the largest
