@@ -70,7 +70,8 @@ def warm_up(work: Path) -> None:
     shutil.rmtree(tiny, ignore_errors=True)
     sh([*TT, "bucket", "generate", "--bucket", str(tiny), "--series", "50", "--duration", "10h", "--start",
         str(START_MS)])
-    sh([*TT, "bucket", "compact", "--bucket", str(tiny), "--consistency-delay", "0s", "--downsampling.disable"])
+    sh([*TT, "bucket", "compact", "--bucket", str(tiny), "--no-dry-run", "--consistency-delay", "0s",
+        "--downsampling.disable"])
     shutil.rmtree(tiny)
 
 
@@ -80,8 +81,8 @@ def ours(src: Path, dest: Path, *extra: str) -> dict[str, Any]:
     # Prometheus starts compacting a minute after start-up, when the copy has long been written back; let
     # ours start from the same state rather than compete with the write-back of 2.5 GB of fresh copy.
     os.sync()
-    cmd = [*TT, "bucket", "compact", "--bucket", str(dest), "--consistency-delay", "0s", "--downsampling.disable",
-           "-o", "json", *extra]
+    cmd = [*TT, "bucket", "compact", "--bucket", str(dest), "--no-dry-run", "--consistency-delay", "0s",
+           "--downsampling.disable", "-o", "json", *extra]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     out = proc.stdout.read() if proc.stdout else b""

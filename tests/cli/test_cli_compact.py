@@ -42,7 +42,7 @@ def live_copy(bucket: Path, dest: Path) -> Path:
 
 
 def compact(bucket: Path | str, *args: str) -> Any:
-    res = run_cli("bucket", "compact", "--bucket", str(bucket), NOW0, "-o", "json", *args)
+    res = run_cli("bucket", "compact", "--bucket", str(bucket), "--no-dry-run", NOW0, "-o", "json", *args)
     return res
 
 
@@ -305,8 +305,8 @@ def test_wait_loops_until_interrupted(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(SystemExit) as exc:
         from thanostools.cli.main import cli
 
-        cli.main(["bucket", "compact", "--bucket", str(bucket), NOW0, "--wait", "--wait-interval", "1m"],
-                 prog_name="thanos-tools")
+        cli.main(["bucket", "compact", "--bucket", str(bucket), "--no-dry-run", NOW0, "--wait", "--wait-interval",
+                  "1m"], prog_name="thanos-tools")
     # click turns Ctrl-C into Abort (exit 1) before the root group sees KeyboardInterrupt
     assert exc.value.code in (1, 130) and calls == [60.0, 60.0]
 
@@ -323,7 +323,8 @@ def test_compaction_in_s3(s3_bucket: Any, tmp_path: Path) -> None:
     assert run_cli("bucket", "upload", "--objstore.config-file", cfg, str(local)).exit_code == 0
     expected = promtool_dump(local)
     work = tmp_path / "work"
-    res = run_cli("bucket", "compact", "--objstore.config-file", cfg, NOW0, "--work-dir", str(work), "-o", "json")
+    res = run_cli("bucket", "compact", "--objstore.config-file", cfg, "--no-dry-run", NOW0, "--work-dir", str(work),
+                  "-o", "json")
     assert res.exit_code == 0, res.stderr
     [done] = res.json()["compactions"]
     keys = s3_bucket.object_keys()

@@ -58,7 +58,7 @@ def test_plan_lists_only_blocks_due(bucket: tuple[Path, str, str]) -> None:
 def test_dry_run_computes_but_uploads_nothing(bucket: tuple[Path, str, str]) -> None:
     root, long_block, _ = bucket
     before = sorted(os.listdir(root))
-    res = run_cli("bucket", "downsample", "--bucket", str(root), "--dry-run", "-o", "json")
+    res = run_cli("bucket", "downsample", "--bucket", str(root), "--compute", "-o", "json")
     assert res.exit_code == 0, res.stderr
     (row,) = res.json()
     assert row["input"] == long_block and row["status"] == "dry-run" and row["series"] == 3
@@ -69,7 +69,7 @@ def test_dry_run_computes_but_uploads_nothing(bucket: tuple[Path, str, str]) -> 
 
 def test_run_then_rerun(bucket: tuple[Path, str, str]) -> None:
     root, long_block, _ = bucket
-    res = run_cli("bucket", "downsample", "--bucket", str(root))
+    res = run_cli("bucket", "downsample", "--bucket", str(root), "--no-dry-run")
     assert res.exit_code == 0, res.stderr
     new = res.stdout.splitlines()[1].split()[3]
     assert ls_ids(root, "--resolution", "5m") == [new]
@@ -78,7 +78,7 @@ def test_run_then_rerun(bucket: tuple[Path, str, str]) -> None:
     assert meta["compaction"]["sources"] == [long_block]
     dump = run_cli("bucket", "dump", "--bucket", str(root), "--id", new, "--aggregate", "count", "-o", "json")
     assert all(float(v) == 10 for s in dump.json() for _, v in s["samples"][:-1])  # 10 raw samples per window
-    again = run_cli("bucket", "downsample", "--bucket", str(root))
+    again = run_cli("bucket", "downsample", "--bucket", str(root), "--no-dry-run")
     assert again.exit_code == 0 and again.stdout.count("\n") == 1 and "nothing to downsample" in again.stderr
 
 
@@ -105,7 +105,7 @@ def test_downsample_on_s3(tmp_path: Path, s3_bucket: S3TestBucket) -> None:
     ulid = write_block(local, 48)
     config = s3_bucket.write_config(tmp_path)
     assert run_cli("bucket", "upload", "--objstore.config-file", config, str(local / ulid)).exit_code == 0
-    res = run_cli("bucket", "downsample", "--objstore.config-file", config, "-o", "json")
+    res = run_cli("bucket", "downsample", "--objstore.config-file", config, "--no-dry-run", "-o", "json")
     assert res.exit_code == 0, res.stderr
     (row,) = res.json()
     assert row["status"] == "uploaded"

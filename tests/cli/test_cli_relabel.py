@@ -122,7 +122,7 @@ def bucket(tmp_path: Path) -> tuple[Path, str, str]:
     root = tmp_path / "bucket"
     root.mkdir()
     raw = write_raw(root, {"cluster": "eu1"})
-    res = run_cli("bucket", "downsample", "--bucket", str(root), "-o", "json")
+    res = run_cli("bucket", "downsample", "--bucket", str(root), "--no-dry-run", "-o", "json")
     assert res.exit_code == 0, res.stderr
     return root, raw, res.json()[0]["output"]
 

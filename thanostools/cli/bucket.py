@@ -19,9 +19,11 @@ from thanostools.cli.options import (
 )
 from thanostools.cli.output import TABLE_FORMATS, emit, output_option, render_table, write_rows
 from thanostools.core.constants import resolution_name
-from thanostools.core.errors import ConfigError
+from thanostools.core.engine import Engine
+from thanostools.core.errors import ConfigError, ThanosToolsError
 from thanostools.core.inspect import BlockFilter, BlockInfo, human_bytes, parse_label_selectors, parse_resolution
 from thanostools.core.timeutil import format_time_ms, go_duration, human_duration, parse_duration_ms
+from thanostools.core.tsdb.meta import BlockMeta
 
 
 @click.group()
@@ -327,7 +329,12 @@ def generate_cmd(series: int, duration: str, start: int | None, scrape_interval:
 @click.option("--hash", "hash_files", is_flag=True, help="Record SHA256 hashes of the files in meta.json.")
 @output_option(("table", "json", "ids"))
 def upload_cmd(directory: str, hash_files: bool, output: str, **kw: Any) -> None:
-    """Upload a block directory (or a directory of blocks); meta.json goes last."""
+    """Upload a block directory (or a directory of blocks); meta.json goes last.
+
+    Blocks the bucket already holds complete (meta.json there, same files) are skipped with a note, so an
+    interrupted upload of many blocks can simply be run again; a block that fails does not stop the others,
+    and the command fails at the end if any did.
+    """
     from thanostools.core.ulid import is_ulid
 
     engine = open_engine(kw)
@@ -338,7 +345,34 @@ def upload_cmd(directory: str, hash_files: bool, output: str, **kw: Any) -> None
                       if is_ulid(d) and os.path.exists(os.path.join(directory, d, "meta.json")))
     if not dirs:
         raise ConfigError(f"{directory}: no block directories (with meta.json) found")
-    _print_written([engine.upload(d, hash_files=hash_files) for d in dirs], output)
+    written: list[BlockMeta] = []
+    failed = 0
+    for d in dirs:
+        try:
+            meta = _upload_one(engine, d, hash_files)
+        except ThanosToolsError as exc:
+            click.echo(f"error: {d}: {exc}", err=True)
+            failed += 1
+            continue
+        if meta is not None:
+            written.append(meta)
+    _print_written(written, output)
+    if failed:
+        raise ThanosToolsError(f"{failed} of {len(dirs)} block(s) failed to upload")
+
+
+def _upload_one(engine: Engine, path: str, hash_files: bool) -> BlockMeta | None:
+    """Upload one block; None (with a note) when the bucket already has it complete, as a resumed upload finds."""
+    from thanostools.core.blockio import upload_state
+
+    state = upload_state(path, engine.bucket)
+    if state == "complete":
+        click.echo(f"note: {path}: already in the bucket with the same files; skipped", err=True)
+        return None
+    if state == "different":
+        raise ThanosToolsError(f"the block is already in {engine.bucket.url} with different files; "
+                               "delete it there first to replace it")
+    return engine.upload(path, hash_files=hash_files)
 
 
 @bucket.command("download")

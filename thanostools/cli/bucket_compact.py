@@ -1,4 +1,4 @@
-"""``thanos-tools bucket compact``: the Thanos compactor over a bucket (acts unless --dry-run/--plan)."""
+"""``thanos-tools bucket compact``: the Thanos compactor over a bucket (a dry run unless --no-dry-run)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from thanostools.cli.bucket_lifecycle import PLAN_COLUMNS, dry_run_options, finish_plan
 from thanostools.cli.options import bucket_options, open_engine, parse_size
-from thanostools.cli.output import emit, output_option, render_table
+from thanostools.cli.output import emit, output_option, render_table, write_rows
 from thanostools.core.constants import resolution_name
 from thanostools.core.errors import ConfigError
 from thanostools.core.labels import format_labels
@@ -19,14 +20,13 @@ from thanostools.core.timeutil import format_time_ms, human_duration, parse_dura
 if TYPE_CHECKING:
     from thanostools.core.compact.compactor import CompactOptions, CompactReport
     from thanostools.core.compact.planner import GroupInfo, PlanResult
+    from thanostools.core.lifecycle import Plan
 
 DEFAULT_RANGES = "2h,8h,2d,14d"
 
 
 def _options(func: Any) -> Any:
     opts = [
-        click.option("--dry-run", "--plan", "dry_run", is_flag=True,
-                     help="Only print the plan and why every other block is left alone; change nothing."),
         click.option("--compact.ranges", "ranges", default=DEFAULT_RANGES, show_default=True, metavar="LIST",
                      help="Target block ranges, comma separated, increasing."),
         click.option("--consistency-delay", default="30m", show_default=True, metavar="DURATION",
@@ -55,10 +55,12 @@ def _options(func: Any) -> Any:
                           "than max(--consistency-delay, 48h), as the Thanos compactor does."),
         click.option("--cleanup.disable", "no_cleanup", is_flag=True,
                      help="Delete nothing: leave marked blocks and partial uploads to `bucket cleanup`."),
-        click.option("--wait", is_flag=True, help="Keep running: compact again every --wait-interval."),
+        click.option("--wait", is_flag=True, help="Keep running: compact again every --wait-interval (needs "
+                                                  "--no-dry-run; a dry run plans once)."),
         click.option("--wait-interval", default="5m", show_default=True, metavar="DURATION"),
         click.option("--work-dir", metavar="DIR", type=click.Path(file_okay=False),
-                     help="Where inputs are downloaded and outputs built (default: a temporary directory)."),
+                     help="Where inputs are downloaded and outputs built, in a directory per run that is removed "
+                          "afterwards, or by the next run if this one is killed (default: <cache dir>/work)."),
         output_option(("table", "json")),
     ]
     for opt in reversed(opts):
@@ -91,22 +93,25 @@ def _build_options(kw: dict[str, Any]) -> CompactOptions:
 
 
 def compact_cmd(dry_run: bool, output: str, wait: bool, wait_interval: str, **kw: Any) -> None:
-    """Compact blocks the way the Thanos compactor does, then downsample and apply retention.
+    """Compact blocks the way the Thanos compactor does, then downsample, apply retention and clean up.
 
     Blocks of one group (resolution and external labels) are merged into aligned ranges; inputs are
     marked for deletion once the new block is uploaded. An unreadable block gets a no-compact mark and
     the others go on; overlapping blocks halt their group unless vertical compaction is enabled. The
-    command fails when anything was quarantined or halted.
+    command fails when anything was quarantined or halted. Without --no-dry-run it only prints the plan
+    (why every other block waits, and what would be marked, downsampled and deleted) and changes nothing.
     """
     from thanostools.core.compact.compactor import Compactor
 
     opts = _build_options(kw)
     interval = parse_duration_ms(wait_interval)
+    if dry_run and wait:
+        raise ConfigError("--wait needs --no-dry-run: a dry run prints the plan once and changes nothing")
     engine = open_engine(kw)
     if dry_run:
         compactor = Compactor(engine.bucket, opts)
-        result = compactor.plan(simulate=True)
-        _print_plan(result, output)
+        result, plan = compactor.dry_run()
+        _print_plan(result, plan, output)
         _report_unreadable_metas(compactor.report)
         if compactor.report.unreadable_metas:
             sys.exit(1)  # the real run would skip these blocks and fail at the end
@@ -146,11 +151,21 @@ def _group_name(group: GroupInfo) -> str:
     return f"{res} {format_labels(group.labels, with_name=False)}"
 
 
-def _print_plan(result: PlanResult, output: str) -> None:
+def _print_plan(result: PlanResult, plan: Plan, output: str) -> None:
     doc = _plan_docs(result)
     if output == "json":
-        emit(json.dumps(doc, indent=2) + "\n")
-        return
+        emit(json.dumps({**doc, **plan.to_dict()}, indent=2) + "\n")
+    else:
+        _print_plan_tables(result, doc)
+        if plan.actions:
+            emit("\n")
+            write_rows(output, [a.to_dict() for a in plan.actions], PLAN_COLUMNS)
+    for group, why in doc["halted"].items():
+        click.echo(f"halted: {group}: {why}", err=True)
+    finish_plan(plan)
+
+
+def _print_plan_tables(result: PlanResult, doc: dict[str, Any]) -> None:
     rows = []
     for p in doc["plans"]:
         labels = _group_name(result.groups[p["group"]])
@@ -165,8 +180,6 @@ def _print_plan(result: PlanResult, output: str) -> None:
         emit("\n" + render_table([[u["ulid"], format_time_ms(u["min_time"]), format_time_ms(u["max_time"]),
                                    str(u["level"]), u["reason"], u["detail"]] for u in doc["unplanned"]],
                                  ["NOT-PLANNED", "FROM", "UNTIL", "LEVEL", "REASON", "DETAIL"]))
-    for group, why in doc["halted"].items():
-        click.echo(f"halted: {group}: {why}", err=True)
 
 
 def _report_doc(report: CompactReport) -> dict[str, Any]:
@@ -183,6 +196,7 @@ def _report_doc(report: CompactReport) -> dict[str, Any]:
         "halted": dict(report.halted),
         "unreadable_metas": dict(report.unreadable_metas),
         "downsampled": [m.ulid for m in report.downsampled],
+        "garbage_collected": list(report.garbage_collected),
         "retention": [a.to_dict() for a in report.retention],
         "cleanup": [a.to_dict() for a in report.cleanup],
         "errors": list(report.errors),
@@ -203,7 +217,7 @@ def _print_report(report: CompactReport, output: str) -> None:
 
 
 def _summary(report: CompactReport) -> None:
-    marked = sum(len(c.marked_for_deletion) for c in report.compactions)
+    marked = sum(len(c.marked_for_deletion) for c in report.compactions) + len(report.garbage_collected)
     expired = sum(1 for a in report.retention if a.status == "done")
     deleted = sum(1 for a in report.cleanup if a.status == "done")
     click.echo(f"compact: {len(report.compactions)} compactions, {marked} blocks marked for deletion, "
@@ -227,5 +241,5 @@ def _report_unreadable_metas(report: CompactReport) -> None:
 
 
 def register(group: click.Group) -> None:
-    cmd = click.command("compact")(bucket_options(_options(compact_cmd)))
+    cmd = click.command("compact")(bucket_options(dry_run_options("--plan")(_options(compact_cmd))))
     group.add_command(cmd)

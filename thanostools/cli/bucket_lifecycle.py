@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from thanostools.cli.options import bucket_options, open_engine, time_range_options
+from thanostools.cli.options import F, bucket_options, open_engine, time_range_options
 from thanostools.cli.output import emit, output_option, write_rows
 from thanostools.core.errors import ConfigError, ThanosToolsError
 
@@ -21,9 +22,18 @@ PLAN_COLUMNS = [("ACTION", "action"), ("BLOCK", "block"), ("STATUS", "status"), 
                 ("ERROR", "error")]
 
 
-def dry_run_option(func: Any) -> Any:
-    return click.option("--dry-run/--no-dry-run", "dry_run", default=True, show_default=True,
-                        help="Only print the plan (default); --no-dry-run carries it out.")(func)
+def dry_run_options(*aliases: str) -> Callable[[F], F]:
+    """``--dry-run/--no-dry-run`` (default: dry run), for every command that changes a bucket;
+    ``aliases`` are more names for ``--dry-run``."""
+
+    def decorate(func: F) -> F:
+        return click.option("--dry-run/--no-dry-run", *aliases, "dry_run", default=True, show_default=True,
+                            help="Only print the plan (default); --no-dry-run carries it out.")(func)
+
+    return decorate
+
+
+dry_run_option = dry_run_options()
 
 
 def select_options(func: Any) -> Any:
@@ -54,11 +64,12 @@ def render_plan(plan: Plan, output: str) -> None:
 
 def finish_plan(plan: Plan) -> None:
     """A summary on stderr; an error (exit 1) if an action failed."""
-    todo = len(plan.pending)
     if plan.dry_run:
+        todo = len(plan.planned)
         hint = "; run with --no-dry-run to apply it" if todo else ""
         click.echo(f"dry run: {todo} action(s) planned, nothing changed{hint}", err=True)
     else:
+        todo = len(plan.pending)
         done = sum(1 for a in plan.actions if a.status == "done")
         click.echo(f"{plan.command}: {done} of {todo} action(s) done", err=True)
     if plan.failed:
@@ -143,7 +154,8 @@ def retention_cmd(raw: str, five_m: str, one_h: str, selectors: tuple[str, ...],
 @click.option("--delete-delay", default="48h", show_default=True, metavar="DURATION",
               help="Delete blocks whose deletion mark is older than this.")
 @click.option("--consistency-delay", default="30m", show_default=True, metavar="DURATION",
-              help="Partial uploads are deleted when older than max(this, 48h) by their ULID time.")
+              help="Partial uploads are deleted when older than max(this, 48h) by their ULID time (the floor the "
+                   "Thanos compactor keeps); mark one for deletion to have --delete-delay apply instead.")
 @dry_run_option
 @output_option(("table", "json"))
 def cleanup_cmd(delete_delay: str, consistency_delay: str, dry_run: bool, output: str, **kw: Any) -> None:

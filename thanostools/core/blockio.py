@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from thanostools.core import localfs
 from thanostools.core.bucket import Bucket
 from thanostools.core.errors import ConfigError, CorruptBlockError, NotFoundError, SourceError
+from thanostools.core.localfs import WorkDir, atomic_write, default_work_root, remove_stale_work_dirs, temp_dir
 from thanostools.core.tsdb.markers import (
     DELETION_MARK,
     MARKER_FILENAMES,
@@ -38,6 +41,8 @@ from thanostools.core.tsdb.meta import (
     read_meta_file,
 )
 from thanostools.core.ulid import is_ulid
+
+log = logging.getLogger("thanostools.blockio")
 
 INDEX_FILENAME = "index"
 CHUNKS_DIRNAME = "chunks"
@@ -291,11 +296,13 @@ def upload_block(
     require_labels: bool = False,
     hash_files: bool = False,
     private: bool = False,
+    work: WorkDir | None = None,
 ) -> BlockMeta:
     """Upload a local block: chunks, then index, then meta.json last with ``upload_time`` set.
 
     ``private``: the block directory is the caller's own output, never changed again (a local bucket may
-    then hard-link its files instead of copying them).
+    then hard-link its files instead of copying them). ``work``: the caller's work directory, where the
+    upload is noted before it starts, so that the next run removes what a crash left of it (``work_dir``).
 
     ``source`` fills ``thanos.source`` when the block has none. The local directory is not modified;
     ``tombstones`` is never uploaded. On failure the objects uploaded so far are removed (meta.json
@@ -311,6 +318,9 @@ def upload_block(
     meta_key = f"{ulid}/{META_FILENAME}"
     if bucket.exists(meta_key):
         raise SourceError(f"block {ulid} already exists in {bucket.url}; delete it first to replace it")
+    if work is not None:
+        work.note_upload(bucket.identity, ulid)
+    _remove_leftovers(bucket, ulid, rel_paths)
     attempted: list[str] = []
     try:
         for rel in rel_paths:
@@ -326,6 +336,58 @@ def upload_block(
         what = "removed the partial upload" if cleaned else "could not remove all of the partial upload"
         raise SourceError(f"upload of block {ulid} to {bucket.url} failed ({what}): {exc}") from exc
     return meta
+
+
+def _remove_leftovers(bucket: Bucket, ulid: str, rel_paths: Sequence[str]) -> None:
+    """Objects an interrupted earlier upload of this block left that this one will not overwrite."""
+    keep = {*rel_paths, *MARKER_FILENAMES}
+    for rel in _existing_files(bucket, ulid):
+        if rel not in keep:
+            bucket.delete(f"{ulid}/{rel}")
+
+
+def _existing_files(bucket: Bucket, ulid: str) -> dict[str, int]:
+    """``block_files``, but nothing (rather than an error) when a local bucket's directory is not there yet."""
+    local = bucket.local_path(ulid)
+    if local is not None and not os.path.isdir(local):
+        return {}
+    return block_files(bucket, ulid)
+
+
+def upload_state(local_dir: str | os.PathLike[str], bucket: Bucket) -> str:
+    """``"absent"`` (no meta.json in the bucket), ``"complete"`` (meta.json there and every local file present
+    with the same size) or ``"different"`` (meta.json there, files differ)."""
+    local_dir = os.fspath(local_dir)
+    ulid = read_meta_file(local_dir).ulid
+    remote = _existing_files(bucket, ulid)
+    if META_FILENAME not in remote:
+        return "absent"
+    rel_paths = _local_upload_files(local_dir, ulid)
+    same = all(remote.get(rel) == os.path.getsize(os.path.join(local_dir, *rel.split("/"))) for rel in rel_paths)
+    return "complete" if same else "different"
+
+
+@contextlib.contextmanager
+def work_dir(bucket: Bucket, kind: str, parent: str | None = None) -> Iterator[WorkDir]:
+    """A locked work directory (``localfs.work_dir``) for a command that writes to ``bucket``. The work
+    directories of processes that are gone are removed first, and so are the remains (no meta.json) of the
+    uploads to ``bucket`` they had started."""
+    root = parent or default_work_root()
+    for upload in remove_stale_work_dirs(root):
+        if upload.bucket == bucket.identity:
+            remove_abandoned_upload(bucket, upload.ulid)
+    with localfs.work_dir(kind, root) as work:
+        yield work
+
+
+def remove_abandoned_upload(bucket: Bucket, ulid: str) -> bool:
+    """Delete what an interrupted upload of ``ulid`` left, unless it completed (has meta.json)."""
+    files = block_files(bucket, ulid)
+    if not files or META_FILENAME in files:
+        return False
+    log.warning("removing an interrupted upload", extra={"kv": {"block": ulid, "objects": len(files)}})
+    delete_block(bucket, ulid)
+    return True
 
 
 def _remove_partial_upload(bucket: Bucket, attempted: list[str], meta_key: str) -> bool:
@@ -380,15 +442,14 @@ def download_block(bucket: Bucket, ulid: str, local_dir: str | os.PathLike[str],
     if os.path.exists(target) and not overwrite:
         raise ConfigError(f"{target} already exists")
     os.makedirs(local_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f"{ulid}.tmp-for-download-", dir=local_dir)
+    tmp = temp_dir(f"{ulid}.tmp-for-download-", local_dir)
     try:
         try:
             raw = bucket.get(f"{ulid}/{META_FILENAME}")
         except NotFoundError:
             raise NotFoundError(f"block {ulid} not found in {bucket.url} (no meta.json)") from None
         meta = BlockMeta.from_json(raw, block=ulid)
-        with open(os.path.join(tmp, META_FILENAME), "wb") as f:
-            f.write(raw)
+        atomic_write(os.path.join(tmp, META_FILENAME), raw)
         files = block_files(bucket, ulid)
         for rel in sorted(files):
             if rel == META_FILENAME or rel in MARKER_FILENAMES:
@@ -452,8 +513,11 @@ __all__ = [
     "fetch_metas",
     "gather_file_stats",
     "list_partial_blocks",
+    "remove_abandoned_upload",
     "remove_marker",
     "scan_metas",
     "upload_block",
+    "upload_state",
+    "work_dir",
     "write_marker",
 ]

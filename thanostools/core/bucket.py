@@ -10,8 +10,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
@@ -24,6 +22,7 @@ from thanostools.core.config.objstore import (
     parse_objstore_yaml,
 )
 from thanostools.core.errors import ConfigError, NotFoundError, SourceError, ThanosToolsError
+from thanostools.core.localfs import atomic_copy, atomic_fill, atomic_write
 from thanostools.core.ulid import is_ulid
 
 BUCKET_ENV = "THANOS_TOOLS_BUCKET"
@@ -340,17 +339,12 @@ class Bucket:
         path = self._path(key)
         if self.is_local:
             self._check_root()
-        target_dir = os.path.dirname(os.path.abspath(local_path))
-        os.makedirs(target_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".download-", dir=target_dir)
-        os.close(fd)
-        try:
+
+        def fetch(tmp: str) -> None:
             with self._errors("read", key):
                 self._fs.get_file(path, tmp)
-            os.replace(tmp, local_path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+
+        atomic_fill(local_path, fetch)
 
     # --- writing ------------------------------------------------------------------------------------
 
@@ -358,7 +352,7 @@ class Bucket:
         path = self._path(key)
         if self.is_local:
             with self._errors("write", key):
-                _atomic_local_write(path, data)
+                atomic_write(path, data)
             return
         with self._errors("write", key):
             self._fs.pipe_file(path, bytes(data))
@@ -371,7 +365,7 @@ class Bucket:
         path = self._path(key)
         if self.is_local:
             with self._errors("write", key):
-                _atomic_local_copy(local_path, path, link=private)
+                atomic_copy(local_path, path, link=private)
             return
         with self._errors("write", key):
             if self.protocol == "memory":
@@ -419,46 +413,6 @@ class Bucket:
             except OSError:
                 break
             parent = os.path.dirname(parent)
-
-
-def _atomic_local_write(path: str, data: bytes) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_local_copy(src: str, path: str, *, link: bool = False) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        if not (link and _replace_with_link(src, tmp)):
-            shutil.copyfile(src, tmp)  # kernel-side copy (sendfile / copy_file_range) where available
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _replace_with_link(src: str, tmp: str) -> bool:
-    """Make ``tmp`` a hard link to ``src``; False when the file system cannot (then nothing changed)."""
-    staged = f"{tmp}.link"
-    try:
-        os.link(src, staged)
-    except OSError:
-        return False
-    os.replace(staged, tmp)
-    return True
 
 
 def _raise_unless_gone(exc: OSError) -> None:

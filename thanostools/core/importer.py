@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from thanostools.core.blockio import upload_block
+from thanostools.core.blockio import upload_block, work_dir
 from thanostools.core.blockset import DEFAULT_BLOCK_DURATION, BlockSetWriter
 from thanostools.core.bucket import Bucket
 from thanostools.core.errors import FormatError, NotFoundError
 from thanostools.core.generate import GenerateSpec, generate_series
 from thanostools.core.labels import Labels
+from thanostools.core.localfs import WorkDir
 from thanostools.core.textparse import ParsedSamples, parse_exposition
 from thanostools.core.tsdb.meta import BlockMeta
 
@@ -23,12 +22,9 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 
-def _staging_dir(tmp_dir: str | None) -> str:
-    return tempfile.mkdtemp(prefix="thanos-tools-staging-", dir=tmp_dir)
-
-
-def _upload_all(staging: str, metas: Sequence[BlockMeta], bucket: Bucket, source: str) -> list[BlockMeta]:
-    return [upload_block(os.path.join(staging, m.ulid), bucket, source=source, private=True) for m in metas]
+def _upload_all(work: WorkDir, metas: Sequence[BlockMeta], bucket: Bucket, source: str) -> list[BlockMeta]:
+    return [upload_block(os.path.join(work.path, m.ulid), bucket, source=source, private=True, work=work)
+            for m in metas]
 
 
 def read_inputs(paths: Sequence[str], fmt: str) -> ParsedSamples:
@@ -106,9 +102,8 @@ def write_and_upload(
     bucket: Bucket, batches: Iterable[Batch], *, external_labels: Mapping[str, str] | None,
     block_duration: int, tmp_dir: str | None, source: str, aligned_ranges: bool = False,
 ) -> list[BlockMeta]:
-    staging = _staging_dir(tmp_dir)
-    try:
-        writer = BlockSetWriter(staging, block_duration=block_duration, external_labels=external_labels,
+    with work_dir(bucket, "import", tmp_dir) as work:
+        writer = BlockSetWriter(work.path, block_duration=block_duration, external_labels=external_labels,
                                 source=source, aligned_ranges=aligned_ranges)
         try:
             for labels, t, v, offsets in batches:
@@ -117,9 +112,7 @@ def write_and_upload(
             writer.abort()
             raise
         metas = writer.finish()
-        return _upload_all(staging, metas, bucket, source)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        return _upload_all(work, metas, bucket, source)
 
 
 def _generated_batches(spec: GenerateSpec, replica: int, batch_series: int = 5000) -> Iterable[Batch]:

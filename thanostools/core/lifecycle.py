@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
 from thanostools.core.audit import audit
-from thanostools.core.blockio import block_files, delete_block, fetch_markers, write_marker
+from thanostools.core.blockio import block_files, delete_block, fetch_markers, work_dir, write_marker
 from thanostools.core.bucket import Bucket
 from thanostools.core.constants import resolution_name
 from thanostools.core.errors import ConfigError, NotFoundError, SourceError, ThanosToolsError
 from thanostools.core.inspect import MARK_NAMES, BlockFilter, BlockInfo, BucketScan, scan_bucket
 from thanostools.core.timeutil import format_time_ms, go_duration, now_ms
+from thanostools.core.tsdb.markers import (
+    DELETION_MARK as DELETION_MARK_FILE,
+)
 from thanostools.core.tsdb.markers import (
     MARKER_FILENAMES,
     REASON_MANUAL,
@@ -90,6 +92,12 @@ class Plan:
     @property
     def pending(self) -> list[Action]:
         return [a for a in self.actions if a.run is not None]
+
+    @property
+    def planned(self) -> list[Action]:
+        """What a run would do: every action not skipped (``pending`` only counts those this plan runs itself;
+        a dry run may also list steps another component carries out)."""
+        return [a for a in self.actions if a.status == "planned"]
 
     @property
     def failed(self) -> list[Action]:
@@ -162,10 +170,10 @@ def mark_action(bucket: Bucket, marker: Marker, reason: str, *, overwrite: bool 
 
 def _mark_targets(bucket: Bucket, scan: BucketScan, kind: MarkerKind, ids: Sequence[str],
                   flt: BlockFilter | None) -> list[tuple[str, bool]]:
-    """(ulid, already has the marker). A block whose meta.json is unreadable can still be marked by id,
-    so that cleanup removes it."""
-    broken = [u for u in ids if u in scan.broken]
-    healthy = [u for u in ids if u not in scan.broken]
+    """(ulid, already has the marker). A block whose meta.json is unreadable or missing (a partial upload) can
+    still be marked by id, so that cleanup removes it."""
+    broken = [u for u in ids if u in scan.broken or u in scan.partial]
+    healthy = [u for u in ids if u not in broken]
     out = [(u, bucket.exists(f"{u}/{kind.filename}")) for u in broken]
     if healthy or not ids:
         out += [(b.ulid, kind_name(kind) in b.marks) for b in select_blocks(scan, healthy, flt)]
@@ -256,13 +264,23 @@ def retention(bucket: Bucket, retentions: Mapping[int, int], *, now: int | None 
 # --- cleanup -----------------------------------------------------------------------------------------
 
 
-def _partial_actions(bucket: Bucket, scan: BucketScan, threshold_ms: int, now: int) -> list[Action]:
+def partial_upload_age_ms(consistency_delay_ms: int) -> int:
+    """How old (by ULID time) a partial upload must be to be deleted: max(consistency delay, 48h), as the Thanos
+    compactor does (its fixed ``PartialUploadThresholdAge``); --delete-delay does not shorten it."""
+    return max(consistency_delay_ms, PARTIAL_UPLOAD_THRESHOLD_MS)
+
+
+def _partial_actions(bucket: Bucket, ulids: Sequence[str], consistency_delay_ms: int, now: int) -> list[Action]:
+    threshold_ms = partial_upload_age_ms(consistency_delay_ms)
     actions = []
-    for ulid in scan.partial:
+    for ulid in ulids:
         age = now - ulid_time_ms(ulid)
         if age <= threshold_ms:
-            actions.append(skip(ulid, f"partial upload only {go_duration(max(age, 0))} old (deleted after "
-                                      f"{go_duration(threshold_ms)}); an upload may be in progress"))
+            actions.append(skip(ulid, f"partial upload only {go_duration(max(age, 0))} old: deleted after "
+                                      f"max(consistency delay {go_duration(consistency_delay_ms)}, 48h) = "
+                                      f"{go_duration(threshold_ms)}, the floor the Thanos compactor keeps whatever "
+                                      "the delays (an upload may be in progress); to delete it sooner, mark it "
+                                      "for deletion (`bucket mark --kind deletion --id`): then --delete-delay applies"))
             continue
         reason = f"partial upload (no meta.json), {go_duration(age)} old > {go_duration(threshold_ms)}"
         actions.append(Action("delete-partial", ulid, reason, {"age_ms": age},
@@ -270,8 +288,9 @@ def _partial_actions(bucket: Bucket, scan: BucketScan, threshold_ms: int, now: i
     return actions
 
 
-def _marked_actions(bucket: Bucket, scan: BucketScan, delete_delay_ms: int, now: int) -> list[Action]:
-    marked = [b.ulid for b in scan.blocks if "deletion" in b.marks] + sorted(scan.broken)
+def _marked_actions(bucket: Bucket, scan: BucketScan, marked_partial: Sequence[str], delete_delay_ms: int,
+                    now: int) -> list[Action]:
+    marked = [b.ulid for b in scan.blocks if "deletion" in b.marks] + sorted(scan.broken) + list(marked_partial)
     markers = fetch_markers(bucket, marked) if marked else {}
     actions = []
     for ulid in marked:
@@ -296,15 +315,18 @@ def _marked_actions(bucket: Bucket, scan: BucketScan, delete_delay_ms: int, now:
 def cleanup(bucket: Bucket, *, delete_delay_ms: int = DEFAULT_DELETE_DELAY_MS,
             consistency_delay_ms: int = DEFAULT_CONSISTENCY_DELAY_MS, now: int | None = None,
             dry_run: bool = True, scan: BucketScan | None = None) -> Plan:
-    """Delete partial uploads older than max(consistency delay, 48h) by their ULID time, and blocks whose
-    deletion mark is older than ``delete_delay_ms``. Deletion follows Thanos' order (meta.json first)."""
+    """Delete partial uploads older than max(consistency delay, 48h) by their ULID time, and blocks (also partial
+    ones) whose deletion mark is older than ``delete_delay_ms``. Deletion follows Thanos' order (meta.json first)."""
     if delete_delay_ms < 0 or consistency_delay_ms < 0:
         raise ConfigError("--delete-delay and --consistency-delay must not be negative")
     now = now_ms() if now is None else now
     scan = scan or scan_bucket(bucket)
     plan = Plan("cleanup", bucket.url, dry_run)
-    plan.actions += _partial_actions(bucket, scan, max(consistency_delay_ms, PARTIAL_UPLOAD_THRESHOLD_MS), now)
-    plan.actions += _marked_actions(bucket, scan, delete_delay_ms, now)
+    partial_marks = fetch_markers(bucket, scan.partial) if scan.partial else {}
+    marked_partial = [u for u, m in partial_marks.items() if DELETION_MARK_FILE in m.broken or m.deletion]
+    plan.actions += _partial_actions(bucket, [u for u in scan.partial if u not in marked_partial],
+                                     consistency_delay_ms, now)
+    plan.actions += _marked_actions(bucket, scan, sorted(marked_partial), delete_delay_ms, now)
     return plan.execute()
 
 
@@ -357,10 +379,11 @@ def copy_block(src: Bucket, dst: Bucket, ulid: str, *, with_markers: Collection[
         raise SourceError(f"block {ulid} already exists in {dst.url}")
     written: list[str] = []
     try:
-        with tempfile.TemporaryDirectory(prefix=f"{ulid}.copy-", dir=tmp_dir) as tmp:
+        with work_dir(dst, "copy", tmp_dir) as work:
+            work.note_upload(dst.identity, ulid)
             for rel in _copy_order(files):
                 written.append(f"{ulid}/{rel}")
-                _copy_object(src, dst, written[-1], tmp)
+                _copy_object(src, dst, written[-1], work.path)
         written.append(meta_key)
         dst.put(meta_key, src.get(meta_key))
     except BaseException as exc:

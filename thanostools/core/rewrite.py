@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from numpy.typing import NDArray
 
 from thanostools.core import labels as labelset
 from thanostools.core.audit import audit
-from thanostools.core.blockio import download_block, upload_block, write_marker
+from thanostools.core.blockio import download_block, upload_block, work_dir, write_marker
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.cutting import fixed_size_bounds
 from thanostools.core.downsample import aggrops
@@ -37,6 +36,7 @@ from thanostools.core.errors import ConfigError, UnsupportedError
 from thanostools.core.goformat import go_labels_string
 from thanostools.core.inspect import BlockFilter, BlockInfo
 from thanostools.core.labels import Labels
+from thanostools.core.localfs import WorkDir
 from thanostools.core.relabel import DeletionRequest, RelabelConfig, deletion_intervals, relabel, valid_label_name
 from thanostools.core.storage import chain_samples
 from thanostools.core.tsdb.block import Block, open_bucket_block
@@ -619,7 +619,7 @@ class _Context:
     spec: RewriteSpec
     dry_run: bool
     mark_original: bool
-    work: str
+    work: WorkDir
     change_log_dir: str | None
     blocks: list[BlockInfo]
 
@@ -639,15 +639,12 @@ def rewrite_bucket(engine: Engine, spec: RewriteSpec, *, block_filter: BlockFilt
         report.group_merges = preview_group_merges(infos, [b.ulid for b in selected], spec)
     if change_log_dir:
         os.makedirs(change_log_dir, exist_ok=True)
-    work = tempfile.mkdtemp(prefix="thanos-tools-rewrite-", dir=tmp_dir)
-    ctx = _Context(engine, spec, dry_run, mark_original, work, change_log_dir, infos)
-    try:
+    with work_dir(engine.bucket, "rewrite", tmp_dir) as work:
+        ctx = _Context(engine, spec, dry_run, mark_original, work, change_log_dir, infos)
         for info in selected:
             if progress:
                 progress(f"rewriting {info.ulid}")
             report.blocks.append(_rewrite_one(ctx, info))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return report
 
 
@@ -677,14 +674,14 @@ def _rewrite_one(ctx: _Context, info: BlockInfo) -> BlockReport:
 def _open(ctx: _Context, ulid: str) -> tuple[Block, str]:
     if ctx.engine.bucket.is_local:
         return open_bucket_block(ctx.engine.bucket, ulid), ""
-    path = download_block(ctx.engine.bucket, ulid, os.path.join(ctx.work, "in"))
+    path = download_block(ctx.engine.bucket, ulid, os.path.join(ctx.work.path, "in"))
     return Block.open_dir(path), path
 
 
 def _series_rewrite(ctx: _Context, info: BlockInfo, labels: dict[str, str], rep: BlockReport) -> None:
     block, downloaded = _open(ctx, info.ulid)
     try:
-        out_parent = None if ctx.dry_run else os.path.join(ctx.work, "out")
+        out_parent = None if ctx.dry_run else os.path.join(ctx.work.path, "out")
         if out_parent:
             os.makedirs(out_parent, exist_ok=True)
         result = rewrite_block(block, ctx.spec, out_parent, external_labels=labels)
@@ -712,16 +709,16 @@ def _labels_rewrite(ctx: _Context, info: BlockInfo, labels: dict[str, str], rep:
     if ctx.dry_run:
         rep.status = "would-rewrite"
         return
-    path = download_block(ctx.engine.bucket, info.ulid, os.path.join(ctx.work, "in"))
-    meta = copy_with_labels(path, ctx.work, m, ctx.spec, labels)
-    _upload(ctx, info.ulid, os.path.join(ctx.work, meta.ulid), meta)
+    path = download_block(ctx.engine.bucket, info.ulid, os.path.join(ctx.work.path, "in"))
+    meta = copy_with_labels(path, ctx.work.path, m, ctx.spec, labels)
+    _upload(ctx, info.ulid, os.path.join(ctx.work.path, meta.ulid), meta)
     rep.status, rep.new_ulid = "rewritten", meta.ulid
     rep.marked = _mark(ctx, info.ulid)
 
 
 def _upload(ctx: _Context, source: str, path: str, meta: BlockMeta) -> None:
     bucket = ctx.engine.bucket
-    upload_block(path, bucket, source=SOURCE_BUCKET_REWRITE, private=True)
+    upload_block(path, bucket, source=SOURCE_BUCKET_REWRITE, private=True, work=ctx.work)
     audit("rewrite", [source, meta.ulid], bucket=bucket.url, details={"series": meta.stats.num_series})
     shutil.rmtree(path, ignore_errors=True)
 

@@ -8,18 +8,24 @@ fail. ``halt_on_error`` turns both into an immediate stop, as upstream does.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from thanostools.core import lifecycle
 from thanostools.core.audit import audit
-from thanostools.core.blockio import BlockMarkers, download_block, fetch_markers, upload_block, write_marker
+from thanostools.core.blockio import (
+    BlockMarkers,
+    download_block,
+    fetch_markers,
+    upload_block,
+    work_dir,
+    write_marker,
+)
 from thanostools.core.bucket import Bucket
 from thanostools.core.compact.merge import (
     DEDUP_CHAIN,
@@ -31,6 +37,7 @@ from thanostools.core.compact.merge import (
 from thanostools.core.compact.planner import (
     KIND_MARK_NO_COMPACT,
     KIND_VERTICAL,
+    R_DUPLICATE,
     BlockState,
     GroupInfo,
     Plan,
@@ -38,7 +45,9 @@ from thanostools.core.compact.planner import (
     PlanResult,
     plan_bucket,
 )
+from thanostools.core.downsample.plan import PlannedStep
 from thanostools.core.downsample.run import downsample_bucket
+from thanostools.core.downsample.run import plan_bucket as plan_downsampling
 from thanostools.core.engine import Engine
 from thanostools.core.errors import (
     CorruptBlockError,
@@ -50,6 +59,7 @@ from thanostools.core.errors import (
 )
 from thanostools.core.groups import block_sources
 from thanostools.core.inspect import scan_bucket
+from thanostools.core.localfs import WorkDir
 from thanostools.core.timeutil import now_ms
 from thanostools.core.tsdb.block import Block
 from thanostools.core.tsdb.markers import (
@@ -66,6 +76,7 @@ from thanostools.core.verify.health import IndexHealth, index_health
 log = logging.getLogger("thanostools.compact")
 
 DELETION_DETAILS = "source of compacted block"
+GARBAGE_DETAILS = "duplicate"
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,7 @@ class CompactReport:
     halted: dict[str, str] = field(default_factory=dict)  # group key -> why it stopped
     unreadable_metas: dict[str, str] = field(default_factory=dict)
     downsampled: list[BlockMeta] = field(default_factory=list)
+    garbage_collected: list[str] = field(default_factory=list)  # leftovers of compactions, marked for deletion
     retention: list[lifecycle.Action] = field(default_factory=list)
     cleanup: list[lifecycle.Action] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -170,9 +182,31 @@ class Compactor:
         return plan_bucket(load_states(self.bucket, self.report), self.opts.plan, now_ms=self.clock(),
                            simulate=simulate)
 
+    def dry_run(self) -> tuple[PlanResult, lifecycle.Plan]:
+        """The compaction plan, and every bucket change a run would make now as a dry-run ``lifecycle.Plan``:
+        compactions and the marks they leave, then downsampling, retention and cleanup as the bucket is now
+        (a real run does them after compacting, so they may differ then). Changes nothing."""
+        states = load_states(self.bucket, self.report)
+        result = plan_bucket(states, self.opts.plan, now_ms=self.clock(), simulate=True)
+        plan = lifecycle.Plan("compact", self.bucket.url, dry_run=True)
+        existing = {st.meta.ulid for st in states}
+        for n, p in enumerate(result.plans, 1):
+            plan.actions += _compaction_actions(n, p, existing)
+        plan.actions += [lifecycle.Action("mark-deletion", u.meta.ulid, f"{GARBAGE_DETAILS}: {u.detail}")
+                         for u in result.unplanned if u.reason == R_DUPLICATE]
+        if self.opts.downsampling:
+            plan.actions += [_downsample_action(s) for s in plan_downsampling(Engine(self.bucket))]
+        if any(self.opts.retention.values()):
+            plan.actions += lifecycle.retention(self.bucket, self.opts.retention, now=self.clock()).actions
+        if self.opts.delete_delay_ms is not None:
+            plan.actions += lifecycle.cleanup(self.bucket, delete_delay_ms=self.opts.delete_delay_ms,
+                                              consistency_delay_ms=self.opts.plan.consistency_delay_ms,
+                                              now=self.clock()).actions
+        return result, plan
+
     def run(self) -> CompactReport:
         try:
-            with _work_dir(self.opts.work_dir) as work:
+            with work_dir(self.bucket, "compact", self.opts.work_dir) as work:
                 self._compact_until_done(work)
             if self.opts.downsampling:
                 self._downsample()
@@ -186,7 +220,7 @@ class Compactor:
 
     # --- compaction passes ------------------------------------------------------------------------------------
 
-    def _compact_until_done(self, work: str) -> None:
+    def _compact_until_done(self, work: WorkDir) -> None:
         done: set[frozenset[str]] = set()
         while True:
             states = load_states(self.bucket, self.report)
@@ -197,12 +231,21 @@ class Compactor:
             todo = [p for p in result.plans if p.group not in self.report.halted
                     and frozenset(m.ulid for m in p.blocks) not in done]
             if not todo:
+                self._collect_garbage(result)
                 return
             for plan in todo:
                 done.add(frozenset(m.ulid for m in plan.blocks))
                 if self._index_too_big(plan, index_sizes):
                     break  # plan again without the marked block
                 self._run_plan(plan, result.groups[plan.group], work)
+
+    def _collect_garbage(self, result: PlanResult) -> None:
+        """As the Thanos compactor does: blocks whose data another block of their group already holds (inputs
+        of a compaction interrupted before it marked them) are marked for deletion."""
+        for u in result.unplanned:
+            if u.reason == R_DUPLICATE:
+                self._mark_deleted(u.meta.ulid, f"{GARBAGE_DETAILS}: {u.detail}")
+                self.report.garbage_collected.append(u.meta.ulid)
 
     def _index_too_big(self, plan: Plan, index_sizes: Mapping[str, int]) -> bool:
         """When the inputs' indexes add up to more than an index can hold, give the input with the largest
@@ -229,7 +272,7 @@ class Compactor:
         if self.opts.halt_on_error:
             raise _Stop
 
-    def _run_plan(self, plan: Plan, group: GroupInfo, work: str) -> None:
+    def _run_plan(self, plan: Plan, group: GroupInfo, work: WorkDir) -> None:
         try:
             if plan.kind == KIND_MARK_NO_COMPACT:
                 self._mark_downsampled_overlap(plan)
@@ -265,13 +308,13 @@ class Compactor:
 
     # --- one plan ---------------------------------------------------------------------------------------------
 
-    def _compact(self, plan: Plan, group: GroupInfo, work: str) -> None:
+    def _compact(self, plan: Plan, group: GroupInfo, work: WorkDir) -> None:
         if plan.kind != KIND_VERTICAL:
             _check_disjoint_sources(plan)
         started = time.perf_counter()
         ids = [m.ulid for m in plan.blocks]
         log.info("compacting", extra={"kv": {"group": plan.group, "kind": plan.kind, "blocks": ",".join(ids)}})
-        plan_dir = tempfile.mkdtemp(prefix="plan-", dir=work)
+        plan_dir = tempfile.mkdtemp(prefix="plan-", dir=work.path)
         try:
             inputs = [self._open_input(m, plan_dir) for m in plan.blocks]
             for block in inputs:
@@ -288,7 +331,7 @@ class Compactor:
             if result.meta is None:
                 done.marked_for_deletion = self._drop_empty(plan)
             else:
-                self._publish(os.path.join(out_dir, result.meta.ulid), result.meta, plan, done)
+                self._publish(os.path.join(out_dir, result.meta.ulid), result.meta, plan, done, work)
         finally:
             shutil.rmtree(plan_dir, ignore_errors=True)
         done.seconds = time.perf_counter() - started
@@ -304,9 +347,9 @@ class Compactor:
         except (FormatError, UnsupportedError) as exc:
             raise _BadInput(meta.ulid, REASON_MANUAL, f"cannot be read: {exc}") from None
 
-    def _publish(self, path: str, meta: BlockMeta, plan: Plan, done: Compaction) -> None:
+    def _publish(self, path: str, meta: BlockMeta, plan: Plan, done: Compaction, work: WorkDir) -> None:
         _verify_output(path, meta)
-        upload_block(path, self.bucket, source=SOURCE_COMPACTOR, private=True)
+        upload_block(path, self.bucket, source=SOURCE_COMPACTOR, private=True, work=work)
         inputs = [m.ulid for m in plan.blocks]
         kv = {"sources": ",".join(inputs), "compaction_level": meta.level}
         audit("compact", [meta.ulid], bucket=self.bucket.url, details=kv)
@@ -353,6 +396,25 @@ class Compactor:
         self.report.errors += [f"deleting {a.block} failed: {a.error}" for a in plan.failed]
 
 
+def _compaction_actions(n: int, plan: Plan, existing: set[str]) -> list[lifecycle.Action]:
+    """What compaction plan number ``n`` changes; inputs made by earlier plans of the run are "(new block)"."""
+    names = [m.ulid if m.ulid in existing else "(new block)" for m in plan.blocks]
+    if plan.kind == KIND_MARK_NO_COMPACT:
+        return [lifecycle.Action("mark-no-compact", u, f"plan #{n}: overlapping downsampled blocks",
+                                 {"plan": n}) for u in names]
+    out = [lifecycle.Action("compact", "(new block)", f"plan #{n}: {plan.kind} {len(names)} blocks of group "
+                                                       f"{plan.group} into one", {"plan": n, "inputs": names})]
+    out += [lifecycle.Action("mark-deletion", u, f"plan #{n}: input, marked once the new block is uploaded",
+                             {"plan": n}) for u in names]
+    return out
+
+
+def _downsample_action(step: PlannedStep) -> lifecycle.Action:
+    name = step.meta.ulid if step.meta.ulid == step.origin else f"(from {step.origin})"
+    return lifecycle.Action("downsample", name, f"pass {step.pass_no}: to resolution {step.target // 60_000}m",
+                            {"origin": step.origin, "target": step.target})
+
+
 def _check_disjoint_sources(plan: Plan) -> None:
     seen: dict[str, str] = {}
     for m in plan.blocks:
@@ -395,15 +457,3 @@ def _blame(exc: CorruptBlockError | InputBlockError, ids: list[str]) -> Exceptio
         assert block is not None
         return _BadInput(block, REASON_MANUAL, f"cannot be read: {exc}")
     return exc
-
-
-@contextlib.contextmanager
-def _work_dir(parent: str | None) -> Iterator[str]:
-    """A fresh directory for downloads and outputs, removed afterwards (``parent`` itself is kept)."""
-    if parent is not None:
-        os.makedirs(parent, exist_ok=True)
-    path = tempfile.mkdtemp(prefix="thanos-tools-compact-", dir=parent)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from thanostools.core.audit import audit
-from thanostools.core.blockio import download_block, upload_block
+from thanostools.core.blockio import download_block, upload_block, work_dir
 from thanostools.core.downsample.block import downsample_block
 from thanostools.core.downsample.plan import PlannedStep, plan_passes
 from thanostools.core.engine import Engine
 from thanostools.core.errors import CorruptBlockError
 from thanostools.core.groups import deduplicate_filter
 from thanostools.core.inspect import BlockFilter
+from thanostools.core.localfs import WorkDir
 from thanostools.core.tsdb.block import Block, open_bucket_block
 from thanostools.core.tsdb.meta import SOURCE_COMPACTOR, BlockMeta
 
@@ -62,9 +62,8 @@ def downsample_bucket(engine: Engine, *, dry_run: bool = False, block_filter: Bl
     directory, so the report has real figures) but nothing is uploaded."""
     report = DownsampleReport(planned=plan_bucket(engine, block_filter=block_filter, passes=passes),
                               dry_run=dry_run)
-    work = tempfile.mkdtemp(prefix="thanos-tools-downsample-", dir=tmp_dir)
     made: dict[str, str] = {}  # ULID of a planned input that this run produces -> its local directory
-    try:
+    with work_dir(engine.bucket, "downsample", tmp_dir) as work:
         needed = {s.meta.ulid for s in report.planned if s.pass_no > 1}
         for step in report.planned:
             if progress:
@@ -76,8 +75,6 @@ def downsample_bucket(engine: Engine, *, dry_run: bool = False, block_filter: Bl
                 made[stand_in] = out_dir
             else:
                 shutil.rmtree(out_dir, ignore_errors=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return report
 
 
@@ -87,7 +84,7 @@ def _stand_in_for(planned: list[PlannedStep], step: PlannedStep) -> str:
     return later[0].meta.ulid if later else ""
 
 
-def _run_step(engine: Engine, step: PlannedStep, made: dict[str, str], work: str,
+def _run_step(engine: Engine, step: PlannedStep, made: dict[str, str], work: WorkDir,
               dry_run: bool) -> tuple[DownsampleResult, str]:
     started = time.monotonic()
     ulid = step.meta.ulid
@@ -97,10 +94,10 @@ def _run_step(engine: Engine, step: PlannedStep, made: dict[str, str], work: str
     elif engine.bucket.is_local:
         block = open_bucket_block(engine.bucket, ulid)
     else:
-        downloaded = download_block(engine.bucket, ulid, os.path.join(work, "in"))
+        downloaded = download_block(engine.bucket, ulid, os.path.join(work.path, "in"))
         block = Block.open_dir(downloaded)
     try:
-        out_parent = os.path.join(work, "out")
+        out_parent = os.path.join(work.path, "out")
         os.makedirs(out_parent, exist_ok=True)
         meta = downsample_block(block, step.target, out_parent)
         out_dir = os.path.join(out_parent, meta.ulid)
@@ -111,7 +108,7 @@ def _run_step(engine: Engine, step: PlannedStep, made: dict[str, str], work: str
     result = DownsampleResult(step.origin, ulid, step.target, step.pass_no, meta,
                               input_samples=block.meta.stats.num_samples)
     if not dry_run:
-        result.output = upload_block(out_dir, engine.bucket, source=SOURCE_COMPACTOR, private=True)
+        result.output = upload_block(out_dir, engine.bucket, source=SOURCE_COMPACTOR, private=True, work=work)
         result.uploaded = True
     audit("downsample", [ulid, meta.ulid], bucket=engine.bucket.url, dry_run=dry_run,
           details={"resolution": step.target})

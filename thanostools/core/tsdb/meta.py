@@ -10,7 +10,6 @@ import copy
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, Literal, NoReturn
 from thanostools.core import labels as labelset
 from thanostools.core.constants import RESOLUTION_1H, RESOLUTION_5M, RESOLUTION_RAW
 from thanostools.core.errors import CorruptBlockError, NotFoundError, SourceError
+from thanostools.core.localfs import atomic_write
 from thanostools.core.ulid import is_ulid
 
 META_FILENAME = "meta.json"
@@ -585,15 +585,4 @@ def write_meta_file(path: str | os.PathLike[str], meta: BlockMeta, *, style: Met
     path = os.fspath(path)
     if os.path.isdir(path):
         path = os.path.join(path, META_FILENAME)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".meta.json.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(meta.to_json(style))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, meta.to_json(style), fsync=True)

@@ -9,13 +9,10 @@ Nothing is ever changed in place, and nothing is deleted: originals are only mar
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-
 import numpy as np
 
 from thanostools.core.audit import audit
-from thanostools.core.blockio import upload_block, write_marker
+from thanostools.core.blockio import upload_block, work_dir, write_marker
 from thanostools.core.bucket import Bucket
 from thanostools.core.errors import ConfigError, HaltError
 from thanostools.core.inspect import BlockInfo, BucketScan, scan_bucket
@@ -65,18 +62,15 @@ def repair_index(bucket: Bucket, backup: Bucket, info: BlockInfo, *, tmp_dir: st
     why_not = not_repairable_because(health, info.meta.resolution)
     if why_not:
         raise HaltError(f"block {info.ulid} cannot be repaired: {why_not}")
-    work = tempfile.mkdtemp(prefix=f"{info.ulid}.repair-", dir=tmp_dir)
-    try:
+    with work_dir(bucket, "repair", tmp_dir) as work:
         reorder = bool(health.unsorted_series or health.out_of_order_labels)
-        meta, block_dir, stats = rewrite_repaired(block, work, reorder=reorder)
+        meta, block_dir, stats = rewrite_repaired(block, work.path, reorder=reorder)
         _check_new_block(block_dir)
         backup_block(bucket, backup, info.ulid, tmp_dir)
-        upload_block(block_dir, bucket, source=SOURCE_BUCKET_REPAIR, private=True)
+        upload_block(block_dir, bucket, source=SOURCE_BUCKET_REPAIR, private=True, work=work)
         audit("upload", [meta.ulid], bucket=bucket.url, details={"repair_of": info.ulid, **stats.to_dict()})
         _mark_replaced(bucket, info.ulid, f"repaired: replaced by {meta.ulid}")
         return meta.ulid
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _dedup_actions(bucket: Bucket, backup: Bucket | None, issue: Issue, tmp_dir: str | None) -> list[Action]:
