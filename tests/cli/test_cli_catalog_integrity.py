@@ -267,7 +267,7 @@ def test_compact_skips_block_claiming_another_ulid(bucket: tuple[Path, list[str]
     _set("ulid", ulids[0])(root / impostor, ulids)
     impostor_files = tree_digest(root / impostor)
     res = run_cli("bucket", "compact", "--bucket", str(root), "--consistency-delay", "0s", "--compact.ranges",
-                  "2h,8h", "--downsampling.disable", "--cleanup.disable", "-o", "json")
+                  "2h,8h", "--downsampling.disable", "--cleanup.disable", "--no-dry-run", "-o", "json")
     assert res.exit_code == 1, res.stderr
     report = res.json()
     assert [c["inputs"] for c in report["compactions"]] == [[ulids[0], ulids[2], ulids[3]]]

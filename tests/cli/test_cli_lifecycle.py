@@ -126,6 +126,27 @@ def test_cleanup(bucket_dir: dict[str, str]) -> None:
     assert left == sorted([bucket_dir["old"], bucket_dir["recent"], bucket_dir["old_5m"]])
 
 
+def test_cleanup_honours_the_partial_upload_age_it_is_given(tmp_path: Path) -> None:
+    root = tmp_path / "bucket"
+    block(root, NOW - 3 * H, NOW - H)
+    fresh = new_ulid(NOW - 10 * 60_000)  # an upload that stopped 10 minutes ago
+    (root / fresh / "chunks").mkdir(parents=True)
+    (root / fresh / "chunks" / "000001").write_bytes(b"\0" * 8)
+    assert run_cli("bucket", "verify", "--bucket", str(root), "--deep").exit_code == 3
+    res = run_cli("bucket", "cleanup", "--bucket", str(root), "--consistency-delay", "0s", "--delete-delay", "0s",
+                  "--no-dry-run", "-o", "json")
+    assert res.exit_code == 0, res.stderr
+    (kept,) = res.json()["actions"]
+    assert kept["action"] == "skip" and "--partial-upload-age 48h" in kept["reason"]
+    assert (root / fresh).exists()
+    res = run_cli("bucket", "cleanup", "--bucket", str(root), "--consistency-delay", "0s", "--partial-upload-age",
+                  "5m", "--no-dry-run")
+    assert res.exit_code == 0, res.stderr
+    assert not (root / fresh).exists()
+    assert any("audit=delete-partial" in line and fresh in line for line in res.stderr.splitlines())
+    assert run_cli("bucket", "verify", "--bucket", str(root), "--deep").exit_code == 0
+
+
 def test_replicate_local_and_s3(bucket_dir: dict[str, str], tmp_path: Path, s3_bucket: S3TestBucket) -> None:
     root = bucket_dir["root"]
     res = run_cli("bucket", "replicate", "--bucket", root)

@@ -11,14 +11,13 @@ import pytest
 from tests.fixtures_s3 import S3TestBucket
 from thanostools.core.bucket import Bucket, open_bucket
 from thanostools.core.cache import (
-    CACHE_DIR_ENV,
     RangeCache,
     cached_get_ranges,
-    default_cache_dir,
     default_range_cache,
     is_cacheable,
 )
 from thanostools.core.config.objstore import BucketSpec
+from thanostools.core.localfs import CACHE_DIR_ENV, default_cache_dir
 
 ULID = "01HQ0000000000000000000001"
 

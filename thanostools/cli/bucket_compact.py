@@ -51,8 +51,11 @@ def _options(func: Any) -> Any:
         click.option("--retention.resolution-5m", "ret_5m", default="0d", show_default=True, metavar="DURATION"),
         click.option("--retention.resolution-1h", "ret_1h", default="0d", show_default=True, metavar="DURATION"),
         click.option("--delete-delay", default="48h", show_default=True, metavar="DURATION",
-                     help="Delete blocks marked for deletion longer ago than this, and partial uploads older "
-                          "than max(--consistency-delay, 48h), as the Thanos compactor does."),
+                     help="Delete blocks marked for deletion longer ago than this, as the Thanos compactor does."),
+        click.option("--partial-upload-age", default="48h", show_default=True, metavar="DURATION",
+                     help="Delete partial uploads (no meta.json) older than max(this, --consistency-delay) by their "
+                          "ULID time. 48h is the Thanos compactor's fixed threshold: an upload may still be in "
+                          "progress, so shorten it only when no uploader is running."),
         click.option("--cleanup.disable", "no_cleanup", is_flag=True,
                      help="Delete nothing: leave marked blocks and partial uploads to `bucket cleanup`."),
         click.option("--wait", is_flag=True, help="Keep running: compact again every --wait-interval (needs "
@@ -89,7 +92,8 @@ def _build_options(kw: dict[str, Any]) -> CompactOptions:
     return CompactOptions(plan=plan, dedup_func=kw["dedup_func"], halt_on_error=kw["halt_on_error"],
                           downsampling=not kw["no_downsampling"], retention=retention, work_dir=kw["work_dir"],
                           max_index_size=parse_size(kw["max_index_size"], "--compact.max-index-size"),
-                          delete_delay_ms=None if kw["no_cleanup"] else parse_duration_ms(kw["delete_delay"]))
+                          delete_delay_ms=None if kw["no_cleanup"] else parse_duration_ms(kw["delete_delay"]),
+                          partial_upload_age_ms=parse_duration_ms(kw["partial_upload_age"]))
 
 
 def compact_cmd(dry_run: bool, output: str, wait: bool, wait_interval: str, **kw: Any) -> None:

@@ -154,18 +154,24 @@ def retention_cmd(raw: str, five_m: str, one_h: str, selectors: tuple[str, ...],
 @click.option("--delete-delay", default="48h", show_default=True, metavar="DURATION",
               help="Delete blocks whose deletion mark is older than this.")
 @click.option("--consistency-delay", default="30m", show_default=True, metavar="DURATION",
-              help="Partial uploads are deleted when older than max(this, 48h) by their ULID time (the floor the "
-                   "Thanos compactor keeps); mark one for deletion to have --delete-delay apply instead.")
+              help="Blocks younger than this are not yet complete for readers (partial uploads wait at least "
+                   "this long too).")
+@click.option("--partial-upload-age", default="48h", show_default=True, metavar="DURATION",
+              help="Delete partial uploads (no meta.json) older than max(this, --consistency-delay) by their "
+                   "ULID time. 48h is the Thanos compactor's fixed threshold: an upload may still be in "
+                   "progress, so shorten it only when no uploader is running.")
 @dry_run_option
 @output_option(("table", "json"))
-def cleanup_cmd(delete_delay: str, consistency_delay: str, dry_run: bool, output: str, **kw: Any) -> None:
+def cleanup_cmd(delete_delay: str, consistency_delay: str, partial_upload_age: str, dry_run: bool, output: str,
+                **kw: Any) -> None:
     """Delete partial uploads and blocks marked for deletion long enough ago (meta.json first)."""
     from thanostools.core import lifecycle
     from thanostools.core.timeutil import parse_duration_ms
 
     dd, cd = parse_duration_ms(delete_delay), parse_duration_ms(consistency_delay)
     engine = open_engine(kw)
-    render_plan(lifecycle.cleanup(engine.bucket, delete_delay_ms=dd, consistency_delay_ms=cd, dry_run=dry_run),
+    render_plan(lifecycle.cleanup(engine.bucket, delete_delay_ms=dd, consistency_delay_ms=cd,
+                                  partial_upload_age_ms=parse_duration_ms(partial_upload_age), dry_run=dry_run),
                 output)
 
 

@@ -16,17 +16,11 @@ from collections.abc import Sequence
 from functools import lru_cache
 from urllib.parse import quote
 
-import platformdirs
-
 from thanostools.core.bucket import Bucket
+from thanostools.core.localfs import default_cache_dir
 from thanostools.core.ulid import is_ulid
 
-CACHE_DIR_ENV = "THANOS_TOOLS_CACHE_DIR"
 _TMP_PREFIX = ".tmp-"
-
-
-def default_cache_dir() -> str:
-    return os.environ.get(CACHE_DIR_ENV) or platformdirs.user_cache_dir("thanos-tools")
 
 
 def is_cacheable(file: str) -> bool:

@@ -264,23 +264,17 @@ def retention(bucket: Bucket, retentions: Mapping[int, int], *, now: int | None 
 # --- cleanup -----------------------------------------------------------------------------------------
 
 
-def partial_upload_age_ms(consistency_delay_ms: int) -> int:
-    """How old (by ULID time) a partial upload must be to be deleted: max(consistency delay, 48h), as the Thanos
-    compactor does (its fixed ``PartialUploadThresholdAge``); --delete-delay does not shorten it."""
-    return max(consistency_delay_ms, PARTIAL_UPLOAD_THRESHOLD_MS)
-
-
-def _partial_actions(bucket: Bucket, ulids: Sequence[str], consistency_delay_ms: int, now: int) -> list[Action]:
-    threshold_ms = partial_upload_age_ms(consistency_delay_ms)
+def _partial_actions(bucket: Bucket, ulids: Sequence[str], consistency_delay_ms: int, partial_age_ms: int,
+                     now: int) -> list[Action]:
+    threshold_ms = max(consistency_delay_ms, partial_age_ms)
     actions = []
     for ulid in ulids:
         age = now - ulid_time_ms(ulid)
         if age <= threshold_ms:
             actions.append(skip(ulid, f"partial upload only {go_duration(max(age, 0))} old: deleted after "
-                                      f"max(consistency delay {go_duration(consistency_delay_ms)}, 48h) = "
-                                      f"{go_duration(threshold_ms)}, the floor the Thanos compactor keeps whatever "
-                                      "the delays (an upload may be in progress); to delete it sooner, mark it "
-                                      "for deletion (`bucket mark --kind deletion --id`): then --delete-delay applies"))
+                                      f"max(--consistency-delay {go_duration(consistency_delay_ms)}, "
+                                      f"--partial-upload-age {go_duration(partial_age_ms)}) = "
+                                      f"{go_duration(threshold_ms)} (an upload may still be in progress)"))
             continue
         reason = f"partial upload (no meta.json), {go_duration(age)} old > {go_duration(threshold_ms)}"
         actions.append(Action("delete-partial", ulid, reason, {"age_ms": age},
@@ -313,19 +307,21 @@ def _marked_actions(bucket: Bucket, scan: BucketScan, marked_partial: Sequence[s
 
 
 def cleanup(bucket: Bucket, *, delete_delay_ms: int = DEFAULT_DELETE_DELAY_MS,
-            consistency_delay_ms: int = DEFAULT_CONSISTENCY_DELAY_MS, now: int | None = None,
+            consistency_delay_ms: int = DEFAULT_CONSISTENCY_DELAY_MS,
+            partial_upload_age_ms: int = PARTIAL_UPLOAD_THRESHOLD_MS, now: int | None = None,
             dry_run: bool = True, scan: BucketScan | None = None) -> Plan:
-    """Delete partial uploads older than max(consistency delay, 48h) by their ULID time, and blocks (also partial
-    ones) whose deletion mark is older than ``delete_delay_ms``. Deletion follows Thanos' order (meta.json first)."""
-    if delete_delay_ms < 0 or consistency_delay_ms < 0:
-        raise ConfigError("--delete-delay and --consistency-delay must not be negative")
+    """Delete partial uploads older than max(consistency delay, partial upload age — 48h by default, the fixed
+    ``PartialUploadThresholdAge`` of the Thanos compactor) by their ULID time, and blocks (also partial ones) whose
+    deletion mark is older than ``delete_delay_ms``. Deletion follows Thanos' order (meta.json first)."""
+    if delete_delay_ms < 0 or consistency_delay_ms < 0 or partial_upload_age_ms < 0:
+        raise ConfigError("--delete-delay, --consistency-delay and --partial-upload-age must not be negative")
     now = now_ms() if now is None else now
     scan = scan or scan_bucket(bucket)
     plan = Plan("cleanup", bucket.url, dry_run)
     partial_marks = fetch_markers(bucket, scan.partial) if scan.partial else {}
     marked_partial = [u for u, m in partial_marks.items() if DELETION_MARK_FILE in m.broken or m.deletion]
     plan.actions += _partial_actions(bucket, [u for u in scan.partial if u not in marked_partial],
-                                     consistency_delay_ms, now)
+                                     consistency_delay_ms, partial_upload_age_ms, now)
     plan.actions += _marked_actions(bucket, scan, sorted(marked_partial), delete_delay_ms, now)
     return plan.execute()
 

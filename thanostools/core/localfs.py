@@ -22,6 +22,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import platformdirs
+
 WORK_PREFIX = "thanos-tools-"
 LOCK_FILE = ".lock"
 UPLOADS_FILE = ".uploads"
@@ -108,9 +110,15 @@ def temp_dir(prefix: str, parent: str) -> str:
 # --- work directories --------------------------------------------------------------------------------
 
 
-def default_work_root() -> str:
-    from thanostools.core.cache import default_cache_dir
+CACHE_DIR_ENV = "THANOS_TOOLS_CACHE_DIR"
 
+
+def default_cache_dir() -> str:
+    """Where the range cache and the work directories live: $THANOS_TOOLS_CACHE_DIR or the user's cache dir."""
+    return os.environ.get(CACHE_DIR_ENV) or platformdirs.user_cache_dir("thanos-tools")
+
+
+def default_work_root() -> str:
     return os.path.join(default_cache_dir(), "work")
 
 

@@ -27,11 +27,12 @@ import numpy as np
 
 from thanostools.core import labels as labelset
 from thanostools.core.bucket import BUCKET_ENV, Bucket, open_bucket
-from thanostools.core.cache import RangeCache, default_cache_dir
+from thanostools.core.cache import RangeCache
 from thanostools.core.engine import Engine
 from thanostools.core.errors import CorruptBlockError, SourceError
 from thanostools.core.inspect import BlockInfo, BucketScan, scan_bucket
 from thanostools.core.labels import Labels, from_pairs
+from thanostools.core.localfs import default_cache_dir
 from thanostools.core.matchers import Matcher
 from thanostools.core.series import Querier, SampleBatch, SelectHints, SelectResult
 from thanostools.core.timeutil import parse_time_ms

@@ -91,8 +91,9 @@ class CompactOptions:
     # An index v2 addresses series in 16-byte units with 32-bit references: 64 GiB at most (as Thanos).
     max_index_size: int = 64 * 2**30
     # Then, as the Thanos compactor: blocks marked for deletion longer than this are deleted (None: never),
-    # with partial uploads older than max(consistency delay, 48h).
+    # with partial uploads older than max(consistency delay, partial_upload_age_ms).
     delete_delay_ms: int | None = lifecycle.DEFAULT_DELETE_DELAY_MS
+    partial_upload_age_ms: int = lifecycle.PARTIAL_UPLOAD_THRESHOLD_MS
 
 
 @dataclass
@@ -201,6 +202,7 @@ class Compactor:
         if self.opts.delete_delay_ms is not None:
             plan.actions += lifecycle.cleanup(self.bucket, delete_delay_ms=self.opts.delete_delay_ms,
                                               consistency_delay_ms=self.opts.plan.consistency_delay_ms,
+                                              partial_upload_age_ms=self.opts.partial_upload_age_ms,
                                               now=self.clock()).actions
         return result, plan
 
@@ -390,7 +392,8 @@ class Compactor:
 
     def _cleanup(self, delete_delay_ms: int) -> None:
         plan = lifecycle.cleanup(self.bucket, delete_delay_ms=delete_delay_ms,
-                                 consistency_delay_ms=self.opts.plan.consistency_delay_ms, now=self.clock(),
+                                 consistency_delay_ms=self.opts.plan.consistency_delay_ms,
+                                 partial_upload_age_ms=self.opts.partial_upload_age_ms, now=self.clock(),
                                  dry_run=False)
         self.report.cleanup = [a for a in plan.actions if a.status != "skipped"]
         self.report.errors += [f"deleting {a.block} failed: {a.error}" for a in plan.failed]
