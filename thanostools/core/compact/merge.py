@@ -40,8 +40,8 @@ __all__ = [
     "InputBlockError",
     "MergeStats",
     "compact_blocks",
-    "merge_into",
     "merge_input",
+    "merge_into",
     "output_meta_args",
     "sample_counts",
 ]
