@@ -20,7 +20,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,10 +37,13 @@ from thanostools.core.goformat import go_labels_string
 from thanostools.core.inspect import BlockFilter, BlockInfo
 from thanostools.core.labels import Labels
 from thanostools.core.localfs import WorkDir
+from thanostools.core.pipeline.merge import Merged, MergeInput, chain, decode_live, encode_runs
+from thanostools.core.pipeline.table import ChunkedSeries, ChunkTable
+from thanostools.core.pipeline.write import WriteStats, write_batch
 from thanostools.core.relabel import DeletionRequest, RelabelConfig, deletion_intervals, relabel, valid_label_name
-from thanostools.core.storage import chain_samples
 from thanostools.core.tsdb.block import Block, open_bucket_block
-from thanostools.core.tsdb.chunks import ENC_AGGR, ENC_XOR, ChunkBatch
+from thanostools.core.tsdb.chunks import ENC_AGGR, ENC_XOR
+from thanostools.core.tsdb.labelkeys import LabelKeys, SymbolTable
 from thanostools.core.tsdb.markers import DeletionMark, now_seconds
 from thanostools.core.tsdb.meta import (
     SOURCE_BUCKET_REWRITE,
@@ -244,42 +247,8 @@ def _deleted_ranges(chunk_ranges: Iterable[tuple[int, int]], intervals: Interval
 # --- building output chunks -------------------------------------------------------------------------------
 
 
-@dataclass
-class _Chunks:
-    """Encoded chunks of one output series: chunk j is ``buf[offsets[j]:offsets[j+1]]``."""
-
-    encodings: I64
-    buf: NDArray[np.uint8]
-    offsets: I64
-    mint: I64
-    maxt: I64
-    num_samples: int
-
-    @classmethod
-    def join(cls, parts: Sequence[tuple[int, bytes, int, int, int]]) -> _Chunks:
-        """From (encoding, payload, mint, maxt, samples) per chunk."""
-        sizes = np.array([len(p[1]) for p in parts], dtype=np.int64)
-        return cls(np.array([p[0] for p in parts], dtype=np.int64),
-                   np.frombuffer(b"".join(p[1] for p in parts), dtype=np.uint8),
-                   np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-                   np.array([p[2] for p in parts], dtype=np.int64), np.array([p[3] for p in parts], dtype=np.int64),
-                   sum(p[4] for p in parts))
-
-
-class _Sink(Protocol):
-    def add_chunks(self, labels: Labels, encodings: np.ndarray, buf: np.ndarray, offsets: np.ndarray,
-                   mint: np.ndarray, maxt: np.ndarray, num_samples: int) -> None: ...
-
-
-class _CountingSink:
-    """Stands in for the BlockWriter in dry runs."""
-
-    def add_chunks(self, labels: Labels, encodings: np.ndarray, buf: np.ndarray, offsets: np.ndarray,
-                   mint: np.ndarray, maxt: np.ndarray, num_samples: int) -> None:
-        pass
-
-
-Part = tuple[int, bytes, int, int, int]  # encoding, payload, mint, maxt, samples
+Part = tuple[int, bytes | int, int, int, int]  # encoding, new payload or source chunk position, mint, maxt, samples
+Built = tuple[ChunkTable, I64]  # one output series' chunks and their sample counts
 
 
 class _SeriesBuilder:
@@ -289,11 +258,15 @@ class _SeriesBuilder:
     block's own tombstones are applied too but not logged.
     """
 
-    def __init__(self, block: Block, src: _SourceIndex, batch: ChunkBatch, position: dict[int, int],
-                 stats: RewriteStats) -> None:
+    def __init__(self, block: Block, src: _SourceIndex, wanted: I64, stats: RewriteStats) -> None:
         self.block = block
         self.src = src
+        batch = block.chunks.read(src.ref[wanted], framed=True)
         self.batch = batch
+        none = np.zeros(wanted.shape[0], dtype=np.int64)
+        self.rows = ChunkTable([batch.buf], none, src.mint[wanted], src.maxt[wanted], batch.encodings, batch.starts,
+                               batch.ends, none, none, none, none)
+        position = {c: k for k, c in enumerate(wanted.tolist())}
         self.position = position  # source chunk index -> index in batch
         self.stats = stats
         self.deleted: Intervals = []
@@ -304,7 +277,7 @@ class _SeriesBuilder:
     def tombstones(self, i: int) -> Intervals:
         return self.block.tombstones.get(int(self.src.refs[i]), []) if self.block.tombstones else []
 
-    def build(self, out: _Output) -> _Chunks | None:
+    def build(self, out: _Output) -> Built | None:
         self.deleted = []
         chunks = [c for i in out.inputs for c in self.src.chunks(i)]
         encs = {int(self.src.encoding[c]) for c in chunks}
@@ -319,9 +292,26 @@ class _SeriesBuilder:
 
     def _verbatim(self, c: int) -> Part:
         s = self.src
-        return int(s.encoding[c]), self.payload(c), int(s.mint[c]), int(s.maxt[c]), int(s.samples[c])
+        return int(s.encoding[c]), self.position[c], int(s.mint[c]), int(s.maxt[c]), int(s.samples[c])
 
-    def _single(self, chunks: Sequence[int], intervals: Intervals, stones: Intervals) -> _Chunks | None:
+    def _table(self, parts: Sequence[Part]) -> Built:
+        """The chunks of ``parts`` in their order: source chunks as they are (whole records), new ones framed."""
+        kept = [k for k, p in enumerate(parts) if not isinstance(p[1], bytes)]
+        fresh = [k for k, p in enumerate(parts) if isinstance(p[1], bytes)]
+        tables = [self.rows.pick(np.array([parts[k][1] for k in kept], dtype=np.int64))]
+        if fresh:
+            payloads = [p for k in fresh if isinstance(p := parts[k][1], bytes)]
+            sizes = np.array([len(p) for p in payloads], dtype=np.int64)
+            tables.append(ChunkTable.encoded(
+                np.array([parts[k][0] for k in fresh], dtype=np.int64), np.frombuffer(b"".join(payloads), np.uint8),
+                np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), np.zeros(len(fresh), dtype=np.int64),
+                np.array([parts[k][2] for k in fresh], dtype=np.int64),
+                np.array([parts[k][3] for k in fresh], dtype=np.int64)))
+        order = np.argsort(np.array(kept + fresh, dtype=np.int64), kind="stable")
+        counts = np.array([parts[k][4] for k in kept + fresh], dtype=np.int64)
+        return ChunkTable.concat(tables).pick(order), counts[order]
+
+    def _single(self, chunks: Sequence[int], intervals: Intervals, stones: Intervals) -> Built | None:
         s = self.src
         self.deleted = _deleted_ranges(((int(s.mint[c]), int(s.maxt[c])) for c in chunks), intervals)
         cut = merge_intervals(intervals + stones)
@@ -337,7 +327,7 @@ class _SeriesBuilder:
             part = self._trim(c, cut)
             if part is not None:
                 parts.append(part)
-        return _Chunks.join(parts) if parts else None
+        return self._table(parts) if parts else None
 
     def _trim(self, c: int, intervals: Intervals) -> Part | None:
         enc = int(self.src.encoding[c])
@@ -352,16 +342,20 @@ class _SeriesBuilder:
             return _aggr_part(aggrops.filter_aggr(aggrops.decode_aggr(self.payload(c)), intervals))
         raise UnsupportedError(f"block {self.block.ulid}: cannot delete samples from chunks of encoding {enc}")
 
-    def _merge_xor(self, out: _Output) -> _Chunks | None:
-        runs: list[tuple[I64, NDArray[np.uint64]]] = []
-        for i in out.inputs:
-            stones = self.tombstones(i)
-            for c in self.src.chunks(i):
-                t, v = xor.decode(self.payload(c))
-                keep = ~deleted_mask(t, stones)
-                runs.append((t[keep], v[keep]))
-        total = sum(r[0].shape[0] for r in runs)
-        t, v = chain_samples(runs) if runs else (np.zeros(0, np.int64), np.zeros(0, np.uint64))
+    def _merge_xor(self, out: _Output) -> Built | None:
+        """All chunks of the merged series decoded at once and chained (of equal timestamps the first series
+        in index order wins), then cut at 120 samples a chunk — the merge modifier's chain."""
+        chunks = np.array([self.position[c] for i in out.inputs for c in self.src.chunks(i)], dtype=np.int64)
+        stones = {int(self.src.refs[i]): self.tombstones(i) for i in out.inputs}
+        if chunks.size == 0:
+            return None
+        rows = self.rows.pick(chunks)
+        rows.ref = np.repeat(self.src.refs[out.inputs], [len(self.src.chunks(i)) for i in out.inputs])
+        t, v, run, src = decode_live(rows, np.zeros(len(rows), dtype=np.int64),
+                                     [MergeInput(self.block.ulid, 0, 0, {r: s for r, s in stones.items() if s})])
+        total = int(t.shape[0])
+        merged = chain(t, v, run, src)
+        t, v = merged.t, merged.v
         self.stats.samples_deduplicated += total - int(t.shape[0])
         self.stats.chunks_reencoded += sum(len(self.src.chunks(i)) for i in out.inputs)
         if out.intervals:
@@ -373,12 +367,9 @@ class _SeriesBuilder:
             t, v = t[keep], v[keep]
         if t.shape[0] == 0:
             return None
-        bounds = fixed_size_bounds(int(t.shape[0]), SAMPLES_PER_CHUNK)
-        buf, offsets = xor.encode_batch(t, v, bounds)
-        return _Chunks(np.full(bounds.shape[0] - 1, ENC_XOR, np.int64), buf, offsets, t[bounds[:-1]],
-                       t[bounds[1:] - 1], int(t.shape[0]))
+        return encode_runs(Merged(t, v, np.zeros(t.shape[0], dtype=np.int64)), np.zeros(1, dtype=np.int64))
 
-    def _merge_aggr(self, out: _Output) -> _Chunks | None:
+    def _merge_aggr(self, out: _Output) -> Built | None:
         order = sorted((int(self.src.mint[c]), k, c) for k, i in enumerate(out.inputs) for c in self.src.chunks(i))
         disjoint = True
         reach = -(2**63)
@@ -402,7 +393,7 @@ class _SeriesBuilder:
             self.deleted = _deleted_ranges(spans, out.intervals)
             merged = [aggrops.filter_aggr(aggs, out.intervals) for aggs in merged]
         parts = [p for p in map(_aggr_part, merged) if p is not None]
-        return _Chunks.join(parts) if parts else None
+        return self._table(parts) if parts else None
 
 
 def _aggr_part(aggs: Sequence[aggrops.Series | None]) -> Part | None:
@@ -422,30 +413,57 @@ def _refiltered(payload: bytes, intervals: Intervals) -> bytes:
     return buf.tobytes()
 
 
-def _write_series(block: Block, src: _SourceIndex, outputs: Sequence[_Output], sink: _Sink, stats: RewriteStats,
-                  changes: list[str], batch_series: int) -> None:
-    """Build and hand every output series to ``sink`` in label order, logging deletions as Thanos does."""
+def _output_symbols(block: Block, outputs: Sequence[_Output]) -> dict[str, int]:
+    """Ranks of every string the output label sets use, in one sorted table with the block's symbols."""
+    used = sorted({x for out in outputs for pair in out.labels for x in pair})
+    table = SymbolTable.union([block.index.symbols, used])
+    return {sym: rank for rank, sym in enumerate(table.symbols)}
+
+
+def _label_keys(labels: Sequence[Labels], ranks: dict[str, int], symbols: list[str]) -> LabelKeys:
+    flat = [ranks[x] for lab in labels for pair in lab for x in pair]
+    offsets = np.concatenate([[0], np.cumsum([2 * len(lab) for lab in labels])]).astype(np.int64)
+    return LabelKeys(symbols, np.array(flat, dtype=np.int64), offsets)
+
+
+def _write_series(block: Block, src: _SourceIndex, outputs: Sequence[_Output], emit: Callable[[ChunkedSeries], None],
+                  stats: RewriteStats, changes: list[str], batch_series: int) -> None:
+    """Build every output series and ``emit`` them in label order, a batch at a time, logging deletions as
+    Thanos does."""
+    ranks = _output_symbols(block, outputs)
+    symbols = list(ranks)
     for start in range(0, len(outputs), batch_series):
         group = outputs[start : start + batch_series]
         wanted = [c for out in group if not out.delete_all for i in out.inputs for c in src.chunks(i)]
-        batch = block.chunks.read(src.ref[np.array(wanted, dtype=np.int64)])
-        builder = _SeriesBuilder(block, src, batch, {c: k for k, c in enumerate(wanted)}, stats)
+        builder = _SeriesBuilder(block, src, np.array(wanted, dtype=np.int64), stats)
+        labels: list[Labels] = []
+        refs: list[int] = []
+        tables: list[ChunkTable] = []
+        counts: list[I64] = []
         for out in group:
             if out.delete_all:
                 changes.append(_deleted_line(out.labels, _span(src, out.inputs)))
                 continue
-            chunks = builder.build(out)
+            built = builder.build(out)
             if builder.deleted:
                 changes.append(_deleted_line(out.labels, builder.deleted))
-            if chunks is None:
+            if built is None:
                 continue
-            if out.intervals and chunks.num_samples < sum(src.series_samples(i) for i in out.inputs):
+            chunks, samples = built
+            num_samples = int(samples.sum())
+            if out.intervals and num_samples < sum(src.series_samples(i) for i in out.inputs):
                 stats.series_trimmed += 1
-            sink.add_chunks(out.labels, chunks.encodings, chunks.buf, chunks.offsets, chunks.mint, chunks.maxt,
-                            chunks.num_samples)
+            chunks.series = np.full(len(chunks), len(labels), dtype=np.int64)
+            labels.append(out.labels)
+            refs.append(int(src.refs[out.inputs[0]]))
+            tables.append(chunks)
+            counts.append(samples)
             stats.series_out += 1
-            stats.samples_out += chunks.num_samples
-            stats.chunks_out += int(chunks.encodings.shape[0])
+            stats.samples_out += num_samples
+            stats.chunks_out += len(chunks)
+        if labels:
+            emit(ChunkedSeries(_label_keys(labels, ranks, symbols), np.array(refs, dtype=np.int64),
+                               ChunkTable.concat(tables), np.concatenate(counts)))
 
 
 # --- one block ------------------------------------------------------------------------------------------
@@ -472,13 +490,15 @@ def rewrite_block(block: Block, spec: RewriteSpec, out_dir: str | None, *,
     outputs = _plan_series(src, spec, stats, changes)
     labels = dict(external_labels) if external_labels is not None else dict(block.meta.external_labels)
     if out_dir is None:
-        _write_series(block, src, outputs, _CountingSink(), stats, changes, batch_series)
+        _write_series(block, src, outputs, lambda batch: None, stats, changes, batch_series)
         return _finish_stats(BlockRewriteResult(stats, changes))
     m = block.meta
     writer = BlockWriter(out_dir, min_time=m.min_time, max_time=m.max_time, external_labels=labels,
                          resolution=m.resolution, source=SOURCE_BUCKET_REWRITE, level=m.level)
     try:
-        _write_series(block, src, outputs, writer, stats, changes, batch_series)
+        written_stats = WriteStats()
+        _write_series(block, src, outputs, lambda batch: write_batch(batch, writer, written_stats), stats, changes,
+                      batch_series)
         if stats.series_out == 0:
             writer.abort()
             return _finish_stats(BlockRewriteResult(stats, changes))

@@ -1,4 +1,5 @@
-"""Series with their raw chunks, in index order: the input of every block rewrite (compact, relabel, repair)."""
+"""One series at a time with its raw chunks, in index order: for comparing blocks series by series (verify) and
+tests. Block rewrites go through ``core/pipeline`` instead, many series at a time."""
 
 from __future__ import annotations
 
