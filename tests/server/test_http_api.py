@@ -159,6 +159,15 @@ def test_format_and_parse_query(server: Serve) -> None:
     assert {"name": "a", "type": "=", "value": "b"} in sel["matchers"]
 
 
+def test_parse_and_format_a_10000_term_chain(server: Serve) -> None:
+    chain = " + ".join(["x"] * 10_000)
+    res = server.post("/api/v1/parse_query", {"query": chain})
+    assert res.status == 200
+    assert res.text.count('"binaryExpr"') == 9_999 and res.text.count('"vectorSelector"') == 10_000
+    formatted = server.post("/api/v1/format_query", {"query": chain})
+    assert formatted.status == 200 and formatted.json()["data"] == chain
+
+
 def test_pages(server: Serve) -> None:
     index = server.get("/")
     assert index.status == 200 and index.headers["Content-Type"].startswith("text/html")
