@@ -11,6 +11,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -121,8 +122,14 @@ class PrometheusServer:
         self._logfh.close()
 
 
+class StartPrometheus(Protocol):
+    """What the ``prometheus_server`` fixture gives: starts a server, in ``workdir`` or the test's tmp_path."""
+
+    def __call__(self, data_dir: Path, workdir: Path | None = None) -> PrometheusServer: ...
+
+
 @pytest.fixture
-def prometheus_server(tmp_path: Path) -> Iterator[type[PrometheusServer]]:
+def prometheus_server(tmp_path: Path) -> Iterator[StartPrometheus]:
     """Factory: ``prometheus_server(data_dir, workdir)`` starts one; all are stopped at teardown."""
     started: list[PrometheusServer] = []
 

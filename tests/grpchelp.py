@@ -10,12 +10,14 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import numpy as np
 
 from tests.fixtures_prom import free_port
+from thanostools._proto.info.infopb import rpc_pb2 as info_pb2
+from thanostools._proto.info.infopb import rpc_pb2_grpc as info_grpc
 from thanostools._proto.store.storepb import rpc_pb2, rpc_pb2_grpc, types_pb2
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import build_aggr
@@ -24,6 +26,32 @@ from thanostools.core.errors import ConfigError
 from thanostools.core.labels import Labels
 from thanostools.core.tsdb.writer import BlockWriter
 from thanostools.server.grpc import GrpcTLS, build_grpc_server
+
+
+class StoreClient(Protocol):
+    """The typed face of grpcio-tools' untyped ``StoreStub`` (the methods the tests call)."""
+
+    def Info(self, request: rpc_pb2.InfoRequest, *, timeout: float) -> rpc_pb2.InfoResponse: ...
+    def Series(self, request: rpc_pb2.SeriesRequest, *, timeout: float) -> Iterator[rpc_pb2.SeriesResponse]: ...
+    def LabelNames(self, request: rpc_pb2.LabelNamesRequest, *, timeout: float) -> rpc_pb2.LabelNamesResponse: ...
+    def LabelValues(self, request: rpc_pb2.LabelValuesRequest, *,
+                    timeout: float) -> rpc_pb2.LabelValuesResponse: ...
+
+
+class InfoClient(Protocol):
+    """The typed face of grpcio-tools' untyped ``InfoStub``."""
+
+    def Info(self, request: info_pb2.InfoRequest, *, timeout: float) -> info_pb2.InfoResponse: ...
+
+
+def store_client(channel: grpc.Channel) -> StoreClient:
+    client: StoreClient = rpc_pb2_grpc.StoreStub(channel)  # type: ignore[no-untyped-call]  # generated, untyped
+    return client
+
+
+def info_client(channel: grpc.Channel) -> InfoClient:
+    client: InfoClient = info_grpc.InfoStub(channel)  # type: ignore[no-untyped-call]  # generated, untyped
+    return client
 
 
 class ServerThread:
@@ -72,8 +100,8 @@ class ServerThread:
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.address)
 
-    def store(self, channel: grpc.Channel) -> rpc_pb2_grpc.StoreStub:
-        return rpc_pb2_grpc.StoreStub(channel)
+    def store(self, channel: grpc.Channel) -> StoreClient:
+        return store_client(channel)
 
 
 def server_factory() -> Iterator[type[ServerThread]]:
@@ -90,7 +118,8 @@ def server_factory() -> Iterator[type[ServerThread]]:
         s.stop()
 
 
-def matcher(name: str, value: str, kind: int = types_pb2.LabelMatcher.EQ) -> types_pb2.LabelMatcher:
+def matcher(name: str, value: str,
+            kind: types_pb2.LabelMatcher.Type = types_pb2.LabelMatcher.EQ) -> types_pb2.LabelMatcher:
     return types_pb2.LabelMatcher(type=kind, name=name, value=value)
 
 

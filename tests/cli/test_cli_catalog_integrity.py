@@ -95,7 +95,7 @@ def clean_answers(template: tuple[Path, list[str]], tmp_path_factory: pytest.Tem
 Corruption = Callable[[Path, list[str]], None]
 
 
-def _edit_meta(edit: Callable[[dict[str, object]], None]) -> Corruption:
+def _edit_meta(edit: Callable[[dict[str, object]], object]) -> Corruption:
     def apply(block: Path, ulids: list[str]) -> None:
         doc = json.loads((block / "meta.json").read_text())
         edit(doc)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.clihelp import make_openmetrics, run_cli
-from tests.fixtures_prom import PrometheusServer, needs_promtool, promtool_create_blocks, promtool_dump
+from tests.fixtures_prom import StartPrometheus, needs_promtool, promtool_create_blocks, promtool_dump
 from thanostools.core.bucket import Bucket
 
 H = 3_600_000
@@ -54,7 +54,7 @@ def promtool_blocks(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @needs_promtool
 def test_compacts_promtool_blocks(promtool_blocks: Path, tmp_path: Path,
-                                  prometheus_server: type[PrometheusServer]) -> None:
+                                  prometheus_server: StartPrometheus) -> None:
     bucket = tmp_path / "bucket"
     shutil.copytree(promtool_blocks, bucket)
     before = metas(bucket)
@@ -99,7 +99,7 @@ def test_compacts_promtool_blocks(promtool_blocks: Path, tmp_path: Path,
 @pytest.mark.slow
 @needs_promtool
 def test_same_result_as_a_prometheus_server(promtool_blocks: Path, tmp_path: Path,
-                                            prometheus_server: type[PrometheusServer]) -> None:
+                                            prometheus_server: StartPrometheus) -> None:
     theirs = tmp_path / "prometheus"
     shutil.copytree(promtool_blocks, theirs)
     server = prometheus_server(theirs, tmp_path)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.clihelp import START_MS, run_cli, special_series
-from tests.fixtures_prom import PrometheusServer, needs_promtool, promtool, promtool_dump
+from tests.fixtures_prom import StartPrometheus, needs_promtool, promtool, promtool_dump
 from thanostools.core.goformat import format_g, go_labels_string
 from thanostools.core.tsdb.writer import BlockWriter
 
@@ -60,7 +60,7 @@ def test_generated_bucket_is_valid_for_promtool(tmp_path: Path) -> None:
 
 
 @pytest.mark.prometheus
-def test_prometheus_server_loads_our_blocks(tmp_path: Path, prometheus_server: type[PrometheusServer]) -> None:
+def test_prometheus_server_loads_our_blocks(tmp_path: Path, prometheus_server: StartPrometheus) -> None:
     data = tmp_path / "data"
     data.mkdir()
     ulid, _ = _write_block(data)

@@ -49,7 +49,9 @@ class Damage:
 
 
 def _truncate(at: Callable[[int], int]) -> Callable[[Path], None]:
-    return lambda p: p.write_bytes(p.read_bytes()[:at(p.stat().st_size)])
+    def apply(p: Path) -> None:
+        p.write_bytes(p.read_bytes()[:at(p.stat().st_size)])
+    return apply
 
 
 def _flip(at: Callable[[bytes], int]) -> Callable[[Path], None]:

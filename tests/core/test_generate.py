@@ -220,7 +220,7 @@ def test_promtool_imports_rendered_data_exactly(tmp_path: Path) -> None:
     (blocks / "wal").mkdir(exist_ok=True)
     dump = subprocess.run([PROMTOOL or "promtool", "tsdb", "dump", str(blocks)], check=True,
                           capture_output=True, text=True).stdout.splitlines()
-    expected = []
+    expected: list[tuple[str, int, float]] = []
     for labels, t, v in series:
         keep = v != np.uint64(STALE_NAN_BITS)
         text = "{" + ", ".join(f'{n}="{value}"' for n, value in labels) + "}"

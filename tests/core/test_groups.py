@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from thanostools.core.constants import RESOLUTION_5M
 from thanostools.core.groups import (
     consistency_filter,
     deduplicate_filter,
@@ -13,7 +14,6 @@ from thanostools.core.groups import (
 from thanostools.core.labels import label_hash
 from thanostools.core.tsdb.markers import DeletionMark
 from thanostools.core.tsdb.meta import (
-    RESOLUTION_5M,
     SOURCE_COMPACTOR,
     BlockMeta,
     ThanosMeta,

@@ -21,7 +21,7 @@ from thanostools.core.errors import SourceError
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher, MatchType
 from thanostools.core.querier import BlockQuerier
-from thanostools.core.series import SampleBatch, SelectHints
+from thanostools.core.series import Querier, SampleBatch, SelectHints
 from thanostools.core.sources.fanout import FanoutQuerier
 from thanostools.core.sources.remote import RemoteStoreQuerier, RemoteTLS
 from thanostools.core.tsdb.writer import BlockWriter
@@ -112,7 +112,8 @@ def test_fanout_dedups_replicas(buckets: dict[str, Path], servers: dict[str, Ser
     local_a = BlockQuerier(Engine.open(str(buckets["a"])))
     remote_b = RemoteStoreQuerier([servers["b"].address], timeout_s=10, partial_response=True)
     try:
-        for sources in ([remote], [local_a, remote_b]):
+        choices: list[list[Querier]] = [[remote], [local_a, remote_b]]
+        for sources in choices:
             fan = FanoutQuerier(sources, replica_labels=["replica"], dedup=True)
             for hints in (None, SelectHints(START_MS, END, func="rate", range=300_000)):
                 got = fan.select(ALL, START_MS, END, hints)

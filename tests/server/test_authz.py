@@ -7,8 +7,9 @@ import base64
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TypedDict
 
 import grpc
 import pytest
@@ -17,9 +18,9 @@ from hypothesis import strategies as st
 
 from tests.clihelp import START_MS
 from tests.core.test_querier import lab, write_raw
-from tests.grpchelp import Certs, labels_of, make_certs, matcher, series_of
+from tests.grpchelp import Certs, labels_of, make_certs, matcher, series_of, store_client
 from tests.server.servehelp import Serve, ServeFactory, subprocess_env
-from thanostools._proto.store.storepb import rpc_pb2, rpc_pb2_grpc, types_pb2
+from thanostools._proto.store.storepb import rpc_pb2, types_pb2
 from thanostools.core.errors import ConfigError
 from thanostools.core.matchers import Matcher, MatchType
 from thanostools.core.promql.ast import MatrixSelector, VectorSelector, walk
@@ -162,17 +163,25 @@ def server(root: Path, certs: Certs) -> Iterator[Serve]:
         factory.stop_all()
 
 
-def tenants_of(result: list[dict[str, dict[str, str]]]) -> list[tuple[str, str]]:
+class VectorRow(TypedDict):
+    """One element of an instant query's vector result, as the JSON API sends it."""
+
+    metric: dict[str, str]
+    value: list[float | str]  # [unix seconds, "sample value"]
+
+
+def tenants_of(result: list[VectorRow]) -> list[tuple[str, str]]:
     return sorted((r["metric"].get("tenant", ""), r["metric"].get("job", "")) for r in result)
 
 
-def query(s: Serve, user: str, q: str, *, post: bool = False, **headers: str) -> list[dict[str, dict[str, str]]]:
+def query(s: Serve, user: str, q: str, *, post: bool = False,
+          headers: Mapping[str, str] | None = None) -> list[VectorRow]:
     params = {"query": q, "time": AT}
-    reply = s.post("/api/v1/query", params, headers={**basic(user), **headers}) if post else \
-        s.get("/api/v1/query", params, headers={**basic(user), **headers})
+    sent = {**basic(user), **(headers or {})}
+    reply = s.post("/api/v1/query", params, headers=sent) if post else s.get("/api/v1/query", params, headers=sent)
     body = reply.json()
     assert reply.status == 200 and body["status"] == "success", (reply.status, body)
-    result: list[dict[str, dict[str, str]]] = body["data"]["result"]
+    result: list[VectorRow] = body["data"]["result"]
     return result
 
 
@@ -190,7 +199,7 @@ def test_tenants_see_only_their_series(server: Serve) -> None:
     assert query(server, "alice", "count(up)")[0]["value"][1] == "2"
     assert query(server, "alice", 'absent(up{tenant="bob"})')[0]["value"][1] == "1"
     # headers a tenancy proxy might read change nothing
-    assert tenants_of(query(server, "alice", "up", **{"X-Scope-OrgID": "bob", "THANOS-TENANT": "bob"})) == alice
+    assert tenants_of(query(server, "alice", "up", headers={"X-Scope-OrgID": "bob", "THANOS-TENANT": "bob"})) == alice
     # several selector strings are ANDed: bob never sees job="secret"
     assert tenants_of(query(server, "bob", "up")) == [("bob", "api")]
     assert query(server, "bob", 'up{job="secret"}') == []
@@ -254,7 +263,7 @@ def _channel(server: Serve, certs: Certs, cn: str | None) -> grpc.Channel:
 def _grpc_series(server: Serve, certs: Certs, cn: str | None, *ms: types_pb2.LabelMatcher) -> list[tuple[str, str]]:
     with _channel(server, certs, cn) as ch:
         req = rpc_pb2.SeriesRequest(min_time=START_MS, max_time=START_MS + N * S, matchers=list(ms))
-        found = [dict(labels_of(s)) for s in series_of(list(rpc_pb2_grpc.StoreStub(ch).Series(req, timeout=60)))]
+        found = [dict(labels_of(s)) for s in series_of(list(store_client(ch).Series(req, timeout=60)))]
     return sorted((f.get("tenant", ""), f.get("job", "")) for f in found)
 
 
@@ -265,7 +274,7 @@ def test_grpc_store_api_is_restricted_by_client_certificate(server: Serve, certs
     assert _grpc_series(server, certs, "alice", name, matcher("tenant", "bob")) == []
     assert _grpc_series(server, certs, "bob", name) == [("bob", "api")]
     with _channel(server, certs, "alice") as ch:
-        stub = rpc_pb2_grpc.StoreStub(ch)
+        stub = store_client(ch)
         values = stub.LabelValues(rpc_pb2.LabelValuesRequest(label="tenant", start=START_MS, end=START_MS + N * S),
                                   timeout=60)
         assert list(values.values) == ["alice"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -23,20 +24,22 @@ from tests.fixtures_prom import needs_promtool, promtool_create_blocks
 from tests.grpchelp import (
     DownsampledSeries,
     ServerThread,
+    StoreClient,
+    info_client,
     labels_of,
     make_certs,
     matcher,
     series_of,
     server_factory,
     set_external_labels,
+    store_client,
     warnings_of,
     window_aggregates,
     write_downsampled,
 )
 from thanostools._proto.info.infopb import rpc_pb2 as info_pb2
-from thanostools._proto.info.infopb import rpc_pb2_grpc as info_grpc
 from thanostools._proto.store.hintspb import hints_pb2
-from thanostools._proto.store.storepb import rpc_pb2, rpc_pb2_grpc, types_pb2
+from thanostools._proto.store.storepb import rpc_pb2, types_pb2
 from thanostools.core import labels as labelset
 from thanostools.core.chunkenc import xor
 from thanostools.core.engine import Engine
@@ -125,12 +128,13 @@ def channel(server: ServerThread) -> Iterator[grpc.Channel]:
 
 
 @pytest.fixture(scope="module")
-def store(server: ServerThread, channel: grpc.Channel) -> object:
+def store(server: ServerThread, channel: grpc.Channel) -> StoreClient:
     return server.store(channel)
 
 
-def _call(store: object, **kw: object) -> list[rpc_pb2.SeriesResponse]:
-    return list(store.Series(rpc_pb2.SeriesRequest(**kw), timeout=30))  # type: ignore[attr-defined]
+def _call(store: StoreClient, **kw: Any) -> list[rpc_pb2.SeriesResponse]:
+    """``kw`` are SeriesRequest fields, some deliberately of a wrong value or type."""
+    return list(store.Series(rpc_pb2.SeriesRequest(**kw), timeout=30))
 
 
 def _eu_blocks(engine: Engine) -> list[Block]:
@@ -147,7 +151,7 @@ def _samples(s: types_pb2.Series, field: str = "raw") -> tuple[np.ndarray, np.nd
 
 
 def test_info_describes_the_blocks(engine: Engine, channel: grpc.Channel) -> None:
-    resp = info_grpc.InfoStub(channel).Info(info_pb2.InfoRequest(), timeout=5)
+    resp = info_client(channel).Info(info_pb2.InfoRequest(), timeout=5)
     assert resp.ComponentType == "store" and resp.HasField("store")
     infos = engine.blocks()
     assert resp.store.min_time == min(b.meta.min_time for b in infos)
@@ -162,7 +166,7 @@ def test_info_describes_the_blocks(engine: Engine, channel: grpc.Channel) -> Non
     ds = [(t.min_time, t.max_time) for t in resp.store.tsdb_infos if labels_of(t.labels) == (("cluster", "ds"),)]
     assert ds == [(DS_START, DS_END)]  # the raw and the 5m block cover the same range: one entry
 
-    legacy = rpc_pb2_grpc.StoreStub(channel).Info(rpc_pb2.InfoRequest(), timeout=5)
+    legacy = store_client(channel).Info(rpc_pb2.InfoRequest(), timeout=5)
     assert legacy.storeType == rpc_pb2.STORE and len(legacy.label_sets) == len(sets)
     assert legacy.min_time == resp.store.min_time
 
@@ -170,14 +174,14 @@ def test_info_describes_the_blocks(engine: Engine, channel: grpc.Channel) -> Non
 def test_not_ready_until_synced(engine: Engine, grpc_servers: type[ServerThread]) -> None:
     s = grpc_servers(engine, ready=lambda: False)
     with s.channel() as ch, pytest.raises(grpc.RpcError) as err:
-        info_grpc.InfoStub(ch).Info(info_pb2.InfoRequest(), timeout=5)
+        info_client(ch).Info(info_pb2.InfoRequest(), timeout=5)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE and err.value.details() == "Not ready"
 
 
 # --- series --------------------------------------------------------------------------------------------
 
 
-def test_series_raw_chunks_byte_for_byte(engine: Engine, store: object) -> None:
+def test_series_raw_chunks_byte_for_byte(engine: Engine, store: StoreClient) -> None:
     frames = _call(store, min_time=-FAR, max_time=FAR, matchers=[matcher("cluster", "eu"), ALL],
                    aggregates=[rpc_pb2.COUNT, rpc_pb2.SUM], partial_response_strategy=types_pb2.ABORT)
     got = series_of(frames)
@@ -192,7 +196,7 @@ def test_series_raw_chunks_byte_for_byte(engine: Engine, store: object) -> None:
     assert all(c.raw.type == types_pb2.Chunk.XOR and not c.HasField("count") for s in got for c in s.chunks)
 
 
-def test_series_time_range_and_matchers(engine: Engine, store: object) -> None:
+def test_series_time_range_and_matchers(engine: Engine, store: StoreClient) -> None:
     mint, maxt = START_MS + 3600_000, START_MS + 5400_000
     frames = _call(store, min_time=mint, max_time=maxt, matchers=[matcher("job", "node"), matcher("replica", "a")])
     got = {labels_of(s): s for s in series_of(frames)}
@@ -210,7 +214,7 @@ def test_series_time_range_and_matchers(engine: Engine, store: object) -> None:
         np.testing.assert_array_equal(v[keep], want[lab][1])
 
 
-def test_external_labels_win_and_order_after_adding_them(store: object) -> None:
+def test_external_labels_win_and_order_after_adding_them(store: StoreClient) -> None:
     got = series_of(_call(store, min_time=-FAR, max_time=FAR, matchers=[matcher("cluster", "clash")]))
     labels = [labels_of(s) for s in got]
     assert labels == sorted(labels)
@@ -221,14 +225,14 @@ def test_external_labels_win_and_order_after_adding_them(store: object) -> None:
     assert len(got[0].chunks) == 2  # job=p and job=q became one series: both chunks, one frame
 
 
-def test_external_label_matcher_rules_out_blocks(store: object) -> None:
+def test_external_label_matcher_rules_out_blocks(store: StoreClient) -> None:
     assert series_of(_call(store, min_time=-FAR, max_time=FAR, matchers=[matcher("cluster", "nowhere")])) == []
     got = series_of(_call(store, min_time=-FAR, max_time=FAR, matchers=[matcher("job", "ext")]))
     assert {labelset.get(labels_of(s), "cluster") for s in got} == {"clash"}
 
 
 @pytest.mark.parametrize("mrw", [300_000, 3_600_000])
-def test_downsampled_blocks_for_max_resolution_window(store: object, mrw: int) -> None:
+def test_downsampled_blocks_for_max_resolution_window(store: StoreClient, mrw: int) -> None:
     frames = _call(store, min_time=DS_START, max_time=DS_END, matchers=[matcher("cluster", "ds")],
                    max_resolution_window=mrw, aggregates=[rpc_pb2.COUNT, rpc_pb2.SUM])
     got = series_of(frames)
@@ -243,7 +247,7 @@ def test_downsampled_blocks_for_max_resolution_window(store: object, mrw: int) -
             np.testing.assert_array_equal(v.view(np.float64), want[name][1])
 
 
-def test_raw_blocks_for_zero_resolution_window(store: object) -> None:
+def test_raw_blocks_for_zero_resolution_window(store: StoreClient) -> None:
     got = series_of(_call(store, min_time=DS_START, max_time=DS_END, matchers=[matcher("cluster", "ds")],
                           aggregates=[rpc_pb2.COUNT, rpc_pb2.SUM]))
     assert len(got) == 3 and all(c.HasField("raw") and not c.HasField("count") for s in got for c in s.chunks)
@@ -251,7 +255,7 @@ def test_raw_blocks_for_zero_resolution_window(store: object) -> None:
     np.testing.assert_array_equal(t, _ds_series()[0].t)
 
 
-def test_missing_aggregate_warns_or_aborts(store: object) -> None:
+def test_missing_aggregate_warns_or_aborts(store: StoreClient) -> None:
     req = dict(min_time=DS_START, max_time=DS_END, matchers=[matcher("cluster", "nocounter")],
                max_resolution_window=300_000, aggregates=[rpc_pb2.COUNTER])
     frames = _call(store, **req)
@@ -262,7 +266,7 @@ def test_missing_aggregate_warns_or_aborts(store: object) -> None:
     assert err.value.code() == grpc.StatusCode.ABORTED and "counter" in (err.value.details() or "")
 
 
-def test_histogram_chunks_pass_through_with_storepb_types(store: object) -> None:
+def test_histogram_chunks_pass_through_with_storepb_types(store: StoreClient) -> None:
     frames = _call(store, min_time=-FAR, max_time=FAR, matchers=[matcher("__name__", "h")])
     got = series_of(frames)
     assert [labelset.get(labels_of(s), "cluster") for s in got] == ["hist"]
@@ -271,7 +275,7 @@ def test_histogram_chunks_pass_through_with_storepb_types(store: object) -> None
     assert len(warnings_of(frames)) == 1 and "encoding 4" in warnings_of(frames)[0]
 
 
-def test_skip_chunks_limit_and_batches(store: object) -> None:
+def test_skip_chunks_limit_and_batches(store: StoreClient) -> None:
     base = dict(min_time=-FAR, max_time=FAR, matchers=[matcher("cluster", "eu")])
     full = [labels_of(s) for s in series_of(_call(store, **base))]
     bare = series_of(_call(store, skip_chunks=True, **base))
@@ -282,14 +286,14 @@ def test_skip_chunks_limit_and_batches(store: object) -> None:
     assert [labels_of(s) for s in series_of(frames)] == full
 
 
-def test_without_replica_labels(store: object) -> None:
+def test_without_replica_labels(store: StoreClient) -> None:
     frames = _call(store, min_time=-FAR, max_time=FAR, matchers=[matcher("cluster", "eu")],
                    without_replica_labels=["replica"])
     got = [labels_of(s) for s in series_of(frames)]
     assert got and got == sorted(got) and all(labelset.get(lab, "replica") == "" for lab in got)
 
 
-def test_shards_partition_the_series(store: object) -> None:
+def test_shards_partition_the_series(store: StoreClient) -> None:
     base = dict(min_time=-FAR, max_time=FAR, matchers=[ALL], skip_chunks=True)
     full = [labels_of(s) for s in series_of(_call(store, **base))]
 
@@ -305,7 +309,7 @@ def test_shards_partition_the_series(store: object) -> None:
     assert all(not (seen[i] & seen[j]) for i in range(3) for j in range(i + 1, 3))
 
 
-def test_block_matcher_hints_and_response_hints(engine: Engine, store: object) -> None:
+def test_block_matcher_hints_and_response_hints(engine: Engine, store: StoreClient) -> None:
     ulid = next(b.ulid for b in engine.blocks() if b.meta.external_labels == labelset.from_dict(EU))
     hints = any_pb2.Any()
     hints.Pack(hints_pb2.SeriesRequestHints(block_matchers=[matcher("__block_id", ulid)]))
@@ -317,23 +321,23 @@ def test_block_matcher_hints_and_response_hints(engine: Engine, store: object) -
     assert len(series_of(frames)) == block.meta.stats.num_series
 
 
-def test_label_names_and_values(store: object) -> None:
-    names = store.LabelNames(rpc_pb2.LabelNamesRequest(start=-FAR, end=FAR), timeout=10)  # type: ignore[attr-defined]
+def test_label_names_and_values(store: StoreClient) -> None:
+    names = store.LabelNames(rpc_pb2.LabelNamesRequest(start=-FAR, end=FAR), timeout=10)
     assert {"__name__", "cluster", "replica", "job", "instance", "k", "a", "aa", "b"} <= set(names.names)
     assert list(names.names) == sorted(names.names)
-    some = store.LabelNames(rpc_pb2.LabelNamesRequest(  # type: ignore[attr-defined]
+    some = store.LabelNames(rpc_pb2.LabelNamesRequest(
         start=-FAR, end=FAR, matchers=[matcher("cluster", "ds")], without_replica_labels=["k"]), timeout=10)
     assert list(some.names) == ["__name__", "cluster"]
-    clusters = store.LabelValues(rpc_pb2.LabelValuesRequest(  # type: ignore[attr-defined]
+    clusters = store.LabelValues(rpc_pb2.LabelValuesRequest(
         label="cluster", start=-FAR, end=FAR), timeout=10)
     assert list(clusters.values) == ["clash", "ds", "eu", "hist", "nocounter", "st"]
-    jobs = store.LabelValues(rpc_pb2.LabelValuesRequest(  # type: ignore[attr-defined]
+    jobs = store.LabelValues(rpc_pb2.LabelValuesRequest(
         label="job", start=-FAR, end=FAR, matchers=[matcher("cluster", "clash", NEQ)], limit=2), timeout=10)
     assert len(jobs.values) == 2 and "ext" not in jobs.values
-    ext_only = store.LabelValues(rpc_pb2.LabelValuesRequest(  # type: ignore[attr-defined]
+    ext_only = store.LabelValues(rpc_pb2.LabelValuesRequest(
         label="replica", start=-FAR, end=FAR, matchers=[matcher("job", "node")]), timeout=10)
     assert list(ext_only.values) == ["a"]
-    nothing = store.LabelValues(rpc_pb2.LabelValuesRequest(label="cluster", start=0, end=1), timeout=10)  # type: ignore[attr-defined]
+    nothing = store.LabelValues(rpc_pb2.LabelValuesRequest(label="cluster", start=0, end=1), timeout=10)
     assert list(nothing.values) == []
 
 
@@ -347,19 +351,19 @@ def test_label_names_and_values(store: object) -> None:
     dict(min_time=0, max_time=1, shard_info=rpc_pb2.ShardInfo(shard_index=3, total_shards=3)),
     dict(min_time=0, max_time=1, max_resolution_window=-5),
 ])
-def test_bad_series_requests_are_invalid_argument(store: object, req: dict[str, object]) -> None:
+def test_bad_series_requests_are_invalid_argument(store: StoreClient, req: dict[str, object]) -> None:
     with pytest.raises(grpc.RpcError) as err:
         _call(store, **req)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "\n" not in (err.value.details() or "\n")
 
 
-def test_bad_label_requests_are_invalid_argument(store: object) -> None:
+def test_bad_label_requests_are_invalid_argument(store: StoreClient) -> None:
     with pytest.raises(grpc.RpcError) as err:
-        store.LabelValues(rpc_pb2.LabelValuesRequest(label="", start=0, end=1), timeout=10)  # type: ignore[attr-defined]
+        store.LabelValues(rpc_pb2.LabelValuesRequest(label="", start=0, end=1), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.RpcError) as err:
-        store.LabelNames(rpc_pb2.LabelNamesRequest(start=5, end=1), timeout=10)  # type: ignore[attr-defined]
+        store.LabelNames(rpc_pb2.LabelNamesRequest(start=5, end=1), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert series_of(_call(store, min_time=-FAR, max_time=FAR, matchers=[matcher("cluster", "ds")]))  # still serving
 
@@ -377,10 +381,10 @@ def test_unexpected_failure_is_internal_and_server_survives(engine: Engine,
     s = grpc_servers(engine, blocks=flaky)
     with s.channel() as ch:
         with pytest.raises(grpc.RpcError) as err:
-            info_grpc.InfoStub(ch).Info(info_pb2.InfoRequest(), timeout=5)
+            info_client(ch).Info(info_pb2.InfoRequest(), timeout=5)
         assert err.value.code() == grpc.StatusCode.INTERNAL and err.value.details() == (
             "Info: RuntimeError: listing exploded second line")
-        assert info_grpc.InfoStub(ch).Info(info_pb2.InfoRequest(), timeout=5).ComponentType == "store"
+        assert info_client(ch).Info(info_pb2.InfoRequest(), timeout=5).ComponentType == "store"
 
 
 # --- integrity -----------------------------------------------------------------------------------------
@@ -445,7 +449,7 @@ def test_health_and_reflection(channel: grpc.Channel) -> None:
 
 def _info_over(address: str, creds: grpc.ChannelCredentials) -> info_pb2.InfoResponse:
     with grpc.secure_channel(address, creds) as ch:
-        return info_grpc.InfoStub(ch).Info(info_pb2.InfoRequest(), timeout=5)
+        return info_client(ch).Info(info_pb2.InfoRequest(), timeout=5)
 
 
 def test_tls_and_mtls(engine: Engine, tmp_path: Path, grpc_servers: type[ServerThread]) -> None:
@@ -457,7 +461,7 @@ def test_tls_and_mtls(engine: Engine, tmp_path: Path, grpc_servers: type[ServerT
         _info_over(tls.address, grpc.ssl_channel_credentials(c.other_ca.read_bytes()))
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     with tls.channel() as plain, pytest.raises(grpc.RpcError):
-        info_grpc.InfoStub(plain).Info(info_pb2.InfoRequest(), timeout=5)
+        info_client(plain).Info(info_pb2.InfoRequest(), timeout=5)
 
     mtls = grpc_servers(engine, tls=GrpcTLS(str(c.server_cert), str(c.server_key), str(c.ca)))
     good = grpc.ssl_channel_credentials(c.ca.read_bytes(), c.client_key.read_bytes(), c.client_cert.read_bytes())

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from thanostools._proto.store.labelpb import types_pb2 as label_pb2
 from thanostools._proto.store.storepb import rpc_pb2, types_pb2
+from thanostools.core.labels import Labels
 from thanostools.server.grpc.wire import CHUNK_FIELDS, LabelEncoder, encode_frames
 
-Fields = dict[int, tuple[int, int, int]]  # field -> (start, end, storepb chunk type)
+Fields = dict[int, tuple[int, int, types_pb2.Chunk.Encoding]]  # field -> (start, end, storepb chunk type)
 Chunk = tuple[int, int, Fields]
+ENCODINGS = (types_pb2.Chunk.XOR, types_pb2.Chunk.HISTOGRAM, types_pb2.Chunk.FLOAT_HISTOGRAM)  # index = value
 
 
-def _random_series(seed: int) -> tuple[np.ndarray, list[tuple[tuple[tuple[str, str], ...], list[Chunk]]]]:
+def _random_series(seed: int) -> tuple[NDArray[np.uint8], list[tuple[Labels, list[Chunk]]]]:
     rng = np.random.default_rng(seed)
     data = rng.integers(0, 256, 20000, dtype=np.uint8)
-    series = []
+    series: list[tuple[Labels, list[Chunk]]] = []
     for i in range(int(rng.integers(1, 12))):
         labels = (("__name__", "m"), ("e", "") if i % 3 == 0 else ("i", "\u00e9" * i), ("z", str(i)))
         chunks: list[Chunk] = []
@@ -25,14 +28,14 @@ def _random_series(seed: int) -> tuple[np.ndarray, list[tuple[tuple[tuple[str, s
             for f in range(len(CHUNK_FIELDS)):
                 if rng.random() < 0.5:
                     a = int(rng.integers(0, 19000))
-                    fields[f] = (a, a + int(rng.choice([0, 1, 127, 128, 300])), int(rng.choice([0, 1, 2])))
+                    fields[f] = (a, a + int(rng.choice([0, 1, 127, 128, 300])), ENCODINGS[int(rng.choice([0, 1, 2]))])
             chunks.append((int(rng.choice([0, -5, -(2**62), 1_795_731_000_007])), int(rng.choice([0, 7, 2**40])),
                            fields))
         series.append((labels, chunks))
     return data, series
 
 
-def _proto_series(data: np.ndarray, labels: tuple[tuple[str, str], ...], chunks: list[Chunk]) -> types_pb2.Series:
+def _proto_series(data: NDArray[np.uint8], labels: Labels, chunks: list[Chunk]) -> types_pb2.Series:
     out = []
     for lo, hi, fields in chunks:
         ac = types_pb2.AggrChunk(min_time=lo, max_time=hi)

@@ -19,10 +19,9 @@ import pytest
 from tests.clihelp import START_MS
 from tests.core.test_querier import lab, write_raw
 from tests.fixtures_prom import PROMTOOL, promtool
-from tests.grpchelp import Certs, make_certs
+from tests.grpchelp import Certs, info_client, make_certs
 from tests.server.servehelp import BlackHole, Reply, Serve, ServeFactory
 from thanostools._proto.info.infopb import rpc_pb2 as info_pb2
-from thanostools._proto.info.infopb import rpc_pb2_grpc as info_grpc
 
 S = 15_000
 N = 41
@@ -116,9 +115,7 @@ def test_tls_refuses_clients_without_a_trusted_cert(tls_server: Serve, certs: Ce
 def test_grpc_mtls_flags(tls_server: Serve, certs: Certs) -> None:
     def info(creds: grpc.ChannelCredentials) -> info_pb2.InfoResponse:
         with grpc.secure_channel(tls_server.grpc_address, creds) as ch:
-            stub = info_grpc.InfoStub(ch)  # type: ignore[no-untyped-call]
-            reply: info_pb2.InfoResponse = stub.Info(info_pb2.InfoRequest(), timeout=10)
-            return reply
+            return info_client(ch).Info(info_pb2.InfoRequest(), timeout=10)
 
     good = grpc.ssl_channel_credentials(certs.ca.read_bytes(), certs.client_key.read_bytes(),
                                         certs.client_cert.read_bytes())

@@ -26,7 +26,7 @@ from thanostools.core.matchers import Matcher, MatchType
 from thanostools.core.promql.engine import PromQLEngine, QueryOptions, QueryResult
 from thanostools.core.promql.memquerier import MemoryQuerier
 from thanostools.core.querier import BlockQuerier, SelectStream
-from thanostools.core.series import SampleBatch
+from thanostools.core.series import Querier, SampleBatch
 from thanostools.core.sources.fanout import FanoutQuerier
 from thanostools.core.tsdb.chunks import ref_offset, ref_segment, segment_name
 from thanostools.server.state import LocalQuerier, QuerierOptions, ServerConfig, ServerState
@@ -279,7 +279,8 @@ def test_fanout_splits_sources_that_do_not_stream(buckets: Buckets) -> None:
     mem = MemoryQuerier.from_series((labels, np.array(t, np.int64), np.array(v, np.uint64).view(np.float64))
                                     for labels, t, v in _select(buckets.other, MN))
     assert not hasattr(mem, "select_batches")
-    for sources in ([mem], [mem, BlockQuerier(Engine.open(str(buckets.clean)))]):
+    choices: list[list[Querier]] = [[mem], [mem, BlockQuerier(Engine.open(str(buckets.clean)))]]
+    for sources in choices:
         fan = FanoutQuerier(sources)
         stream = fan.select_batches(MN, START_MS, T_END, batch_samples=PER_BLOCK)
         batches = list(stream.batches)

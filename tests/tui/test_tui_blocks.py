@@ -12,7 +12,17 @@ import pytest
 from textual.widgets import DataTable, Input
 
 from tests.clihelp import START_MS
-from tests.tui.tuihelp import H2, ULID_EU_1, ULID_EU_2, ULID_US, make_app, make_bucket, screen_text, settle
+from tests.tui.tuihelp import (
+    H2,
+    ULID_EU_1,
+    ULID_EU_2,
+    ULID_US,
+    current_screen,
+    make_app,
+    make_bucket,
+    screen_text,
+    settle,
+)
 from thanostools.tui.app import ThanosToolsApp
 from thanostools.tui.screens.blocks import BlocksScreen
 from thanostools.tui.widgets.table import ResultTable
@@ -34,8 +44,8 @@ def test_browser_lists_blocks_shows_details_and_scopes_queries(tmp_path: Path) -
     bucket = make_bucket(tmp_path / "b")
 
     async def scenario(app: ThanosToolsApp, pilot: Any) -> None:
-        screen = app.screen
-        assert isinstance(screen, BlocksScreen)
+        assert isinstance(app.screen, BlocksScreen)
+        screen: BlocksScreen = app.screen
         assert [b.ulid for b in screen.blocks] == [ULID_EU_1, ULID_US, ULID_EU_2]
         text = screen_text(app)
         assert "cluster=eu1 raw" in text and "cluster=us1 raw" in text  # one timeline line per stream
@@ -46,7 +56,7 @@ def test_browser_lists_blocks_shows_details_and_scopes_queries(tmp_path: Path) -
         assert screen.selected == ULID_US and "level   2 · 2 source block(s)" in screen_text(app)
         await pilot.press("D")  # read-only: no marking keys, no dialog, nothing written
         await settle(app, pilot)
-        assert app.screen is screen and "D Mark" not in screen_text(app)
+        assert current_screen(app) is screen and "D Mark" not in screen_text(app)
         assert not list(bucket.glob("*/deletion-mark.json"))
         screen.query_one("#flt-labels", Input).value = "cluster=eu1"
         screen.query_one("#flt-labels", Input).focus()
@@ -57,7 +67,7 @@ def test_browser_lists_blocks_shows_details_and_scopes_queries(tmp_path: Path) -
         await pilot.press("down", "enter")  # scope the console to the second eu1 block
         await settle(app, pilot)
         console = app.console_screen
-        assert console is not None and app.screen is console
+        assert console is not None and current_screen(app) is console
         assert app.sub_title.endswith(f" · block {ULID_EU_2}")  # the header shows the scope
         assert console.time_state.end_ms == START_MS + 2 * H2 and console.time_state.range_ms == H2
         console.editor.load_text("count(up)")
@@ -102,6 +112,6 @@ def test_admin_marking_writes_the_marker_only_after_confirmation(tmp_path: Path,
     doc = json.loads(mark.read_text())
     assert doc["id"] == ULID_EU_1 and doc["version"] == 1 and doc["deletion_time"] > 0
     assert (bucket / ULID_EU_1 / "no-compact-mark.json").exists()
-    audits = [r.kv for r in caplog.records if hasattr(r, "kv")]  # type: ignore[attr-defined]
+    audits = [r.kv for r in caplog.records if hasattr(r, "kv")]
     assert [(a["audit"], a["blocks"], a["via"]) for a in audits] == [
         ("mark-deletion", ULID_EU_1, "tui"), ("mark-no-compact", ULID_EU_1, "tui")]

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from textual.screen import Screen
 
 from tests.clihelp import START_MS
 from thanostools.core.engine import Engine
@@ -90,3 +91,9 @@ def screen_text(app: ThanosToolsApp) -> str:
                       record=True, legacy_windows=False, safe_box=False)
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text()
+
+
+def current_screen(app: ThanosToolsApp) -> Screen[Any]:
+    """``app.screen`` for identity checks: textual declares it ``Screen[object]``, which mypy deems disjoint from
+    our ``Screen[None]`` screens (so ``app.screen is screen`` would narrow both sides to nonsense)."""
+    return app.screen

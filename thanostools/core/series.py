@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher
@@ -21,15 +22,15 @@ class SampleBatch:
     """
 
     labels: list[Labels]
-    refs: np.ndarray
-    offsets: np.ndarray
-    t: np.ndarray
-    v: np.ndarray
+    refs: NDArray[np.int64]
+    offsets: NDArray[np.int64]
+    t: NDArray[np.int64]
+    v: NDArray[np.uint64]
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def series(self, i: int) -> tuple[Labels, np.ndarray, np.ndarray]:
+    def series(self, i: int) -> tuple[Labels, NDArray[np.int64], NDArray[np.uint64]]:
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         return self.labels[i], self.t[a:b], self.v[a:b]
 

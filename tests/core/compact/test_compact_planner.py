@@ -27,8 +27,9 @@ from thanostools.core.compact.planner import (
     split_by_range,
     tombstone_threshold_range,
 )
+from thanostools.core.constants import RESOLUTION_5M
 from thanostools.core.tsdb.markers import DeletionMark, NoCompactMark
-from thanostools.core.tsdb.meta import RESOLUTION_5M, BlockMeta, BlockStats, ThanosMeta, format_go_time_ns
+from thanostools.core.tsdb.meta import BlockMeta, BlockStats, ThanosMeta, format_go_time_ns
 from thanostools.core.ulid import new_ulid
 
 H = 3_600_000

@@ -8,11 +8,12 @@ import json
 import math
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import Aggr, counter_reset_series, split_aggr
@@ -33,6 +34,7 @@ DAY = 24 * HOUR
 START = 1_700_006_400_000  # a multiple of 2h
 MAXF = 1.7976931348623157e308
 Agg = list[tuple[int, float]]
+RawSeries = tuple[Labels, NDArray[np.int64], NDArray[np.uint64]]  # v: raw float bits
 
 
 # --- an independent reference: §7.3–§7.6 written plainly --------------------------------------------------
@@ -177,7 +179,7 @@ def ref_aggr(chunks: list[dict[Aggr, list[tuple[int, int]]]], mint: int, maxt: i
 # --- data --------------------------------------------------------------------------------------------------
 
 
-def _counter(rng: np.random.Generator, n: int) -> np.ndarray:
+def _counter(rng: np.random.Generator, n: int) -> NDArray[np.float64]:
     inc = rng.poisson(30, n).astype(np.float64)
     v = np.empty(n)
     total = 100.0
@@ -187,17 +189,17 @@ def _counter(rng: np.random.Generator, n: int) -> np.ndarray:
     return v
 
 
-def make_series(hours: int = 48, seed: int = 7) -> list[tuple[Labels, np.ndarray, np.ndarray]]:
+def make_series(hours: int = 48, seed: int = 7) -> list[RawSeries]:
     """Counters with resets, gauges, gaps with stale markers, NaN values, a sparse and an all-NaN series."""
     rng = np.random.default_rng(seed)
     base = START + np.arange(0, hours * HOUR, 15_000, dtype=np.int64)
-    out = []
+    out: list[RawSeries] = []
     for k in range(6):
         t = base + rng.integers(-500, 500, base.shape[0])
         t[0] = base[0]
         keep = ~((t > START + (5 + k) * HOUR) & (t < START + (7 + 2 * k) * HOUR))  # a gap per series
         t = np.sort(t[keep])
-        v = (_counter(rng, t.shape[0]) if k % 2 == 0 else rng.normal(50, 20, t.shape[0])).view(np.uint64).copy()
+        v = (_counter(rng, t.shape[0]) if k % 2 == 0 else rng.normal(50, 20, len(t))).view(np.uint64).copy()
         v[rng.random(t.shape[0]) < 0.003] = NAN
         gap_end = int(np.searchsorted(t, START + (7 + 2 * k) * HOUR))
         v[gap_end - 1] = STALE  # a stale marker right before the gap ends
@@ -208,7 +210,7 @@ def make_series(hours: int = 48, seed: int = 7) -> list[tuple[Labels, np.ndarray
     return sorted(out, key=lambda s: s[0])
 
 
-def write_raw_block(parent: Path, series: list[tuple[Labels, np.ndarray, np.ndarray]], *, hours: int = 48,
+def write_raw_block(parent: Path, series: Sequence[RawSeries], *, hours: int = 48,
                     labels: dict[str, str] | None = None) -> Path:
     w = BlockWriter(str(parent), min_time=START, max_time=START + hours * HOUR,
                     external_labels=labels or {"cluster": "eu1"}, source="sidecar")
@@ -449,7 +451,8 @@ def test_downsample_bucket_two_passes_and_rerun(tmp_path: Path) -> None:
     metas = {m.ulid: m for m in (b.meta for b in Engine.open(str(bucket)).blocks())}
     assert metas[five.ulid].resolution == 300_000 and metas[hour.ulid].resolution == 3_600_000
     assert metas[hour.ulid].sources == metas[src.name].sources
-    assert metas[hour.ulid].thanos is not None and metas[hour.ulid].thanos.upload_time != "0001-01-01T00:00:00Z"
+    hour_thanos = metas[hour.ulid].thanos
+    assert hour_thanos is not None and hour_thanos.upload_time != "0001-01-01T00:00:00Z"
     assert downsample_bucket(Engine.open(str(bucket))).results == []
 
 

@@ -37,7 +37,7 @@ def chunks_of(res: AggrChunks) -> list[dict[Aggr, Samples | None]]:
     return [decode_chunk(res.chunk(k)) for k in range(len(res))]
 
 
-def xor_sub(samples: Samples) -> tuple[int, bytes]:
+def xor_sub(samples: Sequence[tuple[int, float]]) -> tuple[int, bytes]:
     return 1, xor.encode(np.array([t for t, _ in samples], np.int64), np.array([v for _, v in samples], float))
 
 
@@ -130,8 +130,8 @@ def test_thanos_vector_counter_reset_at_chunk_boundaries() -> None:
     counters = [c[Aggr.COUNTER] for c in chunks_of(res)]
     assert counters == [[(10, 1), (30, 5), (30, 5)], [(50, 1), (70, 10), (70, 10)],
                         [(120, 1), (140, 20), (140, 20)], [(160, 21), (180, 40), (180, 40)]]
-    ct = np.array([s[0] for c in counters for s in c if c])
-    cv = np.array([s[1] for c in counters for s in c if c])
+    ct = np.array([s[0] for c in counters if c for s in c])
+    cv = np.array([s[1] for c in counters if c for s in c])
     rt, rv = counter_reset_series(ct, cv)
     assert list(zip(rt.tolist(), rv.tolist(), strict=True)) == [
         (10, 1), (30, 5), (50, 6), (70, 15), (120, 16), (140, 35), (160, 36), (180, 55)]

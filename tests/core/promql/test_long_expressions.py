@@ -3,6 +3,8 @@ depth is a clear parse error, never a RecursionError."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -44,7 +46,7 @@ def test_pretty_of_a_long_chain() -> None:
     assert lines[1] == "  " * 2974 + "+" and lines[-2] == "+" and lines[-1] == "  x"
 
 
-_SHAPES = {
+_SHAPES: dict[str, Callable[[int], str]] = {
     "parens": lambda n: "(" * n + "x" + ")" * n,
     "unary": lambda n: "-" * n + "x",
     "power": lambda n: " ^ ".join(["x"] * (n + 1)),
@@ -65,4 +67,4 @@ def test_nesting_up_to_the_limit_works_beyond_it_is_a_parse_error(engine: PromQL
     with pytest.raises(ParseError) as exc:
         parse_expr(make(D + 1))
     assert exc.value.reason == f"expression nested too deeply: more than {D} levels"
-    assert exc.value.position > 0
+    assert exc.value.position is not None and exc.value.position > 0

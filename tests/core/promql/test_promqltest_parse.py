@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from tests.sharedfiles import promqltest_scripts
+from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.promql.ast import float_bits
 from thanostools.core.promql.parser import parse_expr
 from thanostools.core.promql.printer import format_expr
 from thanostools.core.promql.promqltest import (
     NAN_BITS,
-    STALE_NAN_BITS,
     ClearCmd,
     EvalCmd,
     Expectation,

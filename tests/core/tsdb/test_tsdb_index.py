@@ -143,7 +143,8 @@ def _v1_index(series: list[tuple[Labels, int, int, int]]) -> bytes:
 
 
 def test_reads_index_v1() -> None:
-    series = [((("__name__", "up"), ("job", "a")), 1000, 2000, 8), ((("__name__", "up"), ("job", "b")), 1500, 1500, 30)]
+    series: list[tuple[Labels, int, int, int]] = [((("__name__", "up"), ("job", "a")), 1000, 2000, 8),
+                                                   ((("__name__", "up"), ("job", "b")), 1500, 1500, 30)]
     r = IndexReader(MemorySource(_v1_index(series)))
     assert r.version == 1
     refs = r.postings_for_matchers([Matcher(MatchType.EQ, "__name__", "up")])

@@ -97,7 +97,11 @@ def test_segment_writer_keeps_order_across_small_large_and_filled_writes(tmp_pat
         bounds = record_bounds(framed)
         if step % 3 == 2:  # assembled on the writer thread, into a scratch buffer
             out = w.scratch(int(bounds[-1]))
-            refs = w.write_records(out, bounds, lambda out=out, src=framed.buf: out.__setitem__(slice(None), src))
+
+            def fill(out: np.ndarray = out, src: np.ndarray = framed.buf) -> None:
+                out[:] = src
+
+            refs = w.write_records(out, bounds, fill)
         else:
             refs = w.write_records(framed.buf, bounds)
         written += [(int(r), payload[offsets[i]:offsets[i + 1]].tobytes()) for i, r in enumerate(refs.tolist())]

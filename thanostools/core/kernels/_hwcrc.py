@@ -11,6 +11,7 @@ import platform
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from thanostools.core.kernels._jit import HAVE_NUMBA, njit
 
@@ -59,7 +60,7 @@ if HAVE_NUMBA and platform.machine().lower() in ("x86_64", "amd64"):  # pragma: 
     if HAVE_HW_CRC:
 
         @njit
-        def _hw_crc32c(buf: np.ndarray, start: int, end: int) -> int:
+        def _hw_crc32c(buf: NDArray[np.uint8], start: int, end: int) -> int:
             c = np.uint64(0xFFFFFFFF)
             i = start
             while i + 8 <= end:

@@ -8,9 +8,13 @@ exceptions, and the Python wrapper turns them into ``CorruptBlockError`` with th
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
 from thanostools.core.kernels._hwcrc import HAVE_HW_CRC, hw_crc32c
 from thanostools.core.kernels._jit import HAVE_NUMBA, njit
+
+U8 = NDArray[np.uint8]  # byte buffers
+I64 = NDArray[np.int64]  # offsets, positions, lengths, refs, times
 
 if HAVE_NUMBA:
 
@@ -35,7 +39,7 @@ else:
         return np.uint64(int(x) % (1 << 64))
 
 
-def _make_crc_tables() -> np.ndarray:
+def _make_crc_tables() -> I64:
     """Slicing-by-8 tables for reflected CRC-32C: row 0 is the classic byte table."""
     tables = np.zeros((8, 256), dtype=np.int64)
     for i in range(256):
@@ -54,7 +58,7 @@ CRC_TABLES = _make_crc_tables()
 
 
 @njit
-def table_crc32c(buf: np.ndarray, start: int, end: int) -> int:
+def table_crc32c(buf: U8, start: int, end: int) -> int:
     """CRC-32C of ``buf[start:end]``, eight bytes per step (slicing-by-8)."""
     t = CRC_TABLES
     c = 0xFFFFFFFF
@@ -75,12 +79,12 @@ crc32c = hw_crc32c if HAVE_HW_CRC else table_crc32c
 
 
 @njit
-def be32(buf: np.ndarray, pos: int) -> int:
+def be32(buf: U8, pos: int) -> int:
     return (int(buf[pos]) << 24) | (int(buf[pos + 1]) << 16) | (int(buf[pos + 2]) << 8) | int(buf[pos + 3])
 
 
 @njit
-def uvarint(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
+def uvarint(buf: U8, pos: int, end: int) -> tuple[int, int]:
     """Decode an unsigned varint at ``pos``; returns (value, new pos) or (0, -1) when truncated."""
     result = 0
     shift = 0
@@ -99,14 +103,14 @@ def uvarint(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
 
 
 @njit
-def varint(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
+def varint(buf: U8, pos: int, end: int) -> tuple[int, int]:
     u, pos = uvarint(buf, pos, end)
     # zig-zag decode of the 64 bits in u (a signed int64): a logical shift right, then the sign
     return ((u >> 1) & 0x7FFFFFFFFFFFFFFF) ^ -(u & 1), pos
 
 
 @njit
-def scan_uvarint_strings(buf: np.ndarray, pos: int, end: int, count: int) -> tuple[np.ndarray, np.ndarray, int]:
+def scan_uvarint_strings(buf: U8, pos: int, end: int, count: int) -> tuple[I64, I64, int]:
     """Locate ``count`` uvarint-length-prefixed strings; returns (starts, ends, status/endpos).
 
     The third value is the position after the last string, or -1 when the section is truncated.
@@ -125,8 +129,8 @@ def scan_uvarint_strings(buf: np.ndarray, pos: int, end: int, count: int) -> tup
 
 @njit
 def decode_series_entries(
-    buf: np.ndarray, offsets: np.ndarray, check_crc: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    buf: U8, offsets: I64, check_crc: bool
+) -> tuple[I64, I64, I64, I64, I64, I64, I64, I64, int]:
     """Decode the index series entries that start at ``offsets``.
 
     Returns (label_offsets, label_names, label_values, chunk_offsets, chunk_mint, chunk_maxt,
@@ -222,7 +226,7 @@ def decode_series_entries(
 
 
 @njit
-def put_uvarint(out: np.ndarray, pos: int, value: int) -> int:
+def put_uvarint(out: U8, pos: int, value: int) -> int:
     v = unsigned64(value)
     while v >= np.uint64(0x80):
         out[pos] = np.uint8((v & np.uint64(0x7F)) | np.uint64(0x80))
@@ -233,13 +237,13 @@ def put_uvarint(out: np.ndarray, pos: int, value: int) -> int:
 
 
 @njit
-def put_varint(out: np.ndarray, pos: int, value: int) -> int:
+def put_varint(out: U8, pos: int, value: int) -> int:
     x = wrap64(value)
     return put_uvarint(out, pos, wrap64((x << 1) ^ (x >> 63)))
 
 
 @njit
-def put_be32(out: np.ndarray, pos: int, value: int) -> int:
+def put_be32(out: U8, pos: int, value: int) -> int:
     out[pos] = (value >> 24) & 0xFF
     out[pos + 1] = (value >> 16) & 0xFF
     out[pos + 2] = (value >> 8) & 0xFF
@@ -260,14 +264,14 @@ def uvarint_len(value: int) -> int:
 @njit
 def encode_series_entries(
     start_offset: int,
-    label_offsets: np.ndarray,
-    label_names: np.ndarray,
-    label_values: np.ndarray,
-    chunk_offsets: np.ndarray,
-    chunk_mint: np.ndarray,
-    chunk_maxt: np.ndarray,
-    chunk_ref: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+    label_offsets: I64,
+    label_names: I64,
+    label_values: I64,
+    chunk_offsets: I64,
+    chunk_mint: I64,
+    chunk_maxt: I64,
+    chunk_ref: I64,
+) -> tuple[U8, I64]:
     """Encode series entries, each 16-byte aligned in the file, starting at file offset ``start_offset``.
 
     Returns (bytes, entry file offsets). The output starts with the zero padding needed to reach
@@ -316,8 +320,8 @@ def encode_series_entries(
 
 @njit
 def encode_postings_lists(
-    list_offsets: np.ndarray, refs: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+    list_offsets: I64, refs: I64
+) -> tuple[U8, I64]:
     """Encode postings lists (``len be32 ‖ n be32 ‖ refs be32… ‖ crc``) back to back.
 
     List i holds ``refs[list_offsets[i]:list_offsets[i+1]]``. Returns (bytes, start of each list
@@ -342,8 +346,8 @@ def encode_postings_lists(
 
 @njit
 def scan_postings_table(
-    buf: np.ndarray, pos: int, end: int, count: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    buf: U8, pos: int, end: int, count: int
+) -> tuple[I64, I64, I64, I64, I64, int]:
     """Parse postings offset table entries (``u8 2 ‖ str name ‖ str value ‖ uvarint offset``).
 
     Returns (name starts, name ends, value starts, value ends, offsets, status) where status is
@@ -379,8 +383,8 @@ def scan_postings_table(
 
 @njit
 def locate_chunk_records(
-    seg: np.ndarray, offsets: np.ndarray, check_crc: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    seg: U8, offsets: I64, check_crc: bool
+) -> tuple[I64, I64, I64, int, int]:
     """Payload spans and encodings of the chunk records at ``offsets`` of one segment, without a copy.
 
     Returns (starts, ends, encodings, bad, code): ``bad`` is -1 or the index of the first bad record,
@@ -405,8 +409,8 @@ def locate_chunk_records(
 
 @njit
 def gather_chunk_records(
-    seg: np.ndarray, offsets: np.ndarray, check_crc: bool, framed: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+    seg: U8, offsets: I64, check_crc: bool, framed: bool = False
+) -> tuple[U8, I64, I64, I64, int, int]:
     """Copy the payloads of the chunk records at ``offsets`` of one segment into one buffer.
 
     With ``framed`` whole records are copied (length, encoding, payload, CRC), so a record can later be
@@ -436,8 +440,8 @@ def gather_chunk_records(
 
 
 @njit
-def scatter_spans(src: np.ndarray, starts: np.ndarray, ends: np.ndarray, out: np.ndarray,
-                  positions: np.ndarray) -> None:
+def scatter_spans(src: U8, starts: I64, ends: I64, out: U8,
+                  positions: I64) -> None:
     """``out[positions[i]:…] = src[starts[i]:ends[i]]`` for every i."""
     for i in range(starts.shape[0]):
         length = ends[i] - starts[i]
@@ -446,8 +450,8 @@ def scatter_spans(src: np.ndarray, starts: np.ndarray, ends: np.ndarray, out: np
 
 @njit
 def encode_chunk_records(
-    encodings: np.ndarray, buf: np.ndarray, offsets: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+    encodings: I64, buf: U8, offsets: I64
+) -> tuple[U8, I64]:
     """Frame chunks as ``uvarint len ‖ enc ‖ data ‖ crc32c(enc ‖ data)`` records, back to back."""
     k = encodings.shape[0]
     total = 0
@@ -469,7 +473,7 @@ def encode_chunk_records(
 
 
 @njit
-def chunk_record_headers(seg: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def chunk_record_headers(seg: U8, offsets: I64) -> tuple[I64, I64, I64, int]:
     """Encoding, payload length and sample count of each record at ``offsets``, without copying payloads.
 
     For AggrChunks (0xFF) the sample count is that of the count sub-chunk. Returns -1 or the index
@@ -507,7 +511,7 @@ SECTION_CRC_MISMATCH = 2
 
 
 @njit
-def check_table_sections(buf: np.ndarray, offsets: np.ndarray, end: int) -> np.ndarray:
+def check_table_sections(buf: U8, offsets: I64, end: int) -> I64:
     """Status of each ``len be32 ‖ body ‖ crc be32`` section at ``offsets`` of ``buf[:end]`` (one of the
     ``SECTION_*`` values)."""
     n = offsets.shape[0]
@@ -526,7 +530,7 @@ def check_table_sections(buf: np.ndarray, offsets: np.ndarray, end: int) -> np.n
 
 
 @njit
-def walk_series_entries(buf: np.ndarray, base: int, align: int) -> tuple[np.ndarray, int]:
+def walk_series_entries(buf: U8, base: int, align: int) -> tuple[I64, int]:
     """Start of every series entry in the series section ``buf`` (which starts at file offset ``base``),
     found by walking entry after entry over zero padding; entries start on multiples of ``align``.
 
@@ -552,7 +556,7 @@ def walk_series_entries(buf: np.ndarray, base: int, align: int) -> tuple[np.ndar
 
 
 @njit
-def check_series_entry_crcs(buf: np.ndarray, starts: np.ndarray) -> np.ndarray:
+def check_series_entry_crcs(buf: U8, starts: I64) -> I64:
     """``SECTION_*`` status of the series entries at ``starts`` (each known to lie inside ``buf``)."""
     n = starts.shape[0]
     status = np.zeros(n, np.int64)

@@ -10,9 +10,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import NDArray
 
 from thanostools.core.constants import STALE_NAN_BITS_U64 as STALE_NAN_BITS
 from thanostools.core.kernels._jit import njit
+
+I64 = NDArray[np.int64]  # sample times, offsets, window bounds, row indices
+U64 = NDArray[np.uint64]  # raw float64 bits (StaleNaN exact)
+F64 = NDArray[np.float64]  # sample values
+Flags = NDArray[np.bool_]  # presence / selection
 
 # Range-function codes understood by :func:`range_function`.
 FN_COUNT, FN_SUM, FN_AVG, FN_MIN, FN_MAX, FN_STDDEV, FN_STDVAR = 0, 1, 2, 3, 4, 5, 6
@@ -38,8 +44,8 @@ def kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
 
 
 @njit
-def instant_lookup(t: np.ndarray, v: np.ndarray, vbits: np.ndarray, offsets: np.ndarray, ref: np.ndarray,
-                   lookback: int, with_ts: bool, out_v: np.ndarray, out_p: np.ndarray, out_t: np.ndarray) -> None:
+def instant_lookup(t: I64, v: F64, vbits: U64, offsets: I64, ref: I64,
+                   lookback: int, with_ts: bool, out_v: F64, out_p: Flags, out_t: I64) -> None:
     """Newest sample in ``(ref - lookback, ref]`` per series and step; a StaleNaN there means absent.
 
     ``ref`` must be non-decreasing (evaluation times are). ``out_t`` gets the sample times when ``with_ts``.
@@ -66,8 +72,8 @@ def instant_lookup(t: np.ndarray, v: np.ndarray, vbits: np.ndarray, offsets: np.
 
 
 @njit
-def window_bounds(t: np.ndarray, offsets: np.ndarray, ref: np.ndarray, rng: int,
-                  lo: np.ndarray, hi: np.ndarray) -> None:
+def window_bounds(t: I64, offsets: I64, ref: I64, rng: int,
+                  lo: I64, hi: I64) -> None:
     """Left-open windows ``(ref - rng, ref]`` as index bounds into ``t`` (``ref`` non-decreasing)."""
     n = offsets.shape[0] - 1
     steps = ref.shape[0]
@@ -89,7 +95,7 @@ def window_bounds(t: np.ndarray, offsets: np.ndarray, ref: np.ndarray, rng: int,
 
 
 @njit
-def _sum(v: np.ndarray, a: int, b: int) -> float:
+def _sum(v: F64, a: int, b: int) -> float:
     total = 0.0
     c = 0.0
     for j in range(a, b):
@@ -100,7 +106,7 @@ def _sum(v: np.ndarray, a: int, b: int) -> float:
 
 
 @njit
-def _avg(v: np.ndarray, a: int, b: int) -> float:
+def _avg(v: F64, a: int, b: int) -> float:
     total = v[a]
     count = 1.0
     mean = 0.0
@@ -126,7 +132,7 @@ def _avg(v: np.ndarray, a: int, b: int) -> float:
 
 
 @njit
-def _compare(v: np.ndarray, t: np.ndarray, a: int, b: int, mode: int) -> tuple[float, int]:
+def _compare(v: F64, t: I64, a: int, b: int, mode: int) -> tuple[float, int]:
     """min (0), max (1), min keeping the last tie (2), max keeping the last tie (3)."""
     best = v[a]
     best_t = t[a]
@@ -147,7 +153,7 @@ def _compare(v: np.ndarray, t: np.ndarray, a: int, b: int, mode: int) -> tuple[f
 
 
 @njit
-def _variance(v: np.ndarray, a: int, b: int) -> float:
+def _variance(v: F64, a: int, b: int) -> float:
     count = 0.0
     mean = 0.0
     cmean = 0.0
@@ -163,7 +169,7 @@ def _variance(v: np.ndarray, a: int, b: int) -> float:
 
 
 @njit
-def sorted_nan_first(x: np.ndarray) -> np.ndarray:
+def sorted_nan_first(x: F64) -> F64:
     """Ascending order with NaNs first, like Go's sort over Prometheus' value heap."""
     nans = 0
     for f in x:
@@ -177,7 +183,7 @@ def sorted_nan_first(x: np.ndarray) -> np.ndarray:
 
 
 @njit
-def quantile_sorted(q: float, s: np.ndarray) -> float:
+def quantile_sorted(q: float, s: F64) -> float:
     """Prometheus' quantile over values already sorted NaN-first."""
     n = s.shape[0]
     if n == 0 or math.isnan(q):
@@ -194,7 +200,7 @@ def quantile_sorted(q: float, s: np.ndarray) -> float:
 
 
 @njit
-def _mad(v: np.ndarray, a: int, b: int) -> float:
+def _mad(v: F64, a: int, b: int) -> float:
     x = v[a:b]
     for f in x:
         if math.isnan(f):
@@ -204,7 +210,7 @@ def _mad(v: np.ndarray, a: int, b: int) -> float:
 
 
 @njit
-def _changes(v: np.ndarray, a: int, b: int, resets: bool) -> float:
+def _changes(v: F64, a: int, b: int, resets: bool) -> float:
     count = 0.0
     prev = v[a]
     for j in range(a + 1, b):
@@ -219,7 +225,7 @@ def _changes(v: np.ndarray, a: int, b: int, resets: bool) -> float:
 
 
 @njit
-def _extrapolated_rate(t: np.ndarray, v: np.ndarray, a: int, b: int, range_start: int, range_end: int,
+def _extrapolated_rate(t: I64, v: F64, a: int, b: int, range_start: int, range_end: int,
                        rng: int, is_counter: bool, is_rate: bool, has_resets: bool) -> float:
     """rate/increase/delta of a window with at least two samples (Prometheus 3.x extrapolation)."""
     n1 = b - a - 1
@@ -254,7 +260,7 @@ def _extrapolated_rate(t: np.ndarray, v: np.ndarray, a: int, b: int, range_start
 
 
 @njit
-def _instant_value(t: np.ndarray, v: np.ndarray, a: int, b: int, is_rate: bool) -> tuple[float, bool]:
+def _instant_value(t: I64, v: F64, a: int, b: int, is_rate: bool) -> tuple[float, bool]:
     last = v[b - 1]
     prev = v[b - 2]
     interval = t[b - 1] - t[b - 2]
@@ -267,7 +273,7 @@ def _instant_value(t: np.ndarray, v: np.ndarray, a: int, b: int, is_rate: bool) 
 
 
 @njit
-def linear_regression(t: np.ndarray, v: np.ndarray, a: int, b: int, intercept_time: int) -> tuple[float, float]:
+def linear_regression(t: I64, v: F64, a: int, b: int, intercept_time: int) -> tuple[float, float]:
     n = 0.0
     sx = 0.0
     cx = 0.0
@@ -304,7 +310,7 @@ def linear_regression(t: np.ndarray, v: np.ndarray, a: int, b: int, intercept_ti
 
 
 @njit
-def _des(v: np.ndarray, a: int, b: int, sf: float, tf: float) -> float:
+def _des(v: F64, a: int, b: int, sf: float, tf: float) -> float:
     s0 = 0.0
     s1 = v[a]
     trend = v[a + 1] - v[a]
@@ -319,7 +325,7 @@ def _des(v: np.ndarray, a: int, b: int, sf: float, tf: float) -> float:
 
 
 @njit
-def _reset_prefix(v: np.ndarray) -> np.ndarray:
+def _reset_prefix(v: F64) -> I64:
     """``p[j]``: how many ``i < j`` have ``v[i] < v[i-1]``; a window ``[a, b)`` has ``p[b] - p[a+1]`` resets."""
     p = np.zeros(v.shape[0] + 1, np.int64)
     for j in range(1, v.shape[0]):
@@ -328,7 +334,7 @@ def _reset_prefix(v: np.ndarray) -> np.ndarray:
 
 
 @njit
-def drop_stale(t: np.ndarray, vbits: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def drop_stale(t: I64, vbits: U64, offsets: I64) -> tuple[I64, U64, I64]:
     """Series samples without StaleNaN markers (the inputs themselves when there are none)."""
     stale = 0
     for x in vbits:
@@ -352,9 +358,9 @@ def drop_stale(t: np.ndarray, vbits: np.ndarray, offsets: np.ndarray) -> tuple[n
 
 
 @njit
-def range_function(code: int, t: np.ndarray, v: np.ndarray, lo: np.ndarray, hi: np.ndarray, ref: np.ndarray,
-                   ets: np.ndarray, rng: int, p1: np.ndarray, p2: np.ndarray,
-                   out: np.ndarray, outp: np.ndarray) -> None:
+def range_function(code: int, t: I64, v: F64, lo: I64, hi: I64, ref: I64,
+                   ets: I64, rng: int, p1: F64, p2: F64,
+                   out: F64, outp: Flags) -> None:
     """Apply one range-vector function to every (series, step) window."""
     n, steps = lo.shape
     resets = _reset_prefix(v) if code in (FN_RATE, FN_INCREASE) else np.zeros(1, np.int64)
@@ -441,8 +447,8 @@ STEP_BLOCK = 16  # steps handled together, so a row's values are read contiguous
 
 
 @njit
-def group_reduce(code: int, vals: np.ndarray, pres: np.ndarray, gid: np.ndarray, ngroups: int,
-                 out: np.ndarray, outp: np.ndarray) -> None:
+def group_reduce(code: int, vals: F64, pres: Flags, gid: I64, ngroups: int,
+                 out: F64, outp: Flags) -> None:
     """sum/avg/count/min/max/group/stddev/stdvar per group and step, rows in input order."""
     if code in (AGG_SUM, AGG_COUNT, AGG_MIN, AGG_MAX, AGG_GROUP):
         _reduce_in_output(code, vals, pres, gid, out, outp)
@@ -451,8 +457,8 @@ def group_reduce(code: int, vals: np.ndarray, pres: np.ndarray, gid: np.ndarray,
 
 
 @njit
-def _reduce_in_output(code: int, vals: np.ndarray, pres: np.ndarray, gid: np.ndarray, out: np.ndarray,
-                      outp: np.ndarray) -> None:
+def _reduce_in_output(code: int, vals: F64, pres: Flags, gid: I64, out: F64,
+                      outp: Flags) -> None:
     """The reductions whose running state is the result itself (plus a compensation for sum), row by row."""
     n, steps = vals.shape
     kc = np.zeros(out.shape) if code == AGG_SUM else np.zeros((1, 1))
@@ -480,8 +486,8 @@ def _reduce_in_output(code: int, vals: np.ndarray, pres: np.ndarray, gid: np.nda
 
 
 @njit
-def _reduce_blocked(code: int, vals: np.ndarray, pres: np.ndarray, gid: np.ndarray, ngroups: int,
-                    out: np.ndarray, outp: np.ndarray) -> None:
+def _reduce_blocked(code: int, vals: F64, pres: Flags, gid: I64, ngroups: int,
+                    out: F64, outp: Flags) -> None:
     """avg/stddev/stdvar: running state per group for a block of steps at a time."""
     n, steps = vals.shape
     kb = STEP_BLOCK
@@ -510,8 +516,8 @@ def _reduce_blocked(code: int, vals: np.ndarray, pres: np.ndarray, gid: np.ndarr
 
 
 @njit
-def _reduce_step(code: int, g: int, c: int, f: float, value: np.ndarray, kc: np.ndarray, mean: np.ndarray,
-                 count: np.ndarray, incremental: np.ndarray) -> None:
+def _reduce_step(code: int, g: int, c: int, f: float, value: F64, kc: F64, mean: F64,
+                 count: F64, incremental: Flags) -> None:
     if count[g, c] == 0.0:
         count[g, c] = 1.0
         value[g, c] = f
@@ -576,8 +582,8 @@ def _avg_step(f: float, value: float, kc: float, mean: float, count: float,
 
 
 @njit
-def group_quantile(vals: np.ndarray, pres: np.ndarray, order: np.ndarray, gstart: np.ndarray, q: np.ndarray,
-                   out: np.ndarray, outp: np.ndarray) -> None:
+def group_quantile(vals: F64, pres: Flags, order: I64, gstart: I64, q: F64,
+                   out: F64, outp: Flags) -> None:
     """Quantile per group and step; ``order[gstart[g]:gstart[g+1]]`` are the rows of group g."""
     steps = vals.shape[1]
     ngroups = gstart.shape[0] - 1
@@ -609,8 +615,8 @@ def _select_key(mode: int, f: float, seen: int) -> float:
 
 
 @njit
-def group_select(mode: int, vals: np.ndarray, pres: np.ndarray, order: np.ndarray, gstart: np.ndarray,
-                 k_per_step: np.ndarray, sel: np.ndarray, rank: np.ndarray) -> None:
+def group_select(mode: int, vals: F64, pres: Flags, order: I64, gstart: I64,
+                 k_per_step: I64, sel: Flags, rank: I64) -> None:
     """topk (0), bottomk (1) or limitk (2): mark selected rows and their output rank per step.
 
     Ties keep the earlier row, as Prometheus' heap does; NaN ranks below every number.
@@ -648,7 +654,7 @@ def group_select(mode: int, vals: np.ndarray, pres: np.ndarray, order: np.ndarra
 
 
 @njit
-def _keep_top(keys: np.ndarray, rows: np.ndarray, held: int, kk: int, key: float, row: int) -> int:
+def _keep_top(keys: F64, rows: I64, held: int, kk: int, key: float, row: int) -> int:
     """Insert (key, row) into the ascending list of the ``kk`` best so far (earlier rows win ties)."""
     if held == kk and not key < keys[held - 1]:
         return held
@@ -663,8 +669,8 @@ def _keep_top(keys: np.ndarray, rows: np.ndarray, held: int, kk: int, key: float
 
 
 @njit
-def _group_select_sorting(mode: int, vals: np.ndarray, pres: np.ndarray, order: np.ndarray, gstart: np.ndarray,
-                          k_per_step: np.ndarray, sel: np.ndarray, rank: np.ndarray) -> None:
+def _group_select_sorting(mode: int, vals: F64, pres: Flags, order: I64, gstart: I64,
+                          k_per_step: I64, sel: Flags, rank: I64) -> None:
     steps = vals.shape[1]
     ngroups = gstart.shape[0] - 1
     idx = np.empty(order.shape[0], np.int64)
@@ -692,9 +698,9 @@ def _group_select_sorting(mode: int, vals: np.ndarray, pres: np.ndarray, order: 
 
 
 @njit
-def bucket_quantile(q: np.ndarray, bounds: np.ndarray, vals: np.ndarray, pres: np.ndarray, order: np.ndarray,
-                    gstart: np.ndarray, fraction: bool, lower: np.ndarray, upper: np.ndarray,
-                    out: np.ndarray, outp: np.ndarray, forced: np.ndarray) -> None:
+def bucket_quantile(q: F64, bounds: F64, vals: F64, pres: Flags, order: I64,
+                    gstart: I64, fraction: bool, lower: F64, upper: F64,
+                    out: F64, outp: Flags, forced: Flags) -> None:
     """Classic histogram_quantile / histogram_fraction per group (rows sorted by upper bound)."""
     steps = vals.shape[1]
     ngroups = gstart.shape[0] - 1
@@ -739,7 +745,7 @@ def _almost_equal(a: float, b: float, eps: float) -> bool:
 
 
 @njit
-def _monotonic(cnt: np.ndarray) -> bool:
+def _monotonic(cnt: F64) -> bool:
     forced = False
     prev = cnt[0]
     for i in range(1, cnt.shape[0]):
@@ -758,7 +764,7 @@ def _monotonic(cnt: np.ndarray) -> bool:
 
 
 @njit
-def _bucket_quantile(q: float, ub: np.ndarray, cnt: np.ndarray) -> tuple[float, bool]:
+def _bucket_quantile(q: float, ub: F64, cnt: F64) -> tuple[float, bool]:
     if math.isnan(q):
         return np.nan, False
     if q < 0:
@@ -795,7 +801,7 @@ def _bucket_quantile(q: float, ub: np.ndarray, cnt: np.ndarray) -> tuple[float, 
 
 
 @njit
-def _rank_at(x: float, ub: np.ndarray, cnt: np.ndarray) -> float:
+def _rank_at(x: float, ub: F64, cnt: F64) -> float:
     """Observations at or below ``x``, interpolating linearly inside finite buckets.
 
     The lowest bucket starts at 0 when its upper bound is positive, else at -Inf; a value inside
@@ -820,7 +826,7 @@ def _rank_at(x: float, ub: np.ndarray, cnt: np.ndarray) -> float:
 
 
 @njit
-def _bucket_fraction(lower: float, upper: float, ub: np.ndarray, cnt: np.ndarray) -> float:
+def _bucket_fraction(lower: float, upper: float, ub: F64, cnt: F64) -> float:
     m = ub.shape[0]
     if not (math.isinf(ub[m - 1]) and ub[m - 1] > 0):
         return np.nan

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
 from thanostools.core.constants import STALE_NAN_BITS_U64 as STALE_NAN_BITS
 from thanostools.core.kernels._jit import njit
-from thanostools.core.kernels.xor import OK, PAD, decode_chunk
+from thanostools.core.kernels.xor import OK, PAD, I64Array, U8Array, U64Array, decode_chunk
 
 
 @njit
-def copy_runs(src_t: np.ndarray, src_v: np.ndarray, src_start: np.ndarray, dst_start: np.ndarray,
-              counts: np.ndarray, dst_t: np.ndarray, dst_v: np.ndarray) -> None:
+def copy_runs(src_t: I64Array, src_v: U64Array, src_start: I64Array, dst_start: I64Array,
+              counts: I64Array, dst_t: I64Array, dst_v: U64Array) -> None:
     """``dst[dst_start[i]:+counts[i]] = src[src_start[i]:+counts[i]]`` for every run i."""
     for i in range(counts.shape[0]):
         a = src_start[i]
@@ -22,7 +23,7 @@ def copy_runs(src_t: np.ndarray, src_v: np.ndarray, src_start: np.ndarray, dst_s
 
 
 @njit
-def unsorted_series(t: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def unsorted_series(t: I64Array, offsets: I64Array) -> NDArray[np.bool_]:
     """Per series: whether its timestamps are not strictly increasing."""
     n = offsets.shape[0] - 1
     out = np.zeros(n, np.bool_)
@@ -35,7 +36,7 @@ def unsorted_series(t: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 @njit
-def chunk_sample_counts(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, int]:
+def chunk_sample_counts(buf: U8Array, starts: I64Array, ends: I64Array) -> tuple[I64Array, int]:
     """Samples per XOR chunk from its be16 header; -1 or the index of a chunk shorter than the header."""
     n = starts.shape[0]
     out = np.empty(n, np.int64)
@@ -48,9 +49,10 @@ def chunk_sample_counts(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -
 
 
 @njit
-def decode_chunks_at(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, dst: np.ndarray,
-                     t_out: np.ndarray, v_out: np.ndarray) -> tuple[int, int]:
-    """Decode XOR chunk i (``buf[starts[i]:ends[i]]``) into ``t_out/v_out`` from ``dst[i]`` on.
+def decode_chunks_at(buf: U8Array, starts: I64Array, ends: I64Array, dst: I64Array,
+                     t_out: U64Array, v_out: U64Array) -> tuple[int, int]:
+    """Decode XOR chunk i (``buf[starts[i]:ends[i]]``) into ``t_out/v_out`` from ``dst[i]`` on
+    (``t_out``: the timestamps' uint64 bits, as ``decode_chunk`` writes them).
 
     Returns (index of the first bad chunk or -1, status).
     """
@@ -70,8 +72,8 @@ def decode_chunks_at(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, dst:
 
 
 @njit
-def clip_chunks(t: np.ndarray, v: np.ndarray, bounds: np.ndarray, series: np.ndarray, nseries: int, mint: int,
-                maxt: int) -> tuple[np.ndarray, np.ndarray, int]:
+def clip_chunks(t: I64Array, v: U64Array, bounds: I64Array, series: I64Array, nseries: int, mint: int,
+                maxt: int) -> tuple[I64Array, NDArray[np.bool_], int]:
     """Keep only samples with ``mint <= t <= maxt``, compacting ``t/v`` in place.
 
     Chunk i owns ``t[bounds[i]:bounds[i+1]]`` and belongs to series ``series[i]`` (non-decreasing).
