@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +20,9 @@ from thanostools.core.series import Querier
 __all__ = ["PromQLEngine", "QueryOptions", "QueryResult", "QueryStats", "SeriesResult"]
 
 _SORT_FUNCTIONS = frozenset({"sort", "sort_desc", "sort_by_label", "sort_by_label_desc"})
+
+
+_EVAL_RECURSION_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,10 @@ class PromQLEngine:
             for node in walk(expr):
                 if isinstance(node, Call) and node.func.name in _SORT_FUNCTIONS:
                     ev.annotations.warn(ann.SORT_IN_RANGE_QUERY, node.pos)
+        # The evaluator recurses once per nesting level (a few frames each); the parser allows 128 levels, which
+        # Python's default limit of 1,000 frames does not always hold (pytest, thread pools add their own frames).
+        if sys.getrecursionlimit() < _EVAL_RECURSION_LIMIT:
+            sys.setrecursionlimit(_EVAL_RECURSION_LIMIT)
         try:
             value = ev.eval(expr, ts)
         except RecursionError:
