@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from thanostools.core.config.yamlfile import load_yaml, read_config_text
 from thanostools.core.errors import ConfigError, ParseError
 from thanostools.core.labels import Labels, from_pairs
 from thanostools.core.matchers import Matcher, MatchType, compile_anchored
@@ -238,29 +239,12 @@ _GoLoader.yaml_implicit_resolvers = {
 }
 
 
-def _load_yaml(text: str, what: str) -> object:
-    try:
-        return yaml.load(text, Loader=_GoLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{what}: invalid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
-
-
-def _read(path: str, what: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except OSError as exc:
-        raise ConfigError(f"{what} {path}: {exc.strerror or exc}") from None
-
-
 def load_relabel_configs(text: str, *, utf8: bool = False) -> list[RelabelConfig]:
-    return parse_relabel_configs(_load_yaml(text, "relabel config"), utf8=utf8)
+    return parse_relabel_configs(load_yaml(text, "relabel config", loader=_GoLoader), utf8=utf8)
 
 
 def load_relabel_config_file(path: str, *, utf8: bool = False) -> list[RelabelConfig]:
-    return load_relabel_configs(_read(path, "relabel config file"), utf8=utf8)
+    return load_relabel_configs(read_config_text(path, "relabel config file"), utf8=utf8)
 
 
 # --- applying -------------------------------------------------------------------------------------------
@@ -444,11 +428,11 @@ def parse_deletion_requests(data: object) -> list[DeletionRequest]:
 
 
 def load_deletion_requests(text: str) -> list[DeletionRequest]:
-    return parse_deletion_requests(_load_yaml(text, "deletion config"))
+    return parse_deletion_requests(load_yaml(text, "deletion config", loader=_GoLoader))
 
 
 def load_deletion_config_file(path: str) -> list[DeletionRequest]:
-    return load_deletion_requests(_read(path, "deletion config file"))
+    return load_deletion_requests(read_config_text(path, "deletion config file"))
 
 
 def deletion_intervals(labels: Labels, requests: Iterable[DeletionRequest]) -> list[tuple[int, int]] | None:

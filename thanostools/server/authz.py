@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from thanostools.core.config.yamlfile import load_yaml_file
 from thanostools.core.errors import ConfigError, ParseError
 from thanostools.core.matchers import Matcher
 from thanostools.core.promql.ast import (
@@ -87,18 +88,10 @@ def _policy(name: str, raw: Any, where: str) -> Policy:
 
 def load_authz_config(path: str | None) -> AuthzConfig | None:
     """The parsed file, or None without ``--http.authz-config-file``; one-line ConfigError on anything wrong."""
-    import yaml
-
     if not path:
         return None
     where = f"--http.authz-config-file {path}"
-    try:
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh)
-    except OSError as exc:
-        raise ConfigError(f"{where}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    raw = load_yaml_file(path, "--http.authz-config-file")
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping with 'users'")
     unknown = sorted(set(raw) - {"users"})

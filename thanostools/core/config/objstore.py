@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
+from thanostools.core.config.yamlfile import load_yaml, read_config_text
 from thanostools.core.errors import ConfigError
 
 # Short timeouts and few retries: an unreachable endpoint must fail in seconds, not minutes.
@@ -125,17 +124,13 @@ def _require_package(module: str, what: str) -> None:
 
 
 def load_objstore_file(path: str) -> BucketSpec:
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        raise ConfigError(f"objstore config file {path}: {exc.strerror or exc}") from None
+    text = read_config_text(path, "objstore config file")
     return parse_objstore_yaml(text, source=f"objstore config file {path}")
 
 
 def parse_objstore_yaml(text: str, *, source: str = "objstore config") -> BucketSpec:
     """Parse a Thanos objstore YAML document (``type``, ``config``, optional ``prefix``)."""
-    doc = _load_yaml(text, source)
+    doc = load_yaml(text, source)
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{source}: expected a mapping with 'type' and 'config'")
     kind = _scalar(doc, "type", source, "")
@@ -150,16 +145,6 @@ def parse_objstore_yaml(text: str, *, source: str = "objstore config") -> Bucket
         supported = ", ".join(sorted(_BUILDERS))
         raise ConfigError(f"{source}: objstore type {kind} is not supported (supported: {supported})")
     return builder(config, prefix, source)
-
-
-def _load_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
 
 
 def _scalar(d: Mapping[str, Any], key: str, source: str, default: str, *, section: str = "") -> str:

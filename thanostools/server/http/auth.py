@@ -37,8 +37,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
+from thanostools.core.config.yamlfile import load_yaml_file, read_config_text
 from thanostools.core.errors import ConfigError
 
 _TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users"}
@@ -138,13 +137,7 @@ def _parse_headers(raw: dict[str, Any]) -> dict[str, str]:
 def load_web_config(path: str | None) -> WebConfig:
     if not path:
         return WebConfig()
-    try:
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh)
-    except OSError as exc:
-        raise ConfigError(f"--http.config {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--http.config {path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    raw = load_yaml_file(path, "--http.config")
     top = _mapping(raw, f"--http.config {path}")
     _check_keys(top, _TOP_KEYS, f"--http.config {path}")
     base = os.path.dirname(os.path.abspath(path))
@@ -156,11 +149,7 @@ def load_web_config(path: str | None) -> WebConfig:
 def load_bearer_tokens(path: str | None) -> list[bytes]:
     if not path:
         return []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except OSError as exc:
-        raise ConfigError(f"--http.bearer-token-file {path}: {exc.strerror or exc}") from None
+    lines = read_config_text(path, "--http.bearer-token-file").splitlines()
     tokens = [line.strip().encode() for line in lines if line.strip() and not line.strip().startswith("#")]
     if not tokens:
         raise ConfigError(f"--http.bearer-token-file {path}: no tokens in the file")
