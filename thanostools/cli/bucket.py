@@ -12,7 +12,7 @@ import click
 from thanostools.cli.options import (
     TIME,
     bucket_options,
-    open_engine,
+    open_workspace,
     parse_label_args,
     report_broken_blocks,
     time_range_options,
@@ -76,8 +76,8 @@ def _ls_document(info: BlockInfo) -> dict[str, Any]:
 def ls_cmd(output: str, **kw: Any) -> None:
     """List the blocks of the bucket (reads only meta.json files and a listing)."""
     flt = _block_filter(kw)
-    engine = open_engine(kw)
-    infos = engine.blocks(flt)
+    workspace = open_workspace(kw)
+    infos = workspace.blocks(flt)
     write_rows(
         output, [_ls_record(i) for i in infos],
         [("ULID", "ulid"), ("FROM", "from"), ("UNTIL", "until"), ("RANGE", "range"), ("LEVEL", "level"),
@@ -87,7 +87,7 @@ def ls_cmd(output: str, **kw: Any) -> None:
                       ("SIZE-BYTES", "size_bytes")],
         documents=[_ls_document(i) for i in infos],
     )
-    report_broken_blocks(engine)
+    report_broken_blocks(workspace)
 
 
 INSPECT_COLUMNS = [
@@ -141,25 +141,25 @@ def _inspect_record(info: BlockInfo, *, pretty: bool) -> dict[str, Any]:
 def inspect_cmd(output: str, block_id: str | None, sort_by: tuple[str, ...], **kw: Any) -> None:
     """Thanos-style table of blocks, or one block's full detail with --id."""
     flt = _block_filter(kw)
-    engine = open_engine(kw)
+    workspace = open_workspace(kw)
     if block_id:
-        _inspect_one(engine.block_info(block_id), engine, output)
+        _inspect_one(workspace.block_info(block_id), workspace, output)
         return
     keys = [SORT_KEYS.get(k.lower().lstrip("#")) for k in sort_by]
     if None in keys:
         raise click.BadParameter(f"unknown column in {sort_by}; use {', '.join(SORT_KEYS)}", param_hint="--sort-by")
-    infos = engine.blocks(flt)
+    infos = workspace.blocks(flt)
     records = [_inspect_record(i, pretty=output == "table") for i in infos]
     order = [k for k in keys if k] or ["from", "ulid"]
     records.sort(key=lambda r: tuple(r["_sort"][k] for k in order))
     docs = [{k: v for k, v in _inspect_record(i, pretty=False).items() if k != "_sort"} for i in infos]
     by_id = {d["ulid"]: d for d in docs}
     write_rows(output, records, INSPECT_COLUMNS, documents=[by_id[r["ulid"]] for r in records])
-    report_broken_blocks(engine)
+    report_broken_blocks(workspace)
 
 
-def _inspect_one(info: BlockInfo, engine: Any, output: str) -> None:
-    markers = engine.markers(info.ulid)
+def _inspect_one(info: BlockInfo, workspace: Any, output: str) -> None:
+    markers = workspace.markers(info.ulid)
     marks = {}
     for name in ("deletion", "no_compact", "no_downsample"):
         mk = getattr(markers, name)
@@ -209,11 +209,11 @@ def _parse_matches(matches: tuple[str, ...]) -> list[list[Any]]:
 def analyze_cmd(output: str, block_id: str | None, limit: int, extended: bool, matches: tuple[str, ...],
                 **kw: Any) -> None:
     """Churn, cardinality and chunk statistics, as `promtool tsdb analyze` reports them."""
-    engine = open_engine(kw)
+    workspace = open_workspace(kw)
     selectors = _parse_matches(matches)
     if len(selectors) > 1:
         raise ConfigError("analyze takes one --match selector")
-    report = engine.analyze(block_id, matchers=selectors[0] if selectors else (), extended=extended, limit=limit)
+    report = workspace.analyze(block_id, matchers=selectors[0] if selectors else (), extended=extended, limit=limit)
     if output == "json":
         emit(json.dumps(report.to_dict(limit), indent=2) + "\n")
     else:
@@ -221,7 +221,7 @@ def analyze_cmd(output: str, block_id: str | None, limit: int, extended: bool, m
 
         emit(render_analyze(report, limit))
     if not block_id:  # "the newest block" is only known when every meta.json could be read
-        report_broken_blocks(engine)
+        report_broken_blocks(workspace)
 
 
 AGGREGATES = ("count", "sum", "min", "max", "counter")
@@ -243,18 +243,18 @@ def dump_cmd(output: str, block_ids: tuple[str, ...], min_time: int | None, max_
     from thanostools.core.dumpfmt import write_dump
     from thanostools.core.storage import union_selects
 
-    engine = open_engine(kw)
+    workspace = open_workspace(kw)
     selectors = _parse_matches(matches) or [[]]
     mint = min_time if min_time is not None else -(2**63)
     maxt = max_time if max_time is not None else 2**63 - 1
     agg = Aggr[aggregate.upper()]
-    batches = union_selects([engine.select(block_ids, sel, mint, maxt, aggregate=agg, batch_size=DUMP_BATCH_SERIES)
+    batches = union_selects([workspace.select(block_ids, sel, mint, maxt, aggregate=agg, batch_size=DUMP_BATCH_SERIES)
                              for sel in selectors])
     out = sys.stdout
     write_dump(batches, output, out.write)
     out.flush()
     if not block_ids:
-        report_broken_blocks(engine)
+        report_broken_blocks(workspace)
 
 
 @bucket.command("import")
@@ -272,8 +272,8 @@ def import_cmd(files: tuple[str, ...], fmt: str, labels: tuple[str, ...], block_
     """Import OpenMetrics / Prometheus text files (with timestamps) as blocks."""
     ext = parse_label_args(labels)
     duration = parse_duration_ms(block_duration)
-    engine = open_engine(kw)
-    metas = engine.import_files(list(files), fmt=fmt, external_labels=ext, block_duration=duration,
+    workspace = open_workspace(kw)
+    metas = workspace.import_files(list(files), fmt=fmt, external_labels=ext, block_duration=duration,
                                 tmp_dir=tmp_dir)
     _print_written(metas, output)
 
@@ -316,8 +316,8 @@ def generate_cmd(series: int, duration: str, start: int | None, scrape_interval:
     spec = GenerateSpec(series=series, start_ms=start_ms, duration_ms=dur,
                         scrape_interval_ms=parse_duration_ms(scrape_interval), seed=seed, replicas=replicas,
                         churn=churn)
-    engine = open_engine(kw)
-    metas = engine.generate(spec, external_labels=parse_label_args(labels), block_duration=bd)
+    workspace = open_workspace(kw)
+    metas = workspace.generate(spec, external_labels=parse_label_args(labels), block_duration=bd)
     _print_written(metas, output)
 
 
@@ -330,7 +330,7 @@ def upload_cmd(directory: str, hash_files: bool, output: str, **kw: Any) -> None
     """Upload a block directory (or a directory of blocks); meta.json goes last."""
     from thanostools.core.ulid import is_ulid
 
-    engine = open_engine(kw)
+    workspace = open_workspace(kw)
     if os.path.exists(os.path.join(directory, "meta.json")):
         dirs = [directory]
     else:
@@ -338,7 +338,7 @@ def upload_cmd(directory: str, hash_files: bool, output: str, **kw: Any) -> None
                       if is_ulid(d) and os.path.exists(os.path.join(directory, d, "meta.json")))
     if not dirs:
         raise ConfigError(f"{directory}: no block directories (with meta.json) found")
-    _print_written([engine.upload(d, hash_files=hash_files) for d in dirs], output)
+    _print_written([workspace.upload(d, hash_files=hash_files) for d in dirs], output)
 
 
 @bucket.command("download")
@@ -348,10 +348,10 @@ def upload_cmd(directory: str, hash_files: bool, output: str, **kw: Any) -> None
 @click.option("--overwrite", is_flag=True, help="Replace an existing local copy.")
 def download_cmd(block_ids: tuple[str, ...], directory: str, overwrite: bool, **kw: Any) -> None:
     """Download blocks into DIRECTORY/<ULID> (meta.json first, complete or not at all)."""
-    engine = open_engine(kw)
+    workspace = open_workspace(kw)
     os.makedirs(directory, exist_ok=True)
     for ulid in block_ids:
-        emit(engine.download(ulid, directory, overwrite=overwrite) + "\n")
+        emit(workspace.download(ulid, directory, overwrite=overwrite) + "\n")
 
 
 __all__ = ["TABLE_FORMATS", "bucket"]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from thanostools.cli.options import bucket_options, open_engine, parse_size
+from thanostools.cli.options import bucket_options, open_workspace, parse_size
 from thanostools.cli.output import emit, output_option, render_table
 from thanostools.core.constants import resolution_name
 from thanostools.core.errors import ConfigError
@@ -102,7 +102,7 @@ def compact_cmd(dry_run: bool, output: str, wait: bool, wait_interval: str, **kw
 
     opts = _build_options(kw)
     interval = parse_duration_ms(wait_interval)
-    engine = open_engine(kw)
+    engine = open_workspace(kw)
     if dry_run:
         compactor = Compactor(engine.bucket, opts)
         result = compactor.plan(simulate=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from thanostools.cli.options import bucket_options, open_engine, report_broken_blocks, time_range_options
+from thanostools.cli.options import bucket_options, open_workspace, report_broken_blocks, time_range_options
 from thanostools.cli.output import emit, output_option, render_table
 from thanostools.core.constants import resolution_name
 from thanostools.core.inspect import BlockFilter, parse_label_selectors, parse_resolution
@@ -88,7 +88,7 @@ def downsample_cmd(ids: tuple[str, ...], selectors: tuple[str, ...], resolution:
     """
     from thanostools.core.downsample import downsample_bucket, plan_bucket
 
-    engine = open_engine(kw)
+    engine = open_workspace(kw)
     flt = _filter(ids, selectors, resolution, min_time, max_time)
     if plan_only:
         steps = plan_bucket(engine, block_filter=flt, passes=passes)

@@ -39,7 +39,6 @@ from thanostools.core.compact.planner import (
     plan_bucket,
 )
 from thanostools.core.downsample.run import downsample_bucket
-from thanostools.core.engine import Engine
 from thanostools.core.errors import (
     CorruptBlockError,
     FormatError,
@@ -62,6 +61,7 @@ from thanostools.core.tsdb.markers import (
 )
 from thanostools.core.tsdb.meta import SOURCE_COMPACTOR, BlockMeta
 from thanostools.core.verify.health import IndexHealth, index_health
+from thanostools.core.workspace import BucketWorkspace
 
 log = logging.getLogger("thanostools.compact")
 
@@ -333,7 +333,7 @@ class Compactor:
     def _downsample(self) -> None:
         """Both downsampling passes (raw -> 5m -> 1h) over the whole bucket, as the Thanos compactor does."""
         try:
-            done = downsample_bucket(Engine(self.bucket), tmp_dir=self.opts.work_dir)
+            done = downsample_bucket(BucketWorkspace(self.bucket), tmp_dir=self.opts.work_dir)
         except ThanosToolsError as exc:
             self.report.errors.append(f"downsampling failed: {exc}")
             return
