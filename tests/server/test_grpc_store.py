@@ -39,13 +39,13 @@ from thanostools._proto.store.hintspb import hints_pb2
 from thanostools._proto.store.storepb import rpc_pb2, rpc_pb2_grpc, types_pb2
 from thanostools.core import labels as labelset
 from thanostools.core.chunkenc import xor
-from thanostools.core.engine import Engine
 from thanostools.core.inspect import BlockInfo
 from thanostools.core.matchers import Matcher
 from thanostools.core.storage import select_blocks
 from thanostools.core.tsdb.block import Block
 from thanostools.core.tsdb.series_chunks import iter_series_chunks
 from thanostools.core.tsdb.writer import BlockWriter
+from thanostools.core.workspace import BucketWorkspace
 from thanostools.server.grpc import GrpcTLS
 
 pytestmark = [needs_promtool, pytest.mark.promtool]
@@ -107,12 +107,12 @@ def grpc_servers() -> Iterator[type[ServerThread]]:
 
 
 @pytest.fixture(scope="module")
-def engine(bucket: Path) -> Engine:
-    return Engine.open(str(bucket))
+def engine(bucket: Path) -> BucketWorkspace:
+    return BucketWorkspace.open(str(bucket))
 
 
 @pytest.fixture(scope="module")
-def server(engine: Engine) -> Iterator[ServerThread]:
+def server(engine: BucketWorkspace) -> Iterator[ServerThread]:
     s = ServerThread(engine)
     yield s
     s.stop()
@@ -133,7 +133,7 @@ def _call(store: object, **kw: object) -> list[rpc_pb2.SeriesResponse]:
     return list(store.Series(rpc_pb2.SeriesRequest(**kw), timeout=30))  # type: ignore[attr-defined]
 
 
-def _eu_blocks(engine: Engine) -> list[Block]:
+def _eu_blocks(engine: BucketWorkspace) -> list[Block]:
     return [Block.open_dir(str(engine.bucket.local_path(b.ulid))) for b in engine.blocks()
             if b.meta.external_labels == labelset.from_dict(EU)]
 
@@ -146,7 +146,7 @@ def _samples(s: types_pb2.Series, field: str = "raw") -> tuple[np.ndarray, np.nd
 # --- discovery ---------------------------------------------------------------------------------------
 
 
-def test_info_describes_the_blocks(engine: Engine, channel: grpc.Channel) -> None:
+def test_info_describes_the_blocks(engine: BucketWorkspace, channel: grpc.Channel) -> None:
     resp = info_grpc.InfoStub(channel).Info(info_pb2.InfoRequest(), timeout=5)
     assert resp.ComponentType == "store" and resp.HasField("store")
     infos = engine.blocks()
@@ -167,7 +167,7 @@ def test_info_describes_the_blocks(engine: Engine, channel: grpc.Channel) -> Non
     assert legacy.min_time == resp.store.min_time
 
 
-def test_not_ready_until_synced(engine: Engine, grpc_servers: type[ServerThread]) -> None:
+def test_not_ready_until_synced(engine: BucketWorkspace, grpc_servers: type[ServerThread]) -> None:
     s = grpc_servers(engine, ready=lambda: False)
     with s.channel() as ch, pytest.raises(grpc.RpcError) as err:
         info_grpc.InfoStub(ch).Info(info_pb2.InfoRequest(), timeout=5)
@@ -177,7 +177,7 @@ def test_not_ready_until_synced(engine: Engine, grpc_servers: type[ServerThread]
 # --- series --------------------------------------------------------------------------------------------
 
 
-def test_series_raw_chunks_byte_for_byte(engine: Engine, store: object) -> None:
+def test_series_raw_chunks_byte_for_byte(engine: BucketWorkspace, store: object) -> None:
     frames = _call(store, min_time=-FAR, max_time=FAR, matchers=[matcher("cluster", "eu"), ALL],
                    aggregates=[rpc_pb2.COUNT, rpc_pb2.SUM], partial_response_strategy=types_pb2.ABORT)
     got = series_of(frames)
@@ -192,7 +192,7 @@ def test_series_raw_chunks_byte_for_byte(engine: Engine, store: object) -> None:
     assert all(c.raw.type == types_pb2.Chunk.XOR and not c.HasField("count") for s in got for c in s.chunks)
 
 
-def test_series_time_range_and_matchers(engine: Engine, store: object) -> None:
+def test_series_time_range_and_matchers(engine: BucketWorkspace, store: object) -> None:
     mint, maxt = START_MS + 3600_000, START_MS + 5400_000
     frames = _call(store, min_time=mint, max_time=maxt, matchers=[matcher("job", "node"), matcher("replica", "a")])
     got = {labels_of(s): s for s in series_of(frames)}
@@ -305,7 +305,7 @@ def test_shards_partition_the_series(store: object) -> None:
     assert all(not (seen[i] & seen[j]) for i in range(3) for j in range(i + 1, 3))
 
 
-def test_block_matcher_hints_and_response_hints(engine: Engine, store: object) -> None:
+def test_block_matcher_hints_and_response_hints(engine: BucketWorkspace, store: object) -> None:
     ulid = next(b.ulid for b in engine.blocks() if b.meta.external_labels == labelset.from_dict(EU))
     hints = any_pb2.Any()
     hints.Pack(hints_pb2.SeriesRequestHints(block_matchers=[matcher("__block_id", ulid)]))
@@ -364,7 +364,7 @@ def test_bad_label_requests_are_invalid_argument(store: object) -> None:
     assert series_of(_call(store, min_time=-FAR, max_time=FAR, matchers=[matcher("cluster", "ds")]))  # still serving
 
 
-def test_unexpected_failure_is_internal_and_server_survives(engine: Engine,
+def test_unexpected_failure_is_internal_and_server_survives(engine: BucketWorkspace,
                                                            grpc_servers: type[ServerThread]) -> None:
     calls: list[int] = []
 
@@ -397,7 +397,7 @@ def test_tampered_chunk_is_detected(bucket: Path, tmp_path: Path, grpc_servers: 
                                     caplog: pytest.LogCaptureFixture) -> None:
     copy = tmp_path / "bucket"
     shutil.copytree(bucket, copy)
-    eng = Engine.open(str(copy))
+    eng = BucketWorkspace.open(str(copy))
     eu = sorted((b for b in eng.blocks() if b.meta.external_labels == labelset.from_dict(EU)),
                 key=lambda b: b.meta.min_time)
     _tamper(copy / eu[0].ulid)
@@ -448,7 +448,7 @@ def _info_over(address: str, creds: grpc.ChannelCredentials) -> info_pb2.InfoRes
         return info_grpc.InfoStub(ch).Info(info_pb2.InfoRequest(), timeout=5)
 
 
-def test_tls_and_mtls(engine: Engine, tmp_path: Path, grpc_servers: type[ServerThread]) -> None:
+def test_tls_and_mtls(engine: BucketWorkspace, tmp_path: Path, grpc_servers: type[ServerThread]) -> None:
     pytest.importorskip("cryptography")
     c = make_certs(tmp_path / "certs")
     tls = grpc_servers(engine, tls=GrpcTLS(str(c.server_cert), str(c.server_key)))
@@ -470,7 +470,7 @@ def test_tls_and_mtls(engine: Engine, tmp_path: Path, grpc_servers: type[ServerT
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-def test_bad_tls_files_and_busy_port_are_config_errors(engine: Engine, tmp_path: Path,
+def test_bad_tls_files_and_busy_port_are_config_errors(engine: BucketWorkspace, tmp_path: Path,
                                                        grpc_servers: type[ServerThread]) -> None:
     from thanostools.core.errors import ConfigError
 
