@@ -152,7 +152,7 @@ def deduplicate(series: Iterable[SeriesTuple], replica_labels: Sequence[str], *,
     return out
 
 
-class DedupQuerier:
+class DedupQuerier(Querier):
     """Replicas of ``inner``'s series merged into one (FORMATS.md §8.6): the one place queries deduplicate.
 
     Replicas are not adjacent in label order, so a selection is read whole, merged, and handed on as

@@ -94,7 +94,7 @@ class PartialResponse:
         return self._warn(f"block {ulid} left out: {text}")
 
 
-class PartialBlockQuerier:
+class PartialBlockQuerier(Querier):
     """A querier over a catalog's blocks under a :class:`PartialResponse` policy.
 
     ``make`` builds the inner querier over a view of the catalog without the blocks left out. A block

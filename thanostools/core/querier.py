@@ -40,6 +40,7 @@ from thanostools.core.matchers import Matcher, matches_all
 from thanostools.core.series import (
     DEFAULT_BATCH_SAMPLES,
     LabelResult,
+    Querier,
     SampleBatch,
     SelectHints,
     SeriesStream,
@@ -50,7 +51,6 @@ from thanostools.core.storage import chain_samples
 if TYPE_CHECKING:
     from thanostools.core.catalog import BlockCatalog
     from thanostools.core.partial import PartialResponse
-    from thanostools.core.series import Querier
     from thanostools.core.tsdb.block import Block
     from thanostools.core.tsdb.index import RawSeries
 
@@ -390,7 +390,7 @@ def _decode_in_place(parts: Sequence[tuple[_Source, int, int]], labels: list[Lab
     return _nonempty_batch(labels, sizes, t, v, stale_free=stale == 0)
 
 
-class BlockQuerier:
+class BlockQuerier(Querier):
     """``Querier`` over the blocks of a catalog. Thread-safe for reads."""
 
     def __init__(self, catalog: BlockCatalog, *, min_time: int | None = None, max_time: int | None = None,

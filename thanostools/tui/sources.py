@@ -150,7 +150,7 @@ def _query_catalog(workspace: BucketWorkspace, scope: BlockInfo | None) -> Block
 # --- sources evaluated by our own PromQL engine ---------------------------------------------------
 
 
-class _CancellableQuerier:
+class _CancellableQuerier(Querier):
     """Checks the cancel token around every selection, so Esc stops a query between selectors."""
 
     def __init__(self, inner: Querier, cancel: CancelToken) -> None:

@@ -8,10 +8,10 @@ import numpy as np
 
 from thanostools.core.labels import METRIC_NAME, Labels, get
 from thanostools.core.matchers import Matcher, MatchType, matches_all
-from thanostools.core.series import DEFAULT_BATCH_SAMPLES, LabelResult, SampleBatch, SelectHints, SeriesStream
+from thanostools.core.series import DEFAULT_BATCH_SAMPLES, LabelResult, Querier, SampleBatch, SelectHints, SeriesStream
 
 
-class MemoryQuerier:
+class MemoryQuerier(Querier):
     """Series kept sorted by labels, each with sorted timestamps and raw float bits.
 
     ``hints`` records the :class:`SelectHints` of every ``select`` call (useful in tests).

@@ -32,7 +32,7 @@ from thanostools.core.promql.promqltest import (
     parse_file,
     parse_script,
 )
-from thanostools.core.series import DEFAULT_BATCH_SAMPLES, LabelResult, SelectHints, SeriesStream
+from thanostools.core.series import DEFAULT_BATCH_SAMPLES, LabelResult, Querier, SelectHints, SeriesStream
 
 __all__ = ["EvalOutcome", "ScriptReport", "Summary", "almost_equal", "run_files", "run_script"]
 
@@ -178,7 +178,7 @@ class _Store:
         return self._querier
 
 
-class _TrackingQuerier:
+class _TrackingQuerier(Querier):
     """Delegates to the float store and notes whether a selection covers native histogram samples."""
 
     def __init__(self, store: _Store) -> None:

@@ -49,7 +49,7 @@ def _rebatched(series: Iterator[SeriesTuple], batch_samples: int, sources: Seque
         add_new(warnings, source.warnings)
 
 
-class FanoutQuerier:
+class FanoutQuerier(Querier):
     """Queries every source concurrently (each is thread-safe) and merges the answers."""
 
     def __init__(self, queriers: Sequence[Querier]) -> None:

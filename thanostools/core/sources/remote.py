@@ -26,7 +26,7 @@ from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher, MatchType
 from thanostools.core.partial import PartialResponse
 from thanostools.core.querier import aggregate_for, effective_resolution
-from thanostools.core.series import DEFAULT_BATCH_SAMPLES, LabelResult, SelectHints, SeriesStream
+from thanostools.core.series import DEFAULT_BATCH_SAMPLES, LabelResult, Querier, SelectHints, SeriesStream
 from thanostools.core.sources.decode import decode_series
 
 T = TypeVar("T")
@@ -145,7 +145,7 @@ class _Endpoint:
         return EndpointInfo(self.address, sets, legacy.min_time, legacy.max_time, True)
 
 
-class RemoteStoreQuerier:
+class RemoteStoreQuerier(Querier):
     """``Querier`` over StoreAPI endpoints. Thread-safe; keeps one channel per endpoint until ``close()``."""
 
     def __init__(self, endpoints: list[str], *, timeout_s: float = 30.0, partial_response: bool = True,
