@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from thanostools.core.chunkenc import xor  # noqa: E402
 from thanostools.core.downsample import downsample_block  # noqa: E402
 from thanostools.core.downsample.series import downsample_raw_batch  # noqa: E402
-from thanostools.core.engine import Engine  # noqa: E402
+from thanostools.core.workspace import BucketWorkspace  # noqa: E402
 from thanostools.core.generate import GenerateSpec  # noqa: E402
 from thanostools.core.tsdb.block import Block  # noqa: E402
 
@@ -44,7 +44,7 @@ def raw_block(work: Path, series: int, hours: int = 48) -> Path:
     spec = GenerateSpec(series=series, start_ms=START_MS, duration_ms=hours * HOUR, scrape_interval_ms=15_000,
                         seed=1, churn=0.1)
     t0 = time.perf_counter()
-    (meta,) = Engine.open(str(bucket)).generate(spec, external_labels={"cluster": "bench"},
+    (meta,) = BucketWorkspace.open(str(bucket)).generate(spec, external_labels={"cluster": "bench"},
                                                 block_duration=hours * HOUR)
     print(f"generated {meta.stats.num_samples:,} samples in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return bucket / meta.ulid

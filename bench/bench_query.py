@@ -37,22 +37,22 @@ QUERIES = {
 
 IN_PROCESS = r"""
 import json, sys, time
-from thanostools.core.engine import Engine
+from thanostools.core.workspace import BucketWorkspace
 from thanostools.core.querier import BlockQuerier
 from thanostools.core.promql.engine import PromQLEngine, QueryOptions
 from thanostools.core.promql.fastjson import query_data_json
 data, start, end, step, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 queries = json.loads(sys.argv[6])
-engine = Engine.open(data)
+catalog = BucketWorkspace.open(data).catalog
 opts = QueryOptions(max_samples=500_000_000)  # the same limit the prometheus server gets
 out = {}
 for q in queries.values():  # warm-up: kernel cache loads and first-touch costs are not steady state
-    PromQLEngine(BlockQuerier(engine), opts).range(q, start, end, step)
+    PromQLEngine(BlockQuerier(catalog), opts).range(q, start, end, step)
 for name, q in queries.items():
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        res = PromQLEngine(BlockQuerier(engine), opts).range(q, start, end, step)
+        res = PromQLEngine(BlockQuerier(catalog), opts).range(q, start, end, step)
         query_data_json(res)
         times.append(time.perf_counter() - t0)
     out[name] = times

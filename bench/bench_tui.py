@@ -122,7 +122,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("THANOS_TOOLS_DATA_DIR", tempfile.mkdtemp())
 
-    from thanostools.core.engine import Engine
+    from thanostools.core.workspace import BucketWorkspace
     from thanostools.tui import complete
     from thanostools.tui.braille import PlotSeries, color_for, render_plot
     from thanostools.tui.sources import BucketSource, CancelToken, Outcome, QuerySettings
@@ -130,11 +130,11 @@ def main() -> None:
     data = Path(args.workdir) / "data"
     data.mkdir(parents=True, exist_ok=True)
     generate(data, args.series)
-    engine = Engine.open(str(data))
-    blocks = engine.blocks()
+    workspace = BucketWorkspace.open(str(data))
+    blocks = workspace.blocks()
     series_total = sum(b.meta.stats.num_series for b in blocks)
     now = max(b.meta.max_time for b in blocks) - 60_000
-    source = BucketSource(engine)
+    source = BucketSource(workspace)
     start = now - 3_600_000
 
     cache, fetch_ms = fill_cache(source, start, now)

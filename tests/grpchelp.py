@@ -19,12 +19,13 @@ from tests.fixtures_prom import free_port
 from thanostools._proto.info.infopb import rpc_pb2 as info_pb2
 from thanostools._proto.info.infopb import rpc_pb2_grpc as info_grpc
 from thanostools._proto.store.storepb import rpc_pb2, rpc_pb2_grpc, types_pb2
+from thanostools.core.catalog import CompactionLeftovers
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import build_aggr
-from thanostools.core.engine import Engine
 from thanostools.core.errors import ConfigError
 from thanostools.core.labels import Labels
 from thanostools.core.tsdb.writer import BlockWriter
+from thanostools.core.workspace import BucketWorkspace
 from thanostools.server.grpc import GrpcTLS, build_grpc_server
 
 
@@ -57,13 +58,14 @@ def info_client(channel: grpc.Channel) -> InfoClient:
 class ServerThread:
     """``build_grpc_server`` + ``start`` on 127.0.0.1 in an event loop running on its own thread."""
 
-    def __init__(self, engine: Engine, *, tls: GrpcTLS | None = None, **kw: Any) -> None:
-        self.engine = engine
+    def __init__(self, workspace: BucketWorkspace, *, tls: GrpcTLS | None = None, **kw: Any) -> None:
+        self.workspace = workspace
+        self.catalog = workspace.catalog.view(CompactionLeftovers())  # the blocks serve reads
         self.security_events: list[str] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        kw.setdefault("blocks", engine.blocks)
+        kw.setdefault("blocks", self.catalog.blocks)
         try:
             for attempt in range(3):  # another test process may take the free port first
                 self.port = free_port()
@@ -82,7 +84,7 @@ class ServerThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
 
     async def _start(self, tls: GrpcTLS | None, kw: dict[str, Any]) -> Any:
-        server = await build_grpc_server(engine=self.engine, address=self.address, tls=tls,
+        server = await build_grpc_server(catalog=self.catalog, address=self.address, tls=tls,
                                          on_security_event=self.security_events.append, max_workers=2, **kw)
         await server.start()
         return server
@@ -109,9 +111,9 @@ def server_factory() -> Iterator[type[ServerThread]]:
     started: list[ServerThread] = []
 
     class _Factory(ServerThread):
-        def __init__(self, engine: Engine, **kw: Any) -> None:
+        def __init__(self, workspace: BucketWorkspace, **kw: Any) -> None:
             started.append(self)
-            super().__init__(engine, **kw)
+            super().__init__(workspace, **kw)
 
     yield _Factory
     for s in started:

@@ -327,12 +327,12 @@ def test_internal_error_is_one_line_and_debug_shows_the_traceback(bucket: tuple[
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug of ours (simulated: the listing raises a plain Python error) is one line; with debug logging the
     promised details, the traceback, really follow."""
-    from thanostools.core.engine import Engine
+    from thanostools.core.workspace import BucketWorkspace
 
-    def broken_listing(self: Engine, flt: object = None) -> list[object]:
+    def broken_listing(self: BucketWorkspace, flt: object = None) -> list[object]:
         raise ZeroDivisionError("simulated bug\nsecond line")
 
-    monkeypatch.setattr(Engine, "blocks", broken_listing)
+    monkeypatch.setattr(BucketWorkspace, "blocks", broken_listing)
     root, _ = bucket
     res = run_cli("bucket", "ls", "--bucket", str(root))
     assert res.exit_code == 1

@@ -8,14 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from thanostools.core.catalog import CompactionLeftovers
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import AGGR_ENCODING, Aggr, build_aggr
-from thanostools.core.engine import Engine
+from thanostools.core.dedup import deduplicated
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher, MatchType
+from thanostools.core.partial import PartialBlockQuerier, PartialResponse
 from thanostools.core.querier import BlockQuerier, aggregate_for, choose_blocks, effective_resolution
-from thanostools.core.series import SampleBatch, SelectHints
+from thanostools.core.series import Querier, SampleBatch, SelectHints
 from thanostools.core.tsdb.writer import BlockWriter
+from thanostools.core.workspace import BucketWorkspace
 
 H = 3_600_000
 M5 = 300_000
@@ -93,21 +96,26 @@ def as_dict(batch: SampleBatch) -> dict[Labels, list[tuple[int, float]]]:
     return out
 
 
-def select(q: BlockQuerier, *matchers: Matcher, mint: int = 0, maxt: int = 10**13, func: str = "",
+def select(q: Querier, *matchers: Matcher, mint: int = 0, maxt: int = 10**13, func: str = "",
            rng: int = 0) -> dict[Labels, list[tuple[int, float]]]:
     hints = SelectHints(start=mint, end=maxt, func=func, range=rng)
-    res = q.select(list(matchers), mint, maxt, hints)
-    labels = res.batch.labels
-    assert labels == sorted(labels)
-    return as_dict(res.batch)
+    batch = q.select(list(matchers), mint, maxt, hints).collect()
+    assert batch.labels == sorted(batch.labels)
+    return as_dict(batch)
 
 
 def name(n: str) -> Matcher:
     return Matcher.eq("__name__", n)
 
 
-def querier(bucket: Path, **kw: object) -> BlockQuerier:
-    return BlockQuerier(Engine.open(str(bucket)), **kw)  # type: ignore[arg-type]
+def querier(bucket: Path, *, dedup: bool = False, replica_labels: Sequence[str] = (), external_labels: bool = True,
+            **kw: int) -> Querier:
+    """The bucket as ``query`` reads it: leftovers filtered, failing blocks under the partial-response policy,
+    replicas merged on request."""
+    catalog = BucketWorkspace.open(str(bucket)).catalog.view(CompactionLeftovers())
+    blocks = PartialBlockQuerier(catalog, lambda view: BlockQuerier(view, external_labels=external_labels, **kw),
+                                 PartialResponse())
+    return deduplicated(blocks, replica_labels, dedup)
 
 
 # --- external labels, merging, ranges ------------------------------------------------------------
@@ -135,7 +143,7 @@ def test_external_labels_are_added_win_and_match(tmp_path: Path) -> None:
 
 def test_series_are_sorted_after_adding_external_labels(tmp_path: Path) -> None:
     write_raw(tmp_path, [(lab(a="1"), [1], [1]), (lab(a="1", b="0"), [1], [2])], ext={"c": "5"})
-    got = querier(tmp_path).select([], 0, 10).batch.labels
+    got = querier(tmp_path).select([], 0, 10).collect().labels
     assert got == [lab(a="1", b="0", c="5"), lab(a="1", c="5")]
 
 
@@ -167,18 +175,18 @@ def test_label_names_and_values(tmp_path: Path) -> None:
     write_raw(tmp_path, [(lab(__name__="up", job="b"), [H + 1000], [1])], ext={"replica": "r1"},
               min_time=H, max_time=2 * H)
     q = querier(tmp_path)
-    assert q.label_names([], 0, 2 * H) == ["__name__", "job", "mode", "replica"]
-    assert q.label_names([name("up")], 0, 2 * H) == ["__name__", "job", "replica"]
-    assert q.label_names([name("cpu")], 0, 2 * H) == ["__name__", "mode", "replica"]
-    assert q.label_names([name("up")], H + 5000, 2 * H) == []  # the series' chunks end earlier
-    assert q.label_values("job", [], 0, 2 * H) == ["a", "b"]
-    assert q.label_values("job", [], 0, H - 1) == ["a"]
-    assert q.label_values("replica", [name("up"), Matcher.eq("job", "b")], 0, 2 * H) == ["r1"]
-    assert q.label_values("replica", [Matcher.eq("replica", "r0")], 0, 2 * H) == ["r0"]
-    assert q.label_values("nope", [], 0, 2 * H) == []
+    assert q.label_names([], 0, 2 * H).values == ["__name__", "job", "mode", "replica"]
+    assert q.label_names([name("up")], 0, 2 * H).values == ["__name__", "job", "replica"]
+    assert q.label_names([name("cpu")], 0, 2 * H).values == ["__name__", "mode", "replica"]
+    assert q.label_names([name("up")], H + 5000, 2 * H).values == []  # the series' chunks end earlier
+    assert q.label_values("job", [], 0, 2 * H).values == ["a", "b"]
+    assert q.label_values("job", [], 0, H - 1).values == ["a"]
+    assert q.label_values("replica", [name("up"), Matcher.eq("job", "b")], 0, 2 * H).values == ["r1"]
+    assert q.label_values("replica", [Matcher.eq("replica", "r0")], 0, 2 * H).values == ["r0"]
+    assert q.label_values("nope", [], 0, 2 * H).values == []
     dq = querier(tmp_path, dedup=True, replica_labels=["replica"])
-    assert dq.label_names([], 0, 2 * H) == ["__name__", "job", "mode"]
-    assert dq.label_values("replica", [], 0, 2 * H) == []
+    assert dq.label_names([], 0, 2 * H).values == ["__name__", "job", "mode"]
+    assert dq.label_values("replica", [], 0, 2 * H).values == []
 
 
 # --- dedup -----------------------------------------------------------------------------------------
@@ -304,7 +312,7 @@ def test_choose_blocks_is_per_external_label_set(tmp_path: Path) -> None:
     s = lab(__name__="m")
     write_raw(tmp_path, [(s, [0], [1])], ext={"r": "a"}, min_time=0, max_time=2 * H)
     write_downsampled(tmp_path, [(s, [0, 60000], [1, 1])], M5, ext={"r": "b"}, min_time=0, max_time=2 * H)
-    infos = Engine.open(str(tmp_path)).blocks()
+    infos = BucketWorkspace.open(str(tmp_path)).blocks()
     chosen = choose_blocks(infos, 0, 2 * H, M5)
     assert sorted(b.meta.resolution for b in chosen) == [0, M5]
 
@@ -315,7 +323,7 @@ def test_compaction_leftovers_are_ignored(tmp_path: Path) -> None:
     w = BlockWriter(str(tmp_path), min_time=0, max_time=2 * H, level=2, sources=[a, "01BX5ZZKBKACTAV9WEVGEMMVRZ"])
     w.add_samples(s, np.array([0, H], np.int64), np.array([1.0, 2.0]))
     w.finish()
-    infos = Engine.open(str(tmp_path)).blocks()
+    infos = BucketWorkspace.open(str(tmp_path)).catalog.view(CompactionLeftovers()).blocks()
     assert len(choose_blocks(infos, 0, 2 * H, 0)) == 1
 
 
@@ -325,5 +333,5 @@ def test_unreadable_blocks_become_warnings(tmp_path: Path) -> None:
     broken = write_raw(tmp_path, [(s, [1000], [2])])
     (tmp_path / broken / "meta.json").write_text("{not json")
     res = querier(tmp_path).select([], 0, 10_000)
-    assert as_dict(res.batch) == {s: [(0, 1.0)]}
+    assert as_dict(res.collect()) == {s: [(0, 1.0)]}
     assert len(res.warnings) == 1 and res.warnings[0].startswith(f"block {broken} skipped: ")

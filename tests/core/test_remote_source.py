@@ -16,7 +16,7 @@ import pytest
 from tests.clihelp import START_MS
 from tests.fixtures_prom import free_port
 from tests.grpchelp import DownsampledSeries, ServerThread, make_certs, server_factory, write_downsampled
-from thanostools.core.engine import Engine
+from thanostools.core.dedup import DedupQuerier
 from thanostools.core.errors import SourceError
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher, MatchType
@@ -25,6 +25,7 @@ from thanostools.core.series import Querier, SampleBatch, SelectHints
 from thanostools.core.sources.fanout import FanoutQuerier
 from thanostools.core.sources.remote import RemoteStoreQuerier, RemoteTLS
 from thanostools.core.tsdb.writer import BlockWriter
+from thanostools.core.workspace import BucketWorkspace
 from thanostools.server.grpc import GrpcTLS
 
 H = 3_600_000
@@ -76,7 +77,7 @@ def grpc_servers() -> Iterator[type[ServerThread]]:
 
 @pytest.fixture(scope="module")
 def servers(buckets: dict[str, Path]) -> Iterator[dict[str, ServerThread]]:
-    started = {name: ServerThread(Engine.open(str(buckets[name]))) for name in ("a", "b", "ds")}
+    started = {name: ServerThread(BucketWorkspace.open(str(buckets[name]))) for name in ("a", "b", "ds")}
     yield started
     for s in started.values():
         s.stop()
@@ -91,37 +92,38 @@ def _as_dict(batch: SampleBatch) -> dict[Labels, tuple[list[int], list[int]]]:
 
 
 def test_remote_returns_what_the_blocks_hold(buckets: dict[str, Path], servers: dict[str, ServerThread]) -> None:
-    local = BlockQuerier(Engine.open(str(buckets["both"])))
+    local = BlockQuerier(BucketWorkspace.open(str(buckets["both"])).catalog)
     with RemoteStoreQuerier([servers["a"].address, servers["b"].address], timeout_s=10,
                             partial_response=False) as remote:
         for mint, maxt in [(START_MS, END), (START_MS + H - 1, START_MS + H + 900_000)]:
             got = remote.select(ALL, mint, maxt)
+            batch = got.collect()
             assert got.warnings == []
-            assert _as_dict(got.batch) == _as_dict(local.select(ALL, mint, maxt).batch)
-            assert got.batch.labels == sorted(got.batch.labels) and len(got.batch) == 8
+            assert _as_dict(batch) == _as_dict(local.select(ALL, mint, maxt).collect())
+            assert batch.labels == sorted(batch.labels) and len(batch) == 8
         assert remote.label_names([], START_MS, END) == local.label_names([], START_MS, END)
-        assert remote.label_values("replica", [], START_MS, END) == ["a", "b"]
+        assert remote.label_values("replica", [], START_MS, END).values == ["a", "b"]
         infos, warnings = remote.endpoint_infos()
         assert not warnings and {i.label_sets for i in infos} == {((("cluster", "eu"), ("replica", r)),)
                                                                    for r in "ab"}
 
 
 def test_fanout_dedups_replicas(buckets: dict[str, Path], servers: dict[str, ServerThread]) -> None:
-    local = BlockQuerier(Engine.open(str(buckets["both"])), replica_labels=("replica",), dedup=True)
+    local = DedupQuerier(BlockQuerier(BucketWorkspace.open(str(buckets["both"])).catalog), ("replica",))
     remote = RemoteStoreQuerier([servers["a"].address, servers["b"].address], timeout_s=10, partial_response=True)
-    local_a = BlockQuerier(Engine.open(str(buckets["a"])))
+    local_a = BlockQuerier(BucketWorkspace.open(str(buckets["a"])).catalog)
     remote_b = RemoteStoreQuerier([servers["b"].address], timeout_s=10, partial_response=True)
     try:
         choices: list[list[Querier]] = [[remote], [local_a, remote_b]]
         for sources in choices:
-            fan = FanoutQuerier(sources, replica_labels=["replica"], dedup=True)
+            fan = DedupQuerier(FanoutQuerier(sources), ["replica"])
             for hints in (None, SelectHints(START_MS, END, func="rate", range=300_000)):
-                got = fan.select(ALL, START_MS, END, hints)
-                want = local.select(ALL, START_MS, END, hints)
-                assert len(got.batch) == 4 and all(("replica", "a") not in lab for lab in got.batch.labels)
-                assert _as_dict(got.batch) == _as_dict(want.batch)
-            assert fan.label_values("replica", [], START_MS, END) == []
-            assert "replica" not in fan.label_names([], START_MS, END)
+                got = fan.select(ALL, START_MS, END, hints).collect()
+                want = local.select(ALL, START_MS, END, hints).collect()
+                assert len(got) == 4 and all(("replica", "a") not in lab for lab in got.labels)
+                assert _as_dict(got) == _as_dict(want)
+            assert fan.label_values("replica", [], START_MS, END).values == []
+            assert "replica" not in fan.label_names([], START_MS, END).values
     finally:
         remote.close()
         remote_b.close()
@@ -130,22 +132,22 @@ def test_fanout_dedups_replicas(buckets: dict[str, Path], servers: dict[str, Ser
 @pytest.mark.parametrize("func", ["", "max_over_time", "min_over_time", "count_over_time", "sum_over_time", "rate"])
 def test_downsampled_aggregates_through_remote(buckets: dict[str, Path], servers: dict[str, ServerThread],
                                                func: str) -> None:
-    local = BlockQuerier(Engine.open(str(buckets["ds"])), max_source_resolution_ms=300_000)
+    local = BlockQuerier(BucketWorkspace.open(str(buckets["ds"])).catalog, max_source_resolution_ms=300_000)
     hints = SelectHints(START_MS - H, END, func=func, range=H if func == "rate" else 0)
     with RemoteStoreQuerier([servers["ds"].address], timeout_s=10, partial_response=False,
                             max_source_resolution_ms=300_000) as remote:
         got = remote.select(ALL, START_MS - H, END, hints)
-    want = local.select(ALL, START_MS - H, END, hints)
-    assert got.warnings == [] and len(got.batch) == 1
-    assert _as_dict(got.batch) == _as_dict(want.batch)
+    want = local.select(ALL, START_MS - H, END, hints).collect()
+    assert got.warnings == [] and len(batch := got.collect()) == 1
+    assert _as_dict(batch) == _as_dict(want)
 
 
 def test_unreachable_endpoint_is_a_warning_or_an_error(servers: dict[str, ServerThread]) -> None:
     dead = f"127.0.0.1:{free_port()}"
     with RemoteStoreQuerier([servers["a"].address, dead], timeout_s=3, partial_response=True) as remote:
         got = remote.select(ALL, START_MS, END)
-        assert len(got.batch) == 4 and len(got.warnings) == 1 and dead in got.warnings[0]
-        assert remote.label_values("replica", [], START_MS, END) == ["a"]
+        assert len(got.collect()) == 4 and len(got.warnings) == 1 and dead in got.warnings[0]
+        assert remote.label_values("replica", [], START_MS, END).values == ["a"]
     with RemoteStoreQuerier([servers["a"].address, dead], timeout_s=3, partial_response=False) as remote, \
             pytest.raises(SourceError, match=dead):
         remote.select(ALL, START_MS, END)
@@ -154,14 +156,14 @@ def test_unreachable_endpoint_is_a_warning_or_an_error(servers: dict[str, Server
 def test_endpoints_ruled_out_by_external_labels_or_time(servers: dict[str, ServerThread]) -> None:
     with RemoteStoreQuerier([servers["a"].address, servers["ds"].address], timeout_s=10,
                             partial_response=False, max_source_resolution_ms=H) as remote:
-        assert len(remote.select([*ALL, Matcher.eq("cluster", "ds")], START_MS, END).batch) == 1
-        assert len(remote.select([*ALL, Matcher.eq("cluster", "eu")], START_MS, END).batch) == 4
+        assert len(remote.select([*ALL, Matcher.eq("cluster", "ds")], START_MS, END).collect()) == 1
+        assert len(remote.select([*ALL, Matcher.eq("cluster", "eu")], START_MS, END).collect()) == 4
         infos, _ = remote.endpoint_infos()
         ds = next(i for i in infos if i.address == servers["ds"].address)
         assert ds.may_match([Matcher.eq("cluster", "ds")], START_MS, END)
         assert not ds.may_match([Matcher.eq("cluster", "eu")], START_MS, END)
         assert not ds.may_match([], END + 1, END + H) and ds.may_match([Matcher.eq("other", "x")], START_MS, START_MS)
-        assert len(remote.select(ALL, END + H, END + 2 * H).batch) == 0
+        assert len(remote.select(ALL, END + H, END + 2 * H).collect()) == 0
         request = remote.series_request(ALL, 0, 10, SelectHints(0, 10, func="max_over_time"))
         assert list(request.aggregates) == [4] and request.query_hints.func.name == "max_over_time"
 
@@ -169,10 +171,11 @@ def test_endpoints_ruled_out_by_external_labels_or_time(servers: dict[str, Serve
 def test_mtls_client(buckets: dict[str, Path], tmp_path: Path, grpc_servers: type[ServerThread]) -> None:
     pytest.importorskip("cryptography")
     c = make_certs(tmp_path / "certs")
-    s = grpc_servers(Engine.open(str(buckets["a"])), tls=GrpcTLS(str(c.server_cert), str(c.server_key), str(c.ca)))
+    s = grpc_servers(BucketWorkspace.open(str(buckets["a"])),
+                     tls=GrpcTLS(str(c.server_cert), str(c.server_key), str(c.ca)))
     good = RemoteTLS(ca_file=str(c.ca), cert_file=str(c.client_cert), key_file=str(c.client_key))
     with RemoteStoreQuerier([s.address], timeout_s=5, partial_response=False, tls=good) as remote:
-        assert len(remote.select(ALL, START_MS, END).batch) == 4
+        assert len(remote.select(ALL, START_MS, END).collect()) == 4
     with RemoteStoreQuerier([s.address], timeout_s=5, partial_response=False,
                             tls=RemoteTLS(ca_file=str(c.ca))) as remote, pytest.raises(SourceError):
         remote.select(ALL, START_MS, END)

@@ -14,7 +14,6 @@ import pytest
 
 from thanostools.core.chunkenc.aggr import Aggr
 from thanostools.core.downsample import downsample_block
-from thanostools.core.engine import Engine
 from thanostools.core.errors import ConfigError
 from thanostools.core.inspect import BlockFilter
 from thanostools.core.labels import Labels, from_dict
@@ -31,6 +30,7 @@ from thanostools.core.tsdb.block import Block
 from thanostools.core.tsdb.meta import BlockMeta
 from thanostools.core.tsdb.series_chunks import iter_series_chunks
 from thanostools.core.tsdb.writer import BlockWriter
+from thanostools.core.workspace import BucketWorkspace
 
 HOUR = 3_600_000
 START = 1_700_006_400_000
@@ -334,7 +334,7 @@ def bucket_with_blocks(tmp_path: Path) -> tuple[Path, list[Path]]:
 
 def test_group_merge_preview(tmp_path: Path) -> None:
     bucket, blocks = bucket_with_blocks(tmp_path)
-    infos = Engine.open(str(bucket)).blocks()
+    infos = BucketWorkspace.open(str(bucket)).blocks()
     merges = preview_group_merges(infos, [b.name for b in blocks], RewriteSpec(drop_labels=("replica",)))
     assert [(m.labels, m.merged_from, m.blocks) for m in merges] == [
         ({"cluster": "eu1"}, [{"cluster": "eu1", "replica": "0"}, {"cluster": "eu1", "replica": "1"}], 2)]
@@ -344,7 +344,7 @@ def test_group_merge_preview(tmp_path: Path) -> None:
 
 def test_external_label_edit_is_a_byte_copy(tmp_path: Path) -> None:
     bucket, blocks = bucket_with_blocks(tmp_path)
-    engine = Engine.open(str(bucket))
+    engine = BucketWorkspace.open(str(bucket))
     report = rewrite_bucket(engine, RewriteSpec(set_labels=(("cluster", "eu2"),), drop_labels=("replica",)),
                             block_filter=BlockFilter(ids=(blocks[0].name,)), dry_run=False)
     (rep,) = report.blocks
@@ -363,12 +363,12 @@ def test_bucket_rewrite_dry_run_then_real_then_rerun(tmp_path: Path) -> None:
     bucket, blocks = bucket_with_blocks(tmp_path)
     before = sorted(os.listdir(bucket))
     sp = spec()
-    dry = rewrite_bucket(Engine.open(str(bucket)), sp)
+    dry = rewrite_bucket(BucketWorkspace.open(str(bucket)), sp)
     assert sorted(os.listdir(bucket)) == before and [b.status for b in dry.blocks] == ["would-rewrite"] * 3
-    real = rewrite_bucket(Engine.open(str(bucket)), sp, dry_run=False)
+    real = rewrite_bucket(BucketWorkspace.open(str(bucket)), sp, dry_run=False)
     assert [b.status for b in real.blocks] == ["rewritten"] * 3 and all(b.marked for b in real.blocks)
     assert all((b / "deletion-mark.json").exists() for b in blocks)
-    again = rewrite_bucket(Engine.open(str(bucket)), sp, dry_run=False)
+    again = rewrite_bucket(BucketWorkspace.open(str(bucket)), sp, dry_run=False)
     assert [b.status for b in again.blocks] == ["is-rewrite-output"] * 3
     assert len(os.listdir(bucket)) == 6
 
@@ -377,11 +377,11 @@ def test_interrupted_rewrite_resumes_without_duplicates(tmp_path: Path) -> None:
     bucket, blocks = bucket_with_blocks(tmp_path)
     sp = spec()
     # The first run uploaded the new blocks but stopped before marking the originals.
-    first = rewrite_bucket(Engine.open(str(bucket)), sp, dry_run=False, mark_original=False)
+    first = rewrite_bucket(BucketWorkspace.open(str(bucket)), sp, dry_run=False, mark_original=False)
     # A second, interrupted upload left a partial block (no meta.json) behind.
     partial = bucket / "01ARZ3NDEKTSV4RRFFQ69G5FAV"
     shutil.copytree(Path(blocks[0]) / "chunks", partial / "chunks")
-    resumed = rewrite_bucket(Engine.open(str(bucket)), sp, dry_run=False)
+    resumed = rewrite_bucket(BucketWorkspace.open(str(bucket)), sp, dry_run=False)
     by_source = {b.source: b for b in resumed.blocks}
     for old in first.blocks:
         rep = by_source[old.source]
@@ -393,9 +393,9 @@ def test_interrupted_rewrite_resumes_without_duplicates(tmp_path: Path) -> None:
 def test_find_rewrite_and_output_detection(tmp_path: Path) -> None:
     bucket, blocks = bucket_with_blocks(tmp_path)
     sp = spec()
-    rewrite_bucket(Engine.open(str(bucket)), sp, dry_run=False, mark_original=False,
+    rewrite_bucket(BucketWorkspace.open(str(bucket)), sp, dry_run=False, mark_original=False,
                    block_filter=BlockFilter(ids=(blocks[0].name,)))
-    infos = Engine.open(str(bucket)).blocks()
+    infos = BucketWorkspace.open(str(bucket)).blocks()
     src = next(b for b in infos if b.ulid == blocks[0].name)
     found = find_rewrite(src.meta, sp, {"cluster": "eu1", "replica": "0"}, infos)
     assert found is not None and is_rewrite_output(found.meta, sp, {"cluster": "eu1", "replica": "0"})
@@ -405,7 +405,7 @@ def test_find_rewrite_and_output_detection(tmp_path: Path) -> None:
 
 def test_nothing_to_do_and_conflicting_labels() -> None:
     with pytest.raises(ConfigError, match="nothing to do"):
-        rewrite_bucket(Engine.open("memory://empty-rewrite"), RewriteSpec())
+        rewrite_bucket(BucketWorkspace.open("memory://empty-rewrite"), RewriteSpec())
     with pytest.raises(ConfigError, match="both set and dropped"):
         RewriteSpec(set_labels=(("a", "1"),), drop_labels=("a",))
     with pytest.raises(ConfigError, match="not a valid label name"):

@@ -42,13 +42,13 @@ from thanostools._proto.store.hintspb import hints_pb2
 from thanostools._proto.store.storepb import rpc_pb2, types_pb2
 from thanostools.core import labels as labelset
 from thanostools.core.chunkenc import xor
-from thanostools.core.engine import Engine
 from thanostools.core.inspect import BlockInfo
 from thanostools.core.matchers import Matcher
 from thanostools.core.storage import select_blocks
 from thanostools.core.tsdb.block import Block
 from thanostools.core.tsdb.series_chunks import iter_series_chunks
 from thanostools.core.tsdb.writer import BlockWriter
+from thanostools.core.workspace import BucketWorkspace
 from thanostools.server.grpc import GrpcTLS
 
 pytestmark = [needs_promtool, pytest.mark.promtool]
@@ -110,13 +110,13 @@ def grpc_servers() -> Iterator[type[ServerThread]]:
 
 
 @pytest.fixture(scope="module")
-def engine(bucket: Path) -> Engine:
-    return Engine.open(str(bucket))
+def workspace(bucket: Path) -> BucketWorkspace:
+    return BucketWorkspace.open(str(bucket))
 
 
 @pytest.fixture(scope="module")
-def server(engine: Engine) -> Iterator[ServerThread]:
-    s = ServerThread(engine)
+def server(workspace: BucketWorkspace) -> Iterator[ServerThread]:
+    s = ServerThread(workspace)
     yield s
     s.stop()
 
@@ -137,8 +137,8 @@ def _call(store: StoreClient, **kw: Any) -> list[rpc_pb2.SeriesResponse]:
     return list(store.Series(rpc_pb2.SeriesRequest(**kw), timeout=30))
 
 
-def _eu_blocks(engine: Engine) -> list[Block]:
-    return [Block.open_dir(str(engine.bucket.local_path(b.ulid))) for b in engine.blocks()
+def _eu_blocks(workspace: BucketWorkspace) -> list[Block]:
+    return [Block.open_dir(str(workspace.bucket.local_path(b.ulid))) for b in workspace.blocks()
             if b.meta.external_labels == labelset.from_dict(EU)]
 
 
@@ -150,10 +150,10 @@ def _samples(s: types_pb2.Series, field: str = "raw") -> tuple[np.ndarray, np.nd
 # --- discovery ---------------------------------------------------------------------------------------
 
 
-def test_info_describes_the_blocks(engine: Engine, channel: grpc.Channel) -> None:
+def test_info_describes_the_blocks(workspace: BucketWorkspace, channel: grpc.Channel) -> None:
     resp = info_client(channel).Info(info_pb2.InfoRequest(), timeout=5)
     assert resp.ComponentType == "store" and resp.HasField("store")
-    infos = engine.blocks()
+    infos = workspace.blocks()
     assert resp.store.min_time == min(b.meta.min_time for b in infos)
     assert resp.store.max_time == max(b.meta.max_time for b in infos)
     assert resp.store.supports_sharding and resp.store.supports_without_replica_labels
@@ -171,8 +171,8 @@ def test_info_describes_the_blocks(engine: Engine, channel: grpc.Channel) -> Non
     assert legacy.min_time == resp.store.min_time
 
 
-def test_not_ready_until_synced(engine: Engine, grpc_servers: type[ServerThread]) -> None:
-    s = grpc_servers(engine, ready=lambda: False)
+def test_not_ready_until_synced(workspace: BucketWorkspace, grpc_servers: type[ServerThread]) -> None:
+    s = grpc_servers(workspace, ready=lambda: False)
     with s.channel() as ch, pytest.raises(grpc.RpcError) as err:
         info_client(ch).Info(info_pb2.InfoRequest(), timeout=5)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE and err.value.details() == "Not ready"
@@ -181,14 +181,14 @@ def test_not_ready_until_synced(engine: Engine, grpc_servers: type[ServerThread]
 # --- series --------------------------------------------------------------------------------------------
 
 
-def test_series_raw_chunks_byte_for_byte(engine: Engine, store: StoreClient) -> None:
+def test_series_raw_chunks_byte_for_byte(workspace: BucketWorkspace, store: StoreClient) -> None:
     frames = _call(store, min_time=-FAR, max_time=FAR, matchers=[matcher("cluster", "eu"), ALL],
                    aggregates=[rpc_pb2.COUNT, rpc_pb2.SUM], partial_response_strategy=types_pb2.ABORT)
     got = series_of(frames)
     assert [labels_of(s) for s in got] == sorted(labels_of(s) for s in got)
     assert frames[-1].WhichOneof("result") == "hints" and not warnings_of(frames)
     expected: dict[tuple[tuple[str, str], ...], list[bytes]] = {}
-    for block in sorted(_eu_blocks(engine), key=lambda b: b.meta.min_time):
+    for block in sorted(_eu_blocks(workspace), key=lambda b: b.meta.min_time):
         for sc in iter_series_chunks(block):
             key = labelset.merge(sc.labels, labelset.from_dict(EU))
             expected.setdefault(key, []).extend(sc.buf[a:b].tobytes() for a, b in zip(sc.starts, sc.ends, strict=True))
@@ -196,12 +196,12 @@ def test_series_raw_chunks_byte_for_byte(engine: Engine, store: StoreClient) -> 
     assert all(c.raw.type == types_pb2.Chunk.XOR and not c.HasField("count") for s in got for c in s.chunks)
 
 
-def test_series_time_range_and_matchers(engine: Engine, store: StoreClient) -> None:
+def test_series_time_range_and_matchers(workspace: BucketWorkspace, store: StoreClient) -> None:
     mint, maxt = START_MS + 3600_000, START_MS + 5400_000
     frames = _call(store, min_time=mint, max_time=maxt, matchers=[matcher("job", "node"), matcher("replica", "a")])
     got = {labels_of(s): s for s in series_of(frames)}
     want = {}
-    for b in select_blocks(_eu_blocks(engine), [Matcher.eq("job", "node")], mint, maxt):
+    for b in select_blocks(_eu_blocks(workspace), [Matcher.eq("job", "node")], mint, maxt):
         for i in range(len(b)):
             lab, t, v = b.series(i)
             want[labelset.merge(lab, labelset.from_dict(EU))] = (t, v)
@@ -309,15 +309,15 @@ def test_shards_partition_the_series(store: StoreClient) -> None:
     assert all(not (seen[i] & seen[j]) for i in range(3) for j in range(i + 1, 3))
 
 
-def test_block_matcher_hints_and_response_hints(engine: Engine, store: StoreClient) -> None:
-    ulid = next(b.ulid for b in engine.blocks() if b.meta.external_labels == labelset.from_dict(EU))
+def test_block_matcher_hints_and_response_hints(workspace: BucketWorkspace, store: StoreClient) -> None:
+    ulid = next(b.ulid for b in workspace.blocks() if b.meta.external_labels == labelset.from_dict(EU))
     hints = any_pb2.Any()
     hints.Pack(hints_pb2.SeriesRequestHints(block_matchers=[matcher("__block_id", ulid)]))
     frames = _call(store, min_time=-FAR, max_time=FAR, matchers=[ALL], hints=hints)
     resp = hints_pb2.SeriesResponseHints()
     assert frames[-1].hints.Unpack(resp)
     assert [b.id for b in resp.queried_blocks] == [ulid]
-    block = Block.open_dir(str(engine.bucket.local_path(ulid)))
+    block = Block.open_dir(str(workspace.bucket.local_path(ulid)))
     assert len(series_of(frames)) == block.meta.stats.num_series
 
 
@@ -368,7 +368,7 @@ def test_bad_label_requests_are_invalid_argument(store: StoreClient) -> None:
     assert series_of(_call(store, min_time=-FAR, max_time=FAR, matchers=[matcher("cluster", "ds")]))  # still serving
 
 
-def test_unexpected_failure_is_internal_and_server_survives(engine: Engine,
+def test_unexpected_failure_is_internal_and_server_survives(workspace: BucketWorkspace,
                                                            grpc_servers: type[ServerThread]) -> None:
     calls: list[int] = []
 
@@ -376,9 +376,9 @@ def test_unexpected_failure_is_internal_and_server_survives(engine: Engine,
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("listing exploded\nsecond line")
-        return engine.blocks()
+        return workspace.blocks()
 
-    s = grpc_servers(engine, blocks=flaky)
+    s = grpc_servers(workspace, blocks=flaky)
     with s.channel() as ch:
         with pytest.raises(grpc.RpcError) as err:
             info_client(ch).Info(info_pb2.InfoRequest(), timeout=5)
@@ -401,7 +401,7 @@ def test_tampered_chunk_is_detected(bucket: Path, tmp_path: Path, grpc_servers: 
                                     caplog: pytest.LogCaptureFixture) -> None:
     copy = tmp_path / "bucket"
     shutil.copytree(bucket, copy)
-    eng = Engine.open(str(copy))
+    eng = BucketWorkspace.open(str(copy))
     eu = sorted((b for b in eng.blocks() if b.meta.external_labels == labelset.from_dict(EU)),
                 key=lambda b: b.meta.min_time)
     _tamper(copy / eu[0].ulid)
@@ -452,10 +452,10 @@ def _info_over(address: str, creds: grpc.ChannelCredentials) -> info_pb2.InfoRes
         return info_client(ch).Info(info_pb2.InfoRequest(), timeout=5)
 
 
-def test_tls_and_mtls(engine: Engine, tmp_path: Path, grpc_servers: type[ServerThread]) -> None:
+def test_tls_and_mtls(workspace: BucketWorkspace, tmp_path: Path, grpc_servers: type[ServerThread]) -> None:
     pytest.importorskip("cryptography")
     c = make_certs(tmp_path / "certs")
-    tls = grpc_servers(engine, tls=GrpcTLS(str(c.server_cert), str(c.server_key)))
+    tls = grpc_servers(workspace, tls=GrpcTLS(str(c.server_cert), str(c.server_key)))
     assert _info_over(tls.address, grpc.ssl_channel_credentials(c.ca.read_bytes())).ComponentType == "store"
     with pytest.raises(grpc.RpcError) as err:
         _info_over(tls.address, grpc.ssl_channel_credentials(c.other_ca.read_bytes()))
@@ -463,7 +463,7 @@ def test_tls_and_mtls(engine: Engine, tmp_path: Path, grpc_servers: type[ServerT
     with tls.channel() as plain, pytest.raises(grpc.RpcError):
         info_client(plain).Info(info_pb2.InfoRequest(), timeout=5)
 
-    mtls = grpc_servers(engine, tls=GrpcTLS(str(c.server_cert), str(c.server_key), str(c.ca)))
+    mtls = grpc_servers(workspace, tls=GrpcTLS(str(c.server_cert), str(c.server_key), str(c.ca)))
     good = grpc.ssl_channel_credentials(c.ca.read_bytes(), c.client_key.read_bytes(), c.client_cert.read_bytes())
     assert _info_over(mtls.address, good).ComponentType == "store"
     for creds in (grpc.ssl_channel_credentials(c.ca.read_bytes()),
@@ -474,19 +474,19 @@ def test_tls_and_mtls(engine: Engine, tmp_path: Path, grpc_servers: type[ServerT
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-def test_bad_tls_files_and_busy_port_are_config_errors(engine: Engine, tmp_path: Path,
+def test_bad_tls_files_and_busy_port_are_config_errors(workspace: BucketWorkspace, tmp_path: Path,
                                                        grpc_servers: type[ServerThread]) -> None:
     from thanostools.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="gRPC TLS key"):
-        grpc_servers(engine, tls=GrpcTLS(str(tmp_path / "no.crt"), str(tmp_path / "no.key")))
-    first = grpc_servers(engine)
+        grpc_servers(workspace, tls=GrpcTLS(str(tmp_path / "no.crt"), str(tmp_path / "no.key")))
+    first = grpc_servers(workspace)
     import asyncio
 
     from thanostools.server.grpc import build_grpc_server
 
     async def again() -> None:
-        await build_grpc_server(blocks=engine.blocks, engine=engine, address=first.address)
+        await build_grpc_server(blocks=workspace.blocks, catalog=workspace.catalog, address=first.address)
 
     with pytest.raises(ConfigError, match="cannot listen"):
         asyncio.run_coroutine_threadsafe(again(), first.loop).result(timeout=30)

@@ -1,4 +1,4 @@
-"""serve streams selections: ``LocalQuerier.select_batches`` (and the fan-out's) decode one batch at a time,
+"""serve streams selections: its ``PartialBlockQuerier`` (and the fan-out) decode one batch at a time,
 and a chunk failing its checksum mid-stream is handled as before: an error without partial response; with
 it, the block is left out, the selection resumes after the last series delivered, and the warning reaches
 the response although it was found after the query started reading.
@@ -10,7 +10,7 @@ series each, series 00..06 are delivered whole before the damage is found."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,16 +20,18 @@ import pytest
 from tests.clihelp import START_MS
 from tests.core.test_querier import lab, write_raw
 from tests.server.servehelp import ServeFactory
-from thanostools.core.engine import Engine
+from thanostools.core.dedup import deduplicated
 from thanostools.core.errors import CorruptBlockError
 from thanostools.core.matchers import Matcher, MatchType
+from thanostools.core.partial import PartialBlockQuerier
 from thanostools.core.promql.engine import PromQLEngine, QueryOptions, QueryResult
 from thanostools.core.promql.memquerier import MemoryQuerier
-from thanostools.core.querier import BlockQuerier, SelectStream
-from thanostools.core.series import Querier, SampleBatch
+from thanostools.core.querier import BlockQuerier
+from thanostools.core.series import Querier, SampleBatch, SeriesStream
 from thanostools.core.sources.fanout import FanoutQuerier
 from thanostools.core.tsdb.chunks import ref_offset, ref_segment, segment_name
-from thanostools.server.state import LocalQuerier, QuerierOptions, ServerConfig, ServerState
+from thanostools.core.workspace import BucketWorkspace
+from thanostools.server.state import QuerierOptions, ServerConfig, ServerState
 
 H = 3_600_000
 S = 15_000
@@ -61,7 +63,7 @@ def _block(bucket: Path, hour: int, name: str = "m") -> str:
 
 def _first_chunk(bucket: Path, ulid: str, series: str) -> tuple[Path, int]:
     """The segment file (relative to the bucket) and offset of the series' first chunk record."""
-    block = Engine.open(str(bucket)).open_block(ulid)
+    block = BucketWorkspace.open(str(bucket)).open_block(ulid)
     raw = block.index.series_raw(block.postings([Matcher.eq("__name__", "m"), Matcher.eq("i", series)]))
     ref = int(raw.chunk_ref[0])
     return Path(ulid, "chunks", segment_name(ref_segment(ref))), ref_offset(ref)
@@ -93,7 +95,7 @@ def buckets(tmp_path_factory: pytest.TempPathFactory) -> Buckets:
 Row = tuple[tuple[tuple[str, str], ...], list[int], list[int]]
 
 
-def _rows(batches: Iterator[SampleBatch] | list[SampleBatch]) -> list[Row]:
+def _rows(batches: Iterable[SampleBatch]) -> list[Row]:
     out: list[Row] = []
     for batch in batches:
         for k in range(len(batch)):
@@ -103,7 +105,7 @@ def _rows(batches: Iterator[SampleBatch] | list[SampleBatch]) -> list[Row]:
 
 
 def _select(bucket: Path, matchers: list[Matcher] = M) -> list[Row]:
-    return _rows([BlockQuerier(Engine.open(str(bucket))).select(matchers, START_MS, T_END).batch])
+    return _rows(BlockQuerier(BucketWorkspace.open(str(bucket)).catalog).select(matchers, START_MS, T_END))
 
 
 def _i(row: Row) -> str:
@@ -115,11 +117,11 @@ def _expected(b: Buckets) -> list[Row]:
     return ([r for r in _select(b.clean) if _i(r) < BAD] + [r for r in _select(b.only_first) if _i(r) >= BAD])
 
 
-def _local(bucket: Path, *, partial: bool, events: list[str] | None = None) -> LocalQuerier:
+def _local(bucket: Path, *, partial: bool, events: list[str] | None = None) -> PartialBlockQuerier:
     state = ServerState(ServerConfig(bucket_url=str(bucket)))
     state.sync()
     q = state.querier(QuerierOptions(partial_response=partial), None if events is None else events.append)
-    assert isinstance(q, LocalQuerier)
+    assert isinstance(q, PartialBlockQuerier)
     return q
 
 
@@ -127,7 +129,7 @@ def _left_out(b: Buckets) -> str:
     return f"block {b.bad_block} left out: "
 
 
-# --- LocalQuerier.select_batches -------------------------------------------------------------------
+# --- serve's local querier -------------------------------------------------------------------------
 
 
 def test_fixture_damage_is_where_the_tests_expect_it(buckets: Buckets) -> None:
@@ -143,8 +145,8 @@ def test_partial_response_resumes_after_the_last_series_delivered(buckets: Bucke
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     events: list[str] = []
     q = _local(buckets.tampered, partial=True, events=events)
-    stream = q.select_batches(M, START_MS, T_END, batch_samples=ONE_SERIES)
-    assert isinstance(stream, SelectStream) and stream.series_bound == len(SERIES)
+    stream = q.select(M, START_MS, T_END, batch_samples=ONE_SERIES)
+    assert isinstance(stream, SeriesStream) and stream.series_bound == len(SERIES)
     warnings = stream.warnings
     assert warnings == [] and not events  # nothing decoded yet, so nothing known about the damage
     delivered: list[Row] = []
@@ -156,21 +158,21 @@ def test_partial_response_resumes_after_the_last_series_delivered(buckets: Bucke
     assert delivered == _expected(buckets)  # label-ordered, each series once
     assert stream.warnings is warnings and len(warnings) == 1  # the late warning is in the same list
     assert warnings[0].startswith(_left_out(buckets)) and "checksum mismatch" in warnings[0]
-    assert q.excluded == {buckets.bad_block} and q.warnings == warnings
+    assert q.policy.left_out == {buckets.bad_block} and q.policy.warnings == warnings
     assert len(events) == 1 and buckets.bad_block in events[0] and "checksum mismatch" in events[0]
     assert any(r.name == "thanostools.security" and buckets.bad_block in r.getMessage() for r in caplog.records)
 
 
 def test_partial_response_with_everything_in_one_batch_is_the_selection_without_the_block(
         buckets: Buckets) -> None:
-    stream = _local(buckets.tampered, partial=True).select_batches(M, START_MS, T_END)
+    stream = _local(buckets.tampered, partial=True).select(M, START_MS, T_END)
     assert _rows(stream.batches) == _select(buckets.only_first)
     assert len(stream.warnings) == 1 and stream.warnings[0].startswith(_left_out(buckets))
 
 
 def test_without_partial_response_the_error_ends_the_stream(buckets: Buckets) -> None:
     events: list[str] = []
-    stream = _local(buckets.tampered, partial=False, events=events).select_batches(
+    stream = _local(buckets.tampered, partial=False, events=events).select(
         M, START_MS, T_END, batch_samples=ONE_SERIES)
     delivered: list[Row] = []
     with pytest.raises(CorruptBlockError, match="checksum mismatch") as exc:
@@ -186,18 +188,18 @@ def test_without_partial_response_the_error_ends_the_stream(buckets: Buckets) ->
 def test_select_starts_over_without_the_block(buckets: Buckets) -> None:
     q = _local(buckets.tampered, partial=True)
     res = q.select(M, START_MS, T_END)
-    assert _rows([res.batch]) == _select(buckets.only_first)
+    assert _rows([res.collect()]) == _select(buckets.only_first)
     assert len(res.warnings) == 1 and res.warnings[0].startswith(_left_out(buckets))
     with pytest.raises(CorruptBlockError, match="checksum mismatch"):
-        _local(buckets.tampered, partial=False).select(M, START_MS, T_END)
+        _local(buckets.tampered, partial=False).select(M, START_MS, T_END).collect()
 
 
 def test_an_intact_bucket_streams_what_select_returns(buckets: Buckets) -> None:
     q = _local(buckets.clean, partial=True)
     for size in (1, ONE_SERIES, 3 * ONE_SERIES, 10**9):
-        stream = q.select_batches(M, START_MS, T_END, batch_samples=size)
+        stream = q.select(M, START_MS, T_END, batch_samples=size)
         assert _rows(stream.batches) == _select(buckets.clean) and stream.warnings == []
-    assert _rows([q.select(M, START_MS, T_END).batch]) == _select(buckets.clean)
+    assert _rows([q.select(M, START_MS, T_END).collect()]) == _select(buckets.clean)
 
 
 # --- through the PromQL engine ---------------------------------------------------------------------
@@ -244,14 +246,14 @@ MN = [Matcher(MatchType.RE, "__name__", "m|n")]
 
 def test_fanout_streams_and_forwards_late_warnings(buckets: Buckets) -> None:
     local = _local(buckets.tampered, partial=True)
-    fan = FanoutQuerier([local, BlockQuerier(Engine.open(str(buckets.other)))])
-    stream = fan.select_batches(MN, START_MS, T_END, batch_samples=ONE_SERIES)
+    fan = FanoutQuerier([local, BlockQuerier(BucketWorkspace.open(str(buckets.other)).catalog)])
+    stream = fan.select(MN, START_MS, T_END, batch_samples=ONE_SERIES)
     assert stream.warnings == [] and stream.series_bound == 2 * len(SERIES)
     rows = _rows(stream.batches)
     assert rows == _expected(buckets) + _select(buckets.other, MN)
     assert len(stream.warnings) == 1 and stream.warnings[0].startswith(_left_out(buckets))
     res = PromQLEngine(FanoutQuerier([_local(buckets.tampered, partial=True),
-                                      BlockQuerier(Engine.open(str(buckets.other)))]),
+                                      BlockQuerier(BucketWorkspace.open(str(buckets.other)).catalog)]),
                        QueryOptions(batch_samples=ONE_SERIES)).instant('count_over_time({__name__=~"m|n"}[2h])',
                                                                         T_END)
     assert _counts(res) == {**_expected_counts("m"), **{"n" + i: float(PER_BLOCK) for i in SERIES}}
@@ -260,32 +262,33 @@ def test_fanout_streams_and_forwards_late_warnings(buckets: Buckets) -> None:
 
 def test_fanout_streams_what_select_returns(buckets: Buckets) -> None:
     def sources() -> list[BlockQuerier]:  # the first two overlap: their series are chained
-        return [BlockQuerier(Engine.open(str(p))) for p in (buckets.only_first, buckets.clean, buckets.other)]
+        return [BlockQuerier(BucketWorkspace.open(str(p)).catalog)
+                for p in (buckets.only_first, buckets.clean, buckets.other)]
 
     for dedup in (False, True):
-        fan = FanoutQuerier(sources(), replica_labels=("i",), dedup=dedup)
-        whole = fan.select(MN, START_MS, T_END)
-        for size in (1, ONE_SERIES, 7 * ONE_SERIES, 10**9):
-            stream = fan.select_batches(MN, START_MS, T_END, batch_samples=size)
-            assert _rows(stream.batches) == _rows([whole.batch]) and stream.warnings == whole.warnings
-            assert stream.series_bound >= len(whole.batch)
+        fan = deduplicated(FanoutQuerier(sources()), ("i",), dedup)
+        whole = fan.select(MN, START_MS, T_END, batch_samples=10**12)
+        batch = whole.collect()
+        for size in (1, ONE_SERIES, 7 * ONE_SERIES):
+            stream = fan.select(MN, START_MS, T_END, batch_samples=size)
+            assert _rows(stream.batches) == _rows([batch]) and stream.warnings == whole.warnings
+            assert stream.series_bound >= len(batch)
     with pytest.raises(CorruptBlockError, match="checksum mismatch"):
-        stream = FanoutQuerier([_local(buckets.tampered, partial=False), *sources()]).select_batches(
+        stream = FanoutQuerier([_local(buckets.tampered, partial=False), *sources()]).select(
             MN, START_MS, T_END, batch_samples=ONE_SERIES)
         list(stream.batches)
 
 
-def test_fanout_splits_sources_that_do_not_stream(buckets: Buckets) -> None:
+def test_fanout_hands_on_whole_answers_a_batch_at_a_time(buckets: Buckets) -> None:
     mem = MemoryQuerier.from_series((labels, np.array(t, np.int64), np.array(v, np.uint64).view(np.float64))
                                     for labels, t, v in _select(buckets.other, MN))
-    assert not hasattr(mem, "select_batches")
-    choices: list[list[Querier]] = [[mem], [mem, BlockQuerier(Engine.open(str(buckets.clean)))]]
+    choices: list[list[Querier]] = [[mem], [mem, BlockQuerier(BucketWorkspace.open(str(buckets.clean)).catalog)]]
     for sources in choices:
         fan = FanoutQuerier(sources)
-        stream = fan.select_batches(MN, START_MS, T_END, batch_samples=PER_BLOCK)
+        stream = fan.select(MN, START_MS, T_END, batch_samples=PER_BLOCK)
         batches = list(stream.batches)
         assert all(len(b) == 1 for b in batches)  # the materialised answer is handed on a batch at a time
-        assert _rows(batches) == _rows([fan.select(MN, START_MS, T_END).batch])
+        assert _rows(batches) == _rows([fan.select(MN, START_MS, T_END).collect()])
 
 
 # --- the real serve --------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ import pytest
 from textual.widgets import Input
 
 from tests.tui.tuihelp import NOW, make_app, make_bucket, screen_text, settle, type_text
-from thanostools.core.engine import Engine
 from thanostools.core.promql.apijson import render_success
 from thanostools.core.promql.fastjson import query_data_json
+from thanostools.core.workspace import BucketWorkspace
 from thanostools.tui.app import ThanosToolsApp
 from thanostools.tui.screens.console import ConsoleScreen
 from thanostools.tui.sources import BucketSource, QuerySettings
@@ -306,7 +306,7 @@ def test_escape_cancels_a_long_query_and_the_ui_stays_responsive(bucket: Path, t
         await settle(app, pilot, 1.6)  # the abandoned selection ends in the background: nothing is shown
         assert not app.screen.query_one(ResultTable).shown and "query cancelled" in screen_text(app)
 
-    source = SlowSource(Engine.open(str(bucket)))
+    source = SlowSource(BucketWorkspace.open(str(bucket)))
     drive(make_app(None, tmp_path, source=source), scenario)
 
 

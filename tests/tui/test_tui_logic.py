@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from tests.tui.tuihelp import NOW, make_bucket
-from thanostools.core.engine import Engine
 from thanostools.core.promql.parser import parse_expr
+from thanostools.core.workspace import BucketWorkspace
 from thanostools.tui import complete
 from thanostools.tui.braille import PlotSeries, render_plot, stack
 from thanostools.tui.complete import CompletionCache, Where, candidates, context_at, fuzzy_match
@@ -91,7 +91,7 @@ def test_completion_cache_never_waits_and_expires() -> None:
 
 
 def test_completion_fetches_from_the_bucket(tmp_path: Path) -> None:
-    source = BucketSource(Engine.open(str(make_bucket(tmp_path / "b"))))
+    source = BucketSource(BucketWorkspace.open(str(make_bucket(tmp_path / "b"))))
     start, end = NOW - 3_600_000, NOW
     assert complete.fetch(source, ("values", "up", "job"), start, end) == ["api", "db"]
     assert "code" in complete.fetch(source, ("names", "http_requests_total", ""), start, end)
@@ -140,7 +140,7 @@ def test_braille_plot_draws_lines_gaps_and_stacks() -> None:
 
 
 def test_exports_and_commands(tmp_path: Path) -> None:
-    source = BucketSource(Engine.open(str(make_bucket(tmp_path / "b"))))
+    source = BucketSource(BucketWorkspace.open(str(make_bucket(tmp_path / "b"))))
     settings = QuerySettings()
     out = source.range("up", NOW - 60_000, NOW, 30_000, settings, CancelToken())
     rows = list(csv.reader(io.StringIO(to_csv(out))))
@@ -175,6 +175,6 @@ def test_explain_tree_summaries(tmp_path: Path) -> None:
     nodes = flatten(root)
     assert [n.what for n in nodes] == ["binary /", "aggregation sum by (job)", "function rate", "range selector",
                                        "selector", "number"]
-    source = BucketSource(Engine.open(str(make_bucket(tmp_path / "b"))))
+    source = BucketSource(BucketWorkspace.open(str(make_bucket(tmp_path / "b"))))
     out = source.instant(nodes[4].text, NOW, QuerySettings(), CancelToken())
     assert summarize(out.result) == "2 series · cluster: 2, __name__: 1, code: 1, job: 1"

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.tui.tuihelp import make_app, make_bucket, screen_text, settle, type_text
-from thanostools.core.engine import Engine
+from thanostools.core.workspace import BucketWorkspace
 from thanostools.tui.app import ThanosToolsApp
 from thanostools.tui.sources import BucketSource
 
@@ -72,7 +72,7 @@ def bucket(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def shoot(bucket: Path, tmp_path: Path, steps: Callable[[ThanosToolsApp, Any], Awaitable[None]]) -> str:
-    app = make_app(None, tmp_path, source=SnapshotSource(Engine.open(str(bucket))))
+    app = make_app(None, tmp_path, source=SnapshotSource(BucketWorkspace.open(str(bucket))))
     out: list[str] = []
 
     async def main() -> None:

@@ -9,7 +9,7 @@ import pytest
 from tests.clihelp import run_cli
 from tests.tui.tuihelp import NOW, make_bucket
 from thanostools.cli.tui import _source
-from thanostools.core.engine import Engine
+from thanostools.core.workspace import BucketWorkspace
 from thanostools.tui.sources import BucketSource, CancelToken, HttpSource, QuerySettings, StoreSource
 
 
@@ -17,7 +17,7 @@ def test_endpoint_source_queries_a_storeapi(tmp_path: Path) -> None:
     pytest.importorskip("thanostools.server.grpc")
     from tests.grpchelp import ServerThread
 
-    server = ServerThread(Engine.open(str(make_bucket(tmp_path / "b"))))
+    server = ServerThread(BucketWorkspace.open(str(make_bucket(tmp_path / "b"))))
     try:
         source = _source((server.address,), None, None, None, None, {})
         assert isinstance(source, StoreSource) and source.describe() == f"StoreAPI {server.address}"

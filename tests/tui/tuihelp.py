@@ -12,9 +12,9 @@ from rich.console import Console
 from textual.screen import Screen
 
 from tests.clihelp import START_MS
-from thanostools.core.engine import Engine
 from thanostools.core.labels import Labels
 from thanostools.core.tsdb.writer import BlockWriter
+from thanostools.core.workspace import BucketWorkspace
 from thanostools.tui.app import AppConfig, ThanosToolsApp
 from thanostools.tui.history import History
 from thanostools.tui.sources import BucketSource, Source
@@ -66,7 +66,7 @@ def make_app(bucket: Path | None, data_dir: Path, *, source: Source | None = Non
              **kw: Any) -> ThanosToolsApp:
     if source is None:
         assert bucket is not None
-        source = BucketSource(Engine.open(str(bucket)))
+        source = BucketSource(BucketWorkspace.open(str(bucket)))
     history = History(data_dir / "history.json")
     return ThanosToolsApp(AppConfig(source, history=history, now=lambda: now, cursor_blink=False, **kw))
 

@@ -5,25 +5,27 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from thanostools.cli.options import (
     TIME,
     bucket_options,
-    open_engine,
+    open_workspace,
     parse_label_args,
     report_broken_blocks,
     time_range_options,
 )
 from thanostools.cli.output import TABLE_FORMATS, emit, output_option, render_table, write_rows
 from thanostools.core.constants import resolution_name
-from thanostools.core.engine import Engine
 from thanostools.core.errors import ConfigError, ThanosToolsError
 from thanostools.core.inspect import BlockFilter, BlockInfo, human_bytes, parse_label_selectors, parse_resolution
 from thanostools.core.timeutil import format_time_ms, go_duration, human_duration, parse_duration_ms
 from thanostools.core.tsdb.meta import BlockMeta
+
+if TYPE_CHECKING:
+    from thanostools.core.workspace import BucketWorkspace
 
 
 @click.group()
@@ -78,8 +80,8 @@ def _ls_document(info: BlockInfo) -> dict[str, Any]:
 def ls_cmd(output: str, **kw: Any) -> None:
     """List the blocks of the bucket (reads only meta.json files and a listing)."""
     flt = _block_filter(kw)
-    engine = open_engine(kw)
-    infos = engine.blocks(flt)
+    workspace = open_workspace(kw)
+    infos = workspace.blocks(flt)
     write_rows(
         output, [_ls_record(i) for i in infos],
         [("ULID", "ulid"), ("FROM", "from"), ("UNTIL", "until"), ("RANGE", "range"), ("LEVEL", "level"),
@@ -89,7 +91,7 @@ def ls_cmd(output: str, **kw: Any) -> None:
                       ("SIZE-BYTES", "size_bytes")],
         documents=[_ls_document(i) for i in infos],
     )
-    report_broken_blocks(engine)
+    report_broken_blocks(workspace)
 
 
 INSPECT_COLUMNS = [
@@ -143,25 +145,25 @@ def _inspect_record(info: BlockInfo, *, pretty: bool) -> dict[str, Any]:
 def inspect_cmd(output: str, block_id: str | None, sort_by: tuple[str, ...], **kw: Any) -> None:
     """Thanos-style table of blocks, or one block's full detail with --id."""
     flt = _block_filter(kw)
-    engine = open_engine(kw)
+    workspace = open_workspace(kw)
     if block_id:
-        _inspect_one(engine.block_info(block_id), engine, output)
+        _inspect_one(workspace.block_info(block_id), workspace, output)
         return
     keys = [SORT_KEYS.get(k.lower().lstrip("#")) for k in sort_by]
     if None in keys:
         raise click.BadParameter(f"unknown column in {sort_by}; use {', '.join(SORT_KEYS)}", param_hint="--sort-by")
-    infos = engine.blocks(flt)
+    infos = workspace.blocks(flt)
     records = [_inspect_record(i, pretty=output == "table") for i in infos]
     order = [k for k in keys if k] or ["from", "ulid"]
     records.sort(key=lambda r: tuple(r["_sort"][k] for k in order))
     docs = [{k: v for k, v in _inspect_record(i, pretty=False).items() if k != "_sort"} for i in infos]
     by_id = {d["ulid"]: d for d in docs}
     write_rows(output, records, INSPECT_COLUMNS, documents=[by_id[r["ulid"]] for r in records])
-    report_broken_blocks(engine)
+    report_broken_blocks(workspace)
 
 
-def _inspect_one(info: BlockInfo, engine: Any, output: str) -> None:
-    markers = engine.markers(info.ulid)
+def _inspect_one(info: BlockInfo, workspace: Any, output: str) -> None:
+    markers = workspace.markers(info.ulid)
     marks = {}
     for name in ("deletion", "no_compact", "no_downsample"):
         mk = getattr(markers, name)
@@ -211,11 +213,11 @@ def _parse_matches(matches: tuple[str, ...]) -> list[list[Any]]:
 def analyze_cmd(output: str, block_id: str | None, limit: int, extended: bool, matches: tuple[str, ...],
                 **kw: Any) -> None:
     """Churn, cardinality and chunk statistics, as `promtool tsdb analyze` reports them."""
-    engine = open_engine(kw)
+    workspace = open_workspace(kw)
     selectors = _parse_matches(matches)
     if len(selectors) > 1:
         raise ConfigError("analyze takes one --match selector")
-    report = engine.analyze(block_id, matchers=selectors[0] if selectors else (), extended=extended, limit=limit)
+    report = workspace.analyze(block_id, matchers=selectors[0] if selectors else (), extended=extended, limit=limit)
     if output == "json":
         emit(json.dumps(report.to_dict(limit), indent=2) + "\n")
     else:
@@ -223,7 +225,7 @@ def analyze_cmd(output: str, block_id: str | None, limit: int, extended: bool, m
 
         emit(render_analyze(report, limit))
     if not block_id:  # "the newest block" is only known when every meta.json could be read
-        report_broken_blocks(engine)
+        report_broken_blocks(workspace)
 
 
 AGGREGATES = ("count", "sum", "min", "max", "counter")
@@ -245,18 +247,18 @@ def dump_cmd(output: str, block_ids: tuple[str, ...], min_time: int | None, max_
     from thanostools.core.dumpfmt import write_dump
     from thanostools.core.storage import union_selects
 
-    engine = open_engine(kw)
+    workspace = open_workspace(kw)
     selectors = _parse_matches(matches) or [[]]
     mint = min_time if min_time is not None else -(2**63)
     maxt = max_time if max_time is not None else 2**63 - 1
     agg = Aggr[aggregate.upper()]
-    batches = union_selects([engine.select(block_ids, sel, mint, maxt, aggregate=agg, batch_size=DUMP_BATCH_SERIES)
+    batches = union_selects([workspace.select(block_ids, sel, mint, maxt, aggregate=agg, batch_size=DUMP_BATCH_SERIES)
                              for sel in selectors])
     out = sys.stdout
     write_dump(batches, output, out.write)
     out.flush()
     if not block_ids:
-        report_broken_blocks(engine)
+        report_broken_blocks(workspace)
 
 
 @bucket.command("import")
@@ -274,8 +276,8 @@ def import_cmd(files: tuple[str, ...], fmt: str, labels: tuple[str, ...], block_
     """Import OpenMetrics / Prometheus text files (with timestamps) as blocks."""
     ext = parse_label_args(labels)
     duration = parse_duration_ms(block_duration)
-    engine = open_engine(kw)
-    metas = engine.import_files(list(files), fmt=fmt, external_labels=ext, block_duration=duration,
+    workspace = open_workspace(kw)
+    metas = workspace.import_files(list(files), fmt=fmt, external_labels=ext, block_duration=duration,
                                 tmp_dir=tmp_dir)
     _print_written(metas, output)
 
@@ -318,8 +320,8 @@ def generate_cmd(series: int, duration: str, start: int | None, scrape_interval:
     spec = GenerateSpec(series=series, start_ms=start_ms, duration_ms=dur,
                         scrape_interval_ms=parse_duration_ms(scrape_interval), seed=seed, replicas=replicas,
                         churn=churn)
-    engine = open_engine(kw)
-    metas = engine.generate(spec, external_labels=parse_label_args(labels), block_duration=bd)
+    workspace = open_workspace(kw)
+    metas = workspace.generate(spec, external_labels=parse_label_args(labels), block_duration=bd)
     _print_written(metas, output)
 
 
@@ -337,7 +339,7 @@ def upload_cmd(directory: str, hash_files: bool, output: str, **kw: Any) -> None
     """
     from thanostools.core.ulid import is_ulid
 
-    engine = open_engine(kw)
+    workspace = open_workspace(kw)
     if os.path.exists(os.path.join(directory, "meta.json")):
         dirs = [directory]
     else:
@@ -349,7 +351,7 @@ def upload_cmd(directory: str, hash_files: bool, output: str, **kw: Any) -> None
     failed = 0
     for d in dirs:
         try:
-            meta = _upload_one(engine, d, hash_files)
+            meta = _upload_one(workspace, d, hash_files)
         except ThanosToolsError as exc:
             click.echo(f"error: {d}: {exc}", err=True)
             failed += 1
@@ -361,18 +363,18 @@ def upload_cmd(directory: str, hash_files: bool, output: str, **kw: Any) -> None
         raise ThanosToolsError(f"{failed} of {len(dirs)} block(s) failed to upload")
 
 
-def _upload_one(engine: Engine, path: str, hash_files: bool) -> BlockMeta | None:
+def _upload_one(workspace: BucketWorkspace, path: str, hash_files: bool) -> BlockMeta | None:
     """Upload one block; None (with a note) when the bucket already has it complete, as a resumed upload finds."""
     from thanostools.core.blockio import upload_state
 
-    state = upload_state(path, engine.bucket)
+    state = upload_state(path, workspace.bucket)
     if state == "complete":
         click.echo(f"note: {path}: already in the bucket with the same files; skipped", err=True)
         return None
     if state == "different":
-        raise ThanosToolsError(f"the block is already in {engine.bucket.url} with different files; "
+        raise ThanosToolsError(f"the block is already in {workspace.bucket.url} with different files; "
                                "delete it there first to replace it")
-    return engine.upload(path, hash_files=hash_files)
+    return workspace.upload(path, hash_files=hash_files)
 
 
 @bucket.command("download")
@@ -382,10 +384,10 @@ def _upload_one(engine: Engine, path: str, hash_files: bool) -> BlockMeta | None
 @click.option("--overwrite", is_flag=True, help="Replace an existing local copy.")
 def download_cmd(block_ids: tuple[str, ...], directory: str, overwrite: bool, **kw: Any) -> None:
     """Download blocks into DIRECTORY/<ULID> (meta.json first, complete or not at all)."""
-    engine = open_engine(kw)
+    workspace = open_workspace(kw)
     os.makedirs(directory, exist_ok=True)
     for ulid in block_ids:
-        emit(engine.download(ulid, directory, overwrite=overwrite) + "\n")
+        emit(workspace.download(ulid, directory, overwrite=overwrite) + "\n")
 
 
 __all__ = ["TABLE_FORMATS", "bucket"]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from thanostools.cli.bucket_lifecycle import PLAN_COLUMNS, dry_run_options, finish_plan
-from thanostools.cli.options import bucket_options, open_engine, parse_size
+from thanostools.cli.options import bucket_options, open_workspace, parse_size
 from thanostools.cli.output import emit, output_option, render_table, write_rows
 from thanostools.core.constants import resolution_name
 from thanostools.core.errors import ConfigError
@@ -111,7 +111,7 @@ def compact_cmd(dry_run: bool, output: str, wait: bool, wait_interval: str, **kw
     interval = parse_duration_ms(wait_interval)
     if dry_run and wait:
         raise ConfigError("--wait needs --no-dry-run: a dry run prints the plan once and changes nothing")
-    engine = open_engine(kw)
+    engine = open_workspace(kw)
     if dry_run:
         compactor = Compactor(engine.bucket, opts)
         result, plan = compactor.dry_run()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from thanostools.cli.bucket_lifecycle import dry_run_options, finish_plan
-from thanostools.cli.options import bucket_options, open_engine, report_broken_blocks, time_range_options
+from thanostools.cli.options import bucket_options, open_workspace, report_broken_blocks, time_range_options
 from thanostools.cli.output import emit, output_option, render_table
 from thanostools.core.constants import resolution_name
 from thanostools.core.inspect import BlockFilter, parse_label_selectors, parse_resolution
@@ -101,7 +101,7 @@ def downsample_cmd(ids: tuple[str, ...], selectors: tuple[str, ...], resolution:
 
     if compute and not dry_run:
         raise click.UsageError("--compute goes with a dry run: --no-dry-run computes and uploads anyway")
-    engine = open_engine(kw)
+    engine = open_workspace(kw)
     flt = _filter(ids, selectors, resolution, min_time, max_time)
     if dry_run and not compute:
         steps = plan_bucket(engine, block_filter=flt, passes=passes)

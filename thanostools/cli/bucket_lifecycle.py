@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from thanostools.cli.options import F, bucket_options, open_engine, time_range_options
+from thanostools.cli.options import F, bucket_options, open_workspace, time_range_options
 from thanostools.cli.output import emit, output_option, write_rows
 from thanostools.core.errors import ConfigError, ThanosToolsError
 
@@ -101,8 +101,8 @@ def mark_cmd(kind: str, block_ids: tuple[str, ...], details: str, reason: str, o
     from thanostools.core import lifecycle
 
     flt = block_filter(kw)
-    engine = open_engine(kw)
-    plan = lifecycle.mark(engine.bucket, lifecycle.parse_kind(kind), ids=block_ids, flt=flt, details=details,
+    workspace = open_workspace(kw)
+    plan = lifecycle.mark(workspace.bucket, lifecycle.parse_kind(kind), ids=block_ids, flt=flt, details=details,
                           reason=reason, overwrite=overwrite, dry_run=dry_run)
     render_plan(plan, output)
 
@@ -118,8 +118,8 @@ def unmark_cmd(kind: str, block_ids: tuple[str, ...], dry_run: bool, output: str
     from thanostools.core import lifecycle
 
     flt = block_filter(kw)
-    engine = open_engine(kw)
-    plan = lifecycle.unmark(engine.bucket, lifecycle.parse_kind(kind), ids=block_ids, flt=flt, dry_run=dry_run)
+    workspace = open_workspace(kw)
+    plan = lifecycle.unmark(workspace.bucket, lifecycle.parse_kind(kind), ids=block_ids, flt=flt, dry_run=dry_run)
     render_plan(plan, output)
 
 
@@ -145,8 +145,8 @@ def retention_cmd(raw: str, five_m: str, one_h: str, selectors: tuple[str, ...],
     retentions = {0: parse_duration_ms(raw), 300_000: parse_duration_ms(five_m),
                   3_600_000: parse_duration_ms(one_h)}
     flt = BlockFilter(selectors=tuple(parse_label_selectors(selectors))) if selectors else None
-    engine = open_engine(kw)
-    render_plan(lifecycle.retention(engine.bucket, retentions, dry_run=dry_run, flt=flt), output)
+    workspace = open_workspace(kw)
+    render_plan(lifecycle.retention(workspace.bucket, retentions, dry_run=dry_run, flt=flt), output)
 
 
 @click.command("cleanup")
@@ -169,8 +169,8 @@ def cleanup_cmd(delete_delay: str, consistency_delay: str, partial_upload_age: s
     from thanostools.core.timeutil import parse_duration_ms
 
     dd, cd = parse_duration_ms(delete_delay), parse_duration_ms(consistency_delay)
-    engine = open_engine(kw)
-    render_plan(lifecycle.cleanup(engine.bucket, delete_delay_ms=dd, consistency_delay_ms=cd,
+    workspace = open_workspace(kw)
+    render_plan(lifecycle.cleanup(workspace.bucket, delete_delay_ms=dd, consistency_delay_ms=cd,
                                   partial_upload_age_ms=parse_duration_ms(partial_upload_age), dry_run=dry_run),
                 output)
 
@@ -199,8 +199,8 @@ def replicate_cmd(to_url: str | None, to_config: str | None, block_ids: tuple[st
         raise ConfigError("replicate needs a destination: --to URL or --to.objstore.config-file FILE")
     resolutions = frozenset(_resolutions(res))
     rf = lifecycle.ReplicateFilter(flt=flt, resolutions=resolutions, levels=frozenset(levels), ids=block_ids)
-    engine = open_engine(kw)
-    render_plan(lifecycle.replicate(engine.bucket, dst, rf=rf, with_markers=with_markers, dry_run=dry_run,
+    workspace = open_workspace(kw)
+    render_plan(lifecycle.replicate(workspace.bucket, dst, rf=rf, with_markers=with_markers, dry_run=dry_run,
                                     tmp_dir=tmp_dir), output)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from thanostools.cli.options import bucket_options, open_engine, parse_label_args, time_range_options
+from thanostools.cli.options import bucket_options, open_workspace, parse_label_args, time_range_options
 from thanostools.cli.output import emit, output_option, render_table
 from thanostools.core.constants import resolution_name
 from thanostools.core.errors import ConfigError
@@ -135,8 +135,8 @@ def relabel_cmd(dry_run: bool, keep_original: bool, change_log_dir: str | None, 
         raise ConfigError("give --relabel-config-file, --delete-config-file, --external-labels or "
                           "--drop-external-label")
     flt = _filter(kw)
-    engine = open_engine(kw)
-    report = rewrite_bucket(engine, spec, block_filter=flt, dry_run=dry_run, mark_original=not keep_original,
+    workspace = open_workspace(kw)
+    report = rewrite_bucket(workspace, spec, block_filter=flt, dry_run=dry_run, mark_original=not keep_original,
                             tmp_dir=tmp_dir, change_log_dir=change_log_dir)
     _render(report, output)
     if not report.blocks:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from thanostools.cli.bucket_lifecycle import dry_run_option, finish_plan, open_other_bucket, render_plan
-from thanostools.cli.options import bucket_options, open_engine
+from thanostools.cli.options import bucket_options, open_workspace
 from thanostools.cli.output import emit, output_option, write_rows
 from thanostools.core.errors import VerifyIssuesFound
 
@@ -63,11 +63,11 @@ def verify_cmd(issue_names: tuple[str, ...], block_ids: tuple[str, ...], deep: b
 
     checks = _split(issue_names)
     backup = open_other_bucket(backup_url, backup_config, "--backup.bucket")
-    engine = open_engine(kw)
+    workspace = open_workspace(kw)
 
     def run() -> VerifyReport:
-        return verify_bucket(engine.bucket, checks=checks, deep=deep, ids=block_ids, include_deleted=include_marked,
-                             cache=engine.cache)
+        return verify_bucket(workspace.bucket, checks=checks, deep=deep, ids=block_ids, include_deleted=include_marked,
+                             cache=workspace.cache)
 
     report = run()
     if not repair:
@@ -76,7 +76,7 @@ def verify_cmd(issue_names: tuple[str, ...], block_ids: tuple[str, ...], deep: b
         return
     from thanostools.core.verify.repair import plan_repair
 
-    plan = plan_repair(engine.bucket, report, backup=backup, dry_run=dry_run, tmp_dir=tmp_dir)
+    plan = plan_repair(workspace.bucket, report, backup=backup, dry_run=dry_run, tmp_dir=tmp_dir)
     if output == "json":
         _render_report(report, output, {"repair": plan.to_dict()})
         finish_plan(plan)

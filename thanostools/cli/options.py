@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from thanostools.core.engine import Engine
 from thanostools.core.errors import ConfigError
 from thanostools.core.timeutil import parse_time_ms
+from thanostools.core.workspace import BucketWorkspace
 
 F = Callable[..., Any]
 
@@ -28,11 +28,11 @@ def parse_size(text: str, flag: str) -> int:
     return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
 
 
-def report_broken_blocks(engine: Engine, *, fail: bool = True) -> None:
+def report_broken_blocks(workspace: BucketWorkspace, *, fail: bool = True) -> None:
     """One stderr line per block whose meta.json cannot be read (block, file, why), after the answer for the
     readable blocks. ``fail``: the answer is incomplete, so the command exits 1; otherwise the lines are
     warnings of a command documented to go on without those blocks."""
-    broken = engine.scan().broken
+    broken = workspace.scan().broken
     for _, err in sorted(broken.items()):
         click.echo(f"{'error' if fail else 'warning'}: {err}", err=True)
     if broken and fail:
@@ -57,9 +57,9 @@ def bucket_options(func: F) -> F:
     return func
 
 
-def open_engine(kwargs: dict[str, Any]) -> Engine:
-    """Pop the bucket options out of a command's kwargs and open the engine."""
-    return Engine.open(
+def open_workspace(kwargs: dict[str, Any]) -> BucketWorkspace:
+    """Pop the bucket options out of a command's kwargs and open the workspace."""
+    return BucketWorkspace.open(
         kwargs.pop("bucket_url", None),
         objstore_config_file=kwargs.pop("objstore_config_file", None),
         objstore_config=kwargs.pop("objstore_config", None),

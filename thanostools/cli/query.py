@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from thanostools.cli.options import TIME, bucket_options, open_engine, report_broken_blocks
+from thanostools.cli.options import TIME, bucket_options, open_workspace
 from thanostools.cli.output import emit, render_table
 from thanostools.core.constants import RESOLUTIONS_BY_NAME
 from thanostools.core.errors import ConfigError
@@ -112,8 +112,8 @@ def _check_range(time_ms: int | None, start: int | None, end: int | None, step: 
 @click.option("--max-samples", default=50_000_000, show_default=True,
               help="Most samples a query may hold in memory at once.")
 @click.option("--partial-response/--no-partial-response", default=True, show_default=True,
-              help="Answer from the readable blocks with a warning per unreadable one (as the Thanos querier "
-                   "does by default), or fail when any block's meta.json cannot be read.")
+              help="Answer from the readable blocks with a warning per block left out (as the Thanos querier "
+                   "does by default), or fail when a block's meta.json or data cannot be read.")
 @bucket_options
 def query(expr: str, time_ms: int | None, start: int | None, end: int | None, step: str | None, output: str,
           lookback_delta: str, dedup: bool, replica_labels: tuple[str, ...], max_source_resolution: str,
@@ -122,9 +122,12 @@ def query(expr: str, time_ms: int | None, start: int | None, end: int | None, st
 
     Put `--` before an EXPR that starts with a minus sign: `thanos-tools query -- -up`.
     """
+    from thanostools.core.catalog import CompactionLeftovers
+    from thanostools.core.dedup import deduplicated
+    from thanostools.core.partial import PartialResponse
     from thanostools.core.promql.engine import PromQLEngine, QueryOptions
     from thanostools.core.promql.parser import parse_expr
-    from thanostools.core.querier import BlockQuerier
+    from thanostools.core.querier import bucket_querier
 
     is_range = _check_range(time_ms, start, end, step)
     step_ms = parse_step_ms(step) if step is not None else None
@@ -135,11 +138,10 @@ def query(expr: str, time_ms: int | None, start: int | None, end: int | None, st
     parse_expr(expr)  # syntax errors before the bucket is opened
     options = QueryOptions(lookback_delta_ms=parse_step_ms(lookback_delta, "--lookback-delta"),
                            timeout_s=parse_step_ms(timeout, "--timeout") / 1000, max_samples=max_samples)
-    bucket_engine = open_engine(kw)
-    if not partial_response:
-        report_broken_blocks(bucket_engine)
-    querier = BlockQuerier(bucket_engine, replica_labels=replica_labels, dedup=dedup,
-                           max_source_resolution_ms=parse_max_source_resolution(max_source_resolution, step_ms))
+    workspace = open_workspace(kw)
+    blocks = bucket_querier(workspace.catalog.view(CompactionLeftovers()), PartialResponse(partial_response),
+                            max_source_resolution_ms=parse_max_source_resolution(max_source_resolution, step_ms))
+    querier = deduplicated(blocks, replica_labels, dedup)
     engine = PromQLEngine(querier, options)
     if is_range:
         assert start is not None and end is not None and step_ms is not None

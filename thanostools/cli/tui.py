@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from thanostools.cli.options import bucket_options, open_engine
+from thanostools.cli.options import bucket_options, open_workspace
 
 if TYPE_CHECKING:
     from thanostools.core.series import Querier
@@ -19,7 +19,7 @@ def _remote_store_source(endpoints: tuple[str, ...]) -> Source:
     and dedup happens over all endpoints together, as in a Thanos querier."""
     import copy
 
-    from thanostools.core.sources.fanout import FanoutQuerier
+    from thanostools.core.dedup import deduplicated
     from thanostools.core.sources.remote import RemoteStoreQuerier
     from thanostools.tui.sources import QuerySettings, StoreSource
 
@@ -29,8 +29,7 @@ def _remote_store_source(endpoints: tuple[str, ...]) -> Source:
         view = copy.copy(shared)
         view.partial_response = settings.partial_response
         view.max_source_resolution_ms = resolution_ms
-        return FanoutQuerier([view], replica_labels=settings.replica_labels,
-                             dedup=settings.dedup and bool(settings.replica_labels))
+        return deduplicated(view, settings.replica_labels, settings.dedup)
 
     return StoreSource(",".join(endpoints), make)
 
@@ -57,7 +56,7 @@ def _source(endpoints: tuple[str, ...], url: str | None, bearer_token_file: str 
         return HttpSource(PromHTTPClient(url, auth=auth))
     if endpoints:
         return _remote_store_source(endpoints)
-    return BucketSource(open_engine(kw))
+    return BucketSource(open_workspace(kw))
 
 
 def _log_to_file() -> str:

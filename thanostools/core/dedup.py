@@ -1,4 +1,5 @@
-"""Replica deduplication at query time: the penalty algorithm of FORMATS.md §8.6.
+"""Replica deduplication at query time: the penalty algorithm of FORMATS.md §8.6, and the querier
+wrapper every query path deduplicates through.
 
 Two replicas are merged by one kernel call; more replicas are folded pairwise
 (``dedup(dedup(r0, r1), r2) …``). Values stay raw float64 bits except where the counter
@@ -7,12 +8,25 @@ adjustment adds an offset.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
+from thanostools.core import labels as labelset
 from thanostools.core.kernels._jit import njit
+from thanostools.core.labels import Labels
+from thanostools.core.matchers import Matcher
+from thanostools.core.series import (
+    DEFAULT_BATCH_SAMPLES,
+    LabelResult,
+    Querier,
+    SampleBatch,
+    SelectHints,
+    SeriesStream,
+    SeriesTuple,
+)
 
 INITIAL_PENALTY_MS = 5000
 # Functions whose replicas get the counter adjustment (never decrease at a replica switch).
@@ -119,3 +133,55 @@ def dedup_replicas(
     for other in replicas[1:]:
         merged = dedup_pair(merged, other, counter=counter)
     return merged
+
+
+def deduplicate(series: Iterable[SeriesTuple], replica_labels: Sequence[str], *, counter: bool,
+                ) -> list[SeriesTuple]:
+    """Merge replicas (series equal after dropping ``replica_labels``), label-sorted, replica labels dropped.
+
+    Replicas are folded in the order of their full label sets."""
+    groups: dict[Labels, list[SeriesTuple]] = defaultdict(list)
+    for s in series:
+        groups[labelset.without(s[0], replica_labels)].append(s)
+    out: list[SeriesTuple] = []
+    for lab, replicas in groups.items():
+        replicas.sort(key=lambda s: s[0])
+        t, v = dedup_replicas([(s[1], s[2]) for s in replicas], counter=counter)
+        out.append((lab, t, v))
+    out.sort(key=lambda s: s[0])
+    return out
+
+
+class DedupQuerier(Querier):
+    """Replicas of ``inner``'s series merged into one (FORMATS.md §8.6): the one place queries deduplicate.
+
+    Replicas are not adjacent in label order, so a selection is read whole, merged, and handed on as
+    batches; the label APIs hide the replica labels.
+    """
+
+    def __init__(self, inner: Querier, replica_labels: Sequence[str]) -> None:
+        if not replica_labels:
+            raise ValueError("deduplication needs at least one replica label")
+        self.inner = inner
+        self.replica_labels = tuple(replica_labels)
+
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int, hints: SelectHints | None = None, *,
+               batch_samples: int = DEFAULT_BATCH_SAMPLES) -> SeriesStream:
+        stream = self.inner.select(matchers, mint, maxt, hints, batch_samples=batch_samples)
+        counter = hints is not None and hints.func in COUNTER_FUNCS
+        merged = deduplicate((s for b in stream for s in b.each()), self.replica_labels, counter=counter)
+        return SeriesStream.whole(SampleBatch.of(merged), stream.warnings, batch_samples=batch_samples)
+
+    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult:
+        res = self.inner.label_names(matchers, mint, maxt)
+        return LabelResult([n for n in res.values if n not in self.replica_labels], res.warnings)
+
+    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult:
+        if name in self.replica_labels:
+            return LabelResult([])
+        return self.inner.label_values(name, matchers, mint, maxt)
+
+
+def deduplicated(querier: Querier, replica_labels: Sequence[str], dedup: bool) -> Querier:
+    """``querier`` with its replicas merged when asked to and there are replica labels to merge on."""
+    return DedupQuerier(querier, replica_labels) if dedup and replica_labels else querier

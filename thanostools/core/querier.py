@@ -6,18 +6,19 @@
 * external labels (meta ``thanos.labels``) are added to series labels, win over series labels of the
   same name, and can be matched by matchers;
 * series with equal final labels from several blocks are chained (equal timestamps once);
-* downsampled blocks are read back through the aggregate chosen by ``hints.func`` (§7.8 table);
-* ``dedup=True`` merges replicas (series equal after dropping ``replica_labels``) with the penalty
-  algorithm (§8.6).
+* downsampled blocks are read back through the aggregate chosen by ``hints.func`` (§7.8 table).
 
-``select_batches`` streams raw selections: the index is read first (matching series, their chunks in
-range, labels numbered across blocks), then consecutive batches of series are decoded one at a time,
-each chunk straight into its place in the batch's per-series layout. ``select`` is all batches at once.
+The blocks are those of a :class:`BlockCatalog` view; which ones (compaction leftovers, shards, marks …)
+is the catalog's filters' business, replicas are merged by ``dedup.DedupQuerier`` and failing blocks
+handled by ``partial.PartialBlockQuerier``.
+
+``select`` streams raw selections: the index is read first (matching series, their chunks in range,
+labels numbered across blocks), then consecutive batches of series are decoded one at a time, each
+chunk straight into its place in the batch's per-series layout.
 """
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,22 +26,31 @@ from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
 
 from thanostools.core import labels as labelset
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import Aggr, counter_reset_series
 from thanostools.core.constants import RESOLUTION_1H, RESOLUTION_5M, RESOLUTION_RAW
-from thanostools.core.dedup import COUNTER_FUNCS, dedup_replicas
 from thanostools.core.errors import CorruptBlockError
 from thanostools.core.inspect import BlockInfo
 from thanostools.core.kernels import select as select_kernels
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher, matches_all
-from thanostools.core.series import SampleBatch, SelectHints, SelectResult
+from thanostools.core.series import (
+    DEFAULT_BATCH_SAMPLES,
+    LabelResult,
+    Querier,
+    SampleBatch,
+    SelectHints,
+    SeriesStream,
+    SeriesTuple,
+)
 from thanostools.core.storage import chain_samples
 
 if TYPE_CHECKING:
-    from thanostools.core.engine import Engine
+    from thanostools.core.catalog import BlockCatalog
+    from thanostools.core.partial import PartialResponse
     from thanostools.core.tsdb.block import Block
     from thanostools.core.tsdb.index import RawSeries
 
@@ -54,7 +64,6 @@ RANGE_LOWERING_FUNCS = frozenset({
 COUNTER_AGGR_FUNCS = frozenset({"rate", "increase", "irate", "resets", "xrate", "xincrease"})
 
 AVG = "avg"  # sum / count per window (the default read-back)
-DEFAULT_BATCH_SAMPLES = 500_000
 # Planning estimate of samples per chunk before anything is decoded (Prometheus cuts chunks at 120).
 EST_SAMPLES_PER_CHUNK = 120
 
@@ -84,19 +93,6 @@ def effective_resolution(mrw: int, hints: SelectHints | None) -> int:
 # --- block choice ----------------------------------------------------------------------------------
 
 
-def drop_superseded(infos: Sequence[BlockInfo]) -> list[BlockInfo]:
-    """Ignore blocks whose sources are all in a bigger kept block (compaction leftovers, §8.7)."""
-    kept: list[BlockInfo] = []
-    kept_sources: list[set[str]] = []
-    for info in sorted(infos, key=lambda b: (-len(b.meta.sources), b.ulid)):
-        sources = set(info.meta.sources) or {info.ulid}
-        if any(sources <= k for k in kept_sources):
-            continue
-        kept.append(info)
-        kept_sources.append(sources)
-    return sorted(kept, key=lambda b: (b.meta.min_time, b.ulid))
-
-
 def _fill(by_res: dict[int, list[BlockInfo]], levels: Sequence[int], mint: int, maxt: int) -> list[BlockInfo]:
     """Blocks of ``levels[0]`` overlapping [mint, maxt], gaps filled recursively with finer levels."""
     if mint > maxt or not levels:
@@ -116,15 +112,14 @@ def _fill(by_res: dict[int, list[BlockInfo]], levels: Sequence[int], mint: int, 
 
 
 def choose_blocks(infos: Sequence[BlockInfo], mint: int, maxt: int, mrw: int) -> list[BlockInfo]:
-    """Blocks to read for [mint, maxt] at max resolution window ``mrw``, per external-label set."""
+    """Blocks to read for [mint, maxt] at max resolution window ``mrw``, per external-label set
+    (compaction leftovers are expected to be filtered out by the catalog already)."""
     groups: dict[Labels, dict[int, list[BlockInfo]]] = defaultdict(lambda: defaultdict(list))
-    for info in infos:
+    for info in sorted(infos, key=lambda b: (b.meta.min_time, b.ulid)):
         groups[info.meta.external_labels][info.meta.resolution].append(info)
     levels = [r for r in RESOLUTIONS if r <= mrw]
     chosen: list[BlockInfo] = []
     for by_res in groups.values():
-        for res in list(by_res):
-            by_res[res] = drop_superseded(by_res[res])
         chosen += _fill(by_res, levels, mint, maxt)
     return chosen
 
@@ -136,8 +131,8 @@ def choose_blocks(infos: Sequence[BlockInfo], mint: int, maxt: int, mrw: int) ->
 class _Part:
     """One block's samples of one series."""
 
-    t: np.ndarray
-    v: np.ndarray
+    t: NDArray[np.int64]
+    v: NDArray[np.uint64]
     downsampled: bool
     order: tuple[int, int, str]
 
@@ -150,14 +145,13 @@ def split_external(matchers: Sequence[Matcher], ext: Labels) -> tuple[bool, list
     return matches_all(ext_matchers, ext), rest
 
 
-def _iter_series(batches: Iterator[SampleBatch]) -> Iterator[tuple[Labels, np.ndarray, np.ndarray]]:
+def _iter_series(batches: Iterator[SampleBatch]) -> Iterator[SeriesTuple]:
     for b in batches:
-        for i in range(len(b)):
-            yield b.series(i)
+        yield from b.each()
 
 
 def _read_average(block: Block, matchers: Sequence[Matcher], mint: int, maxt: int,
-                  ) -> Iterator[tuple[Labels, np.ndarray, np.ndarray]]:
+                  ) -> Iterator[SeriesTuple]:
     """Artificial average samples ``sum / count`` at every window of a downsampled block."""
     refs = block.postings(matchers)
     for sb in block.index.iter_series(refs):
@@ -174,7 +168,7 @@ def _read_average(block: Block, matchers: Sequence[Matcher], mint: int, maxt: in
 
 
 def read_block(block: Block, matchers: Sequence[Matcher], mint: int, maxt: int, aggregate: Aggr | str,
-               ) -> Iterator[tuple[Labels, np.ndarray, np.ndarray]]:
+               ) -> Iterator[SeriesTuple]:
     """A block's matching series: raw samples, or the chosen aggregate of a downsampled block."""
     res = block.meta.resolution
     if res == 0:
@@ -191,7 +185,8 @@ def read_block(block: Block, matchers: Sequence[Matcher], mint: int, maxt: int, 
 # --- merging ---------------------------------------------------------------------------------------
 
 
-def merge_parts(parts: list[_Part], counter: bool, mint: int, maxt: int) -> tuple[np.ndarray, np.ndarray]:
+def merge_parts(parts: list[_Part], counter: bool, mint: int, maxt: int,
+                ) -> tuple[NDArray[np.int64], NDArray[np.uint64]]:
     """One series' samples from its blocks: chained, or (counters over downsampled data) §7.6-adjusted."""
     parts.sort(key=lambda p: p.order)
     if counter and any(p.downsampled for p in parts):
@@ -205,32 +200,7 @@ def merge_parts(parts: list[_Part], counter: bool, mint: int, maxt: int) -> tupl
     return chain_samples([(p.t, p.v) for p in parts])
 
 
-def _batch(series: Sequence[tuple[Labels, np.ndarray, np.ndarray]]) -> SampleBatch:
-    if not series:
-        return SampleBatch.concat([])
-    offsets = np.concatenate([[0], np.cumsum([s[1].shape[0] for s in series])]).astype(np.int64)
-    return SampleBatch([s[0] for s in series], np.full(len(series), -1, np.int64), offsets,
-                       np.concatenate([s[1] for s in series]).astype(np.int64),
-                       np.concatenate([s[2] for s in series]).astype(np.uint64))
-
-
 # --- streaming raw blocks --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StreamedBatch(SampleBatch):
-    """A batch of a stream; ``stale_free`` says it holds no StaleNaN marker (False: unknown)."""
-
-    stale_free: bool = False
-
-
-@dataclass
-class SelectStream:
-    """A selection delivered as consecutive label-ordered batches of whole series."""
-
-    batches: Iterator[SampleBatch]
-    warnings: list[str] = field(default_factory=list)
-    series_bound: int = 0  # at least the number of series the batches hold
 
 
 @dataclass
@@ -243,14 +213,6 @@ class _Source:
     labels: list[Labels]  # final labels of those rows (dropped once the global ids are set)
     est: np.ndarray  # estimated samples per row
     gid: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # global series id per row
-
-
-def _live_rows(sb: RawSeries, mint: int, maxt: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows with a chunk overlapping ``[mint, maxt]`` and their numbers of such chunks."""
-    live = np.concatenate([[0], np.cumsum((sb.chunk_maxt >= mint) & (sb.chunk_mint <= maxt))])
-    per_row = live[sb.chunk_offsets[1:]] - live[sb.chunk_offsets[:-1]]
-    rows = np.flatnonzero(per_row)
-    return rows, per_row[rows]
 
 
 def _strictly_sorted(labels: list[Labels]) -> bool:
@@ -355,7 +317,7 @@ def _nonempty_batch(labels: list[Labels], sizes: np.ndarray, t: np.ndarray, v: n
     nonempty = np.flatnonzero(sizes)
     offsets = np.concatenate([[0], np.cumsum(sizes[nonempty])]).astype(np.int64)
     kept = labels if nonempty.shape[0] == len(labels) else [labels[i] for i in nonempty.tolist()]
-    return StreamedBatch(kept, np.full(len(kept), -1, np.int64), offsets, t, v, stale_free)
+    return SampleBatch(kept, np.full(len(kept), -1, np.int64), offsets, t, v, stale_free)
 
 
 def _raw_batches(sources: list[_Source], labels: list[Labels], mint: int, maxt: int,
@@ -428,23 +390,18 @@ def _decode_in_place(parts: Sequence[tuple[_Source, int, int]], labels: list[Lab
     return _nonempty_batch(labels, sizes, t, v, stale_free=stale == 0)
 
 
-class BlockQuerier:
-    """``Querier`` over all blocks of an engine's bucket. Thread-safe for reads."""
+class BlockQuerier(Querier):
+    """``Querier`` over the blocks of a catalog. Thread-safe for reads."""
 
-    def __init__(self, engine: Engine, *, min_time: int | None = None, max_time: int | None = None,
-                 replica_labels: Sequence[str] = (), dedup: bool = False, max_source_resolution_ms: int = 0,
-                 external_labels: bool = True) -> None:
+    def __init__(self, catalog: BlockCatalog, *, min_time: int | None = None, max_time: int | None = None,
+                 max_source_resolution_ms: int = 0, external_labels: bool = True) -> None:
         if max_source_resolution_ms < 0:
             raise ValueError("max source resolution must not be negative")
-        self.engine = engine
+        self.catalog = catalog
         self.min_time = min_time
         self.max_time = max_time
-        self.replica_labels = tuple(replica_labels)
-        self.dedup = dedup and bool(self.replica_labels)
         self.max_source_resolution_ms = max_source_resolution_ms
         self.external_labels = external_labels
-        self._blocks: dict[str, Block] = {}
-        self._lock = threading.Lock()
 
     # --- plumbing --------------------------------------------------------------------------------
 
@@ -455,62 +412,46 @@ class BlockQuerier:
             maxt = min(maxt, self.max_time)
         return mint, maxt
 
-    def _open(self, ulid: str) -> Block:
-        with self._lock:
-            block = self._blocks.get(ulid)
-            if block is None:
-                block = self._blocks[ulid] = self.engine.open_block(ulid)
-            return block
-
     def _ext(self, info: BlockInfo) -> Labels:
         return info.meta.external_labels if self.external_labels else labelset.EMPTY
 
     def _overlapping(self, mint: int, maxt: int) -> list[BlockInfo]:
         """Blocks of every resolution overlapping the range (the label APIs look at all, as a store gateway does)."""
-        return [b for b in self.engine.blocks() if b.meta.max_time > mint and b.meta.min_time <= maxt]
+        return [b for b in self.catalog.blocks() if b.meta.max_time > mint and b.meta.min_time <= maxt]
 
     # --- select ----------------------------------------------------------------------------------
 
-    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int,
-               hints: SelectHints | None = None) -> SelectResult:
-        stream = self.select_batches(matchers, mint, maxt, hints)
-        return SelectResult(SampleBatch.concat(list(stream.batches)), stream.warnings)
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int, hints: SelectHints | None = None, *,
+               batch_samples: int = DEFAULT_BATCH_SAMPLES) -> SeriesStream:
+        """Consecutive batches of about ``batch_samples`` samples, decoded one batch at a time.
 
-    def select_batches(self, matchers: Sequence[Matcher], mint: int, maxt: int, hints: SelectHints | None = None,
-                       *, batch_samples: int = DEFAULT_BATCH_SAMPLES) -> SelectStream:
-        """``select`` as consecutive batches of about ``batch_samples`` samples, decoded one batch at a time.
-
-        Raw blocks without deduplication stream; other selections are merged whole and then split.
+        Raw blocks stream; selections touching downsampled blocks are merged whole and then split.
         """
         mint, maxt = self._clip(mint, maxt)
         if mint > maxt:
-            return SelectStream(iter(()))
-        func = hints.func if hints is not None else ""
-        aggregate = aggregate_for(func)
+            return SeriesStream()
+        aggregate = aggregate_for(hints.func if hints is not None else "")
         mrw = effective_resolution(self.max_source_resolution_ms, hints)
-        infos = choose_blocks(self.engine.blocks(), mint, maxt, mrw)
-        warnings = self._scan_warnings()
-        if self.dedup or any(info.meta.resolution > 0 for info in infos):
-            merged = self._select_merged(infos, matchers, mint, maxt, aggregate, func)
-            return SelectStream(merged.split(batch_samples), warnings, len(merged))
+        infos = choose_blocks(self.catalog.blocks(), mint, maxt, mrw)
+        if any(info.meta.resolution > 0 for info in infos):
+            merged = self._select_merged(infos, matchers, mint, maxt, aggregate)
+            return SeriesStream.whole(merged, batch_samples=batch_samples)
         sources = self._plan(infos, matchers, mint, maxt)
         if not sources:
-            return SelectStream(iter(()), warnings)
+            return SeriesStream()
         labels = assign_global_ids(sources)
         for s in sources:
             s.labels = []
-        return SelectStream(_raw_batches(sources, labels, mint, maxt, batch_samples), warnings, len(labels))
+        return SeriesStream(_raw_batches(sources, labels, mint, maxt, batch_samples), series_bound=len(labels))
 
     def _select_merged(self, infos: Sequence[BlockInfo], matchers: Sequence[Matcher], mint: int, maxt: int,
-                       aggregate: Aggr | str, func: str) -> SampleBatch:
+                       aggregate: Aggr | str) -> SampleBatch:
         grouped = self._gather(infos, matchers, mint, maxt, aggregate)
         counter = aggregate == Aggr.COUNTER
         merged = [(lab, *merge_parts(parts, counter, mint, maxt)) for lab, parts in grouped.items()]
         merged = [s for s in merged if s[1].shape[0]]
-        if self.dedup:
-            merged = self._deduplicate(merged, func in COUNTER_FUNCS)
         merged.sort(key=lambda s: s[0])
-        return _batch(merged)
+        return SampleBatch.of(merged)
 
     def _plan(self, infos: Sequence[BlockInfo], matchers: Sequence[Matcher], mint: int, maxt: int) -> list[_Source]:
         """Index work only: per raw block (in time order) the matching series with chunks in range."""
@@ -520,12 +461,12 @@ class BlockQuerier:
             ok, index_matchers = split_external(matchers, ext)
             if not ok:
                 continue
-            block = self._open(info.ulid)
+            block = self.catalog.open_block(info.ulid)
             refs = block.postings(index_matchers)
             if refs.size == 0:
                 continue
             raw = block.index.series_raw(refs)
-            rows, nchunks = _live_rows(raw, mint, maxt)
+            rows, nchunks = raw.rows_in_range(mint, maxt)
             if rows.size == 0:
                 continue
             every = block.index.labels_of(raw)
@@ -535,9 +476,6 @@ class BlockQuerier:
             sources.append(_Source(block, raw, rows, labels, nchunks * EST_SAMPLES_PER_CHUNK))
         return sources
 
-    def _scan_warnings(self) -> list[str]:
-        return [f"block {ulid} skipped: {err}" for ulid, err in sorted(self.engine.scan().broken.items())]
-
     def _gather(self, infos: Sequence[BlockInfo], matchers: Sequence[Matcher], mint: int, maxt: int,
                 aggregate: Aggr | str) -> dict[Labels, list[_Part]]:
         grouped: dict[Labels, list[_Part]] = defaultdict(list)
@@ -546,25 +484,13 @@ class BlockQuerier:
             ok, index_matchers = split_external(matchers, ext)
             if not ok:
                 continue
-            block = self._open(info.ulid)
+            block = self.catalog.open_block(info.ulid)
             order = (-info.meta.resolution, info.meta.min_time, info.ulid)
             downsampled = info.meta.resolution > 0
             for lab, t, v in read_block(block, index_matchers, mint, maxt, aggregate):
                 final = labelset.merge(lab, ext) if ext else lab
                 grouped[final].append(_Part(t, v, downsampled, order))
         return grouped
-
-    def _deduplicate(self, series: list[tuple[Labels, np.ndarray, np.ndarray]], counter: bool,
-                     ) -> list[tuple[Labels, np.ndarray, np.ndarray]]:
-        groups: dict[Labels, list[tuple[Labels, np.ndarray, np.ndarray]]] = defaultdict(list)
-        for s in series:
-            groups[labelset.without(s[0], self.replica_labels)].append(s)
-        out = []
-        for lab, replicas in groups.items():
-            replicas.sort(key=lambda s: s[0])
-            t, v = dedup_replicas([(s[1], s[2]) for s in replicas], counter=counter)
-            out.append((lab, t, v))
-        return out
 
     # --- labels ----------------------------------------------------------------------------------
 
@@ -576,30 +502,25 @@ class BlockQuerier:
             ok, index_matchers = split_external(matchers, ext)
             if not ok:
                 continue
-            block = self._open(info.ulid)
+            block = self.catalog.open_block(info.ulid)
             if not matchers:
                 yield block, ext, None
                 continue
             for sb in block.index.iter_series(block.postings(index_matchers)):
-                live = np.concatenate([[0], np.cumsum((sb.chunk_maxt >= mint) & (sb.chunk_mint <= maxt))])
-                counts = live[sb.chunk_offsets[1:]] - live[sb.chunk_offsets[:-1]]
-                for i in np.flatnonzero(counts).tolist():
+                rows, _ = sb.rows_in_range(mint, maxt)
+                for i in rows.tolist():
                     yield block, ext, sb.labels[i]
 
-    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
+    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult:
         mint, maxt = self._clip(mint, maxt)
         names: set[str] = set()
         for block, ext, lab in self._matching_label_sets(matchers, mint, maxt):
             names.update(block.index.label_names() if lab is None else (n for n, _ in lab))
             names.update(n for n, _ in ext)
-        if self.dedup:
-            names.difference_update(self.replica_labels)
-        return sorted(names)
+        return LabelResult(sorted(names))
 
-    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
+    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult:
         mint, maxt = self._clip(mint, maxt)
-        if self.dedup and name in self.replica_labels:
-            return []
         values: set[str] = set()
         for block, ext, lab in self._matching_label_sets(matchers, mint, maxt):
             ext_value = labelset.get(ext, name)
@@ -611,4 +532,17 @@ class BlockQuerier:
                 value = labelset.get(lab, name)
                 if value:
                     values.add(value)
-        return sorted(values)
+        return LabelResult(sorted(values))
+
+
+def bucket_querier(catalog: BlockCatalog, policy: PartialResponse, *, min_time: int | None = None,
+                   max_time: int | None = None, max_source_resolution_ms: int = 0) -> Querier:
+    """The blocks of ``catalog`` (filtered as the caller composed it) read under the partial-response policy:
+    what ``query``, ``serve`` and the TUI read a bucket through (replicas: wrap in ``dedup.deduplicated``)."""
+    from thanostools.core.partial import PartialBlockQuerier
+
+    def make(view: BlockCatalog) -> Querier:
+        return BlockQuerier(view, min_time=min_time, max_time=max_time,
+                            max_source_resolution_ms=max_source_resolution_ms)
+
+    return PartialBlockQuerier(catalog, make, policy)

@@ -31,7 +31,6 @@ from thanostools.core.blockio import download_block, upload_block, work_dir, wri
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.cutting import fixed_size_bounds
 from thanostools.core.downsample import aggrops
-from thanostools.core.engine import Engine
 from thanostools.core.errors import ConfigError, UnsupportedError
 from thanostools.core.goformat import go_labels_string
 from thanostools.core.inspect import BlockFilter, BlockInfo
@@ -57,6 +56,7 @@ from thanostools.core.tsdb.meta import (
 from thanostools.core.tsdb.tombstones import Intervals, deleted_mask, merge_intervals
 from thanostools.core.tsdb.writer import BlockWriter
 from thanostools.core.ulid import new_ulid
+from thanostools.core.workspace import BucketWorkspace
 
 I64 = NDArray[np.int64]
 CHANGE_LOG = "change.log"
@@ -635,7 +635,7 @@ def is_rewrite_output(meta: BlockMeta, spec: RewriteSpec, labels: Mapping[str, s
 
 @dataclass
 class _Context:
-    engine: Engine
+    engine: BucketWorkspace
     spec: RewriteSpec
     dry_run: bool
     mark_original: bool
@@ -644,7 +644,7 @@ class _Context:
     blocks: list[BlockInfo]
 
 
-def rewrite_bucket(engine: Engine, spec: RewriteSpec, *, block_filter: BlockFilter | None = None,
+def rewrite_bucket(engine: BucketWorkspace, spec: RewriteSpec, *, block_filter: BlockFilter | None = None,
                    dry_run: bool = True, mark_original: bool = True, tmp_dir: str | None = None,
                    change_log_dir: str | None = None,
                    progress: Callable[[str], None] | None = None) -> RewriteReport:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -12,13 +12,18 @@ from numpy.typing import NDArray
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher
 
+# One series: its labels, timestamps and raw value bits.
+SeriesTuple = tuple[Labels, NDArray[np.int64], NDArray[np.uint64]]
+DEFAULT_BATCH_SAMPLES = 500_000  # samples per batch a selection is read in (Prometheus reads series by series)
+
 
 @dataclass(frozen=True)
 class SampleBatch:
     """Samples of several series: series i owns ``t/v[offsets[i]:offsets[i+1]]``.
 
     ``v`` holds raw float64 bits as uint64 (StaleNaN and NaN payloads exact); ``v.view(np.float64)``
-    gives the values. ``refs`` are storage-specific series ids (-1 when not meaningful).
+    gives the values. ``refs`` are storage-specific series ids (-1 when not meaningful). ``stale_free``
+    says the batch holds no StaleNaN marker (False: unknown), so readers may skip looking for them.
     """
 
     labels: list[Labels]
@@ -26,11 +31,12 @@ class SampleBatch:
     offsets: NDArray[np.int64]
     t: NDArray[np.int64]
     v: NDArray[np.uint64]
+    stale_free: bool = False
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def series(self, i: int) -> tuple[Labels, NDArray[np.int64], NDArray[np.uint64]]:
+    def series(self, i: int) -> SeriesTuple:
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         return self.labels[i], self.t[a:b], self.v[a:b]
 
@@ -47,7 +53,7 @@ class SampleBatch:
             stop = min(max(stop, start + 1), n)
             a, b = base, int(self.offsets[stop])
             yield SampleBatch(self.labels[start:stop], self.refs[start:stop], self.offsets[start : stop + 1] - base,
-                              self.t[a:b], self.v[a:b])
+                              self.t[a:b], self.v[a:b], self.stale_free)
             start = stop
 
     @staticmethod
@@ -61,7 +67,23 @@ class SampleBatch:
         sizes = np.concatenate([np.diff(b.offsets) for b in batches])
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         return SampleBatch(labels, np.concatenate([b.refs for b in batches]), offsets,
-                           np.concatenate([b.t for b in batches]), np.concatenate([b.v for b in batches]))
+                           np.concatenate([b.t for b in batches]), np.concatenate([b.v for b in batches]),
+                           all(b.stale_free for b in batches))
+
+    @staticmethod
+    def of(series: Sequence[SeriesTuple]) -> SampleBatch:
+        """One batch holding the given series, in the given order."""
+        if not series:
+            return SampleBatch.concat([])
+        offsets = np.concatenate([[0], np.cumsum([s[1].shape[0] for s in series])]).astype(np.int64)
+        return SampleBatch([s[0] for s in series], np.full(len(series), -1, np.int64), offsets,
+                           np.concatenate([s[1] for s in series]).astype(np.int64),
+                           np.concatenate([s[2] for s in series]).astype(np.uint64))
+
+    def each(self) -> Iterator[SeriesTuple]:
+        """The batch's series one at a time."""
+        for i in range(len(self.labels)):
+            yield self.series(i)
 
 
 @dataclass(frozen=True)
@@ -77,20 +99,65 @@ class SelectHints:
     by: bool = False
 
 
-@dataclass
-class SelectResult:
-    batch: SampleBatch
+def add_new(into: list[str], warnings: Iterable[str]) -> None:
+    """Append the warnings not already in ``into``, in order, each once."""
+    into.extend(w for w in dict.fromkeys(warnings) if w not in into)
+
+
+class SeriesStream:
+    """A selection: label-ordered batches of whole series, read once, and the storage warnings.
+
+    ``warnings`` may grow while the batches are read (a block left out mid-stream under partial
+    response, a source's late report), so a reader looks at it again after the last batch, as at
+    Prometheus's ``SeriesSet.Warnings()``. ``series_bound`` is at least the number of series the
+    batches hold, known before anything is decoded.
+    """
+
+    def __init__(self, batches: Iterable[SampleBatch] = (), warnings: Iterable[str] = (),
+                 series_bound: int = 0) -> None:
+        self.batches: Iterator[SampleBatch] = iter(batches)
+        self.warnings: list[str] = []
+        add_new(self.warnings, warnings)
+        self.series_bound = series_bound
+
+    @classmethod
+    def whole(cls, batch: SampleBatch, warnings: Iterable[str] = (), *,
+              batch_samples: int = DEFAULT_BATCH_SAMPLES) -> SeriesStream:
+        """A selection answered at once, delivered as batches of about ``batch_samples`` samples."""
+        return cls(batch.split(batch_samples), warnings, len(batch))
+
+    def __iter__(self) -> Iterator[SampleBatch]:
+        return self.batches
+
+    def collect(self) -> SampleBatch:
+        """Every remaining batch as one (the warnings are complete afterwards)."""
+        return SampleBatch.concat(list(self.batches))
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    """Label names or values, sorted, with the storage warnings met while finding them."""
+
+    values: list[str]
     warnings: list[str] = field(default_factory=list)
 
 
 class Querier(Protocol):
-    """Read access to series: all a PromQL engine or an API server needs from storage."""
+    """Read access to series: all a PromQL engine or an API server needs from storage.
 
-    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int,
-               hints: SelectHints | None = None) -> SelectResult:
-        """Series matching all matchers with their samples in ``[mint, maxt]`` (inclusive), sorted by labels."""
+    Implemented by the bucket (``core/querier.py``), remote StoreAPI endpoints (``sources/remote.py``),
+    the fan-out over several (``sources/fanout.py``), the wrappers that deduplicate replicas
+    (``core/dedup.py``) and apply the partial-response policy (``core/partial.py``), and the in-memory
+    querier of tests (``promql/memquerier.py``); ``tests/core/test_series_contract.py`` has mypy check
+    every one of them against this protocol.
+    """
+
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int, hints: SelectHints | None = None, *,
+               batch_samples: int = DEFAULT_BATCH_SAMPLES) -> SeriesStream:
+        """Series matching all matchers with their samples in ``[mint, maxt]`` (inclusive), sorted by labels,
+        as batches of about ``batch_samples`` samples."""
         ...
 
-    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]: ...
+    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult: ...
 
-    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]: ...
+    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult: ...

@@ -10,10 +10,8 @@ import numpy as np
 from thanostools.core.chunkenc.aggr import Aggr
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher
-from thanostools.core.series import SampleBatch
+from thanostools.core.series import SampleBatch, SeriesTuple
 from thanostools.core.tsdb.block import MAX_TIME, MIN_TIME, Block
-
-SeriesTuple = tuple[Labels, np.ndarray, np.ndarray]
 
 
 def _series_of(batches: Iterable[SampleBatch]) -> Iterator[SeriesTuple]:

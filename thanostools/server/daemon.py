@@ -109,7 +109,7 @@ class Daemon:
         return build_app(self.deps, api)
 
     def _watch(self, gate: ConcurrencyGate) -> None:
-        cache = self.state.engine.cache
+        cache = self.state.catalog.cache
 
         def cache_counts() -> tuple[int, int, int]:
             if isinstance(cache, MemoryRangeCache):
@@ -154,9 +154,9 @@ class Daemon:
 
         from thanostools.server.grpcmetrics import CallCounter
 
-        server = await build_grpc_server(blocks=self.state.blocks, engine=self.state.engine, address=c.grpc_address,
-                                         tls=tls, max_workers=c.max_concurrent + 4, on_security_event=on_event,
-                                         ready=self.state.ready.is_set,
+        server = await build_grpc_server(blocks=self.state.served_blocks, catalog=self.state.served,
+                                         address=c.grpc_address, tls=tls, max_workers=c.max_concurrent + 4,
+                                         on_security_event=on_event, ready=self.state.ready.is_set,
                                          interceptors=[CallCounter(self.metrics.grpc_calls)], authz=self.authz,
                                          query_log=self.query_log)
         await server.start()

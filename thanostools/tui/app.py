@@ -69,9 +69,9 @@ class ThanosToolsApp(App[None]):
 
     def _newest_data(self) -> None:
         """A bucket whose data ended long ago shows nothing at "now": start at its newest block instead."""
-        assert self.source.engine is not None
+        assert self.source.workspace is not None
         try:
-            blocks = self.source.engine.blocks()
+            blocks = self.source.workspace.blocks()
         except ThanosToolsError as exc:
             self.call_from_thread(self.notify, str(exc), title="Listing failed", severity="error")
             return
@@ -179,12 +179,12 @@ class ThanosToolsApp(App[None]):
 
         if isinstance(self.screen, BlocksScreen):
             return
-        base = self.source.base if isinstance(self.source, BucketSource) else None
-        if base is None:
+        workspace = self.source.workspace if isinstance(self.source, BucketSource) else None
+        if workspace is None:
             self.notify(f"the block browser needs a bucket; this source is {self.source.describe()}",
                         severity="warning")
             return
-        self.push_screen(BlocksScreen(base))
+        self.push_screen(BlocksScreen(workspace))
 
     def action_console(self) -> None:
         self._to_console()

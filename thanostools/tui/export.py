@@ -47,8 +47,8 @@ def query_command(outcome: Outcome, source: Source, settings: QuerySettings) -> 
             args += ["--replica-label", r]
     if settings.max_source_resolution != "raw":
         args += ["--max-source-resolution", settings.max_source_resolution]
-    if source.engine is not None:
-        args += ["--bucket", source.engine.bucket.url]
+    if source.workspace is not None:
+        args += ["--bucket", source.workspace.bucket.url]
     if outcome.query.startswith("-"):
         args.insert(2, "--")
     return shlex.join(args)

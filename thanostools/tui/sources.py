@@ -1,4 +1,4 @@
-"""One interface over the places the TUI can query: a bucket (local engine), a remote StoreAPI, an HTTP API.
+"""One interface over the places the TUI can query: a bucket (read here), a remote StoreAPI, an HTTP API.
 
 Everything here blocks and is called from Textual thread workers, never from the UI thread.
 """
@@ -13,17 +13,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from thanostools.core.constants import RESOLUTIONS_BY_NAME
-from thanostools.core.errors import QueryError, SourceError, UnsupportedError
-from thanostools.core.inspect import BlockInfo, BucketScan
+from thanostools.core.errors import QueryError, UnsupportedError
+from thanostools.core.inspect import BlockInfo
 from thanostools.core.labels import METRIC_NAME, Labels
 from thanostools.core.matchers import Matcher
 from thanostools.core.promql.engine import QueryResult
-from thanostools.core.series import Querier, SelectHints, SelectResult
+from thanostools.core.series import DEFAULT_BATCH_SAMPLES, LabelResult, Querier, SelectHints, SeriesStream
 from thanostools.tui.httpsource import PromHTTPClient
 
 if TYPE_CHECKING:
-    from thanostools.core.engine import Engine
+    from thanostools.core.catalog import BlockCatalog
     from thanostools.core.promql.engine import PromQLEngine
+    from thanostools.core.workspace import BucketWorkspace
 
 METRIC_COUNT_QUERY = 'count by (__name__) ({__name__=~".+"})'
 
@@ -103,7 +104,7 @@ class Source(ABC):
     """What the console and the explorer need from a source of series."""
 
     kind: str = ""
-    engine: Engine | None = None  # only bucket sources have blocks to browse
+    workspace: BucketWorkspace | None = None  # only bucket sources have blocks to browse
     scope: BlockInfo | None = None
     clock: Callable[[], float] = staticmethod(time.perf_counter)  # elapsed times (tests freeze it)
 
@@ -137,27 +138,36 @@ class Source(ABC):
         raise UnsupportedError(f"a {self.kind} source has no blocks to scope queries to")
 
 
+def _query_catalog(workspace: BucketWorkspace, scope: BlockInfo | None) -> BlockCatalog:
+    """The blocks queries read: the scoped block (if any), compaction leftovers left out."""
+    from thanostools.core.catalog import CompactionLeftovers, MetaFilter, Selected
+    from thanostools.core.inspect import BlockFilter
+
+    only: list[MetaFilter] = [Selected(BlockFilter(ids=(scope.ulid,)))] if scope is not None else []
+    return workspace.catalog.view(*only, CompactionLeftovers())
+
+
 # --- sources evaluated by our own PromQL engine ---------------------------------------------------
 
 
-class _CancellableQuerier:
+class _CancellableQuerier(Querier):
     """Checks the cancel token around every selection, so Esc stops a query between selectors."""
 
     def __init__(self, inner: Querier, cancel: CancelToken) -> None:
         self.inner = inner
         self.cancel = cancel
 
-    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int,
-               hints: SelectHints | None = None) -> SelectResult:
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int, hints: SelectHints | None = None, *,
+               batch_samples: int = DEFAULT_BATCH_SAMPLES) -> SeriesStream:
         self.cancel.check()
-        res = self.inner.select(matchers, mint, maxt, hints)
+        stream = self.inner.select(matchers, mint, maxt, hints, batch_samples=batch_samples)
         self.cancel.check()
-        return res
+        return stream
 
-    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
+    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult:
         return self.inner.label_names(matchers, mint, maxt)
 
-    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
+    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult:
         return self.inner.label_values(name, matchers, mint, maxt)
 
 
@@ -173,31 +183,26 @@ class QuerierSource(Source):
     """A source whose series come from a core ``Querier``; PromQL runs in this process."""
 
     @abstractmethod
-    def querier(self, settings: QuerySettings, resolution_ms: int) -> Querier: ...
+    def querier(self, settings: QuerySettings, resolution_ms: int) -> Querier:
+        """A querier for one query (partial response is decided per query)."""
 
     @abstractmethod
     def label_querier(self) -> Querier: ...
 
-    def check_partial(self, settings: QuerySettings) -> None:
-        """Raise when partial responses are off and the source knows it cannot answer fully."""
-
     def _engine(self, settings: QuerySettings, cancel: CancelToken, step_ms: int) -> PromQLEngine:
         from thanostools.core.promql.engine import PromQLEngine, QueryOptions
 
-        self.check_partial(settings)
         cancel.check()
         querier = _CancellableQuerier(self.querier(settings, settings.resolution_ms(step_ms)), cancel)
         return PromQLEngine(querier, QueryOptions(lookback_delta_ms=settings.lookback_delta_ms,
                                                   timeout_s=settings.timeout_s))
 
     @staticmethod
-    def _finish(result: QueryResult, settings: QuerySettings) -> str:
-        """The API JSON of a result; with partial responses off, storage warnings fail the query."""
+    def _finish(result: QueryResult) -> str:
+        """The API JSON of a result (without partial response a failing block or source already failed it)."""
         from thanostools.core.promql.apijson import render_success
         from thanostools.core.promql.fastjson import query_data_json
 
-        if not settings.partial_response and result.warnings:
-            raise QueryError(f"partial response disabled: {result.warnings[0]}")
         return render_success(query_data_json(result), warnings=result.warnings, infos=result.infos)
 
     def instant(self, query: str, time_ms: int, settings: QuerySettings, cancel: CancelToken) -> Outcome:
@@ -205,7 +210,7 @@ class QuerierSource(Source):
         began = self.clock()
         result = engine.instant(query, time_ms)
         elapsed = self.clock() - began
-        return Outcome(query, "instant", result, self._finish(result, settings), elapsed,
+        return Outcome(query, "instant", result, self._finish(result), elapsed,
                        result.stats.samples_loaded, time_ms=time_ms, warnings=[*result.warnings, *result.infos])
 
     def range(self, query: str, start_ms: int, end_ms: int, step_ms: int, settings: QuerySettings,
@@ -214,74 +219,49 @@ class QuerierSource(Source):
         began = self.clock()
         result = engine.range(query, start_ms, end_ms, step_ms)
         elapsed = self.clock() - began
-        return Outcome(query, "range", result, self._finish(result, settings), elapsed, result.stats.samples_loaded,
+        return Outcome(query, "range", result, self._finish(result), elapsed, result.stats.samples_loaded,
                        start_ms=start_ms, end_ms=end_ms, step_ms=step_ms, warnings=[*result.warnings, *result.infos])
 
     def label_names(self, selector: str | None, start_ms: int, end_ms: int) -> list[str]:
-        return self.label_querier().label_names(_matchers(selector), start_ms, end_ms)
+        return self.label_querier().label_names(_matchers(selector), start_ms, end_ms).values
 
     def label_values(self, name: str, selector: str | None, start_ms: int, end_ms: int) -> list[str]:
-        return self.label_querier().label_values(name, _matchers(selector), start_ms, end_ms)
-
-
-def _scoped_engine(base: Engine, info: BlockInfo) -> Engine:
-    """An engine that sees only one block of the bucket."""
-    from thanostools.core.engine import Engine
-
-    class ScopedEngine(Engine):
-        def scan(self, *, refresh: bool = False) -> BucketScan:
-            return BucketScan(blocks=[info])
-
-    scoped = ScopedEngine(base.bucket)
-    scoped.cache = base.cache
-    return scoped
+        return self.label_querier().label_values(name, _matchers(selector), start_ms, end_ms).values
 
 
 class BucketSource(QuerierSource):
-    """Blocks of a bucket (local dir, S3, …) read by this process."""
+    """Blocks of a bucket (local dir, S3, …) read by this process, optionally only one of them (``scope``)."""
 
     kind = "bucket"
+    workspace: BucketWorkspace
 
-    def __init__(self, engine: Engine, scope: BlockInfo | None = None) -> None:
-        self.base = engine
+    def __init__(self, workspace: BucketWorkspace, scope: BlockInfo | None = None) -> None:
+        self.workspace = workspace
         self.scope = scope
-        self.engine = engine
-        self._view = _scoped_engine(engine, scope) if scope is not None else engine
-        self._queriers: dict[tuple[object, ...], Querier] = {}
-        self._lock = threading.Lock()
+        self.catalog = _query_catalog(workspace, scope)
 
     def describe(self) -> str:
-        text = f"bucket {self.base.bucket.url}"
+        text = f"bucket {self.workspace.bucket.url}"
         return f"{text} · block {self.scope.ulid}" if self.scope is not None else text
 
     def querier(self, settings: QuerySettings, resolution_ms: int) -> Querier:
-        from thanostools.core.querier import BlockQuerier
+        from thanostools.core.dedup import deduplicated
+        from thanostools.core.partial import PartialResponse
+        from thanostools.core.querier import bucket_querier
 
-        key = (settings.dedup, settings.replica_labels, resolution_ms)
-        with self._lock:
-            q = self._queriers.get(key)
-            if q is None:
-                q = self._queriers[key] = BlockQuerier(self._view, replica_labels=settings.replica_labels,
-                                                       dedup=settings.dedup, max_source_resolution_ms=resolution_ms)
-            return q
+        blocks = bucket_querier(self.catalog, PartialResponse(settings.partial_response),
+                                max_source_resolution_ms=resolution_ms)
+        return deduplicated(blocks, settings.replica_labels, settings.dedup)
 
     def label_querier(self) -> Querier:
         return self.querier(QuerySettings(dedup=False), 0)
 
-    def check_partial(self, settings: QuerySettings) -> None:
-        broken = self._view.scan().broken
-        if not settings.partial_response and broken:
-            ulid, err = sorted(broken.items())[0]
-            raise SourceError(f"partial response disabled and {len(broken)} block(s) are unreadable: {ulid}: {err}")
-
     def refresh(self) -> None:
-        """Forget the listing and the opened blocks (after marks changed)."""
-        self.base.scan(refresh=True)
-        with self._lock:
-            self._queriers.clear()
+        """List the bucket again (after marks changed); blocks no longer listed are closed."""
+        self.workspace.scan(refresh=True)
 
     def scoped(self, ulid: str | None) -> Source:
-        scoped = BucketSource(self.base, self.base.block_info(ulid) if ulid else None)
+        scoped = BucketSource(self.workspace, self.workspace.block_info(ulid) if ulid else None)
         scoped.clock = self.clock
         return scoped
 
@@ -289,10 +269,10 @@ class BucketSource(QuerierSource):
         """Series per metric from the blocks' postings (no samples read): per stream (external labels)
         the largest block's count, summed over streams."""
         per_stream: dict[Labels, dict[str, int]] = {}
-        for info in self._view.blocks():
+        for info in self.catalog.blocks():
             if info.meta.max_time <= start_ms or info.meta.min_time > end_ms:
                 continue
-            index = self._view.open_block(info.ulid).index
+            index = self.catalog.open_block(info.ulid).index
             names = index.label_values(METRIC_NAME)
             counts = per_stream.setdefault(info.meta.external_labels, {})
             for name, postings in zip(names, index.postings_many([(METRIC_NAME, n) for n in names]), strict=True):

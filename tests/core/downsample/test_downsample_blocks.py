@@ -18,7 +18,6 @@ from numpy.typing import NDArray
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import Aggr, counter_reset_series, split_aggr
 from thanostools.core.downsample import downsample_block, downsample_bucket, plan_downsampling, plan_passes
-from thanostools.core.engine import Engine
 from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.labels import Labels
 from thanostools.core.tsdb.block import Block
@@ -26,6 +25,7 @@ from thanostools.core.tsdb.meta import BlockMeta, ThanosMeta
 from thanostools.core.tsdb.series_chunks import iter_series_chunks
 from thanostools.core.tsdb.writer import BlockWriter
 from thanostools.core.ulid import new_ulid
+from thanostools.core.workspace import BucketWorkspace
 
 STALE = 0x7FF0000000000002
 NAN = 0x7FF8000000000001
@@ -439,7 +439,7 @@ def test_downsample_bucket_two_passes_and_rerun(tmp_path: Path) -> None:
     series = [((("__name__", "m"), ("i", str(i))), t, (np.arange(t.shape[0]) * (i + 1.0)).view(np.uint64))
               for i in range(3)]
     src = write_raw_block(bucket, series, hours=240)
-    engine = Engine.open(str(bucket))
+    engine = BucketWorkspace.open(str(bucket))
     dry = downsample_bucket(engine, dry_run=True)
     assert [(r.pass_no, r.target, r.uploaded) for r in dry.results] == [(1, 300_000, False), (2, 3_600_000, False)]
     assert sorted(os.listdir(bucket)) == [src.name]
@@ -448,12 +448,12 @@ def test_downsample_bucket_two_passes_and_rerun(tmp_path: Path) -> None:
     five, hour = (r.output for r in report.results)
     assert five is not None and hour is not None
     assert report.results[1].input == report.planned[1].meta.ulid and report.results[1].source == src.name
-    metas = {m.ulid: m for m in (b.meta for b in Engine.open(str(bucket)).blocks())}
+    metas = {m.ulid: m for m in (b.meta for b in BucketWorkspace.open(str(bucket)).blocks())}
     assert metas[five.ulid].resolution == 300_000 and metas[hour.ulid].resolution == 3_600_000
     assert metas[hour.ulid].sources == metas[src.name].sources
     hour_thanos = metas[hour.ulid].thanos
     assert hour_thanos is not None and hour_thanos.upload_time != "0001-01-01T00:00:00Z"
-    assert downsample_bucket(Engine.open(str(bucket))).results == []
+    assert downsample_bucket(BucketWorkspace.open(str(bucket))).results == []
 
 
 def test_plan_bucket_ignores_compaction_leftovers(tmp_path: Path) -> None:
@@ -466,5 +466,5 @@ def test_plan_bucket_ignores_compaction_leftovers(tmp_path: Path) -> None:
                     sources=[leftover.name, new_ulid()], level=2)
     w.add_samples(*series[0])
     compacted = w.finish().ulid
-    steps = plan_bucket(Engine.open(str(tmp_path)))
+    steps = plan_bucket(BucketWorkspace.open(str(tmp_path)))
     assert [(s.meta.ulid, s.target) for s in steps] == [(compacted, 300_000)]

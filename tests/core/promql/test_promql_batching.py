@@ -12,7 +12,6 @@ import pytest
 from tests.sharedfiles import promqltest_scripts
 from thanostools.core.chunkenc import xor
 from thanostools.core.constants import STALE_NAN_BITS
-from thanostools.core.engine import Engine
 from thanostools.core.errors import CorruptBlockError, EvalError
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher, MatchType
@@ -27,6 +26,7 @@ from thanostools.core.series import SampleBatch
 from thanostools.core.tsdb.block import Block
 from thanostools.core.tsdb.tombstones import encode_tombstones
 from thanostools.core.tsdb.writer import BlockWriter
+from thanostools.core.workspace import BucketWorkspace
 
 H = 3_600_000
 STEP = 15_000
@@ -109,7 +109,7 @@ def bucket(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _tombstone(root: Path) -> None:
     """Deletes a stretch of one series of the block that starts at 2h (the others are read in place)."""
-    ulid = next(b.ulid for b in Engine.open(str(root)).blocks() if b.meta.min_time == 2 * H)
+    ulid = next(b.ulid for b in BucketWorkspace.open(str(root)).blocks() if b.meta.min_time == 2 * H)
     block = Block.open_dir(str(root / ulid))
     refs = block.postings([Matcher.eq("job", "db")])
     stones = {int(refs[0]): [(2 * H + 10 * STEP, 2 * H + 90 * STEP)]}
@@ -117,7 +117,7 @@ def _tombstone(root: Path) -> None:
 
 
 def _querier(bucket: Path) -> BlockQuerier:
-    return BlockQuerier(Engine.open(str(bucket)))
+    return BlockQuerier(BucketWorkspace.open(str(bucket)).catalog)
 
 
 def _same(a: SampleBatch, b: SampleBatch) -> None:
@@ -139,19 +139,19 @@ def test_batches_equal_the_merged_selection(bucket: Path, matchers: list[Matcher
     if not in_place:
         monkeypatch.setattr(Block, "chunk_spans", lambda *args: None)
     q = _querier(bucket)
-    merged = q._select_merged(choose_blocks(q.engine.blocks(), mint, maxt, 0), matchers, mint, maxt, "avg", "")
+    merged = q._select_merged(choose_blocks(q.catalog.blocks(), mint, maxt, 0), matchers, mint, maxt, "avg")
     for size in (1, 50, 1000, 10**9):
-        stream = q.select_batches(matchers, mint, maxt, batch_samples=size)
-        batches = list(stream.batches)
+        stream = q.select(matchers, mint, maxt, batch_samples=size)
+        batches = list(stream)
         assert stream.series_bound >= len(merged)
         if size == 1:
             assert all(len(b) == 1 for b in batches)
         _same(SampleBatch.concat(batches), merged)
-    _same(q.select(matchers, mint, maxt).batch, merged)
+    _same(q.select(matchers, mint, maxt).collect(), merged)
 
 
 def test_batches_cover_the_interesting_cases(bucket: Path) -> None:
-    got = _querier(bucket).select([Matcher(MatchType.RE, "__name__", ".+")], 0, 4 * H).batch
+    got = _querier(bucket).select([Matcher(MatchType.RE, "__name__", ".+")], 0, 4 * H).collect()
     by_labels = {got.labels[i]: got.series(i) for i in range(len(got))}
     collapsed = lab(__name__="req_total", instance="x", job="ext", region="eu")
     assert np.count_nonzero(np.diff(by_labels[collapsed][1]) <= 0) == 0  # chained, then sorted once
@@ -218,7 +218,7 @@ def test_sample_limit_counts_what_is_held(bucket: Path) -> None:
 
 def test_series_limit_reports_the_whole_selection(bucket: Path) -> None:
     q = _querier(bucket)
-    total = len(q.select([Matcher.eq("__name__", "req_total")], 0, 4 * H).batch)
+    total = len(q.select([Matcher.eq("__name__", "req_total")], 0, 4 * H).collect())
     for size in (1, 10**9):
         with pytest.raises(EvalError, match=f"{total} series matched by one selector, limit is 5"):
             PromQLEngine(q, QueryOptions(max_series=5, batch_samples=size)).range("req_total", 0, 4 * H, H)
@@ -236,7 +236,7 @@ def test_damaged_chunks_are_reported_by_both_read_paths(tmp_path: Path, monkeypa
         if not in_place:
             monkeypatch.setattr(Block, "chunk_spans", lambda *args: None)
         with pytest.raises(CorruptBlockError, match="checksum mismatch") as exc:
-            list(_querier(tmp_path).select_batches([Matcher.eq("__name__", "m")], 0, H).batches)
+            list(_querier(tmp_path).select([Matcher.eq("__name__", "m")], 0, H))
         assert exc.value.block == ulid and exc.value.file == "chunks/000001"
 
 

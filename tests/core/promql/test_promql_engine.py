@@ -18,7 +18,7 @@ from thanostools.core.matchers import Matcher
 from thanostools.core.promql.engine import PromQLEngine, QueryOptions, QueryResult
 from thanostools.core.promql.memquerier import MemoryQuerier
 from thanostools.core.promql.parser import parse_expr
-from thanostools.core.series import SelectHints, SelectResult
+from thanostools.core.series import DEFAULT_BATCH_SAMPLES, LabelResult, SelectHints, SeriesStream
 
 MIN = 60_000
 
@@ -110,15 +110,15 @@ class _SlowQuerier:
         self.inner = inner
         self.delay = delay
 
-    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int,
-               hints: SelectHints | None = None) -> SelectResult:
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int, hints: SelectHints | None = None, *,
+               batch_samples: int = DEFAULT_BATCH_SAMPLES) -> SeriesStream:
         time.sleep(self.delay)
-        return self.inner.select(matchers, mint, maxt, hints)
+        return self.inner.select(matchers, mint, maxt, hints, batch_samples=batch_samples)
 
-    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
+    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult:
         return self.inner.label_names(matchers, mint, maxt)
 
-    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
+    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult:
         return self.inner.label_values(name, matchers, mint, maxt)
 
 
@@ -169,9 +169,9 @@ def test_instant_order_is_kept(querier: MemoryQuerier) -> None:
 
 
 def test_memory_querier_labels(querier: MemoryQuerier) -> None:
-    assert querier.label_names([], 0, MIN) == ["__name__", "instance", "job"]
-    assert querier.label_values("job", [Matcher.eq("__name__", "req_total")], 0, MIN) == ["api", "db"]
-    assert querier.label_values("job", [], 10**9, 2 * 10**9) == []
+    assert querier.label_names([], 0, MIN).values == ["__name__", "instance", "job"]
+    assert querier.label_values("job", [Matcher.eq("__name__", "req_total")], 0, MIN).values == ["api", "db"]
+    assert querier.label_values("job", [], 10**9, 2 * 10**9).values == []
 
 
 def test_stale_marker_from_bits() -> None:

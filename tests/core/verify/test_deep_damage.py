@@ -178,6 +178,10 @@ def test_postings_bit_flips_are_found_by_deep_with_their_offsets(tmp_path: Path)
     res = run_cli("bucket", "verify", "--deep", "--bucket", str(tmp_path))
     assert res.exit_code == 3 and f"index offset {lists[0]}" in res.stdout
     res = run_cli("query", "--bucket", str(tmp_path), '{__name__="a"}', "--time", str(H // 1000))
+    warned = [line for line in res.stderr.splitlines() if line.startswith(f"warning: block {meta.ulid} left out: ")]
+    assert res.exit_code == 0 and len(warned) == 1 and f"offset {lists[0]}" in warned[0]
+    res = run_cli("query", "--no-partial-response", "--bucket", str(tmp_path), '{__name__="a"}', "--time",
+                  str(H // 1000))
     assert res.exit_code == 1 and f"offset {lists[0]}" in res.stderr and meta.ulid in res.stderr
 
 

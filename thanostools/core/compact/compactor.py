@@ -48,7 +48,6 @@ from thanostools.core.compact.planner import (
 from thanostools.core.downsample.plan import PlannedStep
 from thanostools.core.downsample.run import downsample_bucket
 from thanostools.core.downsample.run import plan_bucket as plan_downsampling
-from thanostools.core.engine import Engine
 from thanostools.core.errors import (
     CorruptBlockError,
     FormatError,
@@ -72,6 +71,7 @@ from thanostools.core.tsdb.markers import (
 )
 from thanostools.core.tsdb.meta import SOURCE_COMPACTOR, BlockMeta
 from thanostools.core.verify.health import IndexHealth, index_health
+from thanostools.core.workspace import BucketWorkspace
 
 log = logging.getLogger("thanostools.compact")
 
@@ -196,7 +196,7 @@ class Compactor:
         plan.actions += [lifecycle.Action("mark-deletion", u.meta.ulid, f"{GARBAGE_DETAILS}: {u.detail}")
                          for u in result.unplanned if u.reason == R_DUPLICATE]
         if self.opts.downsampling:
-            plan.actions += [_downsample_action(s) for s in plan_downsampling(Engine(self.bucket))]
+            plan.actions += [_downsample_action(s) for s in plan_downsampling(BucketWorkspace(self.bucket))]
         if any(self.opts.retention.values()):
             plan.actions += lifecycle.retention(self.bucket, self.opts.retention, now=self.clock()).actions
         if self.opts.delete_delay_ms is not None:
@@ -378,7 +378,7 @@ class Compactor:
     def _downsample(self) -> None:
         """Both downsampling passes (raw -> 5m -> 1h) over the whole bucket, as the Thanos compactor does."""
         try:
-            done = downsample_bucket(Engine(self.bucket), tmp_dir=self.opts.work_dir)
+            done = downsample_bucket(BucketWorkspace(self.bucket), tmp_dir=self.opts.work_dir)
         except ThanosToolsError as exc:
             self.report.errors.append(f"downsampling failed: {exc}")
             return

@@ -11,15 +11,16 @@ from dataclasses import dataclass, field
 
 from thanostools.core.audit import audit
 from thanostools.core.blockio import download_block, upload_block, work_dir
+from thanostools.core.catalog import CompactionLeftovers
 from thanostools.core.downsample.block import downsample_block
 from thanostools.core.downsample.plan import PlannedStep, plan_passes
-from thanostools.core.engine import Engine
 from thanostools.core.errors import CorruptBlockError
-from thanostools.core.groups import deduplicate_filter
+from thanostools.core.groups import sort_by_time
 from thanostools.core.inspect import BlockFilter
 from thanostools.core.localfs import WorkDir
 from thanostools.core.tsdb.block import Block, open_bucket_block
 from thanostools.core.tsdb.meta import SOURCE_COMPACTOR, BlockMeta
+from thanostools.core.workspace import BucketWorkspace
 
 
 @dataclass
@@ -41,13 +42,14 @@ class DownsampleReport:
     dry_run: bool = False
 
 
-def plan_bucket(engine: Engine, *, block_filter: BlockFilter | None = None, passes: int = 2) -> list[PlannedStep]:
+def plan_bucket(workspace: BucketWorkspace, *, block_filter: BlockFilter | None = None,
+                passes: int = 2) -> list[PlannedStep]:
     """Downsampling steps for the bucket: coverage is judged on every block (but duplicates, blocks whose
     sources another block of their group holds, are ignored as Thanos does); ``block_filter`` then picks steps
     whose input (or the existing block it derives from) it accepts."""
-    infos = engine.scan(refresh=True).blocks
+    infos = workspace.scan(refresh=True).blocks
     # Leftovers of a compaction whose inputs are not deleted yet would be downsampled twice otherwise.
-    kept, _ = deduplicate_filter(b.meta for b in infos)
+    kept = sort_by_time(b.meta for b in CompactionLeftovers().apply(infos))
     steps = plan_passes(kept, {b.ulid: b.marks for b in infos}, passes)
     if block_filter is None:
         return steps
@@ -55,20 +57,20 @@ def plan_bucket(engine: Engine, *, block_filter: BlockFilter | None = None, pass
     return [s for s in steps if any(u in by_id and block_filter.accepts(by_id[u]) for u in (s.meta.ulid, s.origin))]
 
 
-def downsample_bucket(engine: Engine, *, dry_run: bool = False, block_filter: BlockFilter | None = None,
+def downsample_bucket(workspace: BucketWorkspace, *, dry_run: bool = False, block_filter: BlockFilter | None = None,
                       passes: int = 2, tmp_dir: str | None = None,
                       progress: Callable[[str], None] | None = None) -> DownsampleReport:
     """Run the planned downsampling. With ``dry_run`` every block is still computed (in a temporary
     directory, so the report has real figures) but nothing is uploaded."""
-    report = DownsampleReport(planned=plan_bucket(engine, block_filter=block_filter, passes=passes),
+    report = DownsampleReport(planned=plan_bucket(workspace, block_filter=block_filter, passes=passes),
                               dry_run=dry_run)
     made: dict[str, str] = {}  # ULID of a planned input that this run produces -> its local directory
-    with work_dir(engine.bucket, "downsample", tmp_dir) as work:
+    with work_dir(workspace.bucket, "downsample", tmp_dir) as work:
         needed = {s.meta.ulid for s in report.planned if s.pass_no > 1}
         for step in report.planned:
             if progress:
                 progress(f"downsampling {step.meta.ulid} to {step.target // 60_000}m")
-            result, out_dir = _run_step(engine, step, made, work, dry_run)
+            result, out_dir = _run_step(workspace, step, made, work, dry_run)
             report.results.append(result)
             stand_in = _stand_in_for(report.planned, step)
             if stand_in in needed:
@@ -84,17 +86,17 @@ def _stand_in_for(planned: list[PlannedStep], step: PlannedStep) -> str:
     return later[0].meta.ulid if later else ""
 
 
-def _run_step(engine: Engine, step: PlannedStep, made: dict[str, str], work: WorkDir,
+def _run_step(workspace: BucketWorkspace, step: PlannedStep, made: dict[str, str], work: WorkDir,
               dry_run: bool) -> tuple[DownsampleResult, str]:
     started = time.monotonic()
     ulid = step.meta.ulid
     downloaded = ""
     if ulid in made:
         block = Block.open_dir(made[ulid])
-    elif engine.bucket.is_local:
-        block = open_bucket_block(engine.bucket, ulid)
+    elif workspace.bucket.is_local:
+        block = open_bucket_block(workspace.bucket, ulid)
     else:
-        downloaded = download_block(engine.bucket, ulid, os.path.join(work.path, "in"))
+        downloaded = download_block(workspace.bucket, ulid, os.path.join(work.path, "in"))
         block = Block.open_dir(downloaded)
     try:
         out_parent = os.path.join(work.path, "out")
@@ -108,9 +110,9 @@ def _run_step(engine: Engine, step: PlannedStep, made: dict[str, str], work: Wor
     result = DownsampleResult(step.origin, ulid, step.target, step.pass_no, meta,
                               input_samples=block.meta.stats.num_samples)
     if not dry_run:
-        result.output = upload_block(out_dir, engine.bucket, source=SOURCE_COMPACTOR, private=True, work=work)
+        result.output = upload_block(out_dir, workspace.bucket, source=SOURCE_COMPACTOR, private=True, work=work)
         result.uploaded = True
-    audit("downsample", [ulid, meta.ulid], bucket=engine.bucket.url, dry_run=dry_run,
+    audit("downsample", [ulid, meta.ulid], bucket=workspace.bucket.url, dry_run=dry_run,
           details={"resolution": step.target})
     result.seconds = time.monotonic() - started
     return result, out_dir

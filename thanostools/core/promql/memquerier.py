@@ -8,10 +8,10 @@ import numpy as np
 
 from thanostools.core.labels import METRIC_NAME, Labels, get
 from thanostools.core.matchers import Matcher, MatchType, matches_all
-from thanostools.core.series import SampleBatch, SelectHints, SelectResult
+from thanostools.core.series import DEFAULT_BATCH_SAMPLES, LabelResult, Querier, SampleBatch, SelectHints, SeriesStream
 
 
-class MemoryQuerier:
+class MemoryQuerier(Querier):
     """Series kept sorted by labels, each with sorted timestamps and raw float bits.
 
     ``hints`` records the :class:`SelectHints` of every ``select`` call (useful in tests).
@@ -62,8 +62,8 @@ class MemoryQuerier:
     def _matching(self, matchers: Sequence[Matcher]) -> list[int]:
         return [i for i in self._candidates(matchers) if matches_all(matchers, self._labels[i])]
 
-    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int,
-               hints: SelectHints | None = None) -> SelectResult:
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int, hints: SelectHints | None = None, *,
+               batch_samples: int = DEFAULT_BATCH_SAMPLES) -> SeriesStream:
         self.hints.append(hints)
         labels: list[Labels] = []
         ts: list[np.ndarray] = []
@@ -80,24 +80,24 @@ class MemoryQuerier:
         batch = SampleBatch(labels, np.full(len(labels), -1, np.int64), offsets,
                             np.concatenate(ts) if ts else np.zeros(0, np.int64),
                             np.concatenate(vs) if vs else np.zeros(0, np.uint64))
-        return SelectResult(batch)
+        return SeriesStream.whole(batch, batch_samples=batch_samples)
 
     def _in_range(self, i: int, mint: int, maxt: int) -> bool:
         t = self._t[i]
         return bool(np.searchsorted(t, maxt, "right") > np.searchsorted(t, mint, "left"))
 
-    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
+    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult:
         names: set[str] = set()
         for i in self._matching(matchers):
             if self._in_range(i, mint, maxt):
                 names.update(n for n, _ in self._labels[i])
-        return sorted(names)
+        return LabelResult(sorted(names))
 
-    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
+    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult:
         values: set[str] = set()
         for i in self._matching(matchers):
             if self._in_range(i, mint, maxt):
                 value = get(self._labels[i], name)
                 if value:
                     values.add(value)
-        return sorted(values)
+        return LabelResult(sorted(values))

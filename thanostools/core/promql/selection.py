@@ -1,15 +1,15 @@
 """Batched selection: series flow from storage through selectors a batch at a time.
 
-A selection is read as consecutive label-ordered batches of whole series (``select_batches`` when
-the querier streams, else one ``select`` split up). Selectors turn each batch into rows of their
-result and let the samples go, so raw samples are held one batch at a time.
+A selection is read as the querier's stream of consecutive label-ordered batches of whole series.
+Selectors turn each batch into rows of their result and let the samples go, so raw samples are held
+one batch at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,19 +23,6 @@ if TYPE_CHECKING:
     from thanostools.core.promql.evaluator import Evaluator
 
 
-class Stream(Protocol):
-    """What ``select_batches(matchers, mint, maxt, hints, *, batch_samples)`` returns, on queriers that
-    have it (``BlockQuerier``): label-ordered batches of whole series, decoded one at a time.
-
-    ``warnings`` may grow while the batches are read (serve leaves out a block found damaged
-    mid-stream), so it is read again after the last batch.
-    """
-
-    batches: Iterator[SampleBatch]
-    warnings: list[str]
-    series_bound: int
-
-
 class Selection:
     """One selector's series as batches; a batch counts towards the sample limit until the next is asked for.
 
@@ -47,16 +34,9 @@ class Selection:
     def __init__(self, ev: Evaluator, matchers: list[Matcher], mint: int, maxt: int, hints: SelectHints) -> None:
         self.ev = ev
         size = ev.batch_samples
-        streaming: Callable[..., Stream] | None = getattr(ev.querier, "select_batches", None)
-        if streaming is not None:
-            stream = streaming(matchers, mint, maxt, hints, batch_samples=size)
-            self.bound = stream.series_bound
-            self._batches, warnings = stream.batches, stream.warnings
-        else:
-            res = ev.querier.select(matchers, mint, maxt, hints)
-            self.bound = len(res.batch)
-            self._batches, warnings = res.batch.split(size), res.warnings
-        self._warnings = warnings
+        stream = ev.querier.select(matchers, mint, maxt, hints, batch_samples=size)
+        self.bound = stream.series_bound
+        self._batches, self._warnings = stream.batches, stream.warnings  # the list may grow while reading
         self._note_warnings()
 
     def _note_warnings(self) -> None:
@@ -196,7 +176,7 @@ def batch_range_vector(batch: SampleBatch, ref: np.ndarray, ts: np.ndarray, rng:
     t = np.ascontiguousarray(batch.t, np.int64)
     vbits = np.ascontiguousarray(batch.v, np.uint64)
     offsets = np.ascontiguousarray(batch.offsets, np.int64)
-    if not getattr(batch, "stale_free", False):
+    if not batch.stale_free:
         t, vbits, offsets = kern.drop_stale(t, vbits, offsets)
     return range_vector(list(batch.labels), t, vbits.view(np.float64), offsets, ref, ts, rng,
                         np.zeros(len(batch), np.bool_))

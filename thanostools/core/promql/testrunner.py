@@ -32,7 +32,7 @@ from thanostools.core.promql.promqltest import (
     parse_file,
     parse_script,
 )
-from thanostools.core.series import SelectHints, SelectResult
+from thanostools.core.series import DEFAULT_BATCH_SAMPLES, LabelResult, Querier, SelectHints, SeriesStream
 
 __all__ = ["EvalOutcome", "ScriptReport", "Summary", "almost_equal", "run_files", "run_script"]
 
@@ -178,7 +178,7 @@ class _Store:
         return self._querier
 
 
-class _TrackingQuerier:
+class _TrackingQuerier(Querier):
     """Delegates to the float store and notes whether a selection covers native histogram samples."""
 
     def __init__(self, store: _Store) -> None:
@@ -186,19 +186,19 @@ class _TrackingQuerier:
         self.histograms = {lbls: np.array(sorted(ts), np.int64) for lbls, ts in store.histograms.items()}
         self.touched = False
 
-    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int,
-               hints: SelectHints | None = None) -> SelectResult:
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int, hints: SelectHints | None = None, *,
+               batch_samples: int = DEFAULT_BATCH_SAMPLES) -> SeriesStream:
         for lbls, ts in self.histograms.items():
             if matches_all(matchers, lbls):
                 a, b = np.searchsorted(ts, mint, "left"), np.searchsorted(ts, maxt, "right")
                 if b > a:
                     self.touched = True
-        return self.inner.select(matchers, mint, maxt, hints)
+        return self.inner.select(matchers, mint, maxt, hints, batch_samples=batch_samples)
 
-    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
+    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult:
         return self.inner.label_names(matchers, mint, maxt)
 
-    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
+    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult:
         return self.inner.label_values(name, matchers, mint, maxt)
 
 

@@ -8,7 +8,6 @@ A failing endpoint becomes a warning under partial response and an error otherwi
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import defaultdict
@@ -25,12 +24,12 @@ from thanostools.core.chunkenc.aggr import Aggr
 from thanostools.core.errors import ConfigError, SourceError
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher, MatchType
+from thanostools.core.partial import PartialResponse
 from thanostools.core.querier import aggregate_for, effective_resolution
-from thanostools.core.series import SampleBatch, SelectHints, SelectResult
+from thanostools.core.series import DEFAULT_BATCH_SAMPLES, LabelResult, Querier, SelectHints, SeriesStream
 from thanostools.core.sources.decode import decode_series
 
 T = TypeVar("T")
-log = logging.getLogger("thanostools.sources.remote")
 
 INFO_PATH = "/thanos.info.Info/Info"
 LEGACY_INFO_PATH = "/thanos.Store/Info"
@@ -97,8 +96,10 @@ def _read(path: str | None) -> bytes | None:
 
 
 def _rpc_error(address: str, exc: grpc.RpcError) -> str:
-    code = exc.code() if hasattr(exc, "code") else None
-    details = exc.details() if hasattr(exc, "details") else str(exc)
+    if not isinstance(exc, grpc.Call):  # raised by our own code rather than by a call
+        return f"endpoint {address}: UNKNOWN: {' '.join(str(exc).split())}"
+    code = exc.code()
+    details = exc.details()
     name = code.name if code is not None else "UNKNOWN"
     return f"endpoint {address}: {name}: {' '.join(str(details).split())}"
 
@@ -144,7 +145,7 @@ class _Endpoint:
         return EndpointInfo(self.address, sets, legacy.min_time, legacy.max_time, True)
 
 
-class RemoteStoreQuerier:
+class RemoteStoreQuerier(Querier):
     """``Querier`` over StoreAPI endpoints. Thread-safe; keeps one channel per endpoint until ``close()``."""
 
     def __init__(self, endpoints: list[str], *, timeout_s: float = 30.0, partial_response: bool = True,
@@ -174,7 +175,8 @@ class RemoteStoreQuerier:
 
     def _fan(self, endpoints: Sequence[_Endpoint], call: Callable[[_Endpoint], T],
              ) -> tuple[list[tuple[_Endpoint, T]], list[str]]:
-        """Call every endpoint concurrently -> (answers, warnings); raises SourceError without partial response."""
+        """Call every endpoint concurrently -> (answers, warnings); a failing endpoint is left out or fails the
+        call, as the partial-response policy says."""
         futures = [(ep, self._pool.submit(call, ep)) for ep in endpoints]
         answers: list[tuple[_Endpoint, T]] = []
         problems: list[str] = []
@@ -185,9 +187,8 @@ class RemoteStoreQuerier:
                 problems.append(_rpc_error(ep.address, exc))
             except SourceError as exc:
                 problems.append(f"endpoint {ep.address}: {exc}")
-        if problems and not self.partial_response:
-            raise SourceError(problems[0])
-        return answers, problems
+        policy = PartialResponse(self.partial_response)
+        return answers, [policy.source_failed(p, SourceError(p)) for p in problems]
 
     def _info(self, ep: _Endpoint) -> EndpointInfo:
         with ep.lock:
@@ -234,10 +235,11 @@ class RemoteStoreQuerier:
                 qh.grouping.labels.extend(hints.grouping)
         return req
 
-    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int,
-               hints: SelectHints | None = None) -> SelectResult:
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int, hints: SelectHints | None = None, *,
+               batch_samples: int = DEFAULT_BATCH_SAMPLES) -> SeriesStream:
+        """The endpoints' answers, decoded whole (the StoreAPI interleaves them by endpoint) and then split."""
         if mint > maxt:
-            return SelectResult(SampleBatch.concat([]))
+            return SeriesStream()
         endpoints, warnings = self._candidates(matchers, mint, maxt)
         req = self.series_request(matchers, mint, maxt, hints)
         answers, problems = self._fan(endpoints, lambda ep: ep.series(req, self.timeout_s))
@@ -255,12 +257,11 @@ class RemoteStoreQuerier:
                     warnings.append(frame.warning)
         aggregate = aggregate_for(hints.func if hints is not None else "")
         batch, decode_warnings = decode_series(sorted(chunks.items()), aggregate, mint, maxt)
-        return SelectResult(batch, warnings + decode_warnings)
+        return SeriesStream.whole(batch, warnings + decode_warnings, batch_samples=batch_samples)
 
     # --- labels ----------------------------------------------------------------------------------
 
-    def label_names_with_warnings(self, matchers: Sequence[Matcher], mint: int, maxt: int,
-                                  ) -> tuple[list[str], list[str]]:
+    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult:
         endpoints, warnings = self._candidates(matchers, mint, maxt)
         req = rpc_pb2.LabelNamesRequest(start=mint, end=maxt, matchers=matchers_to_proto(matchers),
                                         partial_response_strategy=self._strategy(),
@@ -268,11 +269,9 @@ class RemoteStoreQuerier:
         answers, problems = self._fan(
             endpoints, lambda ep: ep.unary(LABEL_NAMES_PATH, req, rpc_pb2.LabelNamesResponse, self.timeout_s))
         names = {n for _, resp in answers for n in resp.names}
-        warnings += problems + [w for _, resp in answers for w in resp.warnings]
-        return sorted(names), warnings
+        return LabelResult(sorted(names), warnings + problems + [w for _, resp in answers for w in resp.warnings])
 
-    def label_values_with_warnings(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int,
-                                   ) -> tuple[list[str], list[str]]:
+    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult:
         endpoints, warnings = self._candidates(matchers, mint, maxt)
         req = rpc_pb2.LabelValuesRequest(label=name, start=mint, end=maxt, matchers=matchers_to_proto(matchers),
                                          partial_response_strategy=self._strategy(),
@@ -280,19 +279,4 @@ class RemoteStoreQuerier:
         answers, problems = self._fan(
             endpoints, lambda ep: ep.unary(LABEL_VALUES_PATH, req, rpc_pb2.LabelValuesResponse, self.timeout_s))
         values = {v for _, resp in answers for v in resp.values}
-        warnings += problems + [w for _, resp in answers for w in resp.warnings]
-        return sorted(values), warnings
-
-    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
-        names, warnings = self.label_names_with_warnings(matchers, mint, maxt)
-        for w in warnings:
-            log.warning("label names: %s", w)
-        return names
-
-    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
-        values, warnings = self.label_values_with_warnings(name, matchers, mint, maxt)
-        for w in warnings:
-            log.warning("label values of %s: %s", name, w)
-        return values
-
-
+        return LabelResult(sorted(values), warnings + problems + [w for _, resp in answers for w in resp.warnings])

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 
 import numpy as np
+from numpy.typing import NDArray
 
 from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.kernels import binary as kb
@@ -48,6 +49,17 @@ class RawSeries:
 
     def num_chunks(self, i: int) -> int:
         return int(self.chunk_offsets[i + 1] - self.chunk_offsets[i])
+
+    def chunks_in_range(self, mint: int, maxt: int) -> NDArray[np.bool_]:
+        """Per chunk: whether it overlaps the closed range ``[mint, maxt]``."""
+        return (self.chunk_maxt >= mint) & (self.chunk_mint <= maxt)
+
+    def rows_in_range(self, mint: int, maxt: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """The series (rows) with a chunk overlapping ``[mint, maxt]``, and their numbers of such chunks."""
+        live = np.concatenate([[0], np.cumsum(self.chunks_in_range(mint, maxt))])
+        per_row = live[self.chunk_offsets[1:]] - live[self.chunk_offsets[:-1]]
+        rows = np.flatnonzero(per_row)
+        return rows, per_row[rows]
 
 
 @dataclass(frozen=True)

@@ -1,29 +1,24 @@
 """The served blocks as one StoreAPI request sees them: which to read, opened once, failures per block.
 
 A block that cannot be read (missing files, a checksum mismatch …) is left out of the answer with a
-warning under partial response, or fails the request under ABORT. Checksum mismatches are also
-reported as security events (tampering and bit rot look the same from here).
+warning under partial response, or fails the request under ABORT: ``core/partial.py`` decides, as for
+every other reader, and reports checksum mismatches as security events.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from thanostools.core import labels as labelset
-from thanostools.core.engine import Engine
-from thanostools.core.errors import CorruptBlockError, NotFoundError, ThanosToolsError
+from thanostools.core.catalog import BLOCK_ID_LABEL, BlockCatalog
+from thanostools.core.errors import NotFoundError, ThanosToolsError
 from thanostools.core.inspect import BlockInfo
 from thanostools.core.matchers import Matcher, matches_all
+from thanostools.core.partial import PartialResponse, SecurityHook
 from thanostools.core.querier import split_external
 from thanostools.core.tsdb.block import Block, open_bucket_block
 
-log = logging.getLogger("thanostools.server.grpc")
-security_log = logging.getLogger("thanostools.security")
-
-BLOCK_ID_LABEL = "__block_id"
 # What reading one block may raise without it being our bug (a file gone since the sync is an OSError).
 BLOCK_ERRORS = (ThanosToolsError, OSError)
 
@@ -32,26 +27,24 @@ class PartialResponseAbort(ThanosToolsError):
     """A block failed and the request asked for ABORT (gRPC ABORTED)."""
 
 
-@dataclass
 class Failures:
     """Block failures of one request: warnings under WARN, an abort under ABORT."""
 
-    abort: bool
-    warnings: list[str] = field(default_factory=list)
+    def __init__(self, abort: bool, on_security_event: SecurityHook | None = None) -> None:
+        self.policy = PartialResponse(not abort, on_security_event=on_security_event)
 
-    def add(self, message: str) -> None:
-        if self.abort:
-            raise PartialResponseAbort(message)
-        self.warnings.append(message)
+    @property
+    def warnings(self) -> list[str]:
+        return self.policy.warnings
 
 
 class BlockSet:
     """Opens blocks on first use and keeps them while they are served. Thread-safe."""
 
-    def __init__(self, blocks: Callable[[], list[BlockInfo]], engine: Engine,
-                 on_security_event: Callable[[str], None] | None = None) -> None:
+    def __init__(self, blocks: Callable[[], list[BlockInfo]], catalog: BlockCatalog,
+                 on_security_event: SecurityHook | None = None) -> None:
         self._list = blocks
-        self.engine = engine
+        self.catalog = catalog
         self.on_security_event = on_security_event
         self._open: dict[str, Block] = {}
         self._lock = threading.Lock()
@@ -68,38 +61,32 @@ class BlockSet:
         with self._lock:
             block = self._open.get(info.ulid)
         if block is None:
-            try:  # the engine may share its open blocks with other front ends
-                block = self.engine.open_block(info.ulid)
+            try:  # the catalog shares its open blocks with the HTTP API's queriers
+                block = self.catalog.open_block(info.ulid)
             except NotFoundError:
-                block = open_bucket_block(self.engine.bucket, info.ulid, meta=info.meta, files=info.files,
-                                          cache=self.engine.cache)
+                block = open_bucket_block(self.catalog.bucket, info.ulid, meta=info.meta, files=info.files,
+                                          cache=self.catalog.cache)
             with self._lock:
                 block = self._open.setdefault(info.ulid, block)
         return block
 
+    def failures(self, abort: bool) -> Failures:
+        """The failure record of one request."""
+        return Failures(abort, self.on_security_event)
+
     def failed(self, info: BlockInfo, exc: ThanosToolsError | OSError, failures: Failures) -> None:
-        """Record that ``info`` could not be read; may raise PartialResponseAbort."""
+        """Record that ``info`` could not be read; raises PartialResponseAbort under ABORT."""
         self.forget(info.ulid)
-        if isinstance(exc, CorruptBlockError):
-            exc.located(block=info.ulid)
-            if "checksum mismatch" in exc.reason:
-                self._security(info.ulid, exc)
-        text = str(exc) if isinstance(exc, ThanosToolsError) else f"{exc.strerror or exc}: {exc.filename or ''}"
-        failures.add(f"block {info.ulid}: {text}")
+        try:
+            failures.policy.block_failed(info.ulid, exc)
+        except (ThanosToolsError, OSError):
+            text = str(exc) if isinstance(exc, ThanosToolsError) else f"{exc.strerror or exc}: {exc.filename or ''}"
+            raise PartialResponseAbort(f"block {info.ulid}: {text}") from None
 
     def forget(self, ulid: str) -> None:
         with self._lock:
             self._open.pop(ulid, None)
-
-    def _security(self, ulid: str, exc: CorruptBlockError) -> None:
-        message = f"checksum mismatch in block {ulid} file {exc.file or '?'}: {exc.reason}"
-        security_log.error(message, extra={"kv": {"security": "checksum_mismatch", "block": ulid,
-                                                  "file": exc.file or "", "offset": exc.offset}})
-        if self.on_security_event is not None:
-            try:
-                self.on_security_event(message)
-            except Exception:
-                log.exception("security event hook failed")
+        self.catalog.forget_block(ulid)
 
 
 def overlapping(infos: Sequence[BlockInfo], mint: int, maxt: int) -> list[BlockInfo]:

@@ -10,14 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
-
 from thanostools.core import labels as labelset
 from thanostools.core.inspect import BlockInfo
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher
 from thanostools.core.tsdb.block import Block
-from thanostools.server.grpc.blocks import BLOCK_ERRORS, BlockSet, Failures, block_matches, index_matchers, overlapping
+from thanostools.server.grpc.blocks import BLOCK_ERRORS, BlockSet, block_matches, index_matchers, overlapping
 from thanostools.server.grpc.convert import LabelQuery
 
 
@@ -30,14 +28,13 @@ class LabelResult:
 
 def _series_labels(block: Block, matchers: list[Matcher], q: LabelQuery) -> Iterator[Labels]:
     for sb in block.index.iter_series(block.postings(matchers)):
-        live = np.concatenate([[0], np.cumsum((sb.chunk_maxt >= q.mint) & (sb.chunk_mint <= q.maxt))])
-        counts = live[sb.chunk_offsets[1:]] - live[sb.chunk_offsets[:-1]]
-        for i in np.flatnonzero(counts).tolist():
+        rows, _ = sb.rows_in_range(q.mint, q.maxt)
+        for i in rows.tolist():
             yield sb.labels[i]
 
 
 def _per_block(blockset: BlockSet, q: LabelQuery, collect: _Collector) -> LabelResult:
-    failures = Failures(q.abort)
+    failures = blockset.failures(q.abort)
     queried: list[str] = []
     infos = [b for b in overlapping(blockset.current(), q.mint, q.maxt) if block_matches(b, q.block_matchers)]
     for info in infos:

@@ -82,16 +82,15 @@ def _block_entries(block: Block, info: BlockInfo, bi: int, q: SeriesQuery,
     ext = info.meta.external_labels
     out: list[tuple[Labels, _Entry]] = []
     for sb in block.index.iter_series(block.postings(matchers)):
-        keep = (sb.chunk_maxt >= q.mint) & (sb.chunk_mint <= q.maxt)
-        live = np.concatenate([[0], np.cumsum(keep)])
+        keep = sb.chunks_in_range(q.mint, q.maxt)
         offs = sb.chunk_offsets
-        counts = live[offs[1:]] - live[offs[:-1]]
-        for i in np.flatnonzero(counts).tolist():
+        rows, counts = sb.rows_in_range(q.mint, q.maxt)
+        for i, n in zip(rows.tolist(), counts.tolist(), strict=True):
             final = _final_labels(sb.labels[i], ext, q.without)
             if q.shard is not None and not in_shard(final, q.shard):
                 continue
             a, b = int(offs[i]), int(offs[i + 1])
-            sel = slice(a, b) if counts[i] == b - a else np.flatnonzero(keep[a:b]) + a
+            sel = slice(a, b) if n == b - a else np.flatnonzero(keep[a:b]) + a
             out.append((final, _Entry(bi, sb.chunk_ref[sel], sb.chunk_mint[sel], sb.chunk_maxt[sel])))
     return out
 
@@ -135,7 +134,7 @@ def _read_chunks(block: Block, refs: np.ndarray, q: SeriesQuery) -> _BlockChunks
 
 def plan_series(blockset: BlockSet, q: SeriesQuery) -> SeriesPlan:
     """Everything except frame building; raises PartialResponseAbort under ABORT."""
-    failures = Failures(q.abort)
+    failures = blockset.failures(q.abort)
     infos = [b for b in blockset.current() if block_matches(b, q.block_matchers)]
     chosen = choose_blocks(infos, q.mint, q.maxt, q.max_resolution)
     grouped: dict[Labels, list[_Entry]] = defaultdict(list)

@@ -15,7 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from thanostools.core.engine import Engine
+from thanostools.core.catalog import BlockCatalog
 from thanostools.core.errors import ConfigError
 from thanostools.core.inspect import BlockInfo
 from thanostools.server.authz import Authorizer
@@ -54,7 +54,7 @@ def server_credentials(tls: GrpcTLS) -> grpc.ServerCredentials:
 async def build_grpc_server(
     *,
     blocks: Callable[[], list[BlockInfo]],
-    engine: Engine,
+    catalog: BlockCatalog,
     address: str,
     tls: GrpcTLS | None = None,
     max_workers: int = 8,
@@ -66,13 +66,14 @@ async def build_grpc_server(
 ) -> grpc.aio.Server:
     """A bound, not yet started server (call ``await server.start()``; ``await server.stop(grace)`` to end).
 
-    ``blocks`` is called per request for the blocks to serve; ``ready`` (optional) gates Info with
-    "Not ready" until the first sync, as the store gateway does. Must be awaited in the event loop
-    that will run the server. ``authz`` adds each caller's policy matchers (identity: the mTLS client CN) to
-    every Series/LabelNames/LabelValues request; ``query_log`` gets one entry per such call.
+    ``blocks`` is called per request for the blocks to serve (opened through ``catalog``); ``ready``
+    (optional) gates Info with "Not ready" until the first sync, as the store gateway does. Must be
+    awaited in the event loop that will run the server. ``authz`` adds each caller's policy matchers
+    (identity: the mTLS client CN) to every Series/LabelNames/LabelValues request; ``query_log`` gets
+    one entry per such call.
     """
     pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="thanos-tools-grpc")
-    service = StoreService(BlockSet(blocks, engine, on_security_event), pool, ready, authz=authz, query_log=query_log)
+    service = StoreService(BlockSet(blocks, catalog, on_security_event), pool, ready, authz=authz, query_log=query_log)
     # SO_REUSEPORT off: a second server on a busy port must fail, not silently share it.
     server = grpc.aio.server(interceptors=list(interceptors),
                              options=[("grpc.so_reuseport", 0), ("grpc.max_send_message_length", -1)])

@@ -24,8 +24,10 @@ from thanostools import __version__
 from thanostools.core.goformat import go_quote
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher
+from thanostools.core.partial import SecurityHook
 from thanostools.core.promql.apijson import go_json_string, labels_json, render_success
 from thanostools.core.promql.ast import Expr, ValueType, type_of
+from thanostools.core.series import add_new
 from thanostools.core.timeutil import now_ms
 from thanostools.server.authz import Authorizer, Forbidden, restrict_expr, restrict_sets
 from thanostools.server.http.execute import Runner
@@ -44,7 +46,7 @@ from thanostools.server.http.params import (
 )
 from thanostools.server.http.render import TRUNCATED
 from thanostools.server.querylog import QueryLogEntry
-from thanostools.server.state import QuerierOptions, SecurityHook, ServerState
+from thanostools.server.state import QuerierOptions, ServerState
 
 security_log = logging.getLogger("thanostools.security")
 MAX_POINTS = 11_000
@@ -337,9 +339,9 @@ class ApiV1:
             return self.state.series_labels(matchers, start, end, opts), []
         from thanostools.core.series import SelectHints
 
-        res = self.state.querier(opts, self.on_security_event).select(
+        stream = self.state.querier(opts, self.on_security_event).select(
             matchers, start, end, SelectHints(start, end, func="series"))
-        return res.batch.labels, res.warnings
+        return stream.collect().labels, stream.warnings
 
     async def labels(self, request: web.Request) -> web.Response:
         p = await read_params(request)
@@ -352,9 +354,11 @@ class ApiV1:
         def work() -> str:
             querier = self.state.querier(opts, self.on_security_event)
             names: set[str] = set()
+            warnings: list[str] = []
             for matchers in sets or [[]]:
-                names.update(querier.label_names(matchers, start, end))
-            warnings = list(getattr(querier, "warnings", []))
+                res = querier.label_names(matchers, start, end)
+                names.update(res.values)
+                add_new(warnings, res.warnings)
             return _label_list(_truncate(sorted(names), limit, warnings), warnings)
 
         return _json(await self.runner.heavy(work, self.config.query_timeout_s))
@@ -373,9 +377,11 @@ class ApiV1:
         def work() -> str:
             querier = self.state.querier(opts, self.on_security_event)
             values: set[str] = set()
+            warnings: list[str] = []
             for matchers in sets or [[]]:
-                values.update(querier.label_values(name, matchers, start, end))
-            warnings = list(getattr(querier, "warnings", []))
+                res = querier.label_values(name, matchers, start, end)
+                values.update(res.values)
+                add_new(warnings, res.warnings)
             return _label_list(_truncate(sorted(values), limit, warnings), warnings)
 
         return _json(await self.runner.heavy(work, self.config.query_timeout_s))

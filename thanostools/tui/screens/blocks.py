@@ -24,7 +24,7 @@ from thanostools.tui.widgets.timeline import Timeline, level_color
 
 if TYPE_CHECKING:
     from thanostools.core.analyze import AnalyzeReport
-    from thanostools.core.engine import Engine
+    from thanostools.core.workspace import BucketWorkspace
     from thanostools.tui.app import ThanosToolsApp
 
 COLUMNS = ("ULID", "from", "until", "range", "lvl", "res", "series", "samples", "size", "labels", "marks")
@@ -102,9 +102,9 @@ class BlocksScreen(Screen[None]):
         Binding("S", "mark('no-downsample')", "No-downsample"),
     ]
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, workspace: BucketWorkspace) -> None:
         super().__init__(id="blocks")
-        self.engine = engine
+        self.workspace = workspace
         self.all_blocks: list[BlockInfo] = []
         self.blocks: list[BlockInfo] = []
         self.selected: str | None = None
@@ -150,7 +150,7 @@ class BlocksScreen(Screen[None]):
 
     def _scan(self, refresh: bool) -> None:
         try:
-            scan = self.engine.scan(refresh=refresh)
+            scan = self.workspace.scan(refresh=refresh)
         except ThanosToolsError as exc:
             self.app.call_from_thread(self.notify, str(exc), title="Listing failed", severity="error")
             return
@@ -223,7 +223,7 @@ class BlocksScreen(Screen[None]):
 
     def _analyze(self, ulid: str) -> None:
         try:
-            report = self.engine.analyze(ulid, limit=TOP)
+            report = self.workspace.analyze(ulid, limit=TOP)
         except ThanosToolsError as exc:
             self.app.call_from_thread(self._analyzed, ulid, Text(f"analyze failed: {exc}", style="red"))
             return
@@ -268,7 +268,7 @@ class BlocksScreen(Screen[None]):
             return
         message = (f"Write {kind}-mark.json for block {block.ulid}\n"
                    f"({format_time_ms(block.meta.min_time)} … {format_time_ms(block.meta.max_time)}, "
-                   f"{block.meta.stats.num_series:,} series) in {self.engine.bucket.url}?")
+                   f"{block.meta.stats.num_series:,} series) in {self.workspace.bucket.url}?")
         self.app.push_screen(ConfirmScreen(MARKS[kind].capitalize(), message, yes=MARKS[kind]),
                              partial(self._confirmed, kind, block.ulid))
 
@@ -283,8 +283,8 @@ class BlocksScreen(Screen[None]):
         from thanostools.core.blockio import write_marker
 
         try:
-            written = write_marker(self.engine.bucket, make_marker(kind, ulid))
-            audit(f"mark-{kind}", [ulid], bucket=self.engine.bucket.url, details={"via": "tui"})
+            written = write_marker(self.workspace.bucket, make_marker(kind, ulid))
+            audit(f"mark-{kind}", [ulid], bucket=self.workspace.bucket.url, details={"via": "tui"})
         except (ThanosToolsError, OSError) as exc:
             self.app.call_from_thread(self.notify, str(exc), title="Marking failed", severity="error")
             return

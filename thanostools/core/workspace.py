@@ -1,4 +1,8 @@
-"""Engine: the one facade every front end calls. It returns data, never text."""
+"""BucketWorkspace: what the bucket commands do with one bucket. It returns data, never text.
+
+Listing and opening blocks go through its :class:`BlockCatalog` (unfiltered: commands filter what
+they list with a ``BlockFilter``; queriers read through a view of it with the filters they need).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ from typing import TYPE_CHECKING
 from thanostools.core import blockio
 from thanostools.core.bucket import Bucket, open_bucket
 from thanostools.core.cache import RangeCache
+from thanostools.core.catalog import BlockCatalog
 from thanostools.core.errors import NotFoundError
-from thanostools.core.inspect import BlockFilter, BlockInfo, BucketScan, scan_bucket
+from thanostools.core.inspect import BlockFilter, BlockInfo, BucketScan
 from thanostools.core.matchers import Matcher
 from thanostools.core.tsdb.meta import BlockMeta
 
@@ -25,33 +30,30 @@ MIN_TIME = -(2**63)
 MAX_TIME = 2**63 - 1
 
 
-class Engine:
+class BucketWorkspace:
     """Operations on one bucket. Thread-safe for reads."""
 
     def __init__(self, bucket: Bucket, *, cache_dir: str | None = None) -> None:
         self.bucket = bucket
         self.cache = RangeCache(cache_dir) if cache_dir else None
-        self._scan: BucketScan | None = None
+        self.catalog = BlockCatalog(bucket, cache=self.cache)
 
     @classmethod
     def open(cls, url: str | None = None, *, objstore_config_file: str | None = None,
-             objstore_config: str | None = None, cache_dir: str | None = None) -> Engine:
+             objstore_config: str | None = None, cache_dir: str | None = None) -> BucketWorkspace:
         bucket = open_bucket(url, objstore_config_file=objstore_config_file, objstore_config=objstore_config)
         return cls(bucket, cache_dir=cache_dir)
 
     # --- listing ---------------------------------------------------------------------------------
 
     def scan(self, *, refresh: bool = False) -> BucketScan:
-        if self._scan is None or refresh:
-            self._scan = scan_bucket(self.bucket)
-        return self._scan
+        return self.catalog.scan(refresh=refresh)
 
     def blocks(self, flt: BlockFilter | None = None) -> list[BlockInfo]:
-        infos = self.scan().blocks
-        return [b for b in infos if flt is None or flt.accepts(b)]
+        return self.catalog.blocks(flt)
 
     def block_info(self, ulid: str) -> BlockInfo:
-        return self.scan().by_id(ulid)
+        return self.catalog.block_info(ulid)
 
     def newest_block(self, flt: BlockFilter | None = None) -> BlockInfo:
         """The block with the greatest minTime (promtool's default for analyze)."""
@@ -66,10 +68,7 @@ class Engine:
     # --- reading ---------------------------------------------------------------------------------
 
     def open_block(self, ulid: str) -> Block:
-        from thanostools.core.tsdb.block import open_bucket_block
-
-        info = self.block_info(ulid)
-        return open_bucket_block(self.bucket, ulid, meta=info.meta, files=info.files, cache=self.cache)
+        return self.catalog.open_block(ulid)
 
     def analyze(self, ulid: str | None = None, *, matchers: Sequence[Matcher] = (),
                 extended: bool = False, limit: int = 20) -> AnalyzeReport:
@@ -94,7 +93,7 @@ class Engine:
 
     def upload(self, local_block_dir: str, *, hash_files: bool = False) -> BlockMeta:
         meta = blockio.upload_block(local_block_dir, self.bucket, hash_files=hash_files)
-        self._scan = None
+        self.catalog.forget_listing()
         return meta
 
     def download(self, ulid: str, local_dir: str, *, overwrite: bool = False) -> str:
@@ -108,7 +107,7 @@ class Engine:
 
         metas = import_files(self.bucket, paths, fmt=fmt, external_labels=external_labels,
                              block_duration=block_duration or DEFAULT_BLOCK_DURATION, tmp_dir=tmp_dir)
-        self._scan = None
+        self.catalog.forget_listing()
         return metas
 
     def generate(self, spec: GenerateSpec, *, external_labels: Mapping[str, str] | None = None,
@@ -119,5 +118,5 @@ class Engine:
 
         metas = generate_blocks(self.bucket, spec, external_labels=external_labels, replica_label=replica_label,
                                 block_duration=block_duration or DEFAULT_BLOCK_DURATION, tmp_dir=tmp_dir)
-        self._scan = None
+        self.catalog.forget_listing()
         return metas
