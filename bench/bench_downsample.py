@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 from thanostools.core.chunkenc import xor  # noqa: E402
 from thanostools.core.downsample import downsample_block  # noqa: E402
 from thanostools.core.downsample.series import downsample_raw_batch  # noqa: E402
-from thanostools.core.workspace import BucketWorkspace  # noqa: E402
 from thanostools.core.generate import GenerateSpec  # noqa: E402
 from thanostools.core.tsdb.block import Block  # noqa: E402
+from thanostools.core.workspace import BucketWorkspace  # noqa: E402
 
 HOUR = 3_600_000
 START_MS = 1_700_000_000_000 - 1_700_000_000_000 % (48 * HOUR)
