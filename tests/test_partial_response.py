@@ -114,3 +114,24 @@ def test_a_failing_chunk_fails_everything_without_partial_response(damaged: tupl
     with pytest.raises(ThanosToolsError) as exc:
         _via_tui(root, False)
     assert str(exc.value) == errors[0]
+
+
+def test_a_block_deleted_after_the_listing_is_left_out_or_fails_by_name(tmp_path: Path) -> None:
+    """A compactor or an operator may delete a block between serve's sync and a query."""
+    from thanostools.core.matchers import Matcher
+    from thanostools.core.partial import PartialResponse
+    from thanostools.core.querier import bucket_querier
+
+    root = tmp_path / "bucket"
+    root.mkdir()
+    kept, gone = _block(root, 0), _block(root, 1)
+    catalog = BucketWorkspace.open(str(root)).catalog
+    assert {b.ulid for b in catalog.blocks()} == {kept, gone}  # listed now
+    shutil.rmtree(root / gone)
+    matchers = [Matcher.eq("__name__", "m")]
+    stream = bucket_querier(catalog, PartialResponse(True)).select(matchers, START_MS, START_MS + 2 * H)
+    batch = stream.collect()
+    assert len(batch) == 3 and int(batch.offsets[-1]) == 3 * 240  # the kept block's samples only
+    assert [w for w in stream.warnings if gone in w and "gone from the bucket" in w]
+    with pytest.raises(ThanosToolsError, match=f"block {gone} is gone"):
+        bucket_querier(catalog, PartialResponse(False)).select(matchers, START_MS, START_MS + 2 * H).collect()

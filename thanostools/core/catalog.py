@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from thanostools.core.bucket import Bucket
 from thanostools.core.cache import RangeCache
+from thanostools.core.errors import BlockGoneError, NotFoundError
 from thanostools.core.groups import consistency_filter, deduplicate_filter
 from thanostools.core.inspect import BlockFilter, BlockInfo, BucketScan, scan_bucket
 from thanostools.core.labels import from_pairs
@@ -207,8 +208,14 @@ class BlockCatalog:
     # --- reading ---------------------------------------------------------------------------------
 
     def open_block(self, ulid: str) -> Block:
-        """The block, opened once and shared (NotFoundError when this catalog does not list it)."""
-        return self.root._opened_block(self.block_info(ulid))
+        """The block, opened once and shared; BlockGoneError when it is no longer listed or its files are gone
+        (deleted since the listing a caller planned with)."""
+        try:
+            return self.root._opened_block(self.block_info(ulid))
+        except BlockGoneError:
+            raise
+        except NotFoundError as exc:
+            raise BlockGoneError(ulid, str(exc)) from None
 
     def _opened_block(self, info: BlockInfo) -> Block:
         from thanostools.core.tsdb.block import open_bucket_block

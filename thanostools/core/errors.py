@@ -23,6 +23,14 @@ class NotFoundError(SourceError):
     """An object, block or file that should exist does not."""
 
 
+class BlockGoneError(NotFoundError):
+    """A block that was listed is no longer there (deleted by a compactor or an operator since the listing)."""
+
+    def __init__(self, block: str, why: str) -> None:
+        super().__init__(f"block {block} is gone from the bucket since it was listed ({why})")
+        self.block = block
+
+
 class UnsupportedError(ThanosToolsError):
     """Input that is valid upstream but that this tool does not handle (yet)."""
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
 from thanostools.core.catalog import BlockCatalog, ExcludeBlocks
-from thanostools.core.errors import CorruptBlockError, ThanosToolsError
+from thanostools.core.errors import BlockGoneError, CorruptBlockError, ThanosToolsError
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher
 from thanostools.core.series import (
@@ -98,8 +98,9 @@ class PartialBlockQuerier(Querier):
     """A querier over a catalog's blocks under a :class:`PartialResponse` policy.
 
     ``make`` builds the inner querier over a view of the catalog without the blocks left out. A block
-    failing its checks (a ``CorruptBlockError`` naming it) while a selection is planned or streamed is
-    left out and the selection restarted without it, resuming after the last series delivered.
+    failing its checks (a ``CorruptBlockError`` naming it), or deleted since the listing (``BlockGoneError``),
+    while a selection is planned or streamed is left out and the selection restarted without it, resuming
+    after the last series delivered.
     """
 
     def __init__(self, catalog: BlockCatalog, make: Callable[[BlockCatalog], Querier],
@@ -112,10 +113,10 @@ class PartialBlockQuerier(Querier):
         while True:
             try:
                 return call()
-            except CorruptBlockError as exc:
+            except (CorruptBlockError, BlockGoneError) as exc:
                 self._failed(exc)
 
-    def _failed(self, exc: CorruptBlockError) -> None:
+    def _failed(self, exc: CorruptBlockError | BlockGoneError) -> None:
         if not exc.block:
             raise exc
         self.catalog.forget_block(exc.block)
@@ -152,7 +153,7 @@ class PartialBlockQuerier(Querier):
         while True:
             try:
                 batch = next(batches, None)
-            except CorruptBlockError as exc:
+            except (CorruptBlockError, BlockGoneError) as exc:
                 self._failed(exc)
                 stream = restart()
                 batches = stream.batches
