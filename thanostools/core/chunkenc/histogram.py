@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from thanostools.core.constants import STALE_NAN_BITS
-from thanostools.core.errors import CorruptBlockError
+from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.kernels import histogram as kernels
 from thanostools.core.promql.apijson import format_sample_value
 
@@ -489,3 +489,114 @@ def api_histogram(batch: HistogramBatch, s: int) -> dict[str, Any]:
     if buckets:
         out["buckets"] = buckets
     return out
+
+
+# ---------------------------------------------------------------- head cutting
+
+DEFAULT_CHUNK_RANGE_MS = 2 * 3600 * 1000
+DEFAULT_SAMPLES_PER_CHUNK = 120
+
+
+def head_chunks(series: HistogramBatch, *, flavor: Flavor = "2.42", chunk_range: int = DEFAULT_CHUNK_RANGE_MS,
+                samples_per_chunk: int = DEFAULT_SAMPLES_PER_CHUNK) -> HistogramBatch:
+    """The chunks Prometheus' head builds from ONE series' histogram samples (time order, one kind).
+
+    The input's chunking is ignored; ``series.hint`` is taken as the ingested hint (``HINT_GAUGE`` appends as
+    a gauge, ``HINT_RESET`` forces a reset chunk). Returns a batch whose chunks are where the head cuts,
+    with the counter-reset header the head sets (H8.5) and every sample expanded to its chunk's final layout
+    (recoding and backward inserts, H9.1–H9.3); its first chunk is treated as the first chunk of the series.
+    ``encode_batch(result, flavor=...)`` gives the chunk bytes.
+
+    Only ``flavor="2.42"`` is implemented (verified against the 2.42 test blocks): 3.x cuts histogram
+    chunks by encoded size (H9.5), which needs the byte size of the open chunk after every append.
+    """
+    _check_flavor(flavor)
+    if flavor != "2.42":
+        raise UnsupportedError("head_chunks: the Prometheus 3.x head (byte-size cutting, H9.5) is not "
+                               "implemented; only flavor '2.42'")
+    if chunk_range <= 0 or samples_per_chunk < 4:
+        raise ValueError("need chunk_range > 0 and samples_per_chunk >= 4")
+    t = np.ascontiguousarray(series.t)
+    if (np.diff(t) <= 0).any():
+        raise ValueError("head_chunks needs strictly increasing timestamps (the head rejects the others)")
+    lay = series.layouts
+    as_u64 = np.uint64
+    arrays = dict(
+        schema=lay.schema.astype(np.int64), zt=lay.zero_threshold.view(as_u64), cv_bounds=lay.custom_bounds,
+        custom=lay.custom_values.view(as_u64), span_bounds=lay.span_bounds, span_off=lay.span_offset.astype(np.int64),
+        span_len=lay.span_length.astype(np.int64),
+    )
+    cnt = np.ascontiguousarray(series.count).view(as_u64)
+    zc = np.ascontiguousarray(series.zero_count).view(as_u64)
+    buckets = np.ascontiguousarray(series.buckets).view(as_u64)
+    with np.errstate(over="ignore"):
+        bounds, headers, base, u_idx, ub = kernels.head_cut_242(
+            series.is_float, t, cnt, zc, series.sum_bits, np.ascontiguousarray(series.hint, dtype=np.uint8),
+            series.layout, series.bucket_offsets, buckets, arrays["schema"], arrays["zt"], arrays["cv_bounds"],
+            arrays["custom"], arrays["span_bounds"], arrays["span_off"], arrays["span_len"], int(chunk_range),
+            int(samples_per_chunk),
+        )
+        l_idx, l_b = kernels.layout_indices(arrays["span_bounds"], arrays["span_off"], arrays["span_len"])
+        out_buckets, out_bo = kernels.expand_samples(bounds, u_idx, ub, series.sum_bits, series.layout,
+                                                     series.bucket_offsets, buckets, l_idx, l_b)
+    layouts = _chunk_layouts(lay, base, u_idx, ub)
+    k = bounds.shape[0] - 1
+    sizes = np.diff(bounds)
+    value_type = np.float64 if series.is_float else np.int64
+    enc = ENC_FLOAT_HISTOGRAM if series.is_float else ENC_HISTOGRAM
+    return HistogramBatch(
+        is_float=series.is_float, offsets=bounds, encoding=np.full(k, enc, dtype=np.uint8), header=headers,
+        t=t, st=np.zeros_like(t), hint=hints_from_headers(bounds, headers, flavor),
+        count=np.where(series.stale, 0, series.count).astype(value_type), 
+        zero_count=np.where(series.stale, 0, series.zero_count).astype(value_type), sum_bits=series.sum_bits,
+        layout=np.repeat(np.arange(k, dtype=np.int64), sizes), bucket_offsets=out_bo,
+        buckets=out_buckets.view(value_type), layouts=layouts,
+    )
+
+
+def _chunk_layouts(lay: HistogramLayouts, base: I64, u_idx: I64, ub: I64) -> HistogramLayouts:
+    """One layout per chunk: the first sample's layout, or canonical union spans after a recode (H9.3)."""
+    schema, zt, n_pos, n_neg, span_off, span_len, cv, bounds = [], [], [], [], [], [], [], [0]
+    span_bounds = [0]
+    for c, b in enumerate(base.tolist()):
+        sides = (u_idx[ub[2 * c] : ub[2 * c + 1]], u_idx[ub[2 * c + 1] : ub[2 * c + 2]])
+        if b < 0:
+            schema.append(0)
+            zt.append(0.0)
+        else:
+            schema.append(int(lay.schema[b]))
+            zt.append(float(lay.zero_threshold[b]))
+            cv.extend(lay.custom(b).tolist())
+        bounds.append(len(cv))
+        n_pos.append(len(sides[0]))
+        n_neg.append(len(sides[1]))
+        recoded = b >= 0 and len(sides[0]) + len(sides[1]) != int(lay.n_pos[b] + lay.n_neg[b])
+        for side, idx in enumerate(sides):
+            if b >= 0 and not recoded:
+                lo, hi = int(lay.span_bounds[2 * b + side]), int(lay.span_bounds[2 * b + side + 1])
+                span_off.extend(lay.span_offset[lo:hi].tolist())
+                span_len.extend(lay.span_length[lo:hi].tolist())
+            else:
+                offs, lens = _union_spans(idx)
+                span_off.extend(offs)
+                span_len.extend(lens)
+            span_bounds.append(len(span_off))
+    return HistogramLayouts(
+        schema=np.array(schema, dtype=np.int32), zero_threshold=np.array(zt, dtype=np.float64),
+        n_pos=np.array(n_pos, dtype=np.int64), n_neg=np.array(n_neg, dtype=np.int64),
+        span_bounds=np.array(span_bounds, dtype=np.int64), span_offset=np.array(span_off, dtype=np.int32),
+        span_length=np.array(span_len, dtype=np.uint32), custom_bounds=np.array(bounds, dtype=np.int64),
+        custom_values=np.array(cv, dtype=np.float64),
+    )
+
+
+def _union_spans(idx: I64) -> tuple[list[int], list[int]]:
+    """Spans of sorted bucket indices: a new span wherever an index is not the previous one plus 1 (H9.3)."""
+    if idx.size == 0:
+        return [], []
+    starts = np.flatnonzero(np.diff(idx) != 1) + 1
+    first = np.concatenate([[0], starts])
+    lengths = np.diff(np.concatenate([first, [idx.size]]))
+    prev_end = np.concatenate([[0], idx[first[1:] - 1] + 1])
+    offsets = idx[first] - prev_end
+    return offsets.tolist(), lengths.tolist()

@@ -740,3 +740,300 @@ def encode_chunks(
         )
         offsets[j + 1] = op
     return out[:op], offsets
+
+
+# ---------------------------------------------------------------- head cutting (H8.5, H9)
+
+H_UNKNOWN = 0
+H_NOT_RESET = 1
+H_RESET = 2
+H_GAUGE = 3
+HINT_RESET = 1
+HINT_GAUGE = 3
+
+
+@njit
+def grow_i64(arr: I64Array, need: int) -> I64Array:
+    if need <= arr.shape[0]:
+        return arr
+    out = np.zeros(max(need, 2 * arr.shape[0]), dtype=np.int64)
+    out[: arr.shape[0]] = arr
+    return out
+
+
+@njit
+def grow_u64(arr: U64Array, need: int) -> U64Array:
+    if need <= arr.shape[0]:
+        return arr
+    out = np.zeros(max(need, 2 * arr.shape[0]), dtype=np.uint64)
+    out[: arr.shape[0]] = arr
+    return out
+
+
+@njit
+def layout_indices(span_bounds: I64Array, span_off: I64Array, span_len: I64Array) -> tuple[I64Array, I64Array]:
+    """Bucket indices of every layout side: side q (= 2 * layout + negative) is idx[bounds[q]:bounds[q+1]]."""
+    nq = span_bounds.shape[0] - 1
+    bounds = np.zeros(nq + 1, dtype=np.int64)
+    for q in range(nq):
+        total = 0
+        for j in range(span_bounds[q], span_bounds[q + 1]):
+            total += span_len[j]
+        bounds[q + 1] = bounds[q] + total
+    idx = np.zeros(bounds[nq], dtype=np.int64)
+    for q in range(nq):
+        i = 0
+        w = bounds[q]
+        for j in range(span_bounds[q], span_bounds[q + 1]):
+            i += span_off[j]
+            for _ in range(span_len[j]):
+                idx[w] = i
+                w += 1
+                i += 1
+    return idx, bounds
+
+
+@inline
+def count_lt(is_float: bool, ai: np.int64, af: np.float64, bi: np.int64, bf: np.float64) -> bool:
+    return af < bf if is_float else ai < bi
+
+
+@njit
+def compare_side(
+    is_float: bool, gauge: bool, legacy: bool, u_idx: I64Array, ulo: int, uhi: int, p_i: I64Array,
+    p_f: U64Array, poff: int, h_idx: I64Array, hlo: int, hhi: int, hb: int, bi: I64Array, bf: U64Array,
+) -> tuple[bool, bool]:
+    """Walk one side of the chunk's indices (the last sample's counts at p_*[poff + i - ulo]) and of the new
+    sample's (its counts at b*[hb:]) -> (reset, forward insert). ``legacy``: a missing bucket is a reset (2.42).
+    """
+    pf = p_f.view(np.float64)
+    hf = bf.view(np.float64)
+    ulo -= poff
+    i = ulo + poff
+    j = hlo
+    forward = False
+    while i < uhi or j < hhi:
+        if j >= hhi or (i < uhi and u_idx[i] < h_idx[j]):
+            if not gauge and (legacy or (pf[i - ulo] != 0.0 if is_float else p_i[i - ulo] != 0)):
+                return True, False
+            i += 1
+        elif i >= uhi or h_idx[j] < u_idx[i]:
+            forward = True
+            j += 1
+        else:
+            k = hb + j - hlo
+            if not gauge and count_lt(is_float, bi[k], hf[k], p_i[i - ulo], pf[i - ulo]):
+                return True, False
+            i += 1
+            j += 1
+    return False, forward
+
+
+@njit
+def merge_into(u_idx: I64Array, ulo: int, uhi: int, h_idx: I64Array, hlo: int, hhi: int, tmp: I64Array) -> int:
+    """Sorted union of u_idx[ulo:uhi] and h_idx[hlo:hhi] into tmp; returns its length."""
+    i = ulo
+    j = hlo
+    w = 0
+    while i < uhi or j < hhi:
+        if j >= hhi or (i < uhi and u_idx[i] < h_idx[j]):
+            tmp[w] = u_idx[i]
+            i += 1
+        elif i >= uhi or h_idx[j] < u_idx[i]:
+            tmp[w] = h_idx[j]
+            j += 1
+        else:
+            tmp[w] = u_idx[i]
+            i += 1
+            j += 1
+        w += 1
+    return w
+
+
+@njit
+def go_div(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return -q if (a < 0) != (b < 0) else q
+
+
+@njit
+def head_cut_242(
+    is_float: bool, t: I64Array, cnt: U64Array, zc: U64Array, total: U64Array, hint: U8Array, layout: I64Array,
+    bo: I64Array, buckets: U64Array, schema: I64Array, zt: U64Array, cv_bounds: I64Array, custom: U64Array,
+    span_bounds: I64Array, span_off: I64Array, span_len: I64Array, chunk_range: int, samples_per_chunk: int,
+) -> tuple[I64Array, U8Array, I64Array, I64Array, I64Array]:
+    """Prometheus 2.42 head appending of one series' samples (time order, one kind): H8.5, H9.1–H9.4.
+
+    Returns (chunk bounds, chunk headers, per chunk: the layout id of its first sample or -1 for the empty
+    layout of a stale first sample, per chunk side q = 2 * chunk + negative: union indices idx[ub[q]:ub[q+1]]
+    (the chunk's final layout; equal to the first sample's when nothing was inserted), ub).
+    """
+    n = t.shape[0]
+    l_idx, l_b = layout_indices(span_bounds, span_off, span_len)
+    bi = buckets.view(np.int64)
+    ci = cnt.view(np.int64)
+    cf = cnt.view(np.float64)
+    zi = zc.view(np.int64)
+    zf = zc.view(np.float64)
+    bounds = np.zeros(n + 1, dtype=np.int64)
+    headers = np.zeros(n, dtype=np.uint8)
+    base = np.full(n, -1, dtype=np.int64)
+    u_idx = np.zeros(16, dtype=np.int64)
+    ub = np.zeros(2 * n + 1, dtype=np.int64)
+    tmp = np.zeros(16, dtype=np.int64)
+    p_i = np.zeros(16, dtype=np.int64)
+    p_f = np.zeros(16, dtype=np.uint64)
+    nc = 0  # chunks started so far; the open chunk is nc - 1
+    mint = 0
+    next_at = 0
+    quarter = samples_per_chunk // 4
+    for s in range(n):
+        stale = total[s] == STALE_NAN_BITS_U64
+        gauge = hint[s] == HINT_GAUGE
+        ly = layout[s]
+        ok = False
+        reset = False
+        fwd = False
+        time_cut = True
+        if nc > 0:
+            c = nc - 1
+            held = s - bounds[c]
+            if held == quarter:
+                d = (next_at - mint) // ((t[s - 1] - mint + 1) * 4)
+                if d > 1:
+                    next_at = mint + (next_at - mint) // d
+            time_cut = t[s] >= next_at or held >= 2 * samples_per_chunk
+            p = s - 1
+            p_stale = total[p] == STALE_NAN_BITS_U64
+            chunk_gauge = headers[c] == H_GAUGE
+            same = (base[c] >= 0 and schema[ly] == schema[base[c]] and zt[ly] == zt[base[c]]
+                    and cv_bounds[ly + 1] - cv_bounds[ly] == cv_bounds[base[c] + 1] - cv_bounds[base[c]])
+            if same:
+                for j in range(cv_bounds[ly + 1] - cv_bounds[ly]):
+                    if custom[cv_bounds[ly] + j] != custom[cv_bounds[base[c]] + j]:
+                        same = False
+            if gauge != chunk_gauge:
+                pass
+            elif not gauge and hint[s] == HINT_RESET:
+                reset = True
+            elif stale:
+                ok = True
+            elif p_stale:
+                pass
+            elif not gauge and count_lt(is_float, ci[s], cf[s], ci[p], cf[p]):
+                reset = True
+            elif not same and base[c] >= 0:
+                pass
+            elif not gauge and count_lt(is_float, zi[s], zf[s], zi[p], zf[p]):
+                reset = True
+            elif base[c] < 0:
+                pass
+            else:
+                hb = bo[s]
+                ulo = ub[2 * c]
+                reset, fwd_p = compare_side(is_float, gauge, True, u_idx, ulo, ub[2 * c + 1], p_i, p_f, 0, l_idx,
+                                            l_b[2 * ly], l_b[2 * ly + 1], hb, bi, buckets)
+                fwd_n = False
+                if not reset:
+                    npos = ub[2 * c + 1] - ulo
+                    reset, fwd_n = compare_side(is_float, gauge, True, u_idx, ub[2 * c + 1], ub[2 * c + 2],
+                                                p_i, p_f, npos, l_idx, l_b[2 * ly + 1], l_b[2 * ly + 2],
+                                                hb + l_b[2 * ly + 1] - l_b[2 * ly], bi, buckets)
+                fwd = (fwd_p or fwd_n) and not reset
+                ok = not reset
+        if nc == 0 or time_cut or not ok or reset:
+            c = nc
+            nc += 1
+            bounds[c] = s
+            mint = t[s]
+            next_at = go_div(mint, chunk_range) * chunk_range + chunk_range
+            if gauge:
+                headers[c] = H_GAUGE
+            elif hint[s] == HINT_RESET or reset:
+                headers[c] = H_RESET
+            elif ok:
+                headers[c] = H_NOT_RESET
+            else:
+                headers[c] = H_UNKNOWN
+            start = ub[2 * c]
+            if stale:
+                base[c] = -1
+                ub[2 * c + 1] = start
+                ub[2 * c + 2] = start
+            else:
+                base[c] = ly
+                m = l_b[2 * ly + 2] - l_b[2 * ly]
+                u_idx = grow_i64(u_idx, start + m)
+                u_idx[start : start + m] = l_idx[l_b[2 * ly] : l_b[2 * ly + 2]]
+                ub[2 * c + 1] = start + l_b[2 * ly + 1] - l_b[2 * ly]
+                ub[2 * c + 2] = start + m
+        elif fwd:
+            c = nc - 1
+            start = ub[2 * c]
+            mid = ub[2 * c + 1]
+            end = ub[2 * c + 2]
+            tmp = grow_i64(tmp, (end - start) + (l_b[2 * ly + 2] - l_b[2 * ly]))
+            wp = merge_into(u_idx, start, mid, l_idx, l_b[2 * ly], l_b[2 * ly + 1], tmp)
+            wn = merge_into(u_idx, mid, end, l_idx, l_b[2 * ly + 1], l_b[2 * ly + 2], tmp[wp:])
+            u_idx = grow_i64(u_idx, start + wp + wn)
+            u_idx[start : start + wp + wn] = tmp[: wp + wn]
+            ub[2 * c + 1] = start + wp
+            ub[2 * c + 2] = start + wp + wn
+        if not stale:
+            # the last sample's counts, expanded to the chunk's indices
+            c = nc - 1
+            start = ub[2 * c]
+            m = ub[2 * c + 2] - start
+            p_i = grow_i64(p_i, m)
+            p_f = grow_u64(p_f, m)
+            p_i[:m] = 0
+            p_f[:m] = U0
+            for side in range(2):
+                lo = ub[2 * c + side]
+                hi = ub[2 * c + side + 1]
+                j = l_b[2 * ly + side]
+                jhi = l_b[2 * ly + side + 1]
+                k = bo[s] + j - l_b[2 * ly]
+                for i in range(lo, hi):
+                    if j < jhi and l_idx[j] == u_idx[i]:
+                        p_i[i - start] = bi[k]
+                        p_f[i - start] = buckets[k]
+                        j += 1
+                        k += 1
+    bounds[nc] = n
+    return bounds[: nc + 1].copy(), headers[:nc].copy(), base[:nc].copy(), u_idx[: ub[2 * nc]].copy(), \
+        ub[: 2 * nc + 1].copy()
+
+
+@njit
+def expand_samples(
+    bounds: I64Array, u_idx: I64Array, ub: I64Array, total: U64Array, layout: I64Array, bo: I64Array,
+    buckets: U64Array, l_idx: I64Array, l_b: I64Array,
+) -> tuple[U64Array, I64Array]:
+    """Every non-stale sample's buckets on its chunk's union indices (0 where it has no bucket)."""
+    n = total.shape[0]
+    k = bounds.shape[0] - 1
+    size = 0
+    for c in range(k):
+        size += (bounds[c + 1] - bounds[c]) * (ub[2 * c + 2] - ub[2 * c])
+    out = np.zeros(size, dtype=np.uint64)
+    obo = np.zeros(n + 1, dtype=np.int64)
+    w = 0
+    for c in range(k):
+        for s in range(bounds[c], bounds[c + 1]):
+            obo[s] = w
+            if total[s] == STALE_NAN_BITS_U64:
+                continue
+            ly = layout[s]
+            for side in range(2):
+                j = l_b[2 * ly + side]
+                jhi = l_b[2 * ly + side + 1]
+                q = bo[s] + j - l_b[2 * ly]
+                for i in range(ub[2 * c + side], ub[2 * c + side + 1]):
+                    if j < jhi and l_idx[j] == u_idx[i]:
+                        out[w] = buckets[q]
+                        j += 1
+                        q += 1
+                    w += 1
+    obo[n] = w
+    return out[:w].copy(), obo
