@@ -600,3 +600,80 @@ def _union_spans(idx: I64) -> tuple[list[int], list[int]]:
     prev_end = np.concatenate([[0], idx[first[1:] - 1] + 1])
     offsets = idx[first] - prev_end
     return offsets.tolist(), lengths.tolist()
+
+
+# ---------------------------------------------------------------- building batches from Python objects
+
+
+@dataclass(frozen=True)
+class HistogramSample:
+    """One histogram sample in plain Python form (absolute bucket counts; spans as (offset, length))."""
+
+    t: int
+    count: float
+    zero_count: float
+    sum: float
+    schema: int = 0
+    zero_threshold: float = 0.0
+    positive_spans: tuple[tuple[int, int], ...] = ()
+    positive_buckets: tuple[float, ...] = ()
+    negative_spans: tuple[tuple[int, int], ...] = ()
+    negative_buckets: tuple[float, ...] = ()
+    hint: int = HINT_UNKNOWN
+    custom_values: tuple[float, ...] = ()
+    stale: bool = False
+
+
+def build_batch(samples: list[HistogramSample], *, is_float: bool, chunk_sizes: list[int] | None = None,
+                headers: list[int] | None = None) -> HistogramBatch:
+    """A batch from Python samples (one layout per sample; stale samples: sum = StaleNaN, no buckets).
+
+    ``chunk_sizes`` splits the samples into chunks (default: one chunk); ``headers`` gives their headers.
+    """
+    sizes = [len(samples)] if chunk_sizes is None else list(chunk_sizes)
+    if sum(sizes) != len(samples):
+        raise ValueError("chunk_sizes must add up to the number of samples")
+    value_type = np.float64 if is_float else np.int64
+    span_off: list[int] = []
+    span_len: list[int] = []
+    span_bounds = [0]
+    cv: list[float] = []
+    cv_bounds = [0]
+    buckets: list[float] = []
+    bucket_offsets = [0]
+    for s in samples:
+        for spans in (s.positive_spans, s.negative_spans):
+            span_off.extend(o for o, _ in spans)
+            span_len.extend(n for _, n in spans)
+            span_bounds.append(len(span_off))
+        cv.extend(s.custom_values)
+        cv_bounds.append(len(cv))
+        if not s.stale:
+            buckets.extend(s.positive_buckets)
+            buckets.extend(s.negative_buckets)
+        bucket_offsets.append(len(buckets))
+    stale_bits = np.uint64(STALE_NAN_BITS)
+    sum_bits = np.array([s.sum for s in samples], dtype=np.float64).view(np.uint64)
+    sum_bits[np.array([s.stale for s in samples], dtype=bool)] = stale_bits
+    n = len(samples)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return HistogramBatch(
+        is_float=is_float, offsets=offsets,
+        encoding=np.full(len(sizes), ENC_FLOAT_HISTOGRAM if is_float else ENC_HISTOGRAM, dtype=np.uint8),
+        header=np.array(headers if headers is not None else [0] * len(sizes), dtype=np.uint8),
+        t=np.array([s.t for s in samples], dtype=np.int64), st=np.zeros(n, dtype=np.int64),
+        hint=np.array([s.hint for s in samples], dtype=np.uint8),
+        count=np.array([0 if s.stale else s.count for s in samples], dtype=value_type),
+        zero_count=np.array([0 if s.stale else s.zero_count for s in samples], dtype=value_type),
+        sum_bits=sum_bits, layout=np.arange(n, dtype=np.int64),
+        bucket_offsets=np.array(bucket_offsets, dtype=np.int64), buckets=np.array(buckets, dtype=value_type),
+        layouts=HistogramLayouts(
+            schema=np.array([s.schema for s in samples], dtype=np.int32),
+            zero_threshold=np.array([s.zero_threshold for s in samples], dtype=np.float64),
+            n_pos=np.array([sum(n for _, n in s.positive_spans) for s in samples], dtype=np.int64),
+            n_neg=np.array([sum(n for _, n in s.negative_spans) for s in samples], dtype=np.int64),
+            span_bounds=np.array(span_bounds, dtype=np.int64), span_offset=np.array(span_off, dtype=np.int32),
+            span_length=np.array(span_len, dtype=np.uint32), custom_bounds=np.array(cv_bounds, dtype=np.int64),
+            custom_values=np.array(cv, dtype=np.float64),
+        ),
+    )
