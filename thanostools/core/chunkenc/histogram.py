@@ -151,7 +151,8 @@ class HistogramBatch:
 
     @property
     def stale(self) -> NDArray[np.bool_]:
-        return self.sum_bits == np.uint64(STALE_NAN_BITS)
+        stale: NDArray[np.bool_] = self.sum_bits == np.uint64(STALE_NAN_BITS)
+        return stale
 
     @property
     def sum(self) -> NDArray[np.float64]:
@@ -521,22 +522,19 @@ def head_chunks(series: HistogramBatch, *, flavor: Flavor = "2.42", chunk_range:
         raise ValueError("head_chunks needs strictly increasing timestamps (the head rejects the others)")
     lay = series.layouts
     as_u64 = np.uint64
-    arrays = dict(
-        schema=lay.schema.astype(np.int64), zt=lay.zero_threshold.view(as_u64), cv_bounds=lay.custom_bounds,
-        custom=lay.custom_values.view(as_u64), span_bounds=lay.span_bounds, span_off=lay.span_offset.astype(np.int64),
-        span_len=lay.span_length.astype(np.int64),
-    )
+    span_off = lay.span_offset.astype(np.int64)
+    span_len = lay.span_length.astype(np.int64)
     cnt = np.ascontiguousarray(series.count).view(as_u64)
     zc = np.ascontiguousarray(series.zero_count).view(as_u64)
     buckets = np.ascontiguousarray(series.buckets).view(as_u64)
     with np.errstate(over="ignore"):
         bounds, headers, base, u_idx, ub = kernels.head_cut_242(
             series.is_float, t, cnt, zc, series.sum_bits, np.ascontiguousarray(series.hint, dtype=np.uint8),
-            series.layout, series.bucket_offsets, buckets, arrays["schema"], arrays["zt"], arrays["cv_bounds"],
-            arrays["custom"], arrays["span_bounds"], arrays["span_off"], arrays["span_len"], int(chunk_range),
+            series.layout, series.bucket_offsets, buckets, lay.schema.astype(np.int64), lay.zero_threshold.view(as_u64),
+            lay.custom_bounds, lay.custom_values.view(as_u64), lay.span_bounds, span_off, span_len, int(chunk_range),
             int(samples_per_chunk),
         )
-        l_idx, l_b = kernels.layout_indices(arrays["span_bounds"], arrays["span_off"], arrays["span_len"])
+        l_idx, l_b = kernels.layout_indices(lay.span_bounds, span_off, span_len)
         out_buckets, out_bo = kernels.expand_samples(bounds, u_idx, ub, series.sum_bits, series.layout,
                                                      series.bucket_offsets, buckets, l_idx, l_b)
     layouts = _chunk_layouts(lay, base, u_idx, ub)
@@ -547,7 +545,7 @@ def head_chunks(series: HistogramBatch, *, flavor: Flavor = "2.42", chunk_range:
     return HistogramBatch(
         is_float=series.is_float, offsets=bounds, encoding=np.full(k, enc, dtype=np.uint8), header=headers,
         t=t, st=np.zeros_like(t), hint=hints_from_headers(bounds, headers, flavor),
-        count=np.where(series.stale, 0, series.count).astype(value_type), 
+        count=np.where(series.stale, 0, series.count).astype(value_type),
         zero_count=np.where(series.stale, 0, series.zero_count).astype(value_type), sum_bits=series.sum_bits,
         layout=np.repeat(np.arange(k, dtype=np.int64), sizes), bucket_offsets=out_bo,
         buckets=out_buckets.view(value_type), layouts=layouts,

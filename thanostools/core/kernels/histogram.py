@@ -19,10 +19,18 @@ from numpy.typing import NDArray
 from thanostools.core.constants import STALE_NAN_BITS_U64
 from thanostools.core.kernels._jit import njit
 from thanostools.core.kernels.xor import (
-    ERR_TRUNCATED,
-    ERR_VARINT,
-    ERR_WINDOW,
-    OK,
+    ERR_TRUNCATED as ERR_TRUNCATED,
+)
+from thanostools.core.kernels.xor import (
+    ERR_VARINT as ERR_VARINT,
+)
+from thanostools.core.kernels.xor import (
+    ERR_WINDOW as ERR_WINDOW,
+)
+from thanostools.core.kernels.xor import (
+    OK as OK,
+)
+from thanostools.core.kernels.xor import (
     U0,
     U1,
     U63,
@@ -71,12 +79,12 @@ HIST_PAD = 64
 
 @inline
 def is_float_enc(enc: int) -> bool:
-    return enc == ENC_FLOAT_HISTOGRAM or enc == ENC_FLOAT_HISTOGRAM_ST
+    return enc in (ENC_FLOAT_HISTOGRAM, ENC_FLOAT_HISTOGRAM_ST)
 
 
 @inline
 def is_st_enc(enc: int) -> bool:
-    return enc == ENC_HISTOGRAM_ST or enc == ENC_FLOAT_HISTOGRAM_ST
+    return enc in (ENC_HISTOGRAM_ST, ENC_FLOAT_HISTOGRAM_ST)
 
 
 @inline
@@ -468,7 +476,7 @@ def decode_chunks(
         headers[c] = np.uint8(hdr)
         if cnt == 0:
             continue
-        status, pos, sch, z, nps, nns, npb, nnb, _ = parse_layout(
+        status, pos, sch, z, nps, _, npb, nnb, _ = parse_layout(
             b, (s + 3) * 8, e * 8, True, span_off, span_len, span_bounds[2 * c], custom, cv_bounds[c]
         )
         schema[c] = sch
@@ -795,7 +803,7 @@ def layout_indices(span_bounds: I64Array, span_off: I64Array, span_len: I64Array
 
 @inline
 def count_lt(is_float: bool, ai: np.int64, af: np.float64, bi: np.int64, bf: np.float64) -> bool:
-    return af < bf if is_float else ai < bi
+    return bool(af < bf) if is_float else bool(ai < bi)
 
 
 @njit
