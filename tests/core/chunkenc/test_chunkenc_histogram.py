@@ -393,3 +393,17 @@ def test_worked_examples_are_the_block_chunks_and_round_trip() -> None:
         data = bytes.fromhex(hexdata)
         b = H.decode_batch(np.frombuffer(data, dtype=np.uint8), [0], [len(data)], [enc])
         assert H.encode_batch(b)[0].tobytes() == data
+
+
+@pytest.mark.parametrize(("enc", "st_enc"), [(2, 5), (3, 6)])
+def test_st_encodings_without_start_timestamps_decode_like_their_base(enc: int, st_enc: int) -> None:
+    """Encodings 5/6 (H11.2) with ST header 0 carry no ST fields: same samples as 2/3, header moved to byte 0."""
+    c = block_chunks("main")
+    for i in histogram_chunks(c)[c.encodings[histogram_chunks(c)] == enc][:4]:
+        data = bytearray(c.data(i))
+        n, header = (data[0] << 8) | data[1], data[2] >> 6
+        st_data = bytes([(header << 6) | (n >> 8), n & 0xFF, 0]) + bytes(data[3:])
+        base = H.decode_batch(np.frombuffer(bytes(data), dtype=np.uint8), [0], [len(data)], [enc])
+        st_batch = H.decode_batch(np.frombuffer(st_data, dtype=np.uint8), [0], [len(st_data)], [st_enc])
+        assert_same_samples(base, st_batch)
+        assert (st_batch.st == 0).all()
