@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from thanostools.core.chunkenc import histogram as H
-from thanostools.core.errors import CorruptBlockError
+from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.tsdb.block import Block
 
 DATA = Path("/work/shared/testdata/native-histograms")
@@ -175,7 +175,7 @@ def test_head_chunks_of_the_sent_samples_are_the_block_chunks(name: str, run: st
         chunks = histogram_chunks(c)
         chunks = chunks[c.series_of[chunks] == series]
         want = [c.data(i) for i in chunks]
-        got = []
+        got: list[bytes] = []
         for is_float, samples in input_runs(run, selector, c.maxt):
             cut = H.head_chunks(H.build_batch(samples, is_float=is_float), flavor="2.42")
             out, offs = H.encode_batch(cut, flavor="2.42")
@@ -187,7 +187,7 @@ def test_head_chunks_of_the_sent_samples_are_the_block_chunks(name: str, run: st
 
 def test_head_chunks_refuses_the_3x_head() -> None:
     batch = H.build_batch([H.HistogramSample(t=0, count=1, zero_count=1, sum=1.0)], is_float=False)
-    with pytest.raises(H.UnsupportedError, match="Prometheus 3"):
+    with pytest.raises(UnsupportedError, match="Prometheus 3"):
         H.head_chunks(batch, flavor="3")
 
 
