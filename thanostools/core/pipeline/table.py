@@ -163,6 +163,17 @@ class ChunkedSeries:
         """Samples per series."""
         return np.bincount(self.chunks.series, weights=self.sample_counts(), minlength=len(self)).astype(np.int64)
 
+    def each(self) -> Iterator[ChunkedSeries]:
+        """One series at a time (chunks ordered by series), for callers that look at series one by one."""
+        bounds = self.chunks.series_bounds(len(self)).tolist()
+        counts = self.counts
+        for s in range(len(self)):
+            rows = np.arange(bounds[s], bounds[s + 1])
+            chunks = self.chunks.pick(rows)
+            chunks.series = np.zeros(rows.shape[0], dtype=np.int64)
+            yield ChunkedSeries(self.labels.take(np.array([s])), self.refs[s : s + 1], chunks,
+                                None if counts is None else counts[rows])
+
     def take(self, idx: np.ndarray) -> ChunkedSeries:
         """Series ``idx`` (increasing) with their chunks, numbered anew."""
         idx = np.asarray(idx, dtype=np.int64)
