@@ -17,6 +17,7 @@ from thanostools.core.downsample import downsample_block
 from thanostools.core.errors import ConfigError
 from thanostools.core.inspect import BlockFilter
 from thanostools.core.labels import Labels, from_dict
+from thanostools.core.pipeline.read import each_series
 from thanostools.core.relabel import load_deletion_requests, load_relabel_configs
 from thanostools.core.rewrite import (
     RewriteSpec,
@@ -28,7 +29,6 @@ from thanostools.core.rewrite import (
 )
 from thanostools.core.tsdb.block import Block
 from thanostools.core.tsdb.meta import BlockMeta
-from thanostools.core.tsdb.series_chunks import iter_series_chunks
 from thanostools.core.tsdb.writer import BlockWriter
 from thanostools.core.workspace import BucketWorkspace
 
@@ -137,8 +137,7 @@ def spec(relabel: str = RELABEL, delete: str = DELETE, **kw: object) -> RewriteS
 
 def chunk_bytes(path: Path) -> dict[Labels, list[bytes]]:
     block = Block.open_dir(str(path))
-    return {sc.labels: [sc.buf[a:b].tobytes() for a, b in zip(sc.starts, sc.ends, strict=True)]
-            for sc in iter_series_chunks(block)}
+    return {sc.labels.labels(0): [sc.chunks.payload(j) for j in range(len(sc.chunks))] for sc in each_series(block)}
 
 
 # --- raw blocks ---------------------------------------------------------------------------------------------
@@ -191,8 +190,8 @@ def thanos_deleted(chunks: list[tuple[int, int]], lo: int, hi: int) -> str:
 def test_change_log_lists_every_change(tmp_path: Path) -> None:
     data = series_data()
     src = write_block(tmp_path / "src", data)
-    x_chunks = [(int(sc.mint[j]), int(sc.maxt[j])) for sc in iter_series_chunks(Block.open_dir(str(src)))
-                if sc.labels == L(__name__="http", job="a", path="/x") for j in range(len(sc.mint))]
+    x_chunks = [(int(sc.chunks.mint[j]), int(sc.chunks.maxt[j])) for sc in each_series(Block.open_dir(str(src)))
+                if sc.labels.labels(0) == L(__name__="http", job="a", path="/x") for j in range(len(sc.chunks))]
     res = rewrite_block(Block.open_dir(str(src)), spec(), str(tmp_path / "out"))
     assert res.path is not None
     lines = (Path(res.path) / "change.log").read_text().splitlines()
@@ -249,7 +248,7 @@ def test_tombstones_of_the_source_are_applied(tmp_path: Path) -> None:
     data = series_data()
     src = write_block(tmp_path / "src", data)
     block = Block.open_dir(str(src))
-    keep_ref = int(next(sc.ref for sc in iter_series_chunks(block) if sc.labels == L(__name__="keep", job="a")))
+    keep_ref = int(next(sc.refs[0] for sc in each_series(block) if sc.labels.labels(0) == L(__name__="keep", job="a")))
     (src / "tombstones").write_bytes(encode_tombstones({keep_ref: [(START, START + HOUR)]}))
     res = rewrite_block(Block.open_dir(str(src)), spec(), str(tmp_path / "out"))
     kept = dump(res.path or "")[L(__name__="keep", job="a")]

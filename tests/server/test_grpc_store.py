@@ -44,9 +44,9 @@ from thanostools.core import labels as labelset
 from thanostools.core.chunkenc import xor
 from thanostools.core.inspect import BlockInfo
 from thanostools.core.matchers import Matcher
+from thanostools.core.pipeline.read import each_series
 from thanostools.core.storage import select_blocks
 from thanostools.core.tsdb.block import Block
-from thanostools.core.tsdb.series_chunks import iter_series_chunks
 from thanostools.core.tsdb.writer import BlockWriter
 from thanostools.core.workspace import BucketWorkspace
 from thanostools.server.grpc import GrpcTLS
@@ -189,9 +189,9 @@ def test_series_raw_chunks_byte_for_byte(workspace: BucketWorkspace, store: Stor
     assert frames[-1].WhichOneof("result") == "hints" and not warnings_of(frames)
     expected: dict[tuple[tuple[str, str], ...], list[bytes]] = {}
     for block in sorted(_eu_blocks(workspace), key=lambda b: b.meta.min_time):
-        for sc in iter_series_chunks(block):
-            key = labelset.merge(sc.labels, labelset.from_dict(EU))
-            expected.setdefault(key, []).extend(sc.buf[a:b].tobytes() for a, b in zip(sc.starts, sc.ends, strict=True))
+        for sc in each_series(block):
+            key = labelset.merge(sc.labels.labels(0), labelset.from_dict(EU))
+            expected.setdefault(key, []).extend(sc.chunks.payload(j) for j in range(len(sc.chunks)))
     assert {labels_of(s): [c.raw.data for c in s.chunks] for s in got} == expected
     assert all(c.raw.type == types_pb2.Chunk.XOR and not c.HasField("count") for s in got for c in s.chunks)
 

@@ -18,31 +18,27 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from thanostools.core import labels as labelset
 from thanostools.core.audit import audit
 from thanostools.core.blockio import download_block, upload_block, work_dir, write_marker
-from thanostools.core.chunkenc import xor
-from thanostools.core.chunkenc.cutting import fixed_size_bounds
-from thanostools.core.downsample import aggrops
-from thanostools.core.errors import ConfigError, UnsupportedError
-from thanostools.core.goformat import go_labels_string
+from thanostools.core.errors import ConfigError
 from thanostools.core.inspect import BlockFilter, BlockInfo
 from thanostools.core.labels import Labels
 from thanostools.core.localfs import WorkDir
-from thanostools.core.pipeline.merge import Merged, MergeInput, chain, decode_live, encode_runs
-from thanostools.core.pipeline.table import ChunkedSeries, ChunkTable
-from thanostools.core.pipeline.write import WriteStats, write_batch
-from thanostools.core.relabel import DeletionRequest, RelabelConfig, deletion_intervals, relabel, valid_label_name
+from thanostools.core.pipeline.delete import DeleteStats, Deletions
+from thanostools.core.pipeline.equal import MergeEqual, MergeEqualStats
+from thanostools.core.pipeline.read import read_series
+from thanostools.core.pipeline.relabel import Relabel, RelabelStats, plan_relabel
+from thanostools.core.pipeline.table import ChunkedSeries
+from thanostools.core.pipeline.write import WriteStats, write_series
+from thanostools.core.relabel import DeletionRequest, RelabelConfig, valid_label_name
 from thanostools.core.tsdb.block import Block, open_bucket_block
-from thanostools.core.tsdb.chunks import ENC_AGGR, ENC_XOR
-from thanostools.core.tsdb.labelkeys import LabelKeys, SymbolTable
 from thanostools.core.tsdb.markers import DeletionMark, now_seconds
 from thanostools.core.tsdb.meta import (
     SOURCE_BUCKET_REWRITE,
@@ -53,15 +49,12 @@ from thanostools.core.tsdb.meta import (
     read_meta_file,
     write_meta_file,
 )
-from thanostools.core.tsdb.tombstones import Intervals, deleted_mask, merge_intervals
 from thanostools.core.tsdb.writer import BlockWriter
 from thanostools.core.ulid import new_ulid
 from thanostools.core.workspace import BucketWorkspace
 
-I64 = NDArray[np.int64]
 CHANGE_LOG = "change.log"
 REWRITTEN_DETAILS = "block rewritten"
-SAMPLES_PER_CHUNK = 120
 
 
 # --- what to change ---------------------------------------------------------------------------------------
@@ -132,340 +125,6 @@ class RewriteStats:
         return dict(self.__dict__)
 
 
-def _go_intervals(intervals: Intervals) -> str:
-    return "[" + " ".join(f"{{{a} {b}}}" for a, b in intervals) + "]"
-
-
-def _deleted_line(labels: Labels, intervals: Intervals) -> str:
-    return f"Deleted {go_labels_string(labels)} {_go_intervals(intervals)}"
-
-
-def _relabelled_line(old: Labels, new: Labels) -> str:
-    return f"Relabelled {go_labels_string(old)} {go_labels_string(new)}"
-
-
-# --- reading the source index -------------------------------------------------------------------------------
-
-
-@dataclass
-class _SourceIndex:
-    """Every series of the source block with its chunk metas (no chunk data)."""
-
-    labels: list[Labels]
-    refs: I64
-    chunk_off: I64
-    mint: I64
-    maxt: I64
-    ref: I64
-    encoding: I64
-    samples: I64
-
-    def chunks(self, i: int) -> range:
-        return range(int(self.chunk_off[i]), int(self.chunk_off[i + 1]))
-
-    def series_samples(self, i: int) -> int:
-        return int(self.samples[self.chunk_off[i] : self.chunk_off[i + 1]].sum())
-
-
-def _scan_index(block: Block) -> _SourceIndex:
-    labels: list[Labels] = []
-    parts: dict[str, list[I64]] = {k: [] for k in ("refs", "counts", "mint", "maxt", "ref", "enc", "samples")}
-    for sb in block.index.iter_series():
-        labels.extend(sb.labels)
-        heads = block.chunks.headers(sb.chunk_ref)
-        for key, arr in (("refs", sb.refs), ("counts", np.diff(sb.chunk_offsets)), ("mint", sb.chunk_mint),
-                         ("maxt", sb.chunk_maxt), ("ref", sb.chunk_ref), ("enc", heads.encodings),
-                         ("samples", heads.num_samples)):
-            parts[key].append(np.asarray(arr, dtype=np.int64))
-
-    def cat(key: str) -> I64:
-        return np.concatenate(parts[key]) if parts[key] else np.zeros(0, np.int64)
-
-    counts = cat("counts")
-    return _SourceIndex(labels, cat("refs"), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-                        cat("mint"), cat("maxt"), cat("ref"), cat("enc"), cat("samples"))
-
-
-# --- planning the output series -------------------------------------------------------------------------
-
-
-@dataclass
-class _Output:
-    labels: Labels
-    inputs: list[int]  # positions in the source index, in index order
-    intervals: Intervals  # deleted by requests (empty: none)
-    delete_all: bool = False
-
-
-def _span(src: _SourceIndex, inputs: Iterable[int]) -> Intervals:
-    """[first chunk mint, last chunk maxt] over some series, as Thanos logs whole deletions ([] without chunks)."""
-    chunks = [c for i in inputs for c in src.chunks(i)]
-    if not chunks:
-        return []
-    return [(min(int(src.mint[c]) for c in chunks), max(int(src.maxt[c]) for c in chunks))]
-
-
-def _plan_series(src: _SourceIndex, spec: RewriteSpec, stats: RewriteStats,
-                 changes: list[str]) -> list[_Output]:
-    """Relabel every series (logging drops and label changes in index order), then group by new labels and
-    match deletion requests against them. Outputs come sorted by labels."""
-    groups: dict[Labels, list[int]] = {}
-    for i, old in enumerate(src.labels):
-        new = relabel(old, spec.relabels) if spec.relabels else old
-        if not new:
-            changes.append(_deleted_line(old, _span(src, [i])))
-            stats.series_dropped += 1
-            stats.samples_dropped += src.series_samples(i)
-            continue
-        if new != old:
-            changes.append(_relabelled_line(old, new))
-            stats.series_relabelled += 1
-        groups.setdefault(new, []).append(i)
-    outputs: list[_Output] = []
-    for new in sorted(groups):
-        inputs = groups[new]
-        stats.series_merged += len(inputs) - 1
-        found = deletion_intervals(new, spec.deletions) if spec.deletions else None
-        if found == []:
-            stats.series_deleted += len(inputs)
-        outputs.append(_Output(new, inputs, found or [], delete_all=found == []))
-    return outputs
-
-
-def _deleted_ranges(chunk_ranges: Iterable[tuple[int, int]], intervals: Intervals) -> Intervals:
-    """What Thanos logs for a series losing ``intervals``: whole chunk ranges for chunks inside one interval,
-    the overlap with the intervals for chunks that are cut."""
-    out: Intervals = []
-    for lo, hi in chunk_ranges:
-        if any(a <= lo and hi <= b for a, b in intervals):
-            out.append((lo, hi))
-            continue
-        out.extend((max(a, lo), min(b, hi)) for a, b in intervals if a <= hi and lo <= b)
-    return merge_intervals(out)
-
-
-# --- building output chunks -------------------------------------------------------------------------------
-
-
-Part = tuple[int, bytes | int, int, int, int]  # encoding, new payload or source chunk position, mint, maxt, samples
-Built = tuple[ChunkTable, I64]  # one output series' chunks and their sample counts
-
-
-class _SeriesBuilder:
-    """Turns planned output series into encoded chunks, reading from one batch of source chunks.
-
-    After ``build``, ``deleted`` holds the ranges the deletion requests removed (for the change log); the source
-    block's own tombstones are applied too but not logged.
-    """
-
-    def __init__(self, block: Block, src: _SourceIndex, wanted: I64, stats: RewriteStats) -> None:
-        self.block = block
-        self.src = src
-        batch = block.chunks.read(src.ref[wanted], framed=True)
-        self.batch = batch
-        none = np.zeros(wanted.shape[0], dtype=np.int64)
-        self.rows = ChunkTable([batch.buf], none, src.mint[wanted], src.maxt[wanted], batch.encodings, batch.starts,
-                               batch.ends, none, none, none, none)
-        position = {c: k for k, c in enumerate(wanted.tolist())}
-        self.position = position  # source chunk index -> index in batch
-        self.stats = stats
-        self.deleted: Intervals = []
-
-    def payload(self, c: int) -> bytes:
-        return self.batch.data(self.position[c])
-
-    def tombstones(self, i: int) -> Intervals:
-        return self.block.tombstones.get(int(self.src.refs[i]), []) if self.block.tombstones else []
-
-    def build(self, out: _Output) -> Built | None:
-        self.deleted = []
-        chunks = [c for i in out.inputs for c in self.src.chunks(i)]
-        encs = {int(self.src.encoding[c]) for c in chunks}
-        if len(out.inputs) == 1:
-            return self._single(chunks, out.intervals, self.tombstones(out.inputs[0]))
-        if encs <= {ENC_XOR}:
-            return self._merge_xor(out)
-        if encs == {ENC_AGGR}:
-            return self._merge_aggr(out)
-        raise UnsupportedError(f"block {self.block.ulid}: cannot merge series into {go_labels_string(out.labels)}: "
-                               f"chunk encodings {sorted(encs)} (only float and downsampled float chunks)")
-
-    def _verbatim(self, c: int) -> Part:
-        s = self.src
-        return int(s.encoding[c]), self.position[c], int(s.mint[c]), int(s.maxt[c]), int(s.samples[c])
-
-    def _table(self, parts: Sequence[Part]) -> Built:
-        """The chunks of ``parts`` in their order: source chunks as they are (whole records), new ones framed."""
-        kept = [k for k, p in enumerate(parts) if not isinstance(p[1], bytes)]
-        fresh = [k for k, p in enumerate(parts) if isinstance(p[1], bytes)]
-        tables = [self.rows.pick(np.array([parts[k][1] for k in kept], dtype=np.int64))]
-        if fresh:
-            payloads = [p for k in fresh if isinstance(p := parts[k][1], bytes)]
-            sizes = np.array([len(p) for p in payloads], dtype=np.int64)
-            tables.append(ChunkTable.encoded(
-                np.array([parts[k][0] for k in fresh], dtype=np.int64), np.frombuffer(b"".join(payloads), np.uint8),
-                np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), np.zeros(len(fresh), dtype=np.int64),
-                np.array([parts[k][2] for k in fresh], dtype=np.int64),
-                np.array([parts[k][3] for k in fresh], dtype=np.int64)))
-        order = np.argsort(np.array(kept + fresh, dtype=np.int64), kind="stable")
-        counts = np.array([parts[k][4] for k in kept + fresh], dtype=np.int64)
-        return ChunkTable.concat(tables).pick(order), counts[order]
-
-    def _single(self, chunks: Sequence[int], intervals: Intervals, stones: Intervals) -> Built | None:
-        s = self.src
-        self.deleted = _deleted_ranges(((int(s.mint[c]), int(s.maxt[c])) for c in chunks), intervals)
-        cut = merge_intervals(intervals + stones)
-        reach = max(self.block.meta.resolution - 1, 0)
-        parts: list[Part] = []
-        for c in chunks:
-            # A downsampled chunk's counter starts with a raw sample up to one window before its mint.
-            lo, hi = int(s.mint[c]) - (reach if s.encoding[c] == ENC_AGGR else 0), int(s.maxt[c])
-            if not any(a <= hi and lo <= b for a, b in cut):
-                parts.append(self._verbatim(c))
-                continue
-            self.stats.chunks_reencoded += 1
-            part = self._trim(c, cut)
-            if part is not None:
-                parts.append(part)
-        return self._table(parts) if parts else None
-
-    def _trim(self, c: int, intervals: Intervals) -> Part | None:
-        enc = int(self.src.encoding[c])
-        if enc == ENC_XOR:
-            t, v = xor.decode(self.payload(c))
-            keep = ~deleted_mask(t, intervals)
-            if not keep.any():
-                return None
-            t, v = t[keep], v[keep]
-            return ENC_XOR, xor.encode(t, v), int(t[0]), int(t[-1]), int(t.shape[0])
-        if enc == ENC_AGGR:
-            return _aggr_part(aggrops.filter_aggr(aggrops.decode_aggr(self.payload(c)), intervals))
-        raise UnsupportedError(f"block {self.block.ulid}: cannot delete samples from chunks of encoding {enc}")
-
-    def _merge_xor(self, out: _Output) -> Built | None:
-        """All chunks of the merged series decoded at once and chained (of equal timestamps the first series
-        in index order wins), then cut at 120 samples a chunk — the merge modifier's chain."""
-        chunks = np.array([self.position[c] for i in out.inputs for c in self.src.chunks(i)], dtype=np.int64)
-        stones = {int(self.src.refs[i]): self.tombstones(i) for i in out.inputs}
-        if chunks.size == 0:
-            return None
-        rows = self.rows.pick(chunks)
-        rows.ref = np.repeat(self.src.refs[out.inputs], [len(self.src.chunks(i)) for i in out.inputs])
-        t, v, run, src = decode_live(rows, np.zeros(len(rows), dtype=np.int64),
-                                     [MergeInput(self.block.ulid, 0, 0, {r: s for r, s in stones.items() if s})])
-        total = int(t.shape[0])
-        merged = chain(t, v, run, src)
-        t, v = merged.t, merged.v
-        self.stats.samples_deduplicated += total - int(t.shape[0])
-        self.stats.chunks_reencoded += sum(len(self.src.chunks(i)) for i in out.inputs)
-        if out.intervals:
-            # Thanos re-encodes the merged series first (120 samples a chunk) and logs against those chunks.
-            b = fixed_size_bounds(int(t.shape[0]), SAMPLES_PER_CHUNK)
-            self.deleted = _deleted_ranges(zip(t[b[:-1]].tolist(), t[b[1:] - 1].tolist(), strict=True),
-                                           out.intervals)
-            keep = ~deleted_mask(t, out.intervals)
-            t, v = t[keep], v[keep]
-        if t.shape[0] == 0:
-            return None
-        return encode_runs(Merged(t, v, np.zeros(t.shape[0], dtype=np.int64)), np.zeros(1, dtype=np.int64))
-
-    def _merge_aggr(self, out: _Output) -> Built | None:
-        order = sorted((int(self.src.mint[c]), k, c) for k, i in enumerate(out.inputs) for c in self.src.chunks(i))
-        disjoint = True
-        reach = -(2**63)
-        for mint, _, c in order:
-            disjoint = disjoint and mint > reach
-            reach = max(reach, int(self.src.maxt[c]))
-        if disjoint and not any(self.tombstones(i) for i in out.inputs):
-            return self._single([c for _, _, c in order], out.intervals, [])
-        inputs = []
-        for i in out.inputs:
-            stones = self.tombstones(i)
-            payloads = [self.payload(c) for c in self.src.chunks(i)]
-            inputs.append([p for p in (_refiltered(p, stones) if stones else p for p in payloads) if p])
-        merged = aggrops.merge_aggr_series(inputs)
-        before = sum(int(self.src.samples[c]) for i in out.inputs for c in self.src.chunks(i))
-        after = sum(0 if a[0] is None else int(a[0][0].shape[0]) for a in merged)
-        self.stats.samples_deduplicated += before - after
-        self.stats.chunks_reencoded += len(order)
-        if out.intervals:
-            spans = [span for aggs in merged if (span := aggrops.window_range(aggs)) is not None]
-            self.deleted = _deleted_ranges(spans, out.intervals)
-            merged = [aggrops.filter_aggr(aggs, out.intervals) for aggs in merged]
-        parts = [p for p in map(_aggr_part, merged) if p is not None]
-        return self._table(parts) if parts else None
-
-
-def _aggr_part(aggs: Sequence[aggrops.Series | None]) -> Part | None:
-    span = aggrops.window_range(aggs)
-    if span is None:
-        return None
-    buf, _ = aggrops.encode_aggr([aggs])
-    count = aggs[0]
-    return ENC_AGGR, buf.tobytes(), span[0], span[1], 0 if count is None else int(count[0].shape[0])
-
-
-def _refiltered(payload: bytes, intervals: Intervals) -> bytes:
-    aggs = aggrops.filter_aggr(aggrops.decode_aggr(payload), intervals)
-    if aggrops.window_range(aggs) is None:
-        return b""
-    buf, _ = aggrops.encode_aggr([aggs])
-    return buf.tobytes()
-
-
-def _output_symbols(block: Block, outputs: Sequence[_Output]) -> dict[str, int]:
-    """Ranks of every string the output label sets use, in one sorted table with the block's symbols."""
-    used = sorted({x for out in outputs for pair in out.labels for x in pair})
-    table = SymbolTable.union([block.index.symbols, used])
-    return {sym: rank for rank, sym in enumerate(table.symbols)}
-
-
-def _label_keys(labels: Sequence[Labels], ranks: dict[str, int], symbols: list[str]) -> LabelKeys:
-    flat = [ranks[x] for lab in labels for pair in lab for x in pair]
-    offsets = np.concatenate([[0], np.cumsum([2 * len(lab) for lab in labels])]).astype(np.int64)
-    return LabelKeys(symbols, np.array(flat, dtype=np.int64), offsets)
-
-
-def _write_series(block: Block, src: _SourceIndex, outputs: Sequence[_Output], emit: Callable[[ChunkedSeries], None],
-                  stats: RewriteStats, changes: list[str], batch_series: int) -> None:
-    """Build every output series and ``emit`` them in label order, a batch at a time, logging deletions as
-    Thanos does."""
-    ranks = _output_symbols(block, outputs)
-    symbols = list(ranks)
-    for start in range(0, len(outputs), batch_series):
-        group = outputs[start : start + batch_series]
-        wanted = [c for out in group if not out.delete_all for i in out.inputs for c in src.chunks(i)]
-        builder = _SeriesBuilder(block, src, np.array(wanted, dtype=np.int64), stats)
-        labels: list[Labels] = []
-        refs: list[int] = []
-        tables: list[ChunkTable] = []
-        counts: list[I64] = []
-        for out in group:
-            if out.delete_all:
-                changes.append(_deleted_line(out.labels, _span(src, out.inputs)))
-                continue
-            built = builder.build(out)
-            if builder.deleted:
-                changes.append(_deleted_line(out.labels, builder.deleted))
-            if built is None:
-                continue
-            chunks, samples = built
-            num_samples = int(samples.sum())
-            if out.intervals and num_samples < sum(src.series_samples(i) for i in out.inputs):
-                stats.series_trimmed += 1
-            chunks.series = np.full(len(chunks), len(labels), dtype=np.int64)
-            labels.append(out.labels)
-            refs.append(int(src.refs[out.inputs[0]]))
-            tables.append(chunks)
-            counts.append(samples)
-            stats.series_out += 1
-            stats.samples_out += num_samples
-            stats.chunks_out += len(chunks)
-        if labels:
-            emit(ChunkedSeries(_label_keys(labels, ranks, symbols), np.array(refs, dtype=np.int64),
-                               ChunkTable.concat(tables), np.concatenate(counts)))
-
-
 # --- one block ------------------------------------------------------------------------------------------
 
 
@@ -484,21 +143,19 @@ def rewrite_block(block: Block, spec: RewriteSpec, out_dir: str | None, *,
     ``out_dir`` None is a dry run: everything is computed, nothing written. A result without series is not
     written either (``meta`` stays None).
     """
-    src = _scan_index(block)
-    stats = RewriteStats(series_in=len(src.labels), samples_in=int(src.samples.sum()), chunks_in=len(src.ref))
+    stats = RewriteStats()
     changes: list[str] = []
-    outputs = _plan_series(src, spec, stats, changes)
     labels = dict(external_labels) if external_labels is not None else dict(block.meta.external_labels)
     if out_dir is None:
-        _write_series(block, src, outputs, lambda batch: None, stats, changes, batch_series)
-        return _finish_stats(BlockRewriteResult(stats, changes))
+        deletions = _run(block, spec, stats, changes, lambda batches: _drain(batches), batch_series)
+        return _finish_stats(BlockRewriteResult(stats, changes + deletions.changes()))
     m = block.meta
     writer = BlockWriter(out_dir, min_time=m.min_time, max_time=m.max_time, external_labels=labels,
                          resolution=m.resolution, source=SOURCE_BUCKET_REWRITE, level=m.level)
     try:
-        written_stats = WriteStats()
-        _write_series(block, src, outputs, lambda batch: write_batch(batch, writer, written_stats), stats, changes,
-                      batch_series)
+        deletions = _run(block, spec, stats, changes,
+                         lambda batches: write_series(batches, writer, WriteStats()), batch_series)
+        changes += deletions.changes()
         if stats.series_out == 0:
             writer.abort()
             return _finish_stats(BlockRewriteResult(stats, changes))
@@ -511,6 +168,55 @@ def rewrite_block(block: Block, spec: RewriteSpec, out_dir: str | None, *,
     with open(os.path.join(writer.dir, CHANGE_LOG), "w", encoding="utf-8") as fh:
         fh.writelines(line + "\n" for line in changes)
     return _finish_stats(BlockRewriteResult(stats, changes, meta, writer.dir))
+
+
+def _run(block: Block, spec: RewriteSpec, stats: RewriteStats, changes: list[str],
+         sink: Callable[[Iterable[ChunkedSeries]], None], batch_series: int) -> Deletions:
+    """The pipeline: read → relabel → delete whole series → merge equal ones → trim → ``sink``. Relabel lines
+    go to ``changes`` (index order); the returned deletions hold theirs (label order)."""
+    relabel_stats = RelabelStats()
+    plan = plan_relabel(block, spec.relabels, relabel_stats, changes, batch_series=batch_series) \
+        if spec.relabels else None
+    stones = dict(block.tombstones) if block.tombstones else {}
+    merge = MergeEqual(block.ulid, stones, MergeEqualStats())
+    deletions = Deletions(block.ulid, block.meta.resolution, spec.deletions, stones, DeleteStats(), merge.merged)
+    batches = _count_in(read_series([block], batch_series=batch_series, symbols=plan.symbols if plan else None,
+                                    refs=plan.read_order if plan else None), stats)
+    if plan is not None:
+        batches = Relabel(plan, relabel_stats)(batches)
+    if spec.deletions:
+        batches = deletions.whole(batches)
+    if plan is not None:
+        batches = merge(batches)
+    if spec.deletions or stones:
+        batches = deletions.trim(batches)
+    sink(_count_out(batches, stats))
+    for part in (relabel_stats, deletions.stats, merge.stats):
+        for name, value in part.__dict__.items():
+            setattr(stats, name, getattr(stats, name) + value)
+    return deletions
+
+
+def _count_in(batches: Iterable[ChunkedSeries], stats: RewriteStats) -> Iterator[ChunkedSeries]:
+    for batch in batches:
+        stats.series_in += len(batch)
+        stats.chunks_in += len(batch.chunks)
+        stats.samples_in += int(batch.sample_counts().sum())
+        yield batch
+
+
+def _count_out(batches: Iterable[ChunkedSeries], stats: RewriteStats) -> Iterator[ChunkedSeries]:
+    for batch in batches:
+        with_chunks = int(np.count_nonzero(np.diff(batch.chunks.series_bounds(len(batch)))))
+        stats.series_out += with_chunks
+        stats.chunks_out += len(batch.chunks)
+        stats.samples_out += int(batch.sample_counts().sum())
+        yield batch
+
+
+def _drain(batches: Iterable[ChunkedSeries]) -> None:
+    for _ in batches:
+        pass
 
 
 def _finish_stats(result: BlockRewriteResult) -> BlockRewriteResult:
@@ -635,7 +341,7 @@ def is_rewrite_output(meta: BlockMeta, spec: RewriteSpec, labels: Mapping[str, s
 
 @dataclass
 class _Context:
-    engine: BucketWorkspace
+    workspace: BucketWorkspace
     spec: RewriteSpec
     dry_run: bool
     mark_original: bool
@@ -644,7 +350,7 @@ class _Context:
     blocks: list[BlockInfo]
 
 
-def rewrite_bucket(engine: BucketWorkspace, spec: RewriteSpec, *, block_filter: BlockFilter | None = None,
+def rewrite_bucket(workspace: BucketWorkspace, spec: RewriteSpec, *, block_filter: BlockFilter | None = None,
                    dry_run: bool = True, mark_original: bool = True, tmp_dir: str | None = None,
                    change_log_dir: str | None = None,
                    progress: Callable[[str], None] | None = None) -> RewriteReport:
@@ -652,15 +358,15 @@ def rewrite_bucket(engine: BucketWorkspace, spec: RewriteSpec, *, block_filter: 
     the source for deletion. Dry runs compute everything and change nothing."""
     if not spec.changes_series and not spec.changes_labels:
         raise ConfigError("nothing to do: give a relabel config, a deletion config or external label changes")
-    infos = engine.scan(refresh=True).blocks
+    infos = workspace.scan(refresh=True).blocks
     selected = [b for b in infos if "deletion" not in b.marks and (block_filter is None or block_filter.accepts(b))]
     report = RewriteReport(dry_run)
     if spec.changes_labels:
         report.group_merges = preview_group_merges(infos, [b.ulid for b in selected], spec)
     if change_log_dir:
         os.makedirs(change_log_dir, exist_ok=True)
-    with work_dir(engine.bucket, "rewrite", tmp_dir) as work:
-        ctx = _Context(engine, spec, dry_run, mark_original, work, change_log_dir, infos)
+    with work_dir(workspace.bucket, "rewrite", tmp_dir) as work:
+        ctx = _Context(workspace, spec, dry_run, mark_original, work, change_log_dir, infos)
         for info in selected:
             if progress:
                 progress(f"rewriting {info.ulid}")
@@ -692,9 +398,9 @@ def _rewrite_one(ctx: _Context, info: BlockInfo) -> BlockReport:
 
 
 def _open(ctx: _Context, ulid: str) -> tuple[Block, str]:
-    if ctx.engine.bucket.is_local:
-        return open_bucket_block(ctx.engine.bucket, ulid), ""
-    path = download_block(ctx.engine.bucket, ulid, os.path.join(ctx.work.path, "in"))
+    if ctx.workspace.bucket.is_local:
+        return open_bucket_block(ctx.workspace.bucket, ulid), ""
+    path = download_block(ctx.workspace.bucket, ulid, os.path.join(ctx.work.path, "in"))
     return Block.open_dir(path), path
 
 
@@ -729,7 +435,7 @@ def _labels_rewrite(ctx: _Context, info: BlockInfo, labels: dict[str, str], rep:
     if ctx.dry_run:
         rep.status = "would-rewrite"
         return
-    path = download_block(ctx.engine.bucket, info.ulid, os.path.join(ctx.work.path, "in"))
+    path = download_block(ctx.workspace.bucket, info.ulid, os.path.join(ctx.work.path, "in"))
     meta = copy_with_labels(path, ctx.work.path, m, ctx.spec, labels)
     _upload(ctx, info.ulid, os.path.join(ctx.work.path, meta.ulid), meta)
     rep.status, rep.new_ulid = "rewritten", meta.ulid
@@ -737,7 +443,7 @@ def _labels_rewrite(ctx: _Context, info: BlockInfo, labels: dict[str, str], rep:
 
 
 def _upload(ctx: _Context, source: str, path: str, meta: BlockMeta) -> None:
-    bucket = ctx.engine.bucket
+    bucket = ctx.workspace.bucket
     upload_block(path, bucket, source=SOURCE_BUCKET_REWRITE, private=True, work=ctx.work)
     audit("rewrite", [source, meta.ulid], bucket=bucket.url, details={"series": meta.stats.num_series})
     shutil.rmtree(path, ignore_errors=True)
@@ -746,9 +452,9 @@ def _upload(ctx: _Context, source: str, path: str, meta: BlockMeta) -> None:
 def _mark(ctx: _Context, ulid: str) -> bool:
     if not ctx.mark_original or ctx.dry_run:
         return False
-    written = write_marker(ctx.engine.bucket, DeletionMark(ulid, now_seconds(), REWRITTEN_DETAILS))
+    written = write_marker(ctx.workspace.bucket, DeletionMark(ulid, now_seconds(), REWRITTEN_DETAILS))
     if written:
-        audit("mark-deletion", [ulid], bucket=ctx.engine.bucket.url, details={"details": REWRITTEN_DETAILS})
+        audit("mark-deletion", [ulid], bucket=ctx.workspace.bucket.url, details={"details": REWRITTEN_DETAILS})
     return True
 
 

@@ -23,10 +23,10 @@ from thanostools.core.compact.merge import (
 from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.dedup import dedup_replicas
 from thanostools.core.labels import Labels
+from thanostools.core.pipeline.read import each_series
 from thanostools.core.storage import chain_samples, select_blocks
 from thanostools.core.tsdb.block import Block
 from thanostools.core.tsdb.chunks import SegmentWriter
-from thanostools.core.tsdb.series_chunks import iter_series_chunks
 from thanostools.core.tsdb.tombstones import encode_tombstones
 from thanostools.core.tsdb.writer import BlockWriter
 
@@ -81,8 +81,8 @@ def compact(tmp_path: Path, blocks: list[Block], **kw: object) -> Block | None:
 
 def chunk_bytes(block: Block) -> dict[Labels, list[bytes]]:
     out: dict[Labels, list[bytes]] = {}
-    for s in iter_series_chunks(block):
-        out[s.labels] = [s.buf[a:b].tobytes() for a, b in zip(s.starts.tolist(), s.ends.tolist(), strict=True)]
+    for s in each_series(block):
+        out[s.labels.labels(0)] = [s.chunks.payload(j) for j in range(len(s.chunks))]
     return out
 
 
@@ -124,9 +124,9 @@ def test_vertical_chain_merge(tmp_path: Path) -> None:
     out = compact(tmp_path, [a, b])
     assert out is not None
     assert_same(samples([out]), samples([a, b]))
-    for s in iter_series_chunks(out):
-        assert bool((s.mint[1:] > s.maxt[:-1]).all())
-        counts = sample_counts(s.buf, s.starts, s.ends, s.encodings)
+    for s in each_series(out):
+        assert bool((s.chunks.mint[1:] > s.chunks.maxt[:-1]).all())
+        counts = s.chunks.sample_counts()
         assert int(counts.max()) <= 240
     assert out.meta.min_time == 0 and out.meta.max_time == 3 * H
 
@@ -137,8 +137,8 @@ def test_reencoded_chunks_hold_at_most_120_samples(tmp_path: Path) -> None:
     b = write(tmp_path / "in", {lab(0): (t + 5000, np.ones(t.size) * 2)}, 0, 2 * H)
     out = compact(tmp_path, [a, b])
     assert out is not None
-    s = next(iter_series_chunks(out))
-    counts = sample_counts(s.buf, s.starts, s.ends, s.encodings).tolist()
+    s = next(each_series(out))
+    counts = s.chunks.sample_counts().tolist()
     assert counts == [120] * (2 * t.size // 120) + ([2 * t.size % 120] if 2 * t.size % 120 else [])
 
 

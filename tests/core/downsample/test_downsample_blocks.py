@@ -20,9 +20,9 @@ from thanostools.core.chunkenc.aggr import Aggr, counter_reset_series, split_agg
 from thanostools.core.downsample import downsample_block, downsample_bucket, plan_downsampling, plan_passes
 from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.labels import Labels
+from thanostools.core.pipeline.read import each_series
 from thanostools.core.tsdb.block import Block
 from thanostools.core.tsdb.meta import BlockMeta, ThanosMeta
-from thanostools.core.tsdb.series_chunks import iter_series_chunks
 from thanostools.core.tsdb.writer import BlockWriter
 from thanostools.core.ulid import new_ulid
 from thanostools.core.workspace import BucketWorkspace
@@ -224,9 +224,10 @@ def block_chunks(path: Path) -> dict[Labels, list[tuple[int, int, int, bytes]]]:
     """Series -> [(encoding, mint, maxt, payload)] as stored."""
     block = Block.open_dir(str(path))
     out = {}
-    for sc in iter_series_chunks(block):
-        out[sc.labels] = [(int(e), int(a), int(b), sc.buf[s:x].tobytes()) for e, a, b, s, x in
-                          zip(sc.encodings, sc.mint, sc.maxt, sc.starts, sc.ends, strict=True)]
+    for sc in each_series(block):
+        c = sc.chunks
+        out[sc.labels.labels(0)] = [(int(c.enc[j]), int(c.mint[j]), int(c.maxt[j]), c.payload(j))
+                                    for j in range(len(c))]
     return out
 
 

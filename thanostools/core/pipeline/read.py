@@ -42,6 +42,12 @@ def read_series(blocks: Sequence[Block], *, batch_series: int, symbols: SymbolTa
         cursors = [c for c in cursors if c.advance()]
 
 
+def each_series(block: Block, *, batch_series: int = 2000) -> Iterator[ChunkedSeries]:
+    """The series of one block one at a time, in index order (read ``batch_series`` at a time)."""
+    for batch in read_series([block], batch_series=batch_series):
+        yield from batch.each()
+
+
 @dataclass(frozen=True)
 class _Take:
     """Series ``a:b`` of one input's current batch."""

@@ -10,6 +10,7 @@ import numpy as np
 from thanostools.core.chunkenc.aggr import Aggr, aggr_spans
 from thanostools.core.errors import CorruptBlockError
 from thanostools.core.kernels import binary as kb
+from thanostools.core.kernels import labelkeys as labelkeys_kernels
 from thanostools.core.tsdb.chunks import ENC_AGGR, ChunkBatch, frame_records, uvarint_sizes
 from thanostools.core.tsdb.labelkeys import LabelKeys
 
@@ -157,3 +158,49 @@ class ChunkedSeries:
         if self.counts is None:
             self.counts = self.chunks.sample_counts()
         return self.counts
+
+    def series_samples(self) -> np.ndarray:
+        """Samples per series."""
+        return np.bincount(self.chunks.series, weights=self.sample_counts(), minlength=len(self)).astype(np.int64)
+
+    def each(self) -> Iterator[ChunkedSeries]:
+        """One series at a time (chunks ordered by series), for callers that look at series one by one."""
+        bounds = self.chunks.series_bounds(len(self)).tolist()
+        counts = self.counts
+        for s in range(len(self)):
+            rows = np.arange(bounds[s], bounds[s + 1])
+            chunks = self.chunks.pick(rows)
+            chunks.series = np.zeros(rows.shape[0], dtype=np.int64)
+            yield ChunkedSeries(self.labels.take(np.array([s])), self.refs[s : s + 1], chunks,
+                                None if counts is None else counts[rows])
+
+    def take(self, idx: np.ndarray) -> ChunkedSeries:
+        """Series ``idx`` (increasing) with their chunks, numbered anew."""
+        idx = np.asarray(idx, dtype=np.int64)
+        renumber = np.full(len(self), -1, dtype=np.int64)
+        renumber[idx] = np.arange(idx.shape[0])
+        rows = np.flatnonzero(renumber[self.chunks.series] >= 0)
+        chunks = self.chunks.pick(rows)
+        chunks.series = renumber[chunks.series]
+        counts = None if self.counts is None else self.counts[rows]
+        return ChunkedSeries(self.labels.take(idx), self.refs[idx], chunks, counts)
+
+    @staticmethod
+    def concat(parts: Sequence[ChunkedSeries]) -> ChunkedSeries:
+        """Batches back to back (over one symbol table)."""
+        tables = []
+        base = 0
+        for p in parts:
+            table = p.chunks.pick(np.arange(len(p.chunks)))
+            table.series = table.series + base
+            tables.append(table)
+            base += len(p)
+        counts = None if any(p.counts is None for p in parts) else np.concatenate([p.counts for p in parts
+                                                                                   if p.counts is not None])
+        return ChunkedSeries(LabelKeys.concat([p.labels for p in parts]), np.concatenate([p.refs for p in parts]),
+                             ChunkTable.concat(tables), counts)
+
+
+def equal_to_previous(labels: LabelKeys) -> np.ndarray:
+    """For label sets in order: whether each equals the one before it."""
+    return labelkeys_kernels.not_after_previous(labels.keys, labels.offsets)
