@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from thanostools.core.chunkenc import xor  # noqa: E402
 from thanostools.core.downsample import downsample_block  # noqa: E402
 from thanostools.core.downsample.series import downsample_raw_batch  # noqa: E402
-from thanostools.core.generate import GenerateSpec  # noqa: E402
+from thanostools.core.ingest.generate import GenerateSpec  # noqa: E402
 from thanostools.core.tsdb.block import Block  # noqa: E402
 from thanostools.core.workspace import BucketWorkspace  # noqa: E402
 

@@ -40,7 +40,7 @@ import json, sys, time
 from thanostools.core.workspace import BucketWorkspace
 from thanostools.core.querier import BlockQuerier
 from thanostools.core.promql.engine import PromQLEngine, QueryOptions
-from thanostools.core.promql.fastjson import query_data_json
+from thanostools.core.render.fastjson import query_data_json
 data, start, end, step, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 queries = json.loads(sys.argv[6])
 catalog = BucketWorkspace.open(data).catalog

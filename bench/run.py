@@ -72,7 +72,7 @@ def prepare_data(work: Path, series: int, hours: float) -> tuple[Path, Path]:
     if not om.exists():
         code = (
             "import sys\n"
-            "from thanostools.core.generate import GenerateSpec, generate_series, render_openmetrics\n"
+            "from thanostools.core.ingest.generate import GenerateSpec, generate_series, render_openmetrics\n"
             f"spec = GenerateSpec(series={series}, start_ms={START_MS}, duration_ms={int(hours * 3600_000)}, "
             "seed=1, churn=0.1)\n"
             f"with open({str(om)!r}, 'wb') as fh: render_openmetrics(generate_series(spec), fh)\n"

@@ -13,7 +13,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from thanostools.cli.main import cli
-from thanostools.core.generate import GenerateSpec, generate_series, render_openmetrics
+from thanostools.core.ingest.generate import GenerateSpec, generate_series, render_openmetrics
 from thanostools.core.labels import Labels
 
 START_MS = 1_700_000_000_000 - 1_700_000_000_000 % 7_200_000

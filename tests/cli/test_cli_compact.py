@@ -12,7 +12,7 @@ import pytest
 
 from tests.clihelp import make_openmetrics, run_cli
 from tests.fixtures_prom import StartPrometheus, needs_promtool, promtool_create_blocks, promtool_dump
-from thanostools.core.bucket import Bucket
+from thanostools.core.objstore.bucket import Bucket
 
 H = 3_600_000
 DAY = 86_400_000

@@ -10,7 +10,7 @@ import pytest
 from tests.clihelp import run_cli, tree_digest
 from tests.fixtures_s3 import S3TestBucket
 from thanostools.core.blockio import write_marker
-from thanostools.core.bucket import open_bucket
+from thanostools.core.objstore.bucket import open_bucket
 from thanostools.core.tsdb.markers import DeletionMark
 from thanostools.core.tsdb.meta import BlockMeta
 from thanostools.core.tsdb.writer import BlockWriter

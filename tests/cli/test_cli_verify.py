@@ -9,8 +9,8 @@ from tests.clihelp import make_openmetrics, run_cli, tree_digest
 from tests.fixtures_prom import needs_promtool, promtool_create_blocks, promtool_dump
 from tests.fixtures_s3 import S3TestBucket
 from thanostools.core.blockio import upload_block, write_marker
-from thanostools.core.bucket import open_bucket
 from thanostools.core.chunkenc import xor
+from thanostools.core.objstore.bucket import open_bucket
 from thanostools.core.tsdb.chunks import ENC_XOR
 from thanostools.core.tsdb.markers import DeletionMark
 from thanostools.core.tsdb.meta import BlockMeta, write_meta_file

@@ -17,16 +17,14 @@ from thanostools.core.blockio import (
     delete_block,
     download_block,
     fetch_markers,
-    fetch_metas,
-    list_partial_blocks,
     remove_marker,
-    scan_metas,
     upload_block,
     write_marker,
 )
-from thanostools.core.bucket import Bucket, open_bucket
-from thanostools.core.config.objstore import BucketSpec
 from thanostools.core.errors import ConfigError, CorruptBlockError, NotFoundError, SourceError
+from thanostools.core.inspect import scan_bucket
+from thanostools.core.objstore.bucket import Bucket, open_bucket
+from thanostools.core.objstore.config import BucketSpec
 from thanostools.core.tsdb.markers import (
     DELETION_MARK,
     NO_COMPACT_MARK,
@@ -245,7 +243,7 @@ def test_download_missing_or_incomplete(bucket: Bucket, tmp_path: Path) -> None:
 # --- metas -------------------------------------------------------------------------------------------
 
 
-def test_fetch_metas(bucket: Bucket, tmp_path: Path) -> None:
+def test_scan_sorts_blocks_into_good_broken_and_partial(bucket: Bucket, tmp_path: Path) -> None:
     good = [make_block(tmp_path / "local") for _ in range(3)]
     for b in good:
         upload_block(b, bucket)
@@ -257,14 +255,12 @@ def test_fetch_metas(bucket: Bucket, tmp_path: Path) -> None:
     partial = new_ulid()
     bucket.put(f"{partial}/chunks/000001", b"x")
     bucket.put("debug/metas/x.json", b"{}")
-    metas, errors = fetch_metas(bucket, concurrency=4)
-    assert sorted(metas) == sorted(b.name for b in good)
-    assert all(metas[u].ulid == u for u in metas)
-    assert sorted(errors) == sorted([broken, wrong_version])
-    assert all(isinstance(e, CorruptBlockError) for e in errors.values())
-    assert list_partial_blocks(bucket) == [partial]
-    scan = scan_metas(bucket)
-    assert scan.partial == [partial] and set(scan.metas) == set(metas) and set(scan.errors) == set(errors)
+    scan = scan_bucket(bucket, concurrency=4)
+    assert sorted(b.ulid for b in scan.blocks) == sorted(b.name for b in good)
+    assert all(b.meta.ulid == b.ulid for b in scan.blocks)
+    assert sorted(scan.broken) == sorted([broken, wrong_version])
+    assert all(isinstance(e, CorruptBlockError) for e in scan.broken.values())
+    assert scan.partial == [partial]
 
 
 # --- markers -----------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import fsspec
 import pytest
 
 from tests.fixtures_s3 import S3TestBucket
-from thanostools.core.bucket import Bucket, open_bucket
 from thanostools.core.errors import NotFoundError, SourceError
+from thanostools.core.objstore.bucket import Bucket, open_bucket
 
 B1 = "01HQ0000000000000000000001"
 B2 = "01HQ0000000000000000000002"

@@ -9,15 +9,15 @@ import fsspec
 import pytest
 
 from tests.fixtures_s3 import S3TestBucket
-from thanostools.core.bucket import Bucket, open_bucket
-from thanostools.core.cache import (
+from thanostools.core.localfs import CACHE_DIR_ENV, default_cache_dir
+from thanostools.core.objstore.bucket import Bucket, open_bucket
+from thanostools.core.objstore.cache import (
     RangeCache,
     cached_get_ranges,
     default_range_cache,
     is_cacheable,
 )
-from thanostools.core.config.objstore import BucketSpec
-from thanostools.core.localfs import CACHE_DIR_ENV, default_cache_dir
+from thanostools.core.objstore.config import BucketSpec
 
 ULID = "01HQ0000000000000000000001"
 

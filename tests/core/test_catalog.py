@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from thanostools.core.blockio import write_marker
-from thanostools.core.bucket import open_bucket
 from thanostools.core.catalog import (
     BlockCatalog,
     CompactionLeftovers,
@@ -21,6 +20,7 @@ from thanostools.core.catalog import (
     TimePartition,
 )
 from thanostools.core.inspect import BlockFilter
+from thanostools.core.objstore.bucket import open_bucket
 from thanostools.core.relabel import load_relabel_configs
 from thanostools.core.tsdb.markers import DeletionMark, NoCompactMark
 from thanostools.core.tsdb.meta import SOURCE_COMPACTOR

@@ -12,14 +12,14 @@ import pytest
 
 from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.errors import ConfigError
-from thanostools.core.generate import (
+from thanostools.core.ingest.generate import (
     GenerateSpec,
     generate_series,
     render_openmetrics,
     series_count,
 )
+from thanostools.core.ingest.textparse import parse_exposition
 from thanostools.core.labels import Labels, get, without
-from thanostools.core.textparse import parse_exposition
 
 SMALL = GenerateSpec(series=600, duration_ms=3600 * 1000, churn=0.3, seed=3)
 Series = list[tuple[Labels, np.ndarray, np.ndarray]]

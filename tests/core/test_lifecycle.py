@@ -11,9 +11,9 @@ from tests.clihelp import tree_digest
 from tests.fixtures_s3 import S3TestBucket
 from thanostools.core import lifecycle
 from thanostools.core.blockio import write_marker
-from thanostools.core.bucket import Bucket, open_bucket
 from thanostools.core.errors import ConfigError, NotFoundError, SourceError
 from thanostools.core.inspect import BlockFilter, parse_label_selectors
+from thanostools.core.objstore.bucket import Bucket, open_bucket
 from thanostools.core.tsdb.markers import DeletionMark, MarkerKind, NoCompactMark
 from thanostools.core.tsdb.meta import BlockMeta
 from thanostools.core.tsdb.writer import BlockWriter

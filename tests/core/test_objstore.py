@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from thanostools.core.config.objstore import (
+from thanostools.core.errors import ConfigError
+from thanostools.core.objstore.config import (
     BucketSpec,
     load_objstore_file,
     parse_bucket_url,
     parse_objstore_yaml,
 )
-from thanostools.core.errors import ConfigError
 
 HAVE_GCSFS = importlib.util.find_spec("gcsfs") is not None
 HAVE_ADLFS = importlib.util.find_spec("adlfs") is not None

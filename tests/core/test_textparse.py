@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from thanostools.core.errors import ConfigError, FormatError
-from thanostools.core.textparse import NAN_BITS, ParsedSamples, detect_format, parse_exposition
+from thanostools.core.ingest.textparse import NAN_BITS, ParsedSamples, detect_format, parse_exposition
 
 
 def bits(x: float) -> int:
@@ -328,7 +328,7 @@ def test_parallel_pieces_give_the_same_result(monkeypatch: pytest.MonkeyPatch) -
     lines.insert(5, "# TYPE m gauge\n")
     data = ("".join(lines) + "# EOF\n").encode()
     whole = parse_exposition(data)
-    monkeypatch.setattr("thanostools.core.textparse.PARALLEL_CHUNK_BYTES", 10_000)
+    monkeypatch.setattr("thanostools.core.ingest.textparse.PARALLEL_CHUNK_BYTES", 10_000)
     monkeypatch.setattr("os.cpu_count", lambda: 4)
     pieces = parse_exposition(data)
     assert pieces.series == whole.series
@@ -340,7 +340,7 @@ def test_parallel_pieces_report_global_line_numbers(monkeypatch: pytest.MonkeyPa
     lines = [f"m {i} {i}\n" for i in range(20000)]
     lines[15000] = "m bad 1\n"
     lines[12000] = 'm{a="1",a="1"} 1 1\n'
-    monkeypatch.setattr("thanostools.core.textparse.PARALLEL_CHUNK_BYTES", 10_000)
+    monkeypatch.setattr("thanostools.core.ingest.textparse.PARALLEL_CHUNK_BYTES", 10_000)
     monkeypatch.setattr("os.cpu_count", lambda: 4)
     with pytest.raises(FormatError, match=r"^<input>:12001: invalid series: duplicate"):
         parse_exposition("".join(lines).encode())

@@ -23,9 +23,9 @@ from tests.server.servehelp import Serve, ServeFactory, subprocess_env
 from thanostools._proto.store.storepb import rpc_pb2, types_pb2
 from thanostools.core.errors import ConfigError
 from thanostools.core.matchers import Matcher, MatchType
-from thanostools.core.promql.ast import MatrixSelector, VectorSelector, walk
-from thanostools.core.promql.parser import parse_expr
-from thanostools.core.promql.printer import pretty
+from thanostools.core.promql.parser.ast import MatrixSelector, VectorSelector, walk
+from thanostools.core.promql.parser.parse import parse_expr
+from thanostools.core.promql.parser.printer import pretty
 from thanostools.server.authz import load_authz_config, restrict_expr
 
 S = 15_000

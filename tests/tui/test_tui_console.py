@@ -14,8 +14,8 @@ import pytest
 from textual.widgets import Input
 
 from tests.tui.tuihelp import NOW, make_app, make_bucket, screen_text, settle, type_text
-from thanostools.core.promql.apijson import render_success
-from thanostools.core.promql.fastjson import query_data_json
+from thanostools.core.render.apijson import render_success
+from thanostools.core.render.fastjson import query_data_json
 from thanostools.core.workspace import BucketWorkspace
 from thanostools.tui.app import ThanosToolsApp
 from thanostools.tui.screens.console import ConsoleScreen

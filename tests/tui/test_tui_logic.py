@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.tui.tuihelp import NOW, make_bucket
-from thanostools.core.promql.parser import parse_expr
+from thanostools.core.promql.parser.parse import parse_expr
 from thanostools.core.workspace import BucketWorkspace
 from thanostools.tui import complete
 from thanostools.tui.braille import PlotSeries, render_plot, stack

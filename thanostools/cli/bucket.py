@@ -198,7 +198,7 @@ def _match_option(func: Any) -> Any:
 def _parse_matches(matches: tuple[str, ...]) -> list[list[Any]]:
     if not matches:
         return []
-    from thanostools.core.promql.parser import parse_selector
+    from thanostools.core.promql.parser.parse import parse_selector
 
     return [parse_selector(m) for m in matches]
 
@@ -221,7 +221,7 @@ def analyze_cmd(output: str, block_id: str | None, limit: int, extended: bool, m
     if output == "json":
         emit(json.dumps(report.to_dict(limit), indent=2) + "\n")
     else:
-        from thanostools.cli.analyze_text import render_analyze
+        from thanostools.core.render.analyze_text import render_analyze
 
         emit(render_analyze(report, limit))
     if not block_id:  # "the newest block" is only known when every meta.json could be read
@@ -244,7 +244,7 @@ def dump_cmd(output: str, block_ids: tuple[str, ...], min_time: int | None, max_
              matches: tuple[str, ...], aggregate: str, **kw: Any) -> None:
     """Print samples: `-o prom` prints exactly what `promtool tsdb dump` prints."""
     from thanostools.core.chunkenc.aggr import Aggr
-    from thanostools.core.dumpfmt import write_dump
+    from thanostools.core.render.dumpfmt import write_dump
     from thanostools.core.storage import union_selects
 
     workspace = open_workspace(kw)
@@ -309,7 +309,7 @@ def _print_written(metas: list[Any], output: str) -> None:
 def generate_cmd(series: int, duration: str, start: int | None, scrape_interval: str, seed: int, replicas: int,
                  churn: float, labels: tuple[str, ...], block_duration: str, output: str, **kw: Any) -> None:
     """Generate deterministic, realistic synthetic data straight into blocks."""
-    from thanostools.core.generate import GenerateSpec
+    from thanostools.core.ingest.generate import GenerateSpec
     from thanostools.core.timeutil import now_ms
 
     dur = parse_duration_ms(duration)

@@ -13,9 +13,9 @@ from thanostools.cli.output import emit, output_option, write_rows
 from thanostools.core.errors import ConfigError, ThanosToolsError
 
 if TYPE_CHECKING:
-    from thanostools.core.bucket import Bucket
     from thanostools.core.inspect import BlockFilter
     from thanostools.core.lifecycle import Plan
+    from thanostools.core.objstore.bucket import Bucket
 
 KINDS = ("deletion", "no-compact", "no-downsample")
 PLAN_COLUMNS = [("ACTION", "action"), ("BLOCK", "block"), ("STATUS", "status"), ("REASON", "reason"),
@@ -77,7 +77,7 @@ def finish_plan(plan: Plan) -> None:
 
 
 def open_other_bucket(url: str | None, config_file: str | None, what: str) -> Bucket | None:
-    from thanostools.core.bucket import open_bucket
+    from thanostools.core.objstore.bucket import open_bucket
 
     if url and config_file:
         raise ConfigError(f"give either {what} or {what.replace('bucket', 'objstore.config-file')}, not both")

@@ -31,8 +31,8 @@ def promql() -> None:
 @click.option("--one-line", is_flag=True, help="Print the canonical one-line form instead of the pretty one.")
 def format_cmd(expr: str, one_line: bool) -> None:
     """Pretty-print EXPR (like `promtool promql format`)."""
-    from thanostools.core.promql.parser import parse_expr
-    from thanostools.core.promql.printer import format_expr, pretty
+    from thanostools.core.promql.parser.parse import parse_expr
+    from thanostools.core.promql.parser.printer import format_expr, pretty
 
     node = parse_expr(expr)
     emit((format_expr(node) if one_line else pretty(node)) + "\n")
@@ -49,8 +49,8 @@ def _json_float(value: float) -> float | str:
 def ast_to_json(node: Any) -> Any:
     """A syntax tree as plain JSON data: every node has ``type`` and its fields, ``pos``/``end`` offsets."""
     from thanostools.core.matchers import Matcher
-    from thanostools.core.promql.ast import Expr, type_of
-    from thanostools.core.promql.functions import Function
+    from thanostools.core.promql.parser.ast import Expr, type_of
+    from thanostools.core.promql.parser.functions import Function
 
     if isinstance(node, Matcher):
         return {"type": node.type.value, "name": node.name, "value": node.value}
@@ -74,8 +74,8 @@ def ast_to_json(node: Any) -> Any:
 
 
 def _tree(node: Any, depth: int = 0) -> list[str]:
-    from thanostools.core.promql.ast import children, type_of
-    from thanostools.core.promql.printer import format_expr
+    from thanostools.core.promql.parser.ast import children, type_of
+    from thanostools.core.promql.parser.printer import format_expr
 
     text = format_expr(node)
     if len(text) > 60:
@@ -92,7 +92,7 @@ def _tree(node: Any, depth: int = 0) -> list[str]:
               help="json: the whole syntax tree; tree: one line per node.")
 def parse_cmd(expr: str, output: str) -> None:
     """Parse EXPR and print its syntax tree (node types, fields, character positions)."""
-    from thanostools.core.promql.parser import parse_expr
+    from thanostools.core.promql.parser.parse import parse_expr
 
     node = parse_expr(expr)
     if output == "json":

@@ -44,7 +44,7 @@ def parse_max_source_resolution(text: str, step_ms: int | None) -> int:
 
 
 def _table(result: QueryResult) -> str:
-    from thanostools.core.promql.fastjson import result_points
+    from thanostools.core.render.fastjson import result_points
 
     points = list(result_points(result))
     if result.result_type == "vector":
@@ -55,8 +55,8 @@ def _table(result: QueryResult) -> str:
 
 
 def _csv(result: QueryResult) -> str:
-    from thanostools.core.promql.apijson import format_sample_ts
-    from thanostools.core.promql.fastjson import result_points
+    from thanostools.core.render.apijson import format_sample_ts
+    from thanostools.core.render.fastjson import result_points
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -66,7 +66,7 @@ def _csv(result: QueryResult) -> str:
 
 
 def render(result: QueryResult, output: str) -> str:
-    from thanostools.core.promql.fastjson import query_data_json
+    from thanostools.core.render.fastjson import query_data_json
 
     if output == "json":
         return query_data_json(result) + "\n"
@@ -126,7 +126,7 @@ def query(expr: str, time_ms: int | None, start: int | None, end: int | None, st
     from thanostools.core.dedup import deduplicated
     from thanostools.core.partial import PartialResponse
     from thanostools.core.promql.engine import PromQLEngine, QueryOptions
-    from thanostools.core.promql.parser import parse_expr
+    from thanostools.core.promql.parser.parse import parse_expr
     from thanostools.core.querier import bucket_querier
 
     is_range = _check_range(time_ms, start, end, step)

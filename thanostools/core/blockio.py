@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from thanostools.core import localfs
-from thanostools.core.bucket import Bucket
 from thanostools.core.errors import ConfigError, CorruptBlockError, NotFoundError, SourceError
 from thanostools.core.localfs import WorkDir, atomic_write, default_work_root, remove_stale_work_dirs, temp_dir
+from thanostools.core.objstore.bucket import Bucket
 from thanostools.core.tsdb.markers import (
     DELETION_MARK,
     MARKER_FILENAMES,
@@ -71,13 +71,6 @@ def _parallel(func: Callable[[T], R], items: Sequence[T], concurrency: int) -> l
 # --- metas -----------------------------------------------------------------------------------------
 
 
-@dataclass
-class MetaScan:
-    metas: dict[str, BlockMeta] = field(default_factory=dict)
-    errors: dict[str, Exception] = field(default_factory=dict)  # unreadable or corrupt meta.json
-    partial: list[str] = field(default_factory=list)  # block prefixes without meta.json
-
-
 def fetch_meta(bucket: Bucket, ulid: str) -> BlockMeta:
     """One block's meta.json; NotFoundError when it has none, CorruptBlockError when it is bad (also when
     something that is no readable object, a directory or a dangling link, sits where it belongs)."""
@@ -90,45 +83,6 @@ def fetch_meta(bucket: Bucket, ulid: str) -> BlockMeta:
                                     file=META_FILENAME) from None
         raise
     return BlockMeta.from_json(data, block=ulid)
-
-
-def scan_metas(bucket: Bucket, *, concurrency: int = 32) -> MetaScan:
-    """Read every ``<ULID>/meta.json`` concurrently, sorting blocks into good, broken and partial."""
-    ulids = bucket.list_blocks()
-    scan = MetaScan()
-    results = _parallel(lambda u: fetch_meta(bucket, u), ulids, concurrency)
-    for ulid, result in zip(ulids, results, strict=True):
-        if isinstance(result, BlockMeta):
-            scan.metas[ulid] = result
-        elif isinstance(result, NotFoundError):
-            scan.partial.append(ulid)
-        else:
-            scan.errors[ulid] = result
-    return scan
-
-
-def fetch_metas(
-    bucket: Bucket, *, concurrency: int = 32
-) -> tuple[dict[str, BlockMeta], dict[str, Exception]]:
-    """Metas of all blocks, and the blocks whose meta.json could not be read or parsed.
-
-    Partial uploads (no meta.json) are in neither; see ``list_partial_blocks`` or ``scan_metas``.
-    """
-    scan = scan_metas(bucket, concurrency=concurrency)
-    return scan.metas, scan.errors
-
-
-def list_partial_blocks(bucket: Bucket, *, concurrency: int = 32) -> list[str]:
-    """Block prefixes without meta.json (uploads in progress or abandoned)."""
-    ulids = bucket.list_blocks()
-    found = _parallel(lambda u: bucket.exists(f"{u}/{META_FILENAME}"), ulids, concurrency)
-    partial: list[str] = []
-    for ulid, result in zip(ulids, found, strict=True):
-        if isinstance(result, Exception):
-            raise result
-        if not result:
-            partial.append(ulid)
-    return partial
 
 
 # --- files and markers -------------------------------------------------------------------------------
@@ -503,19 +457,15 @@ def delete_block(bucket: Bucket, ulid: str) -> int:
 __all__ = [
     "BlockMarkers",
     "MarkerError",
-    "MetaScan",
     "block_files",
     "block_markers",
     "delete_block",
     "download_block",
     "fetch_markers",
     "fetch_meta",
-    "fetch_metas",
     "gather_file_stats",
-    "list_partial_blocks",
     "remove_abandoned_upload",
     "remove_marker",
-    "scan_metas",
     "upload_block",
     "upload_state",
     "work_dir",

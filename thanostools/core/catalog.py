@@ -22,12 +22,12 @@ from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from thanostools.core.bucket import Bucket
-from thanostools.core.cache import RangeCache
 from thanostools.core.errors import BlockGoneError, NotFoundError
 from thanostools.core.groups import consistency_filter, deduplicate_filter
 from thanostools.core.inspect import BlockFilter, BlockInfo, BucketScan, scan_bucket
 from thanostools.core.labels import from_pairs
+from thanostools.core.objstore.bucket import Bucket
+from thanostools.core.objstore.cache import RangeCache
 
 if TYPE_CHECKING:
     from thanostools.core.relabel import RelabelConfig

@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from thanostools.core.bucket import Bucket
+from thanostools.core.blockio import fetch_meta
 from thanostools.core.constants import RESOLUTIONS_BY_NAME
 from thanostools.core.errors import ConfigError, CorruptBlockError, NotFoundError, ThanosToolsError
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher, MatchType
+from thanostools.core.objstore.bucket import Bucket
 from thanostools.core.tsdb.markers import MarkerKind
 from thanostools.core.tsdb.meta import BlockMeta
 from thanostools.core.ulid import is_ulid
@@ -71,7 +72,7 @@ def scan_bucket(bucket: Bucket, *, concurrency: int = 32) -> BucketScan:
 
     def load(ulid: str) -> BlockMeta | ThanosToolsError:
         try:
-            return BlockMeta.from_json(bucket.get(f"{ulid}/{META}"), block=ulid)
+            return fetch_meta(bucket, ulid)
         except ThanosToolsError as exc:
             return exc
 

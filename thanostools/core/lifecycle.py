@@ -16,10 +16,10 @@ from typing import Any
 
 from thanostools.core.audit import audit
 from thanostools.core.blockio import block_files, delete_block, fetch_markers, work_dir, write_marker
-from thanostools.core.bucket import Bucket
 from thanostools.core.constants import resolution_name
 from thanostools.core.errors import ConfigError, NotFoundError, SourceError, ThanosToolsError
 from thanostools.core.inspect import MARK_NAMES, BlockFilter, BlockInfo, BucketScan, scan_bucket
+from thanostools.core.objstore.bucket import Bucket
 from thanostools.core.timeutil import format_time_ms, go_duration, now_ms
 from thanostools.core.tsdb.markers import (
     DELETION_MARK as DELETION_MARK_FILE,

@@ -401,7 +401,7 @@ def _intervals(value: object, where: str) -> tuple[tuple[int, int], ...]:
 
 
 def parse_deletion_request(doc: object, where: str = "deletion request") -> DeletionRequest:
-    from thanostools.core.promql.parser import parse_selector
+    from thanostools.core.promql.parser.parse import parse_selector
 
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: must be a mapping with matchers and optional intervals, request_id")

@@ -10,19 +10,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from thanostools.core import blockio
-from thanostools.core.bucket import Bucket, open_bucket
-from thanostools.core.cache import RangeCache
 from thanostools.core.catalog import BlockCatalog
 from thanostools.core.errors import NotFoundError
 from thanostools.core.inspect import BlockFilter, BlockInfo, BucketScan
 from thanostools.core.matchers import Matcher
+from thanostools.core.objstore.bucket import Bucket, open_bucket
+from thanostools.core.objstore.cache import RangeCache
 from thanostools.core.tsdb.meta import BlockMeta
 
 # Heavy modules (numpy, numba kernels) load on first use so listing commands start fast.
 if TYPE_CHECKING:
     from thanostools.core.analyze import AnalyzeReport
     from thanostools.core.chunkenc.aggr import Aggr
-    from thanostools.core.generate import GenerateSpec
+    from thanostools.core.ingest.generate import GenerateSpec
     from thanostools.core.series import SampleBatch
     from thanostools.core.tsdb.block import Block
 
@@ -102,8 +102,8 @@ class BucketWorkspace:
     def import_files(self, paths: Sequence[str], *, fmt: str = "auto",
                      external_labels: Mapping[str, str] | None = None, block_duration: int | None = None,
                      tmp_dir: str | None = None) -> list[BlockMeta]:
-        from thanostools.core.blockset import DEFAULT_BLOCK_DURATION
-        from thanostools.core.importer import import_files
+        from thanostools.core.ingest.blockset import DEFAULT_BLOCK_DURATION
+        from thanostools.core.ingest.importer import import_files
 
         metas = import_files(self.bucket, paths, fmt=fmt, external_labels=external_labels,
                              block_duration=block_duration or DEFAULT_BLOCK_DURATION, tmp_dir=tmp_dir)
@@ -113,8 +113,8 @@ class BucketWorkspace:
     def generate(self, spec: GenerateSpec, *, external_labels: Mapping[str, str] | None = None,
                  replica_label: str = "replica", block_duration: int | None = None,
                  tmp_dir: str | None = None) -> list[BlockMeta]:
-        from thanostools.core.blockset import DEFAULT_BLOCK_DURATION
-        from thanostools.core.importer import generate_blocks
+        from thanostools.core.ingest.blockset import DEFAULT_BLOCK_DURATION
+        from thanostools.core.ingest.importer import generate_blocks
 
         metas = generate_blocks(self.bucket, spec, external_labels=external_labels, replica_label=replica_label,
                                 block_duration=block_duration or DEFAULT_BLOCK_DURATION, tmp_dir=tmp_dir)

@@ -31,7 +31,7 @@ from typing import Any
 from thanostools.core.config.yamlfile import load_yaml_file
 from thanostools.core.errors import ConfigError, ParseError
 from thanostools.core.matchers import Matcher
-from thanostools.core.promql.ast import (
+from thanostools.core.promql.parser.ast import (
     AggregateExpr,
     BinaryExpr,
     Call,
@@ -62,7 +62,7 @@ class AuthzConfig:
 
 
 def _policy(name: str, raw: Any, where: str) -> Policy:
-    from thanostools.core.promql.parser import parse_selector
+    from thanostools.core.promql.parser.parse import parse_selector
 
     if raw is None:
         raw = {}

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from thanostools.core import labels as labelset
-from thanostools.core.bucket import BUCKET_ENV, Bucket, open_bucket
-from thanostools.core.cache import RangeCache
 from thanostools.core.catalog import (
     BlockCatalog,
     CompactionLeftovers,
@@ -37,6 +35,8 @@ from thanostools.core.inspect import BlockInfo
 from thanostools.core.labels import Labels
 from thanostools.core.localfs import default_cache_dir
 from thanostools.core.matchers import Matcher
+from thanostools.core.objstore.bucket import BUCKET_ENV, Bucket, open_bucket
+from thanostools.core.objstore.cache import RangeCache
 from thanostools.core.partial import SecurityHook
 from thanostools.core.series import Querier
 from thanostools.core.timeutil import parse_time_ms

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from thanostools.core.promql.functions import AGGREGATIONS, FUNCTIONS
-from thanostools.core.promql.lexer import Lexer, T, Token
+from thanostools.core.promql.parser.functions import AGGREGATIONS, FUNCTIONS
+from thanostools.core.promql.parser.lexer import Lexer, T, Token
 
 MAX_ITEMS = 60  # per kind; typing narrows the list
 _WORD = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*$")

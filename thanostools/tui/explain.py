@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from thanostools.core.promql.apijson import format_scalar_value
-from thanostools.core.promql.ast import (
+from thanostools.core.promql.engine import QueryResult
+from thanostools.core.promql.parser.ast import (
     AggregateExpr,
     BinaryExpr,
     Call,
@@ -21,8 +21,8 @@ from thanostools.core.promql.ast import (
     VectorSelector,
     children,
 )
-from thanostools.core.promql.engine import QueryResult
-from thanostools.core.promql.printer import format_expr
+from thanostools.core.promql.parser.printer import format_expr
+from thanostools.core.render.apijson import format_scalar_value
 
 TOP_LABELS = 5
 

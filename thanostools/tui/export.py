@@ -7,8 +7,8 @@ import io
 import shlex
 from pathlib import Path
 
-from thanostools.core.promql.apijson import format_sample_ts
-from thanostools.core.promql.fastjson import result_points
+from thanostools.core.render.apijson import format_sample_ts
+from thanostools.core.render.fastjson import result_points
 from thanostools.core.timeutil import format_time_ms
 from thanostools.tui.httpsource import seconds
 from thanostools.tui.sources import HttpSource, Outcome, QuerySettings, Source

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 from rich.style import Style
 
-from thanostools.core.promql.functions import FUNCTIONS
-from thanostools.core.promql.lexer import AGGREGATORS, KEYWORDS, OPERATORS, PREPROCESSORS, Lexer, T, Token
+from thanostools.core.promql.parser.functions import FUNCTIONS
+from thanostools.core.promql.parser.lexer import AGGREGATORS, KEYWORDS, OPERATORS, PREPROCESSORS, Lexer, T, Token
 
 Highlight = tuple[int, int | None, str]
 

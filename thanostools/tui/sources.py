@@ -174,7 +174,7 @@ class _CancellableQuerier(Querier):
 def _matchers(selector: str | None) -> list[Matcher]:
     if not selector:
         return []
-    from thanostools.core.promql.parser import parse_selector
+    from thanostools.core.promql.parser.parse import parse_selector
 
     return parse_selector(selector)
 
@@ -200,8 +200,8 @@ class QuerierSource(Source):
     @staticmethod
     def _finish(result: QueryResult) -> str:
         """The API JSON of a result (without partial response a failing block or source already failed it)."""
-        from thanostools.core.promql.apijson import render_success
-        from thanostools.core.promql.fastjson import query_data_json
+        from thanostools.core.render.apijson import render_success
+        from thanostools.core.render.fastjson import query_data_json
 
         return render_success(query_data_json(result), warnings=result.warnings, infos=result.infos)
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from thanostools.core.chunkenc import histogram as H
 from thanostools.core.errors import CorruptBlockError, UnsupportedError
+from thanostools.core.render.histjson import api_buckets, api_histogram
 from thanostools.core.tsdb.block import Block
 
 DATA = Path("/work/shared/testdata/native-histograms")
@@ -99,7 +100,7 @@ def test_every_sample_renders_as_the_api_answered(name: str, run: str, suffix: s
         got = {}
         for batch in decoded_series(c, series):
             for s in np.flatnonzero(~batch.stale).tolist():
-                got[int(batch.t[s])] = H.api_histogram(batch, s)
+                got[int(batch.t[s])] = api_histogram(batch, s)
         if suffix == "raw":
             assert got == want, labels
         else:  # the closing window covers this block's samples only
@@ -286,7 +287,7 @@ def test_custom_bounds_round_trip() -> None:
     back = H.decode_batch(buf, offsets[:-1], offsets[1:], [H.ENC_HISTOGRAM])
     assert back.layouts.custom(0).tolist() == list(bounds)
     assert_same_samples(batch, back)
-    assert H.api_buckets(back, 0)[0] == [3, "-Inf", "-2", "1"]
+    assert api_buckets(back, 0)[0] == [3, "-Inf", "-2", "1"]
 
 
 # ---------------------------------------------------------------- corrupt input

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from thanostools.core.labels import Labels
-from thanostools.core.promql.apijson import (
+from thanostools.core.render.apijson import (
     ERROR_STATUS,
     format_float_ts,
     format_sample_ts,
@@ -22,7 +22,7 @@ from thanostools.core.promql.apijson import (
     render_error,
     render_success,
 )
-from thanostools.core.promql.fastjson import query_data_json
+from thanostools.core.render.fastjson import query_data_json
 
 
 @dataclass

@@ -11,8 +11,8 @@ import pytest
 from thanostools.core.errors import ParseError
 from thanostools.core.promql.engine import PromQLEngine, QueryOptions
 from thanostools.core.promql.memquerier import MemoryQuerier
-from thanostools.core.promql.parser import MAX_NESTING_DEPTH, parse_expr
-from thanostools.core.promql.printer import format_expr, pretty
+from thanostools.core.promql.parser.parse import MAX_NESTING_DEPTH, parse_expr
+from thanostools.core.promql.parser.printer import format_expr, pretty
 
 D = MAX_NESTING_DEPTH
 

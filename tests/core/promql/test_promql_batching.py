@@ -15,10 +15,10 @@ from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.errors import CorruptBlockError, EvalError
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher, MatchType
-from thanostools.core.promql.ast import NumberLiteral
 from thanostools.core.promql.engine import PromQLEngine, QueryOptions, QueryResult, QueryStats
 from thanostools.core.promql.evaluator import Evaluator
 from thanostools.core.promql.memquerier import MemoryQuerier
+from thanostools.core.promql.parser.ast import NumberLiteral
 from thanostools.core.promql.selection import RowSink
 from thanostools.core.promql.testrunner import run_files
 from thanostools.core.querier import BlockQuerier, choose_blocks

@@ -17,7 +17,7 @@ from thanostools.core.labels import Labels, from_dict
 from thanostools.core.matchers import Matcher
 from thanostools.core.promql.engine import PromQLEngine, QueryOptions, QueryResult
 from thanostools.core.promql.memquerier import MemoryQuerier
-from thanostools.core.promql.parser import parse_expr
+from thanostools.core.promql.parser.parse import parse_expr
 from thanostools.core.series import DEFAULT_BATCH_SAMPLES, LabelResult, SelectHints, SeriesStream
 
 MIN = 60_000

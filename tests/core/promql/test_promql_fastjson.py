@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from thanostools.core.labels import Labels
-from thanostools.core.promql import apijson, fastjson
+from thanostools.core.render import apijson, fastjson
 
 SPECIAL = [0.0, -0.0, np.nan, np.inf, -np.inf, 5e-324, -5e-324, 1e-7, 1e-6, 9.99e-5, 1e-4, 0.0001000001, 0.1, 1.0,
            -3.0, 123.0, 0.30000000000000004, 1e15 + 0.5, 9999999999999998.0, 1e16, -1e16, 12345678901234567890.0,

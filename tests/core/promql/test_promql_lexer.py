@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from thanostools.core.goformat import go_quote, go_quote_rune
-from thanostools.core.promql.lexer import (
+from thanostools.core.promql.parser.lexer import (
     Lexer,
     T,
     Token,

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from thanostools.core.errors import ParseError
 from thanostools.core.matchers import Matcher, MatchType
-from thanostools.core.promql.ast import (
+from thanostools.core.promql.parser.ast import (
     AggregateExpr,
     BinaryExpr,
     Call,
@@ -27,13 +27,13 @@ from thanostools.core.promql.ast import (
     type_of,
     walk,
 )
-from thanostools.core.promql.parser import (
+from thanostools.core.promql.parser.parse import (
     parse_duration,
     parse_expr,
     parse_number,
     parse_selector,
 )
-from thanostools.core.promql.printer import format_expr
+from thanostools.core.promql.parser.printer import format_expr
 from thanostools.core.timeutil import format_duration
 
 SAME = None  # the canonical form equals the input
@@ -1011,7 +1011,7 @@ def _vector_expr(depth: int) -> st.SearchStrategy[str]:
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(_vector_expr(3), _scalar_expr(3)))
 def test_random_expressions_round_trip(src: str) -> None:
-    from thanostools.core.promql.printer import pretty
+    from thanostools.core.promql.parser.printer import pretty
 
     expr = parse_expr(src)
     printed = format_expr(expr)

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from thanostools.core.matchers import Matcher, MatchType
-from thanostools.core.promql.ast import (
+from thanostools.core.promql.parser.ast import (
     AggregateExpr,
     BinaryExpr,
     Call,
@@ -20,9 +20,9 @@ from thanostools.core.promql.ast import (
     VectorMatching,
     VectorSelector,
 )
-from thanostools.core.promql.functions import FUNCTIONS
-from thanostools.core.promql.parser import parse_expr
-from thanostools.core.promql.printer import format_expr, format_float, format_matcher, pretty
+from thanostools.core.promql.parser.functions import FUNCTIONS
+from thanostools.core.promql.parser.parse import parse_expr
+from thanostools.core.promql.parser.printer import format_expr, format_float, format_matcher, pretty
 
 
 def vs(name: str, *matchers: Matcher, **kw: object) -> VectorSelector:

@@ -8,9 +8,9 @@ import pytest
 
 from tests.sharedfiles import promqltest_scripts
 from thanostools.core.constants import STALE_NAN_BITS
-from thanostools.core.promql.ast import float_bits
-from thanostools.core.promql.parser import parse_expr
-from thanostools.core.promql.printer import format_expr
+from thanostools.core.promql.parser.ast import float_bits
+from thanostools.core.promql.parser.parse import parse_expr
+from thanostools.core.promql.parser.printer import format_expr
 from thanostools.core.promql.promqltest import (
     NAN_BITS,
     ClearCmd,

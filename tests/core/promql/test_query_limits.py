@@ -12,10 +12,10 @@ import pytest
 
 from thanostools.core.errors import EvalError
 from thanostools.core.labels import Labels
-from thanostools.core.promql.ast import NumberLiteral
 from thanostools.core.promql.engine import PromQLEngine, QueryOptions, QueryStats
 from thanostools.core.promql.evaluator import TOO_MANY_SAMPLES, Evaluator
 from thanostools.core.promql.memquerier import MemoryQuerier
+from thanostools.core.promql.parser.ast import NumberLiteral
 from thanostools.core.promql.selection import RowSink
 
 MIN = 60_000

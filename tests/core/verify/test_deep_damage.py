@@ -15,9 +15,9 @@ import pytest
 from tests.clihelp import run_cli, tree_digest
 from tests.core.verify.test_verify_checks import LABELS, H, _chunks
 from tests.fixtures_prom import needs_promtool, promtool_analyze, promtool_create_blocks, promtool_dump
-from thanostools.core.bucket import open_bucket
 from thanostools.core.errors import CorruptBlockError
 from thanostools.core.kernels import binary as kb
+from thanostools.core.objstore.bucket import open_bucket
 from thanostools.core.tsdb.block import Block
 from thanostools.core.tsdb.bytesource import MemorySource
 from thanostools.core.tsdb.chunks import ENC_XOR, frame_records, record_bounds, ref_segment, split_refs

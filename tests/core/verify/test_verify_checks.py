@@ -12,10 +12,10 @@ from tests.clihelp import make_openmetrics, tree_digest
 from tests.fixtures_prom import needs_promtool, promtool_create_blocks, promtool_dump
 from tests.fixtures_s3 import S3TestBucket
 from thanostools.core.blockio import download_block, upload_block, write_marker
-from thanostools.core.bucket import Bucket, open_bucket
 from thanostools.core.chunkenc import xor
 from thanostools.core.errors import ConfigError
 from thanostools.core.inspect import scan_bucket
+from thanostools.core.objstore.bucket import Bucket, open_bucket
 from thanostools.core.tsdb.block import Block
 from thanostools.core.tsdb.chunks import ENC_XOR, frame_records, record_bounds
 from thanostools.core.tsdb.markers import DeletionMark

@@ -26,7 +26,6 @@ from thanostools.core.blockio import (
     work_dir,
     write_marker,
 )
-from thanostools.core.bucket import Bucket
 from thanostools.core.compact.merge import (
     DEDUP_CHAIN,
     DEFAULT_BATCH_SERIES,
@@ -59,6 +58,7 @@ from thanostools.core.errors import (
 from thanostools.core.groups import block_sources
 from thanostools.core.inspect import scan_bucket
 from thanostools.core.localfs import WorkDir
+from thanostools.core.objstore.bucket import Bucket
 from thanostools.core.timeutil import now_ms
 from thanostools.core.tsdb.block import Block
 from thanostools.core.tsdb.markers import (

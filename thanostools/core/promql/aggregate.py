@@ -11,7 +11,7 @@ from thanostools.core.goformat import format_f, go_quote
 from thanostools.core.kernels import promql as kern
 from thanostools.core.labels import METRIC_NAME, Labels, label_hash
 from thanostools.core.promql import annotations as ann
-from thanostools.core.promql.ast import AggregateExpr, StringLiteral
+from thanostools.core.promql.parser.ast import AggregateExpr, StringLiteral
 from thanostools.core.promql.value import Vector
 from thanostools.core.promql.vecops import merge_duplicates, unwrap_parens
 

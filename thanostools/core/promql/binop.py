@@ -14,7 +14,7 @@ import numpy as np
 from thanostools.core.errors import EvalError
 from thanostools.core.goformat import go_labels_string
 from thanostools.core.labels import METRIC_NAME, Labels, get
-from thanostools.core.promql.ast import (
+from thanostools.core.promql.parser.ast import (
     ARITHMETIC_OPS,
     COMPARISON_OPS,
     SET_OPS,

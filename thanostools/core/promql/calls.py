@@ -10,8 +10,8 @@ from thanostools.core.errors import EvalError
 
 # Imported for their registrations in HANDLERS.
 from thanostools.core.promql import fn_hist, fn_labels, fn_math, fn_window  # noqa: F401
-from thanostools.core.promql.ast import Call
 from thanostools.core.promql.handlers import HANDLERS
+from thanostools.core.promql.parser.ast import Call
 from thanostools.core.promql.value import Value
 
 if TYPE_CHECKING:

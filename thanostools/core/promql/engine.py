@@ -10,9 +10,9 @@ import numpy as np
 from thanostools.core.errors import EvalError
 from thanostools.core.labels import Labels
 from thanostools.core.promql import annotations as ann
-from thanostools.core.promql.ast import Call, Expr, ValueType, type_of, walk
 from thanostools.core.promql.evaluator import Evaluator
-from thanostools.core.promql.parser import parse_expr
+from thanostools.core.promql.parser.ast import Call, Expr, ValueType, type_of, walk
+from thanostools.core.promql.parser.parse import parse_expr
 from thanostools.core.promql.value import RangeVector, Scalar, String, Value, Vector
 from thanostools.core.promql.vecops import DUPLICATE_LABELSET, without_name
 from thanostools.core.series import Querier

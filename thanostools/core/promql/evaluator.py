@@ -11,7 +11,9 @@ import numpy as np
 from thanostools.core.errors import EvalError, QueryTimeoutError
 from thanostools.core.promql.aggregate import eval_aggregate
 from thanostools.core.promql.annotations import Annotations
-from thanostools.core.promql.ast import (
+from thanostools.core.promql.binop import eval_binary
+from thanostools.core.promql.calls import eval_call
+from thanostools.core.promql.parser.ast import (
     AggregateExpr,
     BinaryExpr,
     Call,
@@ -26,8 +28,6 @@ from thanostools.core.promql.ast import (
     VectorSelector,
     children,
 )
-from thanostools.core.promql.binop import eval_binary
-from thanostools.core.promql.calls import eval_call
 from thanostools.core.promql.selection import (
     RangeBatches,
     RowSink,

@@ -14,10 +14,10 @@ import numpy as np
 from thanostools.core.kernels import promql as kern
 from thanostools.core.labels import METRIC_NAME, Labels, get
 from thanostools.core.promql import annotations as ann
-from thanostools.core.promql.ast import Call
 from thanostools.core.promql.fn_labels import string_arg
 from thanostools.core.promql.handlers import handler
-from thanostools.core.promql.parser import _go_parse_float as go_parse_float
+from thanostools.core.promql.parser.ast import Call
+from thanostools.core.promql.parser.parse import _go_parse_float as go_parse_float
 from thanostools.core.promql.value import Value, Vector
 from thanostools.core.promql.vecops import merge_duplicates
 

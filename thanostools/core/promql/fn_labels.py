@@ -11,9 +11,9 @@ import re2
 
 from thanostools.core.errors import EvalError
 from thanostools.core.labels import METRIC_NAME, Labels, get
-from thanostools.core.promql.ast import Call, StringLiteral
 from thanostools.core.promql.fn_window import absent_labels
 from thanostools.core.promql.handlers import handler
+from thanostools.core.promql.parser.ast import Call, StringLiteral
 from thanostools.core.promql.value import Value, Vector
 from thanostools.core.promql.vecops import merge_duplicates, unwrap_parens
 

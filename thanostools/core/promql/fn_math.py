@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from thanostools.core.promql.ast import Call, VectorSelector
 from thanostools.core.promql.handlers import handler
+from thanostools.core.promql.parser.ast import Call, VectorSelector
 from thanostools.core.promql.value import Scalar, Value, Vector
 from thanostools.core.promql.vecops import unwrap_parens
 

@@ -10,8 +10,8 @@ from thanostools.core.errors import EvalError
 from thanostools.core.kernels import promql as kern
 from thanostools.core.labels import METRIC_NAME, Labels, get
 from thanostools.core.promql import annotations as ann
-from thanostools.core.promql.ast import Call, Expr, MatrixSelector, ValueType, VectorSelector
 from thanostools.core.promql.handlers import handler
+from thanostools.core.promql.parser.ast import Call, Expr, MatrixSelector, ValueType, VectorSelector
 from thanostools.core.promql.selection import RowSink
 from thanostools.core.promql.value import RangeVector, Value, Vector
 from thanostools.core.promql.vecops import unwrap_parens

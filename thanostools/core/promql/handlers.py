@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from thanostools.core.promql.ast import Call
+from thanostools.core.promql.parser.ast import Call
 from thanostools.core.promql.value import Value
 
 if TYPE_CHECKING:

@@ -17,9 +17,9 @@ from typing import NamedTuple
 from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.errors import FormatError, ParseError
 from thanostools.core.labels import METRIC_NAME, Labels, from_pairs
-from thanostools.core.promql.ast import Expr, float_bits
-from thanostools.core.promql.lexer import WORDS, Lexer, T, Token, unquote
-from thanostools.core.promql.parser import parse_duration, parse_expr, parse_number
+from thanostools.core.promql.parser.ast import Expr, float_bits
+from thanostools.core.promql.parser.lexer import WORDS, Lexer, T, Token, unquote
+from thanostools.core.promql.parser.parse import parse_duration, parse_expr, parse_number
 
 __all__ = [
     "NAN_BITS", "ClearCmd", "Command", "EvalCmd", "Expectation",

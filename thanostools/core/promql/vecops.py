@@ -8,7 +8,7 @@ import numpy as np
 
 from thanostools.core.errors import EvalError
 from thanostools.core.labels import METRIC_NAME, Labels
-from thanostools.core.promql.ast import Expr, ParenExpr
+from thanostools.core.promql.parser.ast import Expr, ParenExpr
 from thanostools.core.promql.value import Vector
 
 DUPLICATE_LABELSET = "vector cannot contain metrics with the same labelset"

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from thanostools.core.bucket import Bucket
-from thanostools.core.cache import RangeCache
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import Aggr, aggr_spans
 from thanostools.core.errors import CorruptBlockError, NotFoundError, UnsupportedError
 from thanostools.core.kernels import binary as kb
 from thanostools.core.kernels import select as select_kernels
 from thanostools.core.matchers import Matcher
+from thanostools.core.objstore.bucket import Bucket
+from thanostools.core.objstore.cache import RangeCache
 from thanostools.core.series import SampleBatch
 from thanostools.core.tsdb.bytesource import BucketSource, ByteSource, MmapSource
 from thanostools.core.tsdb.chunks import (

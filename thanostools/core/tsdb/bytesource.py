@@ -10,9 +10,9 @@ from typing import Protocol
 
 import numpy as np
 
-from thanostools.core.bucket import Bucket
-from thanostools.core.cache import RangeCache, cached_get_ranges
 from thanostools.core.errors import CorruptBlockError, NotFoundError
+from thanostools.core.objstore.bucket import Bucket
+from thanostools.core.objstore.cache import RangeCache, cached_get_ranges
 
 
 class ByteSource(Protocol):

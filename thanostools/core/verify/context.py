@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from thanostools.core.blockio import BlockMarkers, fetch_markers
-from thanostools.core.bucket import Bucket
-from thanostools.core.cache import RangeCache
 from thanostools.core.inspect import BlockInfo, BucketScan
+from thanostools.core.objstore.bucket import Bucket
+from thanostools.core.objstore.cache import RangeCache
 
 if TYPE_CHECKING:
     from thanostools.core.tsdb.block import Block

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from thanostools.core.bucket import Bucket
 from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.inspect import BlockInfo
+from thanostools.core.objstore.bucket import Bucket
 from thanostools.core.timeutil import human_duration, now_ms
 from thanostools.core.tsdb.chunks import ChunkReader, segment_name, split_refs, unsigned_ref
 from thanostools.core.tsdb.markers import MARKER_FILENAMES

@@ -13,10 +13,10 @@ import numpy as np
 
 from thanostools.core.audit import audit
 from thanostools.core.blockio import upload_block, work_dir, write_marker
-from thanostools.core.bucket import Bucket
 from thanostools.core.errors import ConfigError, HaltError
 from thanostools.core.inspect import BlockInfo, BucketScan, scan_bucket
 from thanostools.core.lifecycle import Action, Plan, copy_block, make_marker, skip
+from thanostools.core.objstore.bucket import Bucket
 from thanostools.core.tsdb.markers import MarkerKind
 from thanostools.core.tsdb.meta import META_FILENAME, SOURCE_BUCKET_REPAIR
 from thanostools.core.verify.context import log

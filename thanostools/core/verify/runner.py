@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from thanostools.core.bucket import Bucket
-from thanostools.core.cache import RangeCache
 from thanostools.core.errors import ConfigError, NotFoundError
 from thanostools.core.inspect import BucketScan, scan_bucket
+from thanostools.core.objstore.bucket import Bucket
+from thanostools.core.objstore.cache import RangeCache
 from thanostools.core.ulid import is_ulid
 from thanostools.core.verify import deep, index_check, overlaps
 from thanostools.core.verify.context import VerifyContext

@@ -25,8 +25,8 @@ from thanostools.core.goformat import go_quote
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher
 from thanostools.core.partial import SecurityHook
-from thanostools.core.promql.apijson import go_json_string, labels_json, render_success
-from thanostools.core.promql.ast import Expr, ValueType, type_of
+from thanostools.core.promql.parser.ast import Expr, ValueType, type_of
+from thanostools.core.render.apijson import go_json_string, labels_json, render_success
 from thanostools.core.series import add_new
 from thanostools.core.timeutil import now_ms
 from thanostools.server.authz import Authorizer, Forbidden, restrict_expr, restrict_sets
@@ -174,7 +174,7 @@ def _range_params(p: Params) -> tuple[int, int, int]:
 
 def _parse_query(p: Params) -> Expr:
     from thanostools.core.errors import ParseError
-    from thanostools.core.promql.parser import parse_expr
+    from thanostools.core.promql.parser.parse import parse_expr
 
     try:
         return parse_expr(p.get("query"))
@@ -389,7 +389,7 @@ class ApiV1:
     # --- cheap endpoints -------------------------------------------------------------------------
 
     async def format_query(self, request: web.Request) -> web.Response:
-        from thanostools.core.promql.printer import pretty
+        from thanostools.core.promql.parser.printer import pretty
 
         expr = _parse_query(await read_params(request))
         return _json(render_success(go_json_string(pretty(expr))))

@@ -17,8 +17,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from thanostools import __version__
-from thanostools.core.promql.apijson import render_error
 from thanostools.core.redact import redact_text
+from thanostools.core.render.apijson import render_error
 from thanostools.server.authz import Authorizer, Forbidden, common_name
 from thanostools.server.http.api_v1 import QUERY_LOG, ApiV1
 from thanostools.server.http.auth import Authenticator, Unauthorized

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from thanostools.core.matchers import MatchType
-from thanostools.core.promql.apijson import format_scalar_value
-from thanostools.core.promql.ast import (
+from thanostools.core.promql.parser.ast import (
     AggregateExpr,
     BinaryExpr,
     Call,
@@ -21,6 +20,7 @@ from thanostools.core.promql.ast import (
     UnaryExpr,
     VectorSelector,
 )
+from thanostools.core.render.apijson import format_scalar_value
 
 _MATCH_TYPES = {MatchType.EQ: "=", MatchType.NEQ: "!=", MatchType.RE: "=~", MatchType.NRE: "!~"}
 

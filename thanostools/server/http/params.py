@@ -16,7 +16,7 @@ from datetime import datetime
 from thanostools.core.errors import ParseError
 from thanostools.core.goformat import go_quote
 from thanostools.core.matchers import Matcher
-from thanostools.core.promql.apijson import ERROR_STATUS
+from thanostools.core.render.apijson import ERROR_STATUS
 
 # The special strings Prometheus accepts for its own minimum and maximum times, and what they mean in ms.
 MIN_TIME_FORMATTED = "-292273086-05-16T16:47:06Z"
@@ -129,7 +129,7 @@ def parse_time(text: str) -> int:
 
 def parse_duration(text: str) -> int:
     """A duration parameter in ms: float seconds or a Prometheus duration string (``1h30m``)."""
-    from thanostools.core.promql.parser import parse_duration as promql_duration
+    from thanostools.core.promql.parser.parse import parse_duration as promql_duration
 
     x = _float(text)
     if x is not None and not math.isnan(x):
@@ -153,7 +153,7 @@ def parse_bool(text: str) -> bool:
 
 def parse_matcher_sets(selectors: list[str]) -> list[list[Matcher]]:
     """``match[]`` values; each must have at least one matcher that does not match the empty string."""
-    from thanostools.core.promql.parser import parse_selector
+    from thanostools.core.promql.parser.parse import parse_selector
 
     sets: list[list[Matcher]] = []
     for text in selectors:

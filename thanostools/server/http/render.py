@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from thanostools.core.promql.apijson import go_json_float, render_success
-from thanostools.core.promql.fastjson import query_data_json
+from thanostools.core.render.apijson import go_json_float, render_success
+from thanostools.core.render.fastjson import query_data_json
 
 if TYPE_CHECKING:
     from thanostools.core.promql.engine import QueryResult

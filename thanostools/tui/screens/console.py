@@ -236,7 +236,7 @@ class ConsoleScreen(Screen[None]):
         self.app.call_from_thread(self._show_range, plan, out)
 
     def _run_explain(self, plan: Plan) -> None:
-        from thanostools.core.promql.parser import parse_expr
+        from thanostools.core.promql.parser.parse import parse_expr
 
         root = build_tree(parse_expr(plan.query))
         self.app.call_from_thread(self._show_explain, plan, root, None, "")
@@ -362,7 +362,7 @@ class ConsoleScreen(Screen[None]):
     # --- syntax ----------------------------------------------------------------------------------
 
     def check_syntax(self, *, show: bool) -> bool:
-        from thanostools.core.promql.parser import parse_expr
+        from thanostools.core.promql.parser.parse import parse_expr
 
         text = self.editor.text
         error = self.query_one("#parse-error", Static)

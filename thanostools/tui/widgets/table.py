@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
 from thanostools.core.labels import format_labels
-from thanostools.core.promql.apijson import format_sample_value, format_scalar_value
+from thanostools.core.render.apijson import format_sample_value, format_scalar_value
 from thanostools.core.timeutil import format_time_ms
 from thanostools.tui.sources import Outcome
 

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from functools import lru_cache
 from urllib.parse import quote
 
-from thanostools.core.bucket import Bucket
 from thanostools.core.localfs import default_cache_dir
+from thanostools.core.objstore.bucket import Bucket
 from thanostools.core.ulid import is_ulid
 
 _TMP_PREFIX = ".tmp-"

@@ -15,8 +15,8 @@ from operator import itemgetter
 import numpy as np
 
 from thanostools.core.labels import Labels, format_labels
-from thanostools.core.promql import apijson
-from thanostools.core.promql.apijson import ResultLike, SeriesLike
+from thanostools.core.render import apijson
+from thanostools.core.render.apijson import ResultLike, SeriesLike
 
 _POINT = '[%s,"%s"]'
 

@@ -15,14 +15,14 @@ from typing import Any, NoReturn
 
 import fsspec
 
-from thanostools.core.config.objstore import (
+from thanostools.core.errors import ConfigError, NotFoundError, SourceError, ThanosToolsError
+from thanostools.core.localfs import atomic_copy, atomic_fill, atomic_write
+from thanostools.core.objstore.config import (
     BucketSpec,
     load_objstore_file,
     parse_bucket_url,
     parse_objstore_yaml,
 )
-from thanostools.core.errors import ConfigError, NotFoundError, SourceError, ThanosToolsError
-from thanostools.core.localfs import atomic_copy, atomic_fill, atomic_write
 from thanostools.core.ulid import is_ulid
 
 BUCKET_ENV = "THANOS_TOOLS_BUCKET"

@@ -17,7 +17,7 @@ from typing import NoReturn
 from thanostools.core.errors import ParseError
 from thanostools.core.goformat import format_f6, go_quote
 from thanostools.core.matchers import Matcher, MatchType
-from thanostools.core.promql.ast import (
+from thanostools.core.promql.parser.ast import (
     COMPARISON_OPS,
     PARAMETRIC_AGGREGATIONS,
     SET_OPS,
@@ -39,8 +39,8 @@ from thanostools.core.promql.ast import (
     float_from_bits,
     type_of,
 )
-from thanostools.core.promql.functions import AGGREGATIONS, FUNCTIONS
-from thanostools.core.promql.lexer import (
+from thanostools.core.promql.parser.functions import AGGREGATIONS, FUNCTIONS
+from thanostools.core.promql.parser.lexer import (
     AGGREGATORS,
     PREPROCESSORS,
     Lexer,

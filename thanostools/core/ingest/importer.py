@@ -9,13 +9,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from thanostools.core.blockio import upload_block, work_dir
-from thanostools.core.blockset import DEFAULT_BLOCK_DURATION, BlockSetWriter
-from thanostools.core.bucket import Bucket
 from thanostools.core.errors import FormatError, NotFoundError
-from thanostools.core.generate import GenerateSpec, generate_series
+from thanostools.core.ingest.blockset import DEFAULT_BLOCK_DURATION, BlockSetWriter
+from thanostools.core.ingest.generate import GenerateSpec, generate_series
+from thanostools.core.ingest.textparse import ParsedSamples, parse_exposition
 from thanostools.core.labels import Labels
 from thanostools.core.localfs import WorkDir
-from thanostools.core.textparse import ParsedSamples, parse_exposition
+from thanostools.core.objstore.bucket import Bucket
 from thanostools.core.tsdb.meta import BlockMeta
 
 log = logging.getLogger(__name__)

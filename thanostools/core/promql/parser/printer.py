@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from thanostools.core.goformat import go_quote
 from thanostools.core.matchers import Matcher
-from thanostools.core.promql.ast import (
+from thanostools.core.promql.parser.ast import (
     AggregateExpr,
     BinaryExpr,
     Call,

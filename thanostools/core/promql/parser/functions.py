@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from thanostools.core.promql.ast import ValueType
+from thanostools.core.promql.parser.ast import ValueType
 
 S = ValueType.SCALAR
 V = ValueType.VECTOR

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from thanostools.core.matchers import Matcher
 
 if TYPE_CHECKING:
-    from thanostools.core.promql.functions import Function
+    from thanostools.core.promql.parser.functions import Function
 
 
 class ValueType(enum.Enum):

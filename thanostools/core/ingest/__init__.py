@@ -1,0 +1,1 @@
+"""Data coming in: text exposition parsing, `bucket import`, `bucket generate`, block-set writing."""

@@ -1,0 +1,1 @@
+"""Object storage: buckets over fsspec, Thanos objstore YAML, the local range cache."""
