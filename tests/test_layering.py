@@ -30,11 +30,13 @@ def test_core_imports_no_front_end() -> None:
     assert out.stdout.strip() == "", f"core loaded: {out.stdout.strip()}"
 
 
-def test_listing_does_not_load_numba() -> None:
-    """`bucket ls` must start fast: the CLI path for listing never imports numba."""
-    code = "import sys\nfrom thanostools.cli.main import cli\nprint('numba' in sys.modules)\n"
+def test_listing_does_not_load_numba_or_numpy() -> None:
+    """`bucket ls` must start fast: the CLI path for listing (metas only) never imports numba, nor numpy."""
+    code = ("import sys\nfrom thanostools.cli.main import cli\n"
+            "import thanostools.cli.bucket, thanostools.core.workspace, thanostools.core.inspect\n"
+            "print('numba' in sys.modules, 'numpy' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "False False"
 
 
 def test_core_starts_no_grpc_server() -> None:

@@ -1,15 +1,13 @@
 """Numbers that Prometheus and Thanos fix once for everyone: the stale marker and the downsampling resolutions.
 
-A leaf module: every layer (kernels included) may import it, and it imports nothing of ours.
+A leaf module: every layer (kernels included) may import it; it imports nothing, not even numpy (`bucket ls`
+must not pay for it).
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 # Prometheus's value.StaleNaN: the NaN payload that marks a series as stale.
 STALE_NAN_BITS = 0x7FF0000000000002
-STALE_NAN_BITS_U64 = np.uint64(STALE_NAN_BITS)
 
 # Thanos's downsampling resolutions, in milliseconds (meta.json thanos.downsample.resolution).
 RESOLUTION_RAW = 0

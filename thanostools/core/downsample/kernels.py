@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from thanostools.core.constants import STALE_NAN_BITS_U64
 from thanostools.core.downsample.windows import (
     MAX_FLOAT,
     RAW_ASSUMED_INTERVAL,
@@ -21,6 +20,7 @@ from thanostools.core.downsample.windows import (
 )
 from thanostools.core.kernels._jit import njit
 from thanostools.core.kernels.binary import put_uvarint
+from thanostools.core.kernels.stale import STALE_NAN_BITS_U64
 
 I64 = NDArray[np.int64]
 U64 = NDArray[np.uint64]

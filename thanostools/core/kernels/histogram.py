@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from thanostools.core.constants import STALE_NAN_BITS_U64
 from thanostools.core.kernels._jit import njit
+from thanostools.core.kernels.stale import STALE_NAN_BITS_U64
 from thanostools.core.kernels.xor import (
     ERR_TRUNCATED as ERR_TRUNCATED,
 )

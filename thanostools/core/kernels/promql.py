@@ -12,8 +12,8 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from thanostools.core.constants import STALE_NAN_BITS_U64 as STALE_NAN_BITS
 from thanostools.core.kernels._jit import njit
+from thanostools.core.kernels.stale import STALE_NAN_BITS_U64 as STALE_NAN_BITS
 
 I64 = NDArray[np.int64]  # sample times, offsets, window bounds, row indices
 U64 = NDArray[np.uint64]  # raw float64 bits (StaleNaN exact)

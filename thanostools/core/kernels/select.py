@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from thanostools.core.constants import STALE_NAN_BITS_U64 as STALE_NAN_BITS
 from thanostools.core.kernels._jit import njit
+from thanostools.core.kernels.stale import STALE_NAN_BITS_U64 as STALE_NAN_BITS
 from thanostools.core.kernels.xor import OK, PAD, I64Array, U8Array, U64Array, decode_chunk
 
 
