@@ -51,11 +51,8 @@ def damaged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
 
 @pytest.fixture(scope="module")
 def serves(damaged: tuple[Path, str, str]) -> Iterator[ServeFactory]:
-    factory = ServeFactory(damaged[0].parent)
-    try:
+    with ServeFactory(damaged[0].parent) as factory:
         yield factory
-    finally:
-        factory.stop_all()
 
 
 def _via_query(root: Path, *flags: str) -> tuple[int, list[str], list[str]]:
@@ -92,12 +89,7 @@ def test_the_same_error_everywhere_without_partial_response(damaged: tuple[Path,
     root, _, bad_meta = damaged
     code, warnings, errors = _via_query(root, "--no-partial-response")
     assert code == 1 and warnings == [] and len(errors) == 1 and bad_meta in errors[0]
-    reply = serves("--bucket", str(root)).get("/api/v1/query", {"query": QUERY, "time": f"{AT_MS / 1000:.3f}",
-                                                               "partial_response": "false"})
-    assert reply.status >= 400 and reply.json()["error"] == errors[0]
-    with pytest.raises(ThanosToolsError) as exc:
-        _via_tui(root, False)
-    assert str(exc.value) == errors[0]
+    _same_error_from_serve_and_tui(root, serves, errors[0])
 
 
 def test_a_failing_chunk_fails_everything_without_partial_response(damaged: tuple[Path, str, str],
@@ -108,12 +100,16 @@ def test_a_failing_chunk_fails_everything_without_partial_response(damaged: tupl
     shutil.rmtree(root / bad_meta)
     code, _, errors = _via_query(root, "--no-partial-response")
     assert code == 1 and len(errors) == 1 and bad_chunk in errors[0] and "checksum mismatch" in errors[0]
+    _same_error_from_serve_and_tui(root, serves, errors[0])
+
+
+def _same_error_from_serve_and_tui(root: Path, serves: ServeFactory, error: str) -> None:
     reply = serves("--bucket", str(root)).get("/api/v1/query", {"query": QUERY, "time": f"{AT_MS / 1000:.3f}",
                                                                "partial_response": "false"})
-    assert reply.status >= 400 and reply.json()["error"] == errors[0]
+    assert reply.status >= 400 and reply.json()["error"] == error
     with pytest.raises(ThanosToolsError) as exc:
         _via_tui(root, False)
-    assert str(exc.value) == errors[0]
+    assert str(exc.value) == error
 
 
 def test_a_block_deleted_after_the_listing_is_left_out_or_fails_by_name(tmp_path: Path) -> None:

@@ -144,6 +144,12 @@ class ServeFactory:
         self.workdir = workdir
         self.started: list[Serve] = []
 
+    def __enter__(self) -> ServeFactory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
     def __call__(self, *args: str, wait: bool = True, **kw: Any) -> Serve:
         s = Serve(list(args), self.workdir, **kw)
         self.started.append(s)

@@ -53,11 +53,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def serves(root: Path) -> Iterator[ServeFactory]:
-    factory = ServeFactory(root)
-    try:
+    with ServeFactory(root) as factory:
         yield factory
-    finally:
-        factory.stop_all()
 
 
 def _start(serves: ServeFactory, root: Path, limit: str) -> Serve:

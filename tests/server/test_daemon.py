@@ -49,11 +49,8 @@ def snapshot(bucket: Path) -> dict[str, tuple[int, int]]:
 
 @pytest.fixture
 def serves(tmp_path: Path) -> Iterator[ServeFactory]:
-    factory = ServeFactory(tmp_path)
-    try:
+    with ServeFactory(tmp_path) as factory:
         yield factory
-    finally:
-        factory.stop_all()
 
 
 @pytest.fixture

@@ -45,11 +45,8 @@ def bucket(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def serves(bucket: Path) -> Iterator[ServeFactory]:
-    factory = ServeFactory(bucket.parent)
-    try:
+    with ServeFactory(bucket.parent) as factory:
         yield factory
-    finally:
-        factory.stop_all()
 
 
 def _vm_hwm_kb(pid: int) -> int:

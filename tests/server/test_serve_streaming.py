@@ -296,11 +296,8 @@ def test_fanout_hands_on_whole_answers_a_batch_at_a_time(buckets: Buckets) -> No
 
 @pytest.fixture(scope="module")
 def serves(buckets: Buckets) -> Iterator[ServeFactory]:
-    factory = ServeFactory(buckets.clean.parent)
-    try:
+    with ServeFactory(buckets.clean.parent) as factory:
         yield factory
-    finally:
-        factory.stop_all()
 
 
 def _query_counts(result: list[dict[str, object]]) -> dict[str, float]:

@@ -19,6 +19,7 @@ from thanostools.core.downsample.windows import (
     window_end,
 )
 from thanostools.core.kernels._jit import njit
+from thanostools.core.kernels.arrays import grow_f64, grow_i64
 from thanostools.core.kernels.binary import put_uvarint
 from thanostools.core.kernels.stale import STALE_NAN_BITS_U64
 
@@ -31,24 +32,6 @@ ENC_XOR = 1
 AGG_COUNT, AGG_SUM, AGG_MIN, AGG_MAX, AGG_COUNTER = 0, 1, 2, 3, 4
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
-
-
-@njit
-def _grow_i64(a: I64, need: int) -> I64:
-    if need <= a.shape[0]:
-        return a
-    b = np.empty(max(need, 2 * a.shape[0]), dtype=np.int64)
-    b[: a.shape[0]] = a
-    return b
-
-
-@njit
-def _grow_f64(a: F64, need: int) -> F64:
-    if need <= a.shape[0]:
-        return a
-    b = np.empty(max(need, 2 * a.shape[0]), dtype=np.float64)
-    b[: a.shape[0]] = a
-    return b
 
 
 # --- the output layout: samples out_t/out_v, per output chunk 5 aggregate bounds, mint, maxt, count ---------
@@ -65,15 +48,15 @@ def _new_output(n_in: int) -> tuple[I64, F64, I64, I64, I64, I64]:
 def _room(out_t: I64, out_v: F64, bounds: I64, mint: I64, maxt: I64, nsamples: I64, samples: int,
           k: int) -> tuple[I64, F64, I64, I64, I64, I64]:
     """The output arrays grown to hold ``samples`` samples and output chunk ``k``."""
-    return (_grow_i64(out_t, samples), _grow_f64(out_v, samples), _grow_i64(bounds, 5 * k + 6),
-            _grow_i64(mint, k + 1), _grow_i64(maxt, k + 1), _grow_i64(nsamples, k + 1))
+    return (grow_i64(out_t, samples), grow_f64(out_v, samples), grow_i64(bounds, 5 * k + 6),
+            grow_i64(mint, k + 1), grow_i64(maxt, k + 1), grow_i64(nsamples, k + 1))
 
 
 @njit
 def _finish(out_t: I64, out_v: F64, bounds: I64, mint: I64, maxt: I64, nsamples: I64, series_out: I64, used: int,
             k: int) -> tuple[I64, F64, I64, I64, I64, I64, I64]:
     """``used`` samples and ``k`` output chunks, trimmed, with the closing bound."""
-    bounds = _grow_i64(bounds, 5 * k + 1)
+    bounds = grow_i64(bounds, 5 * k + 1)
     bounds[5 * k] = used
     return (out_t[:used].copy(), out_v[:used].copy(), bounds[: 5 * k + 1].copy(), mint[:k].copy(),
             maxt[:k].copy(), nsamples[:k].copy(), series_out)

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from thanostools.core.kernels._jit import njit
+from thanostools.core.kernels.arrays import grow_i64, grow_u64
 from thanostools.core.kernels.stale import STALE_NAN_BITS_U64
 from thanostools.core.kernels.xor import (
     ERR_TRUNCATED as ERR_TRUNCATED,
@@ -758,24 +759,6 @@ H_RESET = 2
 H_GAUGE = 3
 HINT_RESET = 1
 HINT_GAUGE = 3
-
-
-@njit
-def grow_i64(arr: I64Array, need: int) -> I64Array:
-    if need <= arr.shape[0]:
-        return arr
-    out = np.zeros(max(need, 2 * arr.shape[0]), dtype=np.int64)
-    out[: arr.shape[0]] = arr
-    return out
-
-
-@njit
-def grow_u64(arr: U64Array, need: int) -> U64Array:
-    if need <= arr.shape[0]:
-        return arr
-    out = np.zeros(max(need, 2 * arr.shape[0]), dtype=np.uint64)
-    out[: arr.shape[0]] = arr
-    return out
 
 
 @njit
