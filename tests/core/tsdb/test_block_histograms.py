@@ -240,3 +240,18 @@ def test_corrupt_histogram_chunk_gives_a_located_error(tmp_path: Path) -> None:
     res = run_cli("bucket", "dump", "--bucket", str(tmp_path / "b"), "--match", "nh_tiny")
     assert res.exit_code == 1
     assert f"offset {offset}" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_verify_deep_decodes_histogram_chunks(bucket: Path, tmp_path: Path) -> None:
+    assert DATA is not None
+    assert run_cli("bucket", "verify", "--bucket", str(bucket), "--deep").exit_code == 0
+    dst = tmp_path / RUN1_MAIN
+    shutil.copytree(DATA / "run1" / RUN1_MAIN, dst)
+    offset = _corrupt_chunk(dst, "worked_float")
+    res = run_cli("bucket", "verify", "--bucket", str(tmp_path), "--deep", "-o", "json")
+    assert res.exit_code == 3
+    (issue,) = [i for i in res.json()["issues"] if i["id"] == "chunk_integrity"]
+    assert issue["kind"] == "undecodable_chunk" and issue["blocks"] == [RUN1_MAIN]
+    (finding,) = issue["details"]["bad_chunks"]
+    assert (finding["file"], finding["offset"]) == ("chunks/000001", offset)
+    assert finding["reason"].startswith("histogram chunk does not decode: ")
