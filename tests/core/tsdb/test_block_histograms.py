@@ -255,3 +255,16 @@ def test_verify_deep_decodes_histogram_chunks(bucket: Path, tmp_path: Path) -> N
     (finding,) = issue["details"]["bad_chunks"]
     assert (finding["file"], finding["offset"]) == ("chunks/000001", offset)
     assert finding["reason"].startswith("histogram chunk does not decode: ")
+
+
+def test_analyze_extended_counts_histogram_series_and_buckets(bucket: Path) -> None:
+    res = run_cli("bucket", "analyze", "--bucket", str(bucket), "--id", "01M94ZPHPTYFJKBQ1PMXW21M19", "--extended",
+                  "-o", "json")
+    assert res.exit_code == 0, res.stderr
+    doc = res.json()
+    doc = doc[0] if isinstance(doc, list) else doc
+    # 8 series; the mixed one has 2 XOR chunks; 224 samples - 20 floats - 2 stale markers
+    assert doc["native_histograms"] == {"series": 8, "chunks": 13, "samples": 202, "buckets_min": 1,
+                                        "buckets_p50": 2, "buckets_p90": 2, "buckets_p99": 2, "buckets_max": 3}
+    text = run_cli("bucket", "analyze", "--bucket", str(bucket), "--id", "01M94ZPHPTYFJKBQ1PMXW21M19", "--extended")
+    assert "Native histograms: 8 series, 13 chunks, 202 samples" in text.stdout
