@@ -20,6 +20,7 @@ from thanostools.core.errors import CorruptBlockError
 from thanostools.core.kernels import binary as kb
 from thanostools.core.matchers import Matcher
 from thanostools.core.render.apijson import format_sample_value
+from thanostools.core.render.dumpfmt import prom_lines
 from thanostools.core.render.histjson import api_histogram
 from thanostools.core.series import KIND_FLOAT, SampleBatch
 from thanostools.core.storage import select_blocks
@@ -268,3 +269,19 @@ def test_analyze_extended_counts_histogram_series_and_buckets(bucket: Path) -> N
                                         "buckets_p50": 2, "buckets_p90": 2, "buckets_p99": 2, "buckets_max": 3}
     text = run_cli("bucket", "analyze", "--bucket", str(bucket), "--id", "01M94ZPHPTYFJKBQ1PMXW21M19", "--extended")
     assert "Native histograms: 8 series, 13 chunks, 202 samples" in text.stdout
+
+
+def test_copying_reader_split_and_concat_keep_histograms(bucket: Path) -> None:
+    block = Block.open_dir(str(bucket / RUN1_MAIN))
+    (in_place,) = block.select(histograms=True)
+    block.locate_chunks = lambda refs: None  # type: ignore[method-assign]  # as for remote or multi-segment blocks
+    (copied,) = block.select(histograms=True)
+    expected = prom_lines(in_place)
+    assert prom_lines(copied) == expected
+    parts = list(in_place.split(100))
+    assert len(parts) > 5
+    assert "".join(prom_lines(p) for p in parts) == expected
+    assert prom_lines(SampleBatch.concat(parts)) == expected
+    compacted = [SampleBatch(p.labels, p.refs, p.offsets, p.t, p.v, hist=p.hist.compact()) for p in parts
+                 if p.hist is not None]
+    assert prom_lines(SampleBatch.concat(compacted)) == expected
