@@ -18,3 +18,15 @@ def promqltest_scripts() -> list[Path]:
     if not scripts and os.environ.get("CI"):
         raise RuntimeError(f"CI is set but the shared promqltest scripts are missing at {PROMQLTEST_DIR}")
     return scripts
+
+
+NATIVE_HISTOGRAMS_DIR = SHARED_DIR / "testdata" / "native-histograms"
+
+
+def native_histograms_dir() -> Path | None:
+    """The real Prometheus 2.42 blocks with native histograms and their API answers (None: absent, skip)."""
+    if NATIVE_HISTOGRAMS_DIR.is_dir():
+        return NATIVE_HISTOGRAMS_DIR
+    if os.environ.get("CI"):
+        raise RuntimeError(f"CI is set but the shared native-histogram test data is missing at {NATIVE_HISTOGRAMS_DIR}")
+    return None

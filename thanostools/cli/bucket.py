@@ -252,7 +252,8 @@ def dump_cmd(output: str, block_ids: tuple[str, ...], min_time: int | None, max_
     mint = min_time if min_time is not None else -(2**63)
     maxt = max_time if max_time is not None else 2**63 - 1
     agg = Aggr[aggregate.upper()]
-    batches = union_selects([workspace.select(block_ids, sel, mint, maxt, aggregate=agg, batch_size=DUMP_BATCH_SERIES)
+    batches = union_selects([workspace.select(block_ids, sel, mint, maxt, aggregate=agg, batch_size=DUMP_BATCH_SERIES,
+                                              histograms=True)
                              for sel in selectors])
     out = sys.stdout
     write_dump(batches, output, out.write)

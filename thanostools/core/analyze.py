@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from thanostools.core.chunkenc import histogram
 from thanostools.core.labels import METRIC_NAME
 from thanostools.core.matchers import Matcher
-from thanostools.core.tsdb.block import Block
+from thanostools.core.tsdb.block import HISTOGRAM_ENCODINGS, Block
 from thanostools.core.tsdb.index import IndexReader, RawSeries
 
 Ranked = list[tuple[int, str]]
@@ -39,6 +40,10 @@ class AnalyzeReport:
     cardinality_metrics: Ranked
     fullness: list[int] | None = None
     chunk_sizes: dict[str, int] = field(default_factory=dict)
+    # native histograms (extended only; empty when the block holds none): series with histogram chunks, those
+    # chunks, their samples but stale markers, and the buckets (empty ones of the chunk layout included) per
+    # such sample as min/p50/p90/p99/max
+    histograms: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self, limit: int) -> dict[str, object]:
         def ranked(r: Ranked) -> list[dict[str, object]]:
@@ -55,6 +60,7 @@ class AnalyzeReport:
         if self.fullness is not None:
             out["chunk_fullness"] = {f"{(i + 1) * 10}%": n for i, n in enumerate(self.fullness)}
             out["chunk_sizes"] = self.chunk_sizes
+            out["native_histograms"] = self.histograms
         return out
 
 
@@ -150,7 +156,7 @@ def analyze_block(block: Block, *, matchers: Sequence[Matcher] = (), extended: b
         cardinality_metrics=top(pair_cnt[metric_idx], lambda i: syms[int(pair_keys[metric_idx[i]]) % nsym], limit),
     )
     if extended:
-        report.fullness, report.chunk_sizes = _chunk_stats(block, refs)
+        report.fullness, report.chunk_sizes, report.histograms = _chunk_stats(block, refs)
     return report
 
 
@@ -171,17 +177,45 @@ def _label_values(index: IndexReader, pair_keys: np.ndarray, nsym: int,
     return [syms[int(i)] for i in uniq.tolist()], counts, lengths
 
 
-def _chunk_stats(block: Block, refs: np.ndarray) -> tuple[list[int], dict[str, int]]:
-    """Histogram of samples per chunk (capped at 120, in tenths) and payload size statistics."""
+def _chunk_stats(block: Block, refs: np.ndarray) -> tuple[list[int], dict[str, int], dict[str, int]]:
+    """Histogram of samples per chunk (capped at 120, in tenths), payload size statistics and native-histogram
+    figures (histogram chunks are decoded, one call per kind and batch of series)."""
     fullness = np.zeros(FULLNESS_BUCKETS, dtype=np.int64)
     sizes: list[np.ndarray] = []
+    hist_series = hist_chunks = 0
+    buckets: list[np.ndarray] = []
     for raw in block.index.iter_series_raw(refs):
         heads = block.chunks.headers(raw.chunk_ref)
         capped = np.minimum(heads.num_samples, MAX_SAMPLES_PER_CHUNK)
-        buckets = np.ceil(FULLNESS_BUCKETS * capped / MAX_SAMPLES_PER_CHUNK).astype(np.int64) - 1
-        fullness += np.bincount(buckets.clip(0, FULLNESS_BUCKETS - 1), minlength=FULLNESS_BUCKETS)
+        bins = np.ceil(FULLNESS_BUCKETS * capped / MAX_SAMPLES_PER_CHUNK).astype(np.int64) - 1
+        fullness += np.bincount(bins.clip(0, FULLNESS_BUCKETS - 1), minlength=FULLNESS_BUCKETS)
         sizes.append(heads.lengths)
-    return fullness.tolist(), _size_summary(np.concatenate(sizes) if sizes else np.zeros(0, np.int64))
+        is_hist = np.isin(heads.encodings, HISTOGRAM_ENCODINGS)
+        if bool(is_hist.any()):
+            chunk_series = np.repeat(np.arange(raw.chunk_offsets.shape[0] - 1), np.diff(raw.chunk_offsets))
+            hist_series += int(np.unique(chunk_series[is_hist]).shape[0])
+            hist_chunks += int(is_hist.sum())
+            buckets.append(_buckets_per_sample(block, raw.chunk_ref[is_hist]))
+    summary = _size_summary(np.concatenate(sizes) if sizes else np.zeros(0, np.int64))
+    if not hist_chunks:
+        return fullness.tolist(), summary, {}
+    per_sample = np.concatenate(buckets)
+    hist = {"series": hist_series, "chunks": hist_chunks, "samples": int(per_sample.shape[0])}
+    if per_sample.size:
+        q = np.percentile(per_sample, [50, 90, 99]).astype(np.int64).tolist()
+        hist.update({"buckets_min": int(per_sample.min()), "buckets_p50": q[0], "buckets_p90": q[1],
+                     "buckets_p99": q[2], "buckets_max": int(per_sample.max())})
+    return fullness.tolist(), summary, hist
+
+
+def _buckets_per_sample(block: Block, refs: np.ndarray) -> np.ndarray:
+    """Buckets (both sides) of every non-stale sample of the histogram chunks ``refs``."""
+    batch = block.chunks.read(refs)
+    out = []
+    for part in histogram.decode_by_kind(batch.buf, batch.starts, batch.ends, batch.encodings)[:2]:
+        lay = part.layouts
+        out.append((lay.n_pos + lay.n_neg)[part.layout][~part.stale])
+    return np.concatenate(out).astype(np.int64)
 
 
 def _size_summary(nbytes: np.ndarray) -> dict[str, int]:

@@ -79,15 +79,18 @@ class BucketWorkspace:
 
     def select(self, ids: Sequence[str] = (), matchers: Sequence[Matcher] = (), mint: int = MIN_TIME,
                maxt: int = MAX_TIME, *, aggregate: Aggr | None = None,
-               resolution: int | None = None, batch_size: int = 20000) -> Iterator[SampleBatch]:
-        """Samples merged across the chosen blocks (all blocks by default), in label order."""
+               resolution: int | None = None, batch_size: int = 20000,
+               histograms: bool = False) -> Iterator[SampleBatch]:
+        """Samples merged across the chosen blocks (all blocks by default), in label order; native histograms
+        in the batches' histogram part with ``histograms``, else refused."""
         from thanostools.core.chunkenc.aggr import Aggr
         from thanostools.core.storage import select_blocks
 
         infos = [self.block_info(u) for u in ids] if ids else [
             b for b in self.blocks() if resolution is None or b.meta.resolution == resolution]
         blocks = [self.open_block(b.ulid) for b in infos]
-        return select_blocks(blocks, matchers, mint, maxt, aggregate=aggregate or Aggr.COUNT, batch_size=batch_size)
+        return select_blocks(blocks, matchers, mint, maxt, aggregate=aggregate or Aggr.COUNT, batch_size=batch_size,
+                             histograms=histograms)
 
     # --- writing ---------------------------------------------------------------------------------
 

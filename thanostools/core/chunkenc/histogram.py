@@ -41,6 +41,8 @@ from numpy.typing import NDArray
 
 from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.errors import CorruptBlockError, UnsupportedError
+from thanostools.core.histograms import HistogramBatch as HistogramBatch
+from thanostools.core.histograms import HistogramLayouts as HistogramLayouts
 from thanostools.core.kernels import histogram as kernels
 
 Flavor = Literal["2.42", "3"]
@@ -78,90 +80,6 @@ _ERRORS = {
 
 I64 = NDArray[np.int64]
 U64 = NDArray[np.uint64]
-
-
-@dataclass(frozen=True)
-class HistogramLayouts:
-    """Layout table: schema, zero threshold, spans and custom bounds per layout id."""
-
-    schema: NDArray[np.int32]
-    zero_threshold: NDArray[np.float64]
-    n_pos: I64
-    n_neg: I64
-    span_bounds: I64
-    span_offset: NDArray[np.int32]
-    span_length: NDArray[np.uint32]
-    custom_bounds: I64
-    custom_values: NDArray[np.float64]
-
-    def __len__(self) -> int:
-        return int(self.schema.shape[0])
-
-    def spans(self, layout: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """(positive, negative) spans of one layout as (offset, length) pairs."""
-        b = self.span_bounds
-        sides = ((int(b[2 * layout]), int(b[2 * layout + 1])), (int(b[2 * layout + 1]), int(b[2 * layout + 2])))
-        pos, neg = ([(int(self.span_offset[j]), int(self.span_length[j])) for j in range(lo, hi)] for lo, hi in sides)
-        return pos, neg
-
-    def custom(self, layout: int) -> NDArray[np.float64]:
-        return self.custom_values[self.custom_bounds[layout] : self.custom_bounds[layout + 1]]
-
-    def indices(self, layout: int) -> tuple[list[int], list[int]]:
-        """Bucket indices of the positive and negative side (H1.3)."""
-        return tuple(_indices(side) for side in self.spans(layout))  # type: ignore[return-value]
-
-
-def _indices(spans: list[tuple[int, int]]) -> list[int]:
-    out: list[int] = []
-    i = 0
-    for offset, length in spans:
-        i += offset
-        out.extend(range(i, i + length))
-        i += length
-    return out
-
-
-@dataclass(frozen=True)
-class HistogramBatch:
-    """Histogram samples of many chunks of one kind (see the module docstring)."""
-
-    is_float: bool
-    offsets: I64
-    encoding: NDArray[np.uint8]
-    header: NDArray[np.uint8]
-    t: I64
-    st: I64
-    hint: NDArray[np.uint8]
-    count: NDArray[Any]
-    zero_count: NDArray[Any]
-    sum_bits: U64
-    layout: I64
-    bucket_offsets: I64
-    buckets: NDArray[Any]
-    layouts: HistogramLayouts
-
-    def __len__(self) -> int:
-        return int(self.t.shape[0])
-
-    @property
-    def num_chunks(self) -> int:
-        return int(self.offsets.shape[0] - 1)
-
-    @property
-    def stale(self) -> NDArray[np.bool_]:
-        stale: NDArray[np.bool_] = self.sum_bits == np.uint64(STALE_NAN_BITS)
-        return stale
-
-    @property
-    def sum(self) -> NDArray[np.float64]:
-        return self.sum_bits.view(np.float64)
-
-    def sample_buckets(self, s: int) -> tuple[NDArray[Any], NDArray[Any]]:
-        """(positive, negative) absolute bucket counts of sample s (both empty for a stale marker)."""
-        lo, hi = int(self.bucket_offsets[s]), int(self.bucket_offsets[s + 1])
-        npos = int(self.layouts.n_pos[self.layout[s]]) if hi > lo else 0
-        return self.buckets[lo : lo + npos], self.buckets[lo + npos : hi]
 
 
 def _as_u8(data: Any) -> NDArray[np.uint8]:

@@ -36,4 +36,10 @@ def render_analyze(r: AnalyzeReport, limit: int) -> str:
             lines += ["", "Chunk sizes (bytes, payload):",
                       f"count {s['count']} total {s['total_bytes']} min {s['min']} p50 {s['p50']} "
                       f"p90 {s['p90']} p99 {s['p99']} max {s['max']}"]
+        if r.histograms:
+            h = r.histograms
+            lines += ["", f"Native histograms: {h['series']} series, {h['chunks']} chunks, {h['samples']} samples"]
+            if "buckets_max" in h:
+                lines.append(f"Buckets per histogram sample: min {h['buckets_min']} p50 {h['buckets_p50']} "
+                             f"p90 {h['buckets_p90']} p99 {h['buckets_p99']} max {h['buckets_max']}")
     return "\n".join(lines) + "\n"

@@ -13,9 +13,12 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
+from thanostools.core.errors import UnsupportedError
 from thanostools.core.goformat import format_g, go_labels_string, go_quote
+from thanostools.core.histograms import HistogramBatch
 from thanostools.core.labels import METRIC_NAME, Labels
-from thanostools.core.series import SampleBatch
+from thanostools.core.render.histjson import histogram_string
+from thanostools.core.series import KIND_FLOAT, SampleBatch
 
 DUMP_FORMATS = ("prom", "openmetrics", "json", "csv")
 FORMAT_BATCH_SAMPLES = 200_000  # text is built per sub-batch so memory stays bounded
@@ -46,10 +49,22 @@ def _format_many(floats: np.ndarray, fmt: Callable[[float], str]) -> list[str]:
     return out
 
 
-def prom_lines(batch: SampleBatch) -> str:
-    """``{labels} value timestamp_ms`` lines exactly as ``promtool tsdb dump`` prints them."""
-    out: list[str] = []
+def _sample_strings(batch: SampleBatch) -> list[str]:
+    """Each sample as ``promtool tsdb dump`` prints its value: Go ``%g`` for floats, ``Histogram.String()``
+    (HISTOGRAMS.md H15.2) for native histograms."""
     values = _value_strings(batch.v, format_g)
+    hist = batch.hist
+    if hist is not None:
+        for s in np.flatnonzero(hist.kind != KIND_FLOAT).tolist():
+            values[s] = histogram_string(hist.batch_of(s), int(hist.row[s]))
+    return values
+
+
+def prom_lines(batch: SampleBatch) -> str:
+    """``{labels} value timestamp_ms`` lines exactly as ``promtool tsdb dump`` prints them (3.x's form for
+    native histograms: 2.42 prints none)."""
+    out: list[str] = []
+    values = _sample_strings(batch)
     ts = batch.t.tolist()
     offs = batch.offsets.tolist()
     for i, labels in enumerate(batch.labels):
@@ -85,6 +100,10 @@ def _om_ts(ms: int) -> str:
 
 def openmetrics_lines(batch: SampleBatch) -> str:
     """OpenMetrics sample lines (timestamps in seconds); the caller writes ``# EOF`` at the end."""
+    if batch.hist is not None and bool((batch.hist.kind != KIND_FLOAT).any()):
+        i = int(np.searchsorted(batch.offsets, int(np.flatnonzero(batch.hist.kind != KIND_FLOAT)[0]), "right")) - 1
+        raise UnsupportedError(f"series {go_labels_string(batch.labels[i])} holds native histograms, which "
+                               "OpenMetrics 1.0 text cannot express; use -o json (lossless) or -o prom")
     out: list[str] = []
     values = _value_strings(batch.v, _om_value)
     ts = batch.t.tolist()
@@ -96,7 +115,13 @@ def openmetrics_lines(batch: SampleBatch) -> str:
 
 
 def json_documents(batch: SampleBatch) -> Iterator[dict[str, object]]:
-    values = _value_strings(batch.v, format_g)
+    """One document per series; a sample is ``[t, "value"]``, or ``[t, {histogram}]`` for a native histogram
+    (:func:`histogram_document`)."""
+    values: list[object] = list(_value_strings(batch.v, format_g))
+    hist = batch.hist
+    if hist is not None:
+        for s in np.flatnonzero(hist.kind != KIND_FLOAT).tolist():
+            values[s] = histogram_document(hist.batch_of(s), int(hist.row[s]))
     ts = batch.t.tolist()
     offs = batch.offsets.tolist()
     for i, labels in enumerate(batch.labels):
@@ -104,10 +129,46 @@ def json_documents(batch: SampleBatch) -> Iterator[dict[str, object]]:
         yield {"labels": dict(labels), "samples": [[ts[j], values[j]] for j in range(a, b)]}
 
 
+def histogram_document(batch: HistogramBatch, s: int) -> dict[str, object]:
+    """A native histogram sample, losslessly: the fields of the shared test data's ``input.json`` (absolute bucket
+    counts in index order; integer counts as JSON integers, floats as Go ``%g`` strings, which round-trip), the
+    counter-reset ``hint`` the chunk gave it (0 unknown, 1 reset, 2 not reset, 3 gauge) and, for a stale
+    marker, only ``"stale": true``."""
+    doc: dict[str, object] = {"kind": "float" if batch.is_float else "int"}
+    if bool(batch.stale[s]):
+        doc["stale"] = True
+        return doc
+    lay = batch.layouts
+    layout = int(batch.layout[s])
+    pos_spans, neg_spans = lay.spans(layout)
+    pos, neg = batch.sample_buckets(s)
+    number = _json_number_of(batch)
+    doc.update({
+        "hint": int(batch.hint[s]), "schema": int(lay.schema[layout]),
+        "zero_threshold": format_g(float(lay.zero_threshold[layout])),
+        "zero_count": number(batch.zero_count[s].item()), "count": number(batch.count[s].item()),
+        "sum": format_g(float(batch.sum[s])),
+        "positive_spans": [list(sp) for sp in pos_spans], "positive_buckets": [number(x) for x in pos.tolist()],
+        "negative_spans": [list(sp) for sp in neg_spans], "negative_buckets": [number(x) for x in neg.tolist()],
+    })
+    if int(lay.custom_bounds[layout + 1]) > int(lay.custom_bounds[layout]):
+        doc["custom_values"] = [format_g(x) for x in lay.custom(layout).tolist()]
+    if int(batch.st[s]):
+        doc["start_timestamp"] = int(batch.st[s])
+    return doc
+
+
+def _json_number_of(batch: HistogramBatch) -> Callable[[int | float], object]:
+    if batch.is_float:
+        return lambda x: format_g(float(x))
+    return int
+
+
 def csv_rows(batch: SampleBatch) -> str:
+    """``series,timestamp_ms,value`` rows; a native histogram's value is its ``String()`` form."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    values = _value_strings(batch.v, format_g)
+    values = _sample_strings(batch)
     ts = batch.t.tolist()
     offs = batch.offsets.tolist()
     for i, labels in enumerate(batch.labels):

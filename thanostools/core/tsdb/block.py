@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from thanostools.core.chunkenc import xor
+from thanostools.core.chunkenc import histogram, xor
 from thanostools.core.chunkenc.aggr import Aggr, aggr_spans
 from thanostools.core.errors import CorruptBlockError, NotFoundError, UnsupportedError
 from thanostools.core.kernels import binary as kb
@@ -16,7 +16,13 @@ from thanostools.core.kernels import select as select_kernels
 from thanostools.core.matchers import Matcher
 from thanostools.core.objstore.bucket import Bucket
 from thanostools.core.objstore.cache import RangeCache
-from thanostools.core.series import SampleBatch
+from thanostools.core.series import (
+    KIND_FLOAT,
+    KIND_FLOAT_HISTOGRAM,
+    KIND_INT_HISTOGRAM,
+    HistogramColumns,
+    SampleBatch,
+)
 from thanostools.core.tsdb.bytesource import BucketSource, ByteSource, MmapSource
 from thanostools.core.tsdb.chunks import (
     ENC_AGGR,
@@ -31,6 +37,7 @@ from thanostools.core.tsdb.index import IndexReader, RawSeries, SeriesBatch
 from thanostools.core.tsdb.meta import BlockMeta, read_meta_file
 from thanostools.core.tsdb.tombstones import Intervals, deleted_mask, parse_tombstones
 
+HISTOGRAM_ENCODINGS = (*histogram.INT_ENCODINGS, *histogram.FLOAT_ENCODINGS)
 MIN_TIME = -(2**63)
 MAX_TIME = 2**63 - 1
 
@@ -92,40 +99,50 @@ class Block:
         *,
         aggregate: Aggr = Aggr.COUNT,
         batch_size: int = 20000,
+        histograms: bool = False,
     ) -> Iterator[SampleBatch]:
         """Samples of matching series within ``[mint, maxt]``, tombstones applied, in label order.
 
-        For downsampled blocks, ``aggregate`` picks which AggrChunk sub-chunk to decode.
+        For downsampled blocks, ``aggregate`` picks which AggrChunk sub-chunk to decode. With ``histograms``,
+        native-histogram chunks are decoded into the batches' histogram part; without, they are refused
+        (``UnsupportedError``), for readers that handle floats only.
         """
         refs = self.postings(matchers)
         for i in range(0, refs.shape[0], batch_size):
             sb = self.index.series(refs[i : i + batch_size])
-            out = self.samples(sb, mint, maxt, aggregate=aggregate)
+            out = self.samples(sb, mint, maxt, aggregate=aggregate, histograms=histograms)
             if len(out):
                 yield out
 
-    def samples(self, sb: SeriesBatch, mint: int, maxt: int, *, aggregate: Aggr = Aggr.COUNT) -> SampleBatch:
-        counts, t, v = self.row_samples(sb, np.arange(len(sb)), mint, maxt, aggregate=aggregate)
+    def samples(self, sb: SeriesBatch, mint: int, maxt: int, *, aggregate: Aggr = Aggr.COUNT,
+                histograms: bool = False) -> SampleBatch:
+        counts, t, v, hist = self._row_samples(sb, np.arange(len(sb)), mint, maxt, aggregate, histograms)
         nonempty = np.flatnonzero(counts)
         offsets = np.concatenate([[0], np.cumsum(counts[nonempty])]).astype(np.int64)
-        return SampleBatch([sb.labels[i] for i in nonempty.tolist()], sb.refs[nonempty], offsets, t, v)
+        return SampleBatch([sb.labels[i] for i in nonempty.tolist()], sb.refs[nonempty], offsets, t, v, hist=hist)
 
     def row_samples(self, sb: RawSeries, rows: np.ndarray, mint: int, maxt: int, *, aggregate: Aggr = Aggr.COUNT,
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Samples of the series ``rows`` of ``sb`` within ``[mint, maxt]``, tombstones applied.
+        """Float samples of the series ``rows`` of ``sb`` within ``[mint, maxt]``, tombstones applied
+        (histogram chunks are refused).
 
         Returns (sample count per row, t, v) with the rows' samples back to back in ``rows`` order.
         """
+        counts, t, v, _ = self._row_samples(sb, rows, mint, maxt, aggregate, False)
+        return counts, t, v
+
+    def _row_samples(self, sb: RawSeries, rows: np.ndarray, mint: int, maxt: int, aggregate: Aggr,
+                     histograms: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, HistogramColumns | None]:
         chunk_idx, chunk_row = _row_chunks(sb, rows, mint, maxt)
-        dec = self._read_decoded(sb.chunk_ref[chunk_idx], aggregate)
-        sample_row = np.repeat(chunk_row, np.diff(dec.offsets))
-        t, v = dec.t, dec.v
+        t, v, sizes, hist = self._read_decoded(sb.chunk_ref[chunk_idx], aggregate, histograms)
+        sample_row = np.repeat(chunk_row, sizes)
         mask = (t >= mint) & (t <= maxt)
         if self.tombstones:
             mask &= ~self._tombstoned(sb.refs[rows], sample_row, t)
         if not bool(mask.all()):
             t, v, sample_row = t[mask], v[mask], sample_row[mask]
-        return np.bincount(sample_row, minlength=rows.shape[0]).astype(np.int64), t, v
+            hist = None if hist is None else hist.take(np.flatnonzero(mask))
+        return np.bincount(sample_row, minlength=rows.shape[0]).astype(np.int64), t, v, hist
 
     def chunk_spans(self, sb: RawSeries, rows: np.ndarray, mint: int, maxt: int) -> ChunkSpans | None:
         """Where the XOR chunks of series ``rows`` overlapping ``[mint, maxt]`` lie in their memory-mapped
@@ -143,10 +160,16 @@ class Block:
             return None  # the decoding reader reports it
         return ChunkSpans(located.buf, located.starts, located.ends, samples, chunk_row)
 
-    def _read_decoded(self, refs: np.ndarray, aggregate: Aggr) -> xor.DecodedBatch:
-        """The chunks ``refs`` decoded (the chosen aggregate of AggrChunks), read in place when possible."""
+    def _read_decoded(self, refs: np.ndarray, aggregate: Aggr, histograms: bool,
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, HistogramColumns | None]:
+        """The chunks ``refs`` decoded, read in place when possible: (t, v, samples per chunk, histogram part)."""
         located = self.locate_chunks(refs)
-        return self._decode(located if located is not None else self.chunks.read(refs), aggregate)
+        batch = located if located is not None else self.chunks.read(refs)
+        encs = batch.encodings
+        if histograms and encs.size and not bool((encs == ENC_AGGR).all()) and bool((encs != ENC_XOR).any()):
+            return self._decode_mixed(batch, refs)
+        dec = self._decode(batch, aggregate)
+        return dec.t, dec.v, np.diff(dec.offsets), None
 
     def locate_chunks(self, refs: np.ndarray) -> ChunkBatch | None:
         """The chunk records where they lie, without a copy, when all are in one memory-mapped segment (CRCs
@@ -181,6 +204,50 @@ class Block:
             return xor.decode_batch(batch.buf, starts, ends)
         self._require_xor(encs)
         return xor.decode_batch(batch.buf, batch.starts, batch.ends)
+
+    def _decode_mixed(self, batch: ChunkBatch, refs: np.ndarray,
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, HistogramColumns]:
+        """XOR and histogram chunks: one decoding call per kind, samples put back in chunk order."""
+        encs = batch.encodings.astype(np.int64)
+        is_xor = encs == ENC_XOR
+        self._require_xor(encs[~is_xor & ~np.isin(encs, HISTOGRAM_ENCODINGS)])
+        floats = xor.decode_batch(batch.buf, batch.starts[is_xor], batch.ends[is_xor])
+        hist = ~is_xor
+        try:
+            ints, flts, is_float = histogram.decode_by_kind(batch.buf, batch.starts[hist], batch.ends[hist], encs[hist])
+        except CorruptBlockError as exc:
+            raise self._locate_histogram_error(exc, batch, refs) from None
+        sizes = np.zeros(encs.shape[0], np.int64)
+        sizes[is_xor] = np.diff(floats.offsets)
+        hist_idx = np.flatnonzero(hist)
+        sizes[hist_idx[~is_float]] = np.diff(ints.offsets)
+        sizes[hist_idx[is_float]] = np.diff(flts.offsets)
+        # where each chunk's samples start in the concatenation (XOR samples, integer, float histograms)
+        source_start = np.zeros(encs.shape[0], np.int64)
+        source_start[is_xor] = floats.offsets[:-1]
+        source_start[hist_idx[~is_float]] = ints.offsets[:-1] + len(floats.t)
+        source_start[hist_idx[is_float]] = flts.offsets[:-1] + len(floats.t) + len(ints)
+        out_start = np.cumsum(sizes) - sizes
+        order = np.repeat(source_start - out_start, sizes) + np.arange(int(sizes.sum()))
+        n_x, n_i, n_f = len(floats.t), len(ints), len(flts)
+        t = np.concatenate([floats.t, ints.t, flts.t])[order]
+        v = np.concatenate([floats.v, ints.sum_bits, flts.sum_bits])[order]
+        kind = np.concatenate([np.full(n_x, KIND_FLOAT, np.uint8), np.full(n_i, KIND_INT_HISTOGRAM, np.uint8),
+                               np.full(n_f, KIND_FLOAT_HISTOGRAM, np.uint8)])[order]
+        row = np.concatenate([np.full(n_x, -1, np.int64), np.arange(n_i), np.arange(n_f)])[order]
+        return t, v, sizes, HistogramColumns(kind, row, ints, flts)
+
+    def _locate_histogram_error(self, exc: CorruptBlockError, batch: ChunkBatch, refs: np.ndarray,
+                                ) -> CorruptBlockError:
+        """The decoder's error located at the chunk record in its segment file."""
+        hist = np.flatnonzero(batch.encodings != ENC_XOR)
+        inside = np.flatnonzero((batch.starts[hist] <= (exc.offset or 0)) & ((exc.offset or 0) < batch.ends[hist]))
+        i = int(hist[inside[0]]) if inside.size else int(hist[0])
+        segs, offsets = split_refs(refs[i : i + 1])
+        name = self.chunks.names[int(segs[0])] if int(segs[0]) < len(self.chunks.names) else str(int(segs[0]))
+        detail = exc.reason.split(": ", 1)[-1]
+        return CorruptBlockError(f"histogram chunk: {detail}", block=self.ulid, file=f"chunks/{name}",
+                                 offset=int(offsets[0]))
 
     def _require_xor(self, encs: np.ndarray) -> None:
         bad = encs[encs != ENC_XOR]

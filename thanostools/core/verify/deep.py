@@ -9,10 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from thanostools.core.chunkenc import histogram
 from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.inspect import BlockInfo
 from thanostools.core.objstore.bucket import Bucket
 from thanostools.core.timeutil import human_duration, now_ms
+from thanostools.core.tsdb.block import HISTOGRAM_ENCODINGS
 from thanostools.core.tsdb.chunks import ChunkReader, segment_name, split_refs, unsigned_ref
 from thanostools.core.tsdb.markers import MARKER_FILENAMES
 from thanostools.core.tsdb.meta import HASH_SHA256, META_FILENAME
@@ -74,12 +76,16 @@ def check_index_crcs(ctx: VerifyContext) -> list[Issue]:
 # --- chunk CRCs --------------------------------------------------------------------------------------
 
 
+UNDECODABLE = "histogram chunk does not decode: "
+
+
 def _bad_chunks(reader: ChunkReader, refs: np.ndarray, limit: int) -> list[tuple[int, CorruptBlockError]]:
-    """Refs whose record is damaged, found by bisecting batches that fail to read."""
+    """Refs whose record is damaged or whose native-histogram chunk does not decode, found by bisecting
+    batches that fail."""
     if limit <= 0 or refs.shape[0] == 0:
         return []
     try:
-        reader.read(refs, check_crc=True)
+        _read_and_decode_histograms(reader, refs)
         return []
     except CorruptBlockError as exc:
         if refs.shape[0] == 1:
@@ -87,6 +93,20 @@ def _bad_chunks(reader: ChunkReader, refs: np.ndarray, limit: int) -> list[tuple
     mid = refs.shape[0] // 2
     left = _bad_chunks(reader, refs[:mid], limit)
     return left + _bad_chunks(reader, refs[mid:], limit - len(left))
+
+
+def _read_and_decode_histograms(reader: ChunkReader, refs: np.ndarray) -> None:
+    """Read the records (CRCs checked) and decode the native-histogram chunks among them (one call per kind)."""
+    batch = reader.read(refs, check_crc=True)
+    hist = np.isin(batch.encodings, HISTOGRAM_ENCODINGS)
+    if not bool(hist.any()):
+        return
+    try:
+        histogram.decode_by_kind(batch.buf, batch.starts[hist], batch.ends[hist], batch.encodings[hist])
+    except CorruptBlockError as exc:
+        seg, offsets = split_refs(refs[np.flatnonzero(hist)[:1]])
+        raise CorruptBlockError(UNDECODABLE + exc.reason.split(": ", 1)[-1],
+                                file=f"chunks/{segment_name(int(seg[0]))}", offset=int(offsets[0])) from None
 
 
 def _chunk_findings(ctx: VerifyContext, info: BlockInfo) -> tuple[int, list[dict[str, Any]]]:
@@ -107,7 +127,8 @@ def _chunk_findings(ctx: VerifyContext, info: BlockInfo) -> tuple[int, list[dict
                         "error": f"{name} offset {int(offsets[first])}: {int(missing.sum())} chunks are in {name}, "
                                  "which does not exist"})
         for ref, exc in _bad_chunks(block.chunks, refs[~missing], MAX_BAD_CHUNKS - len(bad)):
-            bad.append(_finding(exc, ref=unsigned_ref(ref)))
+            undecodable = {"undecodable": True} if exc.reason.startswith(UNDECODABLE) else {}
+            bad.append(_finding(exc, ref=unsigned_ref(ref), **undecodable))
         if len(bad) >= MAX_BAD_CHUNKS:
             break
     return checked, bad
@@ -127,7 +148,8 @@ def check_chunks(ctx: VerifyContext) -> list[Issue]:
         if bad:
             more = " (stopped counting)" if len(bad) >= MAX_BAD_CHUNKS else ""
             msg = f"block {info.ulid}: {len(bad)} unreadable chunk records{more}, first: {bad[0]['error']}"
-            kind = "missing_segment" if bad[0].get("missing") else "chunk_crc_mismatch"
+            kind = ("missing_segment" if bad[0].get("missing") else
+                    "undecodable_chunk" if bad[0].get("undecodable") else "chunk_crc_mismatch")
             issues.append(Issue(CHUNK_INTEGRITY, kind, [info.ulid], msg,
                                 {"checked_chunks": checked, "bad_chunks": bad}, action=RESTORE))
     return issues
