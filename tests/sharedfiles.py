@@ -18,3 +18,4 @@ def promqltest_scripts() -> list[Path]:
     if not scripts and os.environ.get("CI"):
         raise RuntimeError(f"CI is set but the shared promqltest scripts are missing at {PROMQLTEST_DIR}")
     return scripts
+NATIVE_HISTOGRAMS_DIR = SHARED_DIR / "testdata" / "native-histograms"

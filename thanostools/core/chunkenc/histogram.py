@@ -276,7 +276,7 @@ def concat_batches(batches: list[HistogramBatch]) -> HistogramBatch:
         raise ValueError("concat_batches needs batches of one kind")
 
     def shifted(arrays: list[I64], by: list[int]) -> I64:
-        parts = [arrays[0]] + [a[1:] + d for a, d in zip(arrays[1:], by[1:], strict=True)]
+        parts = [arrays[0]] + [a[1:] + d for a, d in zip(arrays[1:], by[1:-1], strict=True)]
         return np.concatenate(parts).astype(np.int64)
 
     def starts(sizes: list[int]) -> list[int]:
@@ -305,7 +305,7 @@ def concat_batches(batches: list[HistogramBatch]) -> HistogramBatch:
         hint=np.concatenate([b.hint for b in batches]), count=np.concatenate([b.count for b in batches]),
         zero_count=np.concatenate([b.zero_count for b in batches]),
         sum_bits=np.concatenate([b.sum_bits for b in batches]),
-        layout=np.concatenate([b.layout + d for b, d in zip(batches, layout_at, strict=True)]),
+        layout=np.concatenate([b.layout + d for b, d in zip(batches, layout_at[:-1], strict=True)]),
         bucket_offsets=shifted([b.bucket_offsets for b in batches], buckets_at),
         buckets=np.concatenate([b.buckets for b in batches]), layouts=layouts,
     )

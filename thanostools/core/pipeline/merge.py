@@ -96,9 +96,13 @@ class OverlapMerge:
         return ChunkedSeries(batch.labels, batch.refs, both.pick(order), counts[order])
 
     def _droppable(self, c: ChunkTable) -> np.ndarray:
-        """Identical duplicates of the previous chunk, and chunks wholly outside their block's range."""
+        """Identical duplicates of the previous chunk (unless tombstones cut either: then they differ), and
+        chunks wholly outside their block's range."""
         outside = (c.mint >= self.max_time[c.src]) | (c.maxt < self.min_time[c.src])
-        drop: np.ndarray = outside | duplicate_chunks(c)
+        stoned = self._tombstoned(c)
+        untouched = ~stoned
+        untouched[1:] &= ~stoned[:-1]
+        drop: np.ndarray = outside | (duplicate_chunks(c) & untouched)
         self.stats.dropped_chunks += int(drop.sum())
         return drop
 
