@@ -18,6 +18,8 @@ from thanostools.core.chunkenc import histogram as H
 from thanostools.core.chunkenc import xor
 from thanostools.core.compact.merge import DEDUP_CHAIN, DEDUP_PENALTY, compact_blocks
 from thanostools.core.constants import STALE_NAN_BITS
+from thanostools.core.downsample.block import downsample_block
+from thanostools.core.errors import UnsupportedError
 from thanostools.core.labels import Labels
 from thanostools.core.pipeline.read import each_series
 from thanostools.core.relabel import load_deletion_requests, load_relabel_configs
@@ -289,3 +291,11 @@ def test_prometheus_answers_the_same_for_a_merged_block(tmp_path: Path, promethe
                                   "histogram_quantile(0.9, nh_gauge)", "sum(rate(nh_float_counter[5m]))")])
         server.stop()
     assert answers[0][0]["data"]["result"] and answers[0] == answers[1]
+
+
+def test_downsampling_refuses_histogram_chunks_naming_block_and_reason(tmp_path: Path) -> None:
+    block = copy_block(MAIN, tmp_path / "in")
+    with pytest.raises(UnsupportedError) as err:
+        downsample_block(block, 300_000, str(tmp_path / "out"))
+    message = str(err.value)
+    assert "\n" not in message and block.ulid in message and "histogram AggrChunks" in message
