@@ -9,7 +9,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -74,7 +74,7 @@ def free_port() -> int:
 class PrometheusServer:
     """A real ``prometheus`` on 127.0.0.1 over a given data dir, with no scrape targets."""
 
-    def __init__(self, data_dir: Path, workdir: Path) -> None:
+    def __init__(self, data_dir: Path, workdir: Path, extra_args: Sequence[str] = ()) -> None:
         assert PROMETHEUS is not None
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -85,7 +85,7 @@ class PrometheusServer:
         self.proc = subprocess.Popen(
             [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={data_dir}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=100y",
-             "--query.lookback-delta=5m"],
+             "--query.lookback-delta=5m", *extra_args],
             stdout=self._logfh, stderr=subprocess.STDOUT,
         )
         self._wait_ready()
@@ -125,7 +125,8 @@ class PrometheusServer:
 class StartPrometheus(Protocol):
     """What the ``prometheus_server`` fixture gives: starts a server, in ``workdir`` or the test's tmp_path."""
 
-    def __call__(self, data_dir: Path, workdir: Path | None = None) -> PrometheusServer: ...
+    def __call__(self, data_dir: Path, workdir: Path | None = None,
+                 extra_args: Sequence[str] = ()) -> PrometheusServer: ...
 
 
 @pytest.fixture
@@ -134,8 +135,8 @@ def prometheus_server(tmp_path: Path) -> Iterator[StartPrometheus]:
     started: list[PrometheusServer] = []
 
     class _Factory(PrometheusServer):
-        def __init__(self, data_dir: Path, workdir: Path | None = None) -> None:
-            super().__init__(data_dir, workdir or tmp_path)
+        def __init__(self, data_dir: Path, workdir: Path | None = None, extra_args: Sequence[str] = ()) -> None:
+            super().__init__(data_dir, workdir or tmp_path, extra_args)
             started.append(self)
 
     if PROMETHEUS is None:

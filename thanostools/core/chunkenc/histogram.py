@@ -184,6 +184,24 @@ def decode_by_kind(buf: Any, starts: Any, ends: Any, encodings: Any, *, flavor: 
     return ints, floats, is_float
 
 
+def as_one_chunk(batch: HistogramBatch, idx: I64) -> HistogramBatch:
+    """Samples ``idx`` of a batch, in that order, as one chunk (header unknown) sharing the batch's layout
+    table: the input of :func:`reencode_chunks`."""
+    idx = np.asarray(idx, dtype=np.int64)
+    lo = batch.bucket_offsets[idx]
+    sizes = batch.bucket_offsets[idx + 1] - lo
+    bo = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    gather = np.repeat(lo - bo[:-1], sizes) + np.arange(int(bo[-1]), dtype=np.int64)
+    return HistogramBatch(
+        is_float=batch.is_float, offsets=np.array([0, idx.shape[0]], dtype=np.int64),
+        encoding=np.full(1, ENC_FLOAT_HISTOGRAM if batch.is_float else ENC_HISTOGRAM, dtype=np.uint8),
+        header=np.zeros(1, dtype=np.uint8), t=batch.t[idx],
+        st=batch.st[idx], hint=batch.hint[idx], count=batch.count[idx], zero_count=batch.zero_count[idx],
+        sum_bits=batch.sum_bits[idx], layout=batch.layout[idx], bucket_offsets=bo, buckets=batch.buckets[gather],
+        layouts=batch.layouts,
+    )
+
+
 # ---------------------------------------------------------------- encoding
 
 
@@ -380,9 +398,42 @@ def head_chunks(series: HistogramBatch, *, flavor: Flavor = "2.42", chunk_range:
                                "implemented; only flavor '2.42'")
     if chunk_range <= 0 or samples_per_chunk < 4:
         raise ValueError("need chunk_range > 0 and samples_per_chunk >= 4")
-    t = np.ascontiguousarray(series.t)
-    if (np.diff(t) <= 0).any():
+    if (np.diff(series.t) <= 0).any():
         raise ValueError("head_chunks needs strictly increasing timestamps (the head rejects the others)")
+    return _append_chunks(series, flavor, chunk_range, samples_per_chunk, False, np.zeros(len(series), dtype=bool))
+
+
+REENCODE_SAMPLES_PER_CHUNK = 120
+
+
+def reencode_chunks(series: HistogramBatch, run_start: NDArray[np.bool_], *, flavor: Flavor = "2.42",
+                    samples_per_chunk: int = REENCODE_SAMPLES_PER_CHUNK) -> HistogramBatch:
+    """Chunks for samples re-encoded outside the head (H9.6: compaction, merges): the samples of every run
+    (a run starts where ``run_start`` is set; strictly increasing timestamps within it) are appended as
+    Prometheus' appender does (H9.1–H9.3: resets, layout and gauge changes cut a chunk; recoding), and a new
+    chunk starts every ``samples_per_chunk`` samples. Each run starts as a series' first chunk.
+
+    ``series.hint`` is taken as the hint of each sample (``hints_from_headers`` of the decoded chunks keeps
+    their resets and gauges). Only the 2.42 appender rules are implemented (see :func:`head_chunks`).
+    """
+    _check_flavor(flavor)
+    if flavor != "2.42":
+        raise UnsupportedError("reencode_chunks: only the Prometheus 2.42 appender rules are implemented")
+    if samples_per_chunk < 1 or samples_per_chunk > MAX_SAMPLES_PER_CHUNK:
+        raise ValueError(f"samples_per_chunk must be 1..{MAX_SAMPLES_PER_CHUNK}")
+    starts = np.ascontiguousarray(run_start, dtype=bool).copy()
+    if starts.shape[0] != len(series):
+        raise ValueError("run_start needs one flag per sample")
+    if starts.shape[0]:
+        starts[0] = True
+    if ((np.diff(series.t) <= 0) & ~starts[1:]).any():
+        raise ValueError("reencode_chunks needs strictly increasing timestamps within each run")
+    return _append_chunks(series, flavor, DEFAULT_CHUNK_RANGE_MS, samples_per_chunk, True, starts)
+
+
+def _append_chunks(series: HistogramBatch, flavor: Flavor, chunk_range: int, samples_per_chunk: int, fixed: bool,
+                   run_start: NDArray[np.bool_]) -> HistogramBatch:
+    t = np.ascontiguousarray(series.t)
     lay = series.layouts
     as_u64 = np.uint64
     span_off = lay.span_offset.astype(np.int64)
@@ -395,7 +446,7 @@ def head_chunks(series: HistogramBatch, *, flavor: Flavor = "2.42", chunk_range:
             series.is_float, t, cnt, zc, series.sum_bits, np.ascontiguousarray(series.hint, dtype=np.uint8),
             series.layout, series.bucket_offsets, buckets, lay.schema.astype(np.int64), lay.zero_threshold.view(as_u64),
             lay.custom_bounds, lay.custom_values.view(as_u64), lay.span_bounds, span_off, span_len, int(chunk_range),
-            int(samples_per_chunk),
+            int(samples_per_chunk), fixed, run_start,
         )
         l_idx, l_b = kernels.layout_indices(lay.span_bounds, span_off, span_len)
         out_buckets, out_bo = kernels.expand_samples(bounds, u_idx, ub, series.sum_bits, series.layout,

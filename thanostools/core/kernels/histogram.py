@@ -54,6 +54,7 @@ from thanostools.core.kernels.xor import (
 U8Array = NDArray[np.uint8]
 U64Array = NDArray[np.uint64]
 I64Array = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
 
 ERR_SHORT = 1  # fewer than the three header bytes
 ERR_SCHEMA = 5  # a schema outside -9..52 and not -53
@@ -852,8 +853,11 @@ def head_cut_242(
     is_float: bool, t: I64Array, cnt: U64Array, zc: U64Array, total: U64Array, hint: U8Array, layout: I64Array,
     bo: I64Array, buckets: U64Array, schema: I64Array, zt: U64Array, cv_bounds: I64Array, custom: U64Array,
     span_bounds: I64Array, span_off: I64Array, span_len: I64Array, chunk_range: int, samples_per_chunk: int,
+    fixed: bool, run_start: BoolArray,
 ) -> tuple[I64Array, U8Array, I64Array, I64Array, I64Array]:
-    """Prometheus 2.42 head appending of one series' samples (time order, one kind): H8.5, H9.1–H9.4.
+    """Prometheus 2.42 appending of samples (time order within each run, one kind): H8.5, H9.1–H9.3 and the
+    head's cutting (H9.4), or with ``fixed`` a new chunk every ``samples_per_chunk`` samples (re-encoding
+    outside the head, H9.6). A sample with ``run_start`` set starts a new chunk as a series' first sample.
 
     Returns (chunk bounds, chunk headers, per chunk: the layout id of its first sample or -1 for the empty
     layout of a stale first sample, per chunk side q = 2 * chunk + negative: union indices idx[ub[q]:ub[q+1]]
@@ -886,14 +890,16 @@ def head_cut_242(
         reset = False
         fwd = False
         time_cut = True
-        if nc > 0:
+        if nc > 0 and not run_start[s]:
             c = nc - 1
             held = s - bounds[c]
-            if held == quarter:
+            if fixed:
+                pass
+            elif held == quarter:
                 d = (next_at - mint) // ((t[s - 1] - mint + 1) * 4)
                 if d > 1:
                     next_at = mint + (next_at - mint) // d
-            time_cut = t[s] >= next_at or held >= 2 * samples_per_chunk
+            time_cut = held >= samples_per_chunk if fixed else (t[s] >= next_at or held >= 2 * samples_per_chunk)
             p = s - 1
             p_stale = total[p] == STALE_NAN_BITS_U64
             chunk_gauge = headers[c] == H_GAUGE

@@ -16,14 +16,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from thanostools.core.chunkenc import xor
+from thanostools.core.chunkenc.histogram import MAX_SAMPLES_PER_CHUNK
 from thanostools.core.downsample import aggrops
 from thanostools.core.errors import UnsupportedError
 from thanostools.core.goformat import go_labels_string
 from thanostools.core.labels import Labels
-from thanostools.core.pipeline.merge import Merged, encode_runs
+from thanostools.core.pipeline.merge import (
+    MERGEABLE_ENCODINGS,
+    SAMPLES_PER_CHUNK,
+    MergeInput,
+    chain,
+    decode_live,
+    encode_live,
+)
 from thanostools.core.pipeline.table import ChunkedSeries, ChunkTable, equal_to_previous
 from thanostools.core.relabel import DeletionRequest, deletion_intervals
-from thanostools.core.tsdb.chunks import ENC_AGGR, ENC_XOR
+from thanostools.core.tsdb.chunks import ENC_AGGR, ENC_FLOAT_HISTOGRAM, ENC_HISTOGRAM, ENC_XOR
 from thanostools.core.tsdb.tombstones import Intervals, deleted_mask, merge_intervals
 
 
@@ -146,25 +154,40 @@ class Deletions:
         parts: list[tuple[int, bytes, int, int]] = []
         place: list[int] = []
         for i in rows.tolist():
-            part = self._trimmed(c, i, cut)
-            if part is not None:
+            for part in self._trimmed(c, i, cut):
                 parts.append(part)
                 place.append(i)
         return _Replacement(rows, encoded_parts(parts), np.array(place, dtype=np.int64))
 
-    def _trimmed(self, c: ChunkTable, i: int, cut: Intervals) -> tuple[int, bytes, int, int] | None:
-        """Chunk i without the samples in ``cut`` (None when nothing is left)."""
+    def _trimmed(self, c: ChunkTable, i: int, cut: Intervals) -> list[tuple[int, bytes, int, int]]:
+        """Chunk i without the samples in ``cut`` (nothing when nothing is left). A histogram chunk stays one
+        chunk unless the appender must cut it (H9.6)."""
         enc = int(c.enc[i])
         if enc == ENC_XOR:
             t, v = xor.decode(c.payload(i))
             keep = ~deleted_mask(t, cut)
             if not keep.any():
-                return None
+                return []
             t, v = t[keep], v[keep]
-            return ENC_XOR, xor.encode(t, v), int(t[0]), int(t[-1])
+            return [(ENC_XOR, xor.encode(t, v), int(t[0]), int(t[-1]))]
         if enc == ENC_AGGR:
-            return aggr_part(aggrops.filter_aggr(aggrops.decode_aggr(c.payload(i)), cut))
+            part = aggr_part(aggrops.filter_aggr(aggrops.decode_aggr(c.payload(i)), cut))
+            return [] if part is None else [part]
+        if enc in (ENC_HISTOGRAM, ENC_FLOAT_HISTOGRAM):
+            chunks = self._reencoded(c.pick(np.array([i])), cut, MAX_SAMPLES_PER_CHUNK)
+            return [(int(chunks.enc[j]), chunks.payload(j), int(chunks.mint[j]), int(chunks.maxt[j]))
+                    for j in range(len(chunks))]
         raise UnsupportedError(f"block {self.block}: cannot delete samples from chunks of encoding {enc}")
+
+    def _reencoded(self, rows: ChunkTable, cut: Intervals, samples_per_chunk: int) -> ChunkTable:
+        """The float and histogram chunks ``rows`` of one series without the samples in ``cut``, re-encoded."""
+        rows = rows.pick(np.arange(len(rows)))
+        rows.src = np.zeros(len(rows), dtype=np.int64)
+        stones = {int(r): cut for r in np.unique(rows.ref).tolist()}
+        live = decode_live(rows, np.zeros(len(rows), dtype=np.int64), [MergeInput(self.block, 0, 0, stones)])
+        merged = chain(live.t, live.ids(), live.run, live.src)
+        chunks, _ = encode_live(live, merged, np.zeros(1, dtype=np.int64), samples_per_chunk)
+        return chunks
 
     def _cut_merged(self, batch: ChunkedSeries, s: int, a: int, b: int, intervals: Intervals) -> _Replacement:
         """A merged series loses ``intervals``: XOR samples are cut and re-encoded at 120 a chunk, AggrChunks
@@ -177,12 +200,12 @@ class Deletions:
             parts = [p for i in range(a, b) if (p := aggr_part(aggrops.filter_aggr(
                 aggrops.decode_aggr(c.payload(i)), intervals))) is not None]
             chunks = encoded_parts(parts)
+        elif bool(np.isin(c.enc[a:b], MERGEABLE_ENCODINGS).all()):
+            chunks = self._reencoded(c.pick(rows), intervals, SAMPLES_PER_CHUNK)
         else:
-            buf, offsets = c.payloads(rows)
-            dec = xor.decode_batch(buf, offsets[:-1], offsets[1:])
-            keep = ~deleted_mask(dec.t, intervals)
-            t, v = dec.t[keep], dec.v[keep]
-            chunks, _ = encode_runs(Merged(t, v, np.zeros(t.shape[0], dtype=np.int64)), np.zeros(1, np.int64))
+            raise UnsupportedError(f"block {self.block}: cannot delete samples from series "
+                                   f"{go_labels_string(batch.labels.labels(s))}: it mixes downsampled and raw "
+                                   f"chunks")
         return _Replacement(rows, chunks, np.full(len(chunks), a, dtype=np.int64))
 
     def _log(self, labels: Labels, deleted: Intervals) -> None:

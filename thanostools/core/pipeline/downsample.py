@@ -24,7 +24,7 @@ from thanostools.core.downsample.series import (
 from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.labels import Labels, format_labels
 from thanostools.core.pipeline.table import ChunkedSeries, ChunkTable
-from thanostools.core.tsdb.chunks import ENC_AGGR, ENC_XOR, ENCODING_NAMES
+from thanostools.core.tsdb.chunks import ENC_AGGR, ENC_FLOAT_HISTOGRAM, ENC_HISTOGRAM, ENC_XOR, ENCODING_NAMES
 
 I64 = NDArray[np.int64]
 
@@ -51,8 +51,10 @@ class Downsample:
 
     def _unsupported(self, labels: Labels, code: int) -> UnsupportedError:
         name = ENCODING_NAMES.get(code, "unknown")
+        why = ("native histograms downsample into histogram AggrChunks (FORMATS.md §7.2), which are not "
+               "implemented" if code in (ENC_HISTOGRAM, ENC_FLOAT_HISTOGRAM) else "only float series are supported")
         return UnsupportedError(f"block {self.name}: series {format_labels(labels)}: cannot downsample chunk "
-                                f"encoding {code} ({name}); only float series are supported")
+                                f"encoding {code} ({name}): {why}")
 
     def _raw(self, batch: ChunkedSeries, bounds: I64) -> AggrChunks:
         c = batch.chunks

@@ -17,9 +17,9 @@ from thanostools.core.downsample import aggrops
 from thanostools.core.errors import UnsupportedError
 from thanostools.core.goformat import go_labels_string
 from thanostools.core.pipeline.delete import aggr_part, encoded_parts
-from thanostools.core.pipeline.merge import Merged, MergeInput, chain, decode_live, encode_runs
+from thanostools.core.pipeline.merge import MERGEABLE_ENCODINGS, MergeInput, chain, decode_live, encode_live
 from thanostools.core.pipeline.table import ChunkedSeries, ChunkTable, equal_to_previous
-from thanostools.core.tsdb.chunks import ENC_AGGR, ENC_XOR
+from thanostools.core.tsdb.chunks import ENC_AGGR
 from thanostools.core.tsdb.tombstones import Intervals
 
 
@@ -69,7 +69,7 @@ class MergeEqual:
         """Series first..first+size-1 (their chunks ``rows``, in index order) as one series' chunks."""
         encodings = set(rows.enc.tolist())
         ref = int(batch.refs[first])
-        if encodings <= {ENC_XOR}:
+        if encodings <= set(MERGEABLE_ENCODINGS):
             if len(rows) == 0:
                 return rows
             self.merged[ref] = samples
@@ -78,7 +78,7 @@ class MergeEqual:
             return self._merge_aggr(rows, ref, samples)
         raise UnsupportedError(f"block {self.block}: cannot merge series into "
                                f"{go_labels_string(batch.labels.labels(first))}: chunk encodings "
-                               f"{sorted(encodings)} (only float and downsampled float chunks)")
+                               f"{sorted(encodings)} (only float, native-histogram and downsampled float chunks)")
 
     def _stones(self, rows: ChunkTable) -> dict[int, Intervals]:
         return {r: s for r in np.unique(rows.ref).tolist() if (s := self.tombstones.get(r))}
@@ -86,13 +86,12 @@ class MergeEqual:
     def _chain(self, rows: ChunkTable) -> ChunkTable:
         rows = rows.pick(np.arange(len(rows)))
         rows.src = np.zeros(len(rows), dtype=np.int64)
-        t, v, run, src = decode_live(rows, np.zeros(len(rows), dtype=np.int64),
-                                     [MergeInput(self.block, 0, 0, self._stones(rows))])
-        merged = chain(t, v, run, src)
-        self.stats.samples_deduplicated += t.shape[0] - merged.t.shape[0]
+        live = decode_live(rows, np.zeros(len(rows), dtype=np.int64),
+                           [MergeInput(self.block, 0, 0, self._stones(rows))])
+        merged = chain(live.t, live.ids(), live.run, live.src)
+        self.stats.samples_deduplicated += live.t.shape[0] - merged.t.shape[0]
         self.stats.chunks_reencoded += len(rows)
-        chunks, _ = encode_runs(Merged(merged.t, merged.v, np.zeros(merged.t.shape[0], dtype=np.int64)),
-                                np.zeros(1, dtype=np.int64))
+        chunks, _ = encode_live(live, merged, np.zeros(1, dtype=np.int64))
         return chunks
 
     def _merge_aggr(self, rows: ChunkTable, ref: int, samples: int) -> ChunkTable:

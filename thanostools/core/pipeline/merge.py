@@ -1,8 +1,12 @@
 """The merge modifier: series of several inputs (or several series that became one) into one series each.
 
 Chunks that overlap nothing are passed on untouched; chunks that overlap another chunk of the same series, or
-hold tombstoned samples, are decoded (all at once), merged — chained (of equal timestamps the first input
-wins) or penalty-deduplicated between inputs (§8.6) — and re-encoded at ≤ 120 samples a chunk (§8.4, §3.6).
+hold tombstoned samples, are decoded (all at once, float and native-histogram chunks alike), merged by
+timestamp — chained (of equal timestamps the first input wins) or penalty-deduplicated between inputs (§8.6;
+the algorithm only looks at timestamps, so histograms are deduplicated like floats) — and re-encoded as
+Prometheus re-encodes outside the head (§8.4, HISTOGRAMS.md H9.6): ≤ 120 samples a chunk, a new chunk at
+every change of value type (float / integer histogram / float histogram), and for histograms the appender's
+own cuts (counter resets, schema or zero-threshold changes, gauge vs counter, stale markers; H9.1–H9.3).
 """
 
 from __future__ import annotations
@@ -12,18 +16,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from thanostools.core.chunkenc import histogram as hist
 from thanostools.core.chunkenc import xor
 from thanostools.core.compact import kernels
 from thanostools.core.errors import CorruptBlockError, UnsupportedError
+from thanostools.core.histograms import concat_histogram_batches
 from thanostools.core.pipeline.table import ChunkedSeries, ChunkTable
 from thanostools.core.pipeline.write import WriteStats
-from thanostools.core.tsdb.chunks import ENC_XOR, ENCODING_NAMES, frame_records
+from thanostools.core.tsdb.chunks import ENC_FLOAT_HISTOGRAM, ENC_HISTOGRAM, ENC_XOR, ENCODING_NAMES, frame_records
 from thanostools.core.tsdb.tombstones import Intervals, deleted_mask
 
 DEDUP_CHAIN = "chain"
 DEDUP_PENALTY = "penalty"
 DEDUP_FUNCS = (DEDUP_CHAIN, DEDUP_PENALTY)
 SAMPLES_PER_CHUNK = 120
+MERGEABLE_ENCODINGS = (ENC_XOR, ENC_HISTOGRAM, ENC_FLOAT_HISTOGRAM)
+# Prometheus 2.42's appender rules are the ones verified (HISTOGRAMS.md H9.1, H17); its chunks read everywhere.
+HISTOGRAM_FLAVOR: hist.Flavor = "2.42"
 
 
 class InputBlockError(UnsupportedError):
@@ -88,9 +97,13 @@ class OverlapMerge:
         return ChunkedSeries(batch.labels, batch.refs, both.pick(order), counts[order])
 
     def _droppable(self, c: ChunkTable) -> np.ndarray:
-        """Identical duplicates of the previous chunk, and chunks wholly outside their block's range."""
+        """Identical duplicates of the previous chunk (unless tombstones cut either: then they differ), and
+        chunks wholly outside their block's range."""
         outside = (c.mint >= self.max_time[c.src]) | (c.maxt < self.min_time[c.src])
-        drop: np.ndarray = outside | duplicate_chunks(c)
+        stoned = self._tombstoned(c)
+        untouched = ~stoned
+        untouched[1:] &= ~stoned[:-1]
+        drop: np.ndarray = outside | (duplicate_chunks(c) & untouched)
         self.stats.dropped_chunks += int(drop.sum())
         return drop
 
@@ -105,12 +118,12 @@ class OverlapMerge:
         return out
 
     def _reencode(self, redo: ChunkTable, clusters: np.ndarray) -> tuple[ChunkTable, np.ndarray]:
-        t, v, cluster, src = decode_live(redo, clusters, self.inputs)
-        merged = (penalty if self.dedup == DEDUP_PENALTY else chain)(t, v, cluster, src)
+        live = decode_live(redo, clusters, self.inputs)
+        merged = (penalty if self.dedup == DEDUP_PENALTY else chain)(live.t, live.ids(), live.run, live.src)
         # cluster ids are increasing along redo, so the first chunk of each names its series
         first_chunk = np.searchsorted(clusters, np.arange(int(clusters.max()) + 1))
         series_of_cluster = redo.series[np.minimum(first_chunk, len(redo) - 1)]
-        fresh, counts = encode_runs(merged, series_of_cluster)
+        fresh, counts = encode_live(live, merged, series_of_cluster)
         self.stats.reencoded_chunks += len(fresh)
         return fresh, counts
 
@@ -131,42 +144,102 @@ def duplicate_chunks(c: ChunkTable) -> np.ndarray:
     return dup
 
 
-def decode_live(c: ChunkTable, runs: np.ndarray,
-                inputs: Sequence[MergeInput]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Samples of XOR chunks ``c`` (tombstoned ones removed): t, v, run (``runs[i]`` of the chunk), input.
+KIND_FLOAT = 0
+KIND_HISTOGRAM = 1
+KIND_FLOAT_HISTOGRAM = 2
+_KIND_OF_ENCODING = {ENC_XOR: KIND_FLOAT, ENC_HISTOGRAM: KIND_HISTOGRAM, ENC_FLOAT_HISTOGRAM: KIND_FLOAT_HISTOGRAM}
+
+
+@dataclass(frozen=True)
+class LiveSamples:
+    """Decoded samples of several chunks, in one sequence: timestamp, run, input and kind of every sample; a
+    float sample's value in ``v``, a histogram sample's position in its kind's batch in ``at``."""
+
+    t: np.ndarray
+    run: np.ndarray
+    src: np.ndarray
+    kind: np.ndarray
+    v: np.ndarray
+    at: np.ndarray
+    histograms: dict[int, hist.HistogramBatch]
+
+    def ids(self) -> np.ndarray:
+        """Sample positions, to merge in place of values (``Merged.v`` then says which samples were chosen)."""
+        return np.arange(self.t.shape[0], dtype=np.int64)
+
+
+def decode_live(c: ChunkTable, runs: np.ndarray, inputs: Sequence[MergeInput]) -> LiveSamples:
+    """Samples of chunks ``c`` (float and native-histogram chunks; tombstoned samples removed), ``runs[i]``
+    the run of chunk i.
 
     Buffer after buffer (a buffer holds one input's chunks), each in table order, so stable sorts break
-    timestamp ties by input.
+    timestamp ties by input and then by chunk order.
     """
     parts: list[tuple[np.ndarray, ...]] = []
+    batches: dict[int, list[hist.HistogramBatch]] = {KIND_HISTOGRAM: [], KIND_FLOAT_HISTOGRAM: []}
     for buf, idx in c.by_buffer():
         source = inputs[int(c.src[idx[0]])]
-        bad = c.enc[idx][c.enc[idx] != ENC_XOR]
+        bad = c.enc[idx][~np.isin(c.enc[idx], MERGEABLE_ENCODINGS)]
         if bad.size:
             name = ENCODING_NAMES.get(int(bad[0]), "unknown")
             raise InputBlockError(source.name, f"overlapping or tombstoned chunks with encoding {int(bad[0])} "
                                                f"({name}) cannot be merged yet")
         try:
-            dec = xor.decode_batch(buf, c.start[idx], c.end[idx])
+            parts.append(_decode_buffer(buf, c, idx, runs, source, batches))
         except CorruptBlockError as exc:
             raise exc.located(block=source.name, file="chunks") from None
-        per = np.diff(dec.offsets)
-        keep = _live_samples(source, c, idx, dec)
-        parts.append((dec.t[keep], dec.v[keep], np.repeat(runs[idx], per)[keep],
-                      np.full(int(keep.sum()), int(c.src[idx[0]]), dtype=np.int64)))
-    t, v, run, src = (np.concatenate(cols) for cols in zip(*parts, strict=True))
-    return t, v, run, src
+    t, run, src, kind, v, at = (np.concatenate(cols) for cols in zip(*parts, strict=True))
+    histograms = {k: concat_histogram_batches(b, is_float=k == KIND_FLOAT_HISTOGRAM) for k, b in batches.items() if b}
+    return LiveSamples(t, run, src, kind, v, at, histograms)
 
 
-def _live_samples(source: MergeInput, c: ChunkTable, idx: np.ndarray, dec: xor.DecodedBatch) -> np.ndarray:
-    keep = np.ones(dec.t.shape[0], dtype=bool)
+def _decode_buffer(buf: np.ndarray, c: ChunkTable, idx: np.ndarray, runs: np.ndarray, source: MergeInput,
+                   batches: dict[int, list[hist.HistogramBatch]]) -> tuple[np.ndarray, ...]:
+    """One buffer's live samples in table order; its histogram batches are appended to ``batches``."""
+    k = int(c.src[idx[0]])
+    enc = c.enc[idx]
+    pieces: list[tuple[np.ndarray, ...]] = []  # (chunk position, t, run, kind, v, at) per kind
+    floats = np.flatnonzero(enc == ENC_XOR)
+    if floats.size:
+        dec = xor.decode_batch(buf, c.start[idx[floats]], c.end[idx[floats]])
+        pieces.append(_piece(c, idx, floats, runs, source, dec.t, dec.offsets, KIND_FLOAT, dec.v,
+                             np.full(dec.t.shape[0], -1, dtype=np.int64)))
+    is_hist = enc != ENC_XOR
+    if is_hist.any():
+        where = np.flatnonzero(is_hist)
+        ints, flts, is_float = hist.decode_by_kind(buf, c.start[idx[where]], c.end[idx[where]], enc[where],
+                                                   flavor=HISTOGRAM_FLAVOR)
+        for kind, batch, mine in ((KIND_HISTOGRAM, ints, where[~is_float]),
+                                  (KIND_FLOAT_HISTOGRAM, flts, where[is_float])):
+            if mine.size:
+                base = sum(len(b) for b in batches[kind])
+                batches[kind].append(batch)
+                pieces.append(_piece(c, idx, mine, runs, source, batch.t, batch.offsets, kind,
+                                     np.zeros(len(batch)), base + np.arange(len(batch), dtype=np.int64)))
+    pos, t, run, kind_col, v, at = (np.concatenate(cols) for cols in zip(*pieces, strict=True))
+    order = np.argsort(pos, kind="stable")
+    return (t[order], run[order], np.full(order.shape[0], k, dtype=np.int64), kind_col[order], v[order],
+            at[order])
+
+
+def _piece(c: ChunkTable, idx: np.ndarray, mine: np.ndarray, runs: np.ndarray, source: MergeInput, t: np.ndarray,
+           offsets: np.ndarray, kind: int, v: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, ...]:
+    per = np.diff(offsets)
+    keep = _live_samples(source, c, idx[mine], t, offsets)
+    return (np.repeat(mine, per)[keep], t[keep], np.repeat(runs[idx[mine]], per)[keep],
+            np.full(int(keep.sum()), kind, dtype=np.int64), v[keep], at[keep])
+
+
+def _live_samples(source: MergeInput, c: ChunkTable, idx: np.ndarray, t: np.ndarray,
+                  offsets: np.ndarray) -> np.ndarray:
+    keep = np.ones(t.shape[0], dtype=bool)
     if not source.tombstones:
         return keep
     for j, i in enumerate(idx.tolist()):
         intervals = source.tombstones.get(int(c.ref[i]))
         if intervals:
-            a, b = int(dec.offsets[j]), int(dec.offsets[j + 1])
-            keep[a:b] = ~deleted_mask(dec.t[a:b], intervals)
+            a, b = int(offsets[j]), int(offsets[j + 1])
+            keep[a:b] = ~deleted_mask(t[a:b], intervals)
     return keep
 
 
@@ -247,4 +320,48 @@ def encode_runs(m: Merged, series_of_run: np.ndarray) -> tuple[ChunkTable, np.nd
     n = bounds.shape[0] - 1
     framed = frame_records(np.full(n, ENC_XOR, dtype=np.int64), buf, offsets)
     chunks = ChunkTable.fresh(framed, series_of_run[m.run[bounds[:-1]]], m.t[bounds[:-1]], m.t[bounds[1:] - 1])
+    return chunks, np.diff(bounds)
+
+
+def encode_live(live: LiveSamples, merged: Merged, series_of_run: np.ndarray,
+                samples_per_chunk: int = SAMPLES_PER_CHUNK) -> tuple[ChunkTable, np.ndarray]:
+    """The samples ``merged`` chose (``merged.v``: positions in ``live``) re-encoded (H9.6): each run cut at
+    every change of value type into segments; float segments as XOR chunks of ≤ 120 samples, histogram
+    segments through the appender (``hist.reencode_chunks``) -> (chunks ordered by series and time, counts)."""
+    chosen = merged.v.astype(np.int64)
+    kind = live.kind[chosen]
+    n = chosen.shape[0]
+    new_segment = np.ones(n, dtype=bool)
+    new_segment[1:] = (merged.run[1:] != merged.run[:-1]) | (kind[1:] != kind[:-1])
+    segment = np.cumsum(new_segment) - 1
+    series_of_segment = series_of_run[merged.run[new_segment]] if n else np.zeros(0, dtype=np.int64)
+    floats = kind == KIND_FLOAT
+    tables, counts = [], []
+    if floats.any():
+        table, count = encode_runs(Merged(merged.t[floats], live.v[chosen[floats]], segment[floats]),
+                                   series_of_segment)
+        tables.append(table)
+        counts.append(count)
+    for k, enc in ((KIND_HISTOGRAM, ENC_HISTOGRAM), (KIND_FLOAT_HISTOGRAM, ENC_FLOAT_HISTOGRAM)):
+        mine = np.flatnonzero(kind == k)
+        if mine.size:
+            table, count = _encode_histograms(live.histograms[k], live.at[chosen[mine]], new_segment[mine],
+                                              series_of_segment[segment[mine]], enc, samples_per_chunk)
+            tables.append(table)
+            counts.append(count)
+    if not tables:
+        return ChunkTable.empty(), np.zeros(0, dtype=np.int64)
+    both = ChunkTable.concat(tables)
+    order = np.lexsort((both.mint, both.series))
+    return both.pick(order), np.concatenate(counts)[order]
+
+
+def _encode_histograms(batch: hist.HistogramBatch, at: np.ndarray, run_start: np.ndarray, series: np.ndarray,
+                       enc: int, samples_per_chunk: int) -> tuple[ChunkTable, np.ndarray]:
+    out = hist.reencode_chunks(hist.as_one_chunk(batch, at), run_start, flavor=HISTOGRAM_FLAVOR,
+                               samples_per_chunk=samples_per_chunk)
+    buf, offsets = hist.encode_batch(out, flavor=HISTOGRAM_FLAVOR)
+    bounds = out.offsets
+    framed = frame_records(np.full(out.num_chunks, enc, dtype=np.int64), buf, offsets)
+    chunks = ChunkTable.fresh(framed, series[bounds[:-1]], out.t[bounds[:-1]], out.t[bounds[1:] - 1])
     return chunks, np.diff(bounds)
