@@ -201,7 +201,10 @@ def vector_vector(ev: Evaluator, op: str, lhs: Vector, rhs: Vector, matching: Ve
             values, present = a, matched & cond
     else:
         values, present = arithmetic(op, a, b), matched
-    drop = np.full(len(labels), return_bool, np.bool_)
+    # A pending name removal follows the name: the result's __name__ comes from the many side unless
+    # group_x(__name__) copies it from the one side (arithmetic has removed it already).
+    name_side = one.drop_name[io] if METRIC_NAME in matching.include else many.drop_name[im]
+    drop = name_side | return_bool
     return merge_duplicates(Vector(labels, values, present, drop).nonempty(), ev.check_deadline)
 
 
