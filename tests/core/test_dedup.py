@@ -130,3 +130,18 @@ def test_matches_reference(data: st.DataObject, counter: bool) -> None:
     want = reference(a, b, counter)
     assert [t for t, _ in got] == [t for t, _ in want]
     assert all(math.isclose(x, y) for (_, x), (_, y) in zip(got, want, strict=True))
+
+
+def test_counter_switch_after_a_stale_marker_adjusts_against_the_last_value() -> None:
+    # A ends with a stale marker; B lags behind A and has restarted once (35 -> 2).
+    a = (np.array([0, 10000, 20000, 30000], np.int64),
+         np.array([*np.array([10.0, 20.0, 30.0]).view(np.uint64).tolist(), STALE_NAN_BITS], np.uint64))
+    b = rep([60000, 70000, 80000], [25, 35, 2])
+    # Monotone replicas: A = 10 20 30 (stale marker skipped), B = 25 35 37. A is used up to 20000;
+    # B's 25 at the switch is below 30, so B is raised by 5 from then on.
+    assert pairs(dedup_replicas([a, b], counter=True)) == [
+        (0, 10.0), (10000, 20.0), (20000, 30.0), (60000, 30.0), (70000, 40.0), (80000, 42.0)]
+    # Without the counter semantics the stale marker stays and nothing is adjusted.
+    plain = dedup_replicas([a, b])
+    assert plain[1].tolist()[3] == STALE_NAN_BITS
+    assert [v for _, v in pairs(plain)][4:] == [25.0, 35.0, 2.0]

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from thanostools.core import labels as labelset
+from thanostools.core.chunkenc.aggr import counter_reset_series
 from thanostools.core.kernels._jit import njit
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher
@@ -123,12 +124,25 @@ def dedup_pair(
     return t, v
 
 
+def monotone_counter(replica: tuple[NDArray[np.int64], NDArray[np.uint64]],
+                     ) -> tuple[NDArray[np.int64], NDArray[np.uint64]]:
+    """A counter replica as Thanos' querier reads it for counter functions: through the §7.6 iterator,
+    so NaNs (stale markers too) are gone and resets are folded into a monotone total."""
+    t, v = counter_reset_series(replica[0], _float_view(replica[1]))
+    return t, v.view(np.uint64)
+
+
 def dedup_replicas(
     replicas: Sequence[tuple[NDArray[np.int64], NDArray[np.uint64]]], *, counter: bool = False
 ) -> tuple[NDArray[np.int64], NDArray[np.uint64]]:
-    """Fold any number of replicas pairwise, in the given order."""
+    """Fold any number of replicas pairwise, in the given order.
+
+    With ``counter``, two or more replicas are first made monotone (``monotone_counter``): a replica
+    switch right after a stale marker is then adjusted against the last real value, as in Thanos."""
     if not replicas:
         return np.zeros(0, np.int64), np.zeros(0, np.uint64)
+    if counter and len(replicas) > 1:
+        replicas = [monotone_counter(r) for r in replicas]
     merged = replicas[0]
     for other in replicas[1:]:
         merged = dedup_pair(merged, other, counter=counter)
