@@ -21,14 +21,22 @@ def _shortest_digits(x: float) -> tuple[str, int]:
     return digits, dp
 
 
-def format_g(x: float) -> str:
-    """Go ``fmt.Sprintf("%g", x)``: shortest round-trip digits, exponent form when exp < -4 or exp >= 6."""
+def go_special(x: float) -> str | None:
+    """How Go prints the values that have no digits to choose: NaN, ±Inf and ±0 (None for any other value)."""
     if math.isnan(x):
         return "NaN"
     if math.isinf(x):
         return "+Inf" if x > 0 else "-Inf"
     if x == 0:
         return "-0" if math.copysign(1.0, x) < 0 else "0"
+    return None
+
+
+def format_g(x: float) -> str:
+    """Go ``fmt.Sprintf("%g", x)``: shortest round-trip digits, exponent form when exp < -4 or exp >= 6."""
+    special = go_special(x)
+    if special is not None:
+        return special
     neg = x < 0
     digits, dp = _shortest_digits(abs(x))
     exp = dp - 1

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from thanostools.core.goformat import go_special
 from thanostools.core.labels import Labels
 
 __all__ = [
@@ -89,19 +90,9 @@ def _exponent(digits: str, exp: int, min_exp_digits: int) -> str:
     return f"{mant}e{'-' if exp < 0 else '+'}{abs(exp):0{min_exp_digits}d}"
 
 
-def _special(v: float) -> str | None:
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    if v == 0:
-        return "-0" if math.copysign(1.0, v) < 0 else "0"
-    return None
-
-
 def format_sample_value(v: float) -> str:
     """A vector/matrix sample value: positional between 1e-6 and 1e21, Go exponent form outside."""
-    special = _special(v)
+    special = go_special(v)
     if special is not None:
         return special
     digits, exp = _digits(v)
@@ -112,7 +103,7 @@ def format_sample_value(v: float) -> str:
 
 def format_scalar_value(v: float) -> str:
     """A scalar's value: always positional (``strconv.FormatFloat(v, 'f', -1, 64)``)."""
-    special = _special(v)
+    special = go_special(v)
     if special is not None:
         return special
     digits, exp = _digits(v)
