@@ -265,8 +265,9 @@ def dump_cmd(output: str, block_ids: tuple[str, ...], min_time: int | None, max_
 @bucket.command("import")
 @bucket_options
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["auto", "openmetrics", "prometheus"]), default="auto",
-              show_default=True, help="Input format (auto: OpenMetrics when the input ends with # EOF).")
+@click.option("--format", "fmt", type=click.Choice(["auto", "openmetrics", "prometheus", "json"]), default="auto",
+              show_default=True, help="Input format (auto: `bucket dump -o json` output when it starts with [, "
+              "OpenMetrics when it ends with # EOF). json imports native histograms too.")
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="External label for the blocks (repeatable).")
 @click.option("--block-duration", default="2h", show_default=True, metavar="DURATION",
               help="Block length; blocks are aligned to multiples of it.")
@@ -274,7 +275,7 @@ def dump_cmd(output: str, block_ids: tuple[str, ...], min_time: int | None, max_
 @output_option(("table", "json", "ids"))
 def import_cmd(files: tuple[str, ...], fmt: str, labels: tuple[str, ...], block_duration: str,
                tmp_dir: str | None, output: str, **kw: Any) -> None:
-    """Import OpenMetrics / Prometheus text files (with timestamps) as blocks."""
+    """Import OpenMetrics / Prometheus text files (with timestamps) or `bucket dump -o json` output as blocks."""
     ext = parse_label_args(labels)
     duration = parse_duration_ms(block_duration)
     workspace = open_workspace(kw)
