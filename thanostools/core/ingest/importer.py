@@ -12,7 +12,7 @@ from thanostools.core.blockio import upload_block, work_dir
 from thanostools.core.errors import ConfigError, FormatError, NotFoundError
 from thanostools.core.ingest.blockset import DEFAULT_BLOCK_DURATION, BlockSetWriter
 from thanostools.core.ingest.dumpjson import looks_like_dump_json, parse_dump_json
-from thanostools.core.ingest.generate import GenerateSpec, generate_series
+from thanostools.core.ingest.generate import GenerateSpec, generate_batches
 from thanostools.core.ingest.textparse import ParsedSamples, parse_exposition
 from thanostools.core.labels import Labels
 from thanostools.core.localfs import WorkDir
@@ -147,26 +147,6 @@ def write_and_upload(
         return _upload_all(work, metas, bucket, source)
 
 
-def _generated_batches(spec: GenerateSpec, replica: int, batch_series: int = 5000) -> Iterable[Batch]:
-    labels: list[Labels] = []
-    ts: list[np.ndarray] = []
-    vs: list[np.ndarray] = []
-    for lab, t, v in generate_series(spec, replica):
-        labels.append(lab)
-        ts.append(t)
-        vs.append(v)
-        if len(labels) >= batch_series:
-            yield _pack(labels, ts, vs)
-            labels, ts, vs = [], [], []
-    if labels:
-        yield _pack(labels, ts, vs)
-
-
-def _pack(labels: list[Labels], ts: list[np.ndarray], vs: list[np.ndarray]) -> Batch:
-    offsets = np.concatenate([[0], np.cumsum([t.shape[0] for t in ts])]).astype(np.int64)
-    return labels, np.concatenate(ts), np.concatenate(vs), offsets
-
-
 def generate_blocks(
     bucket: Bucket,
     spec: GenerateSpec,
@@ -185,7 +165,7 @@ def generate_blocks(
             labels[replica_label] = str(replica)
         if progress:
             progress(f"replica {replica}")
-        out.extend(write_and_upload(bucket, _generated_batches(spec, replica), external_labels=labels,
+        out.extend(write_and_upload(bucket, generate_batches(spec, replica), external_labels=labels,
                                     block_duration=block_duration, tmp_dir=tmp_dir, source="bucket.upload",
                                     aligned_ranges=True))
     return out
