@@ -552,7 +552,7 @@ def _float_series(spec: GenerateSpec, cat: _Catalog, targets: _Targets, lo: int,
 
 def generate_batches(spec: GenerateSpec, replica: int = 0, batch_series: int = 5000) -> Iterator[SampleBatch]:
     """The series of :func:`generate_series` as batches of about ``batch_series`` series, native histograms
-    included (``spec.native_histograms``)."""
+    included (``spec.native_histograms``; one counts as many series as it has buckets, to bound memory)."""
     cat, targets = _prepared(spec, replica)
     parts: list[SampleBatch] = []
     held = 0
@@ -561,7 +561,7 @@ def generate_batches(spec: GenerateSpec, replica: int = 0, batch_series: int = 5
             parts.append(_native_batch(spec, cat, targets, lo, hi))
         else:
             parts.append(SampleBatch.of(list(_float_series(spec, cat, targets, lo, hi))))
-        held += hi - lo
+        held += (hi - lo) * (_NATIVE_BUCKETS if cat.kind[lo] == _NATIVE else 1)
         if held >= batch_series:
             yield SampleBatch.concat(parts)
             parts, held = [], 0
