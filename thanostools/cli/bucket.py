@@ -265,8 +265,9 @@ def dump_cmd(output: str, block_ids: tuple[str, ...], min_time: int | None, max_
 @bucket.command("import")
 @bucket_options
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["auto", "openmetrics", "prometheus"]), default="auto",
-              show_default=True, help="Input format (auto: OpenMetrics when the input ends with # EOF).")
+@click.option("--format", "fmt", type=click.Choice(["auto", "openmetrics", "prometheus", "json"]), default="auto",
+              show_default=True, help="Input format (auto: `bucket dump -o json` output when it starts with [, "
+              "OpenMetrics when it ends with # EOF). json imports native histograms too.")
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="External label for the blocks (repeatable).")
 @click.option("--block-duration", default="2h", show_default=True, metavar="DURATION",
               help="Block length; blocks are aligned to multiples of it.")
@@ -274,7 +275,7 @@ def dump_cmd(output: str, block_ids: tuple[str, ...], min_time: int | None, max_
 @output_option(("table", "json", "ids"))
 def import_cmd(files: tuple[str, ...], fmt: str, labels: tuple[str, ...], block_duration: str,
                tmp_dir: str | None, output: str, **kw: Any) -> None:
-    """Import OpenMetrics / Prometheus text files (with timestamps) as blocks."""
+    """Import OpenMetrics / Prometheus text files (with timestamps) or `bucket dump -o json` output as blocks."""
     ext = parse_label_args(labels)
     duration = parse_duration_ms(block_duration)
     workspace = open_workspace(kw)
@@ -304,11 +305,14 @@ def _print_written(metas: list[Any], output: str) -> None:
 @click.option("--seed", default=0, show_default=True, help="Random seed; the same seed gives the same data.")
 @click.option("--replicas", default=1, show_default=True, help="HA replicas (external label `replica`).")
 @click.option("--churn", default=0.1, show_default=True, help="Fraction of targets that start late or end early.")
+@click.option("--native-histograms", is_flag=True,
+              help="Latency histograms as native (exponential, schema 3) histograms instead of classic ones.")
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="External label for the blocks (repeatable).")
 @click.option("--block-duration", default="2h", show_default=True, metavar="DURATION")
 @output_option(("table", "json", "ids"))
 def generate_cmd(series: int, duration: str, start: int | None, scrape_interval: str, seed: int, replicas: int,
-                 churn: float, labels: tuple[str, ...], block_duration: str, output: str, **kw: Any) -> None:
+                 churn: float, native_histograms: bool, labels: tuple[str, ...], block_duration: str, output: str,
+                 **kw: Any) -> None:
     """Generate deterministic, realistic synthetic data straight into blocks."""
     from thanostools.core.ingest.generate import GenerateSpec
     from thanostools.core.timeutil import now_ms
@@ -320,7 +324,7 @@ def generate_cmd(series: int, duration: str, start: int | None, scrape_interval:
     start_ms = start if start is not None else (now_ms() - dur) // bd * bd
     spec = GenerateSpec(series=series, start_ms=start_ms, duration_ms=dur,
                         scrape_interval_ms=parse_duration_ms(scrape_interval), seed=seed, replicas=replicas,
-                        churn=churn)
+                        churn=churn, native_histograms=native_histograms)
     workspace = open_workspace(kw)
     metas = workspace.generate(spec, external_labels=parse_label_args(labels), block_duration=bd)
     _print_written(metas, output)

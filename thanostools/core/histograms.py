@@ -173,7 +173,7 @@ def empty_histogram_batch(*, is_float: bool) -> HistogramBatch:
     )
 
 
-def _gather_ranges(starts: I64, ends: I64) -> I64:
+def gather_ranges(starts: I64, ends: I64) -> I64:
     """Indexes of the ranges ``[starts[i], ends[i])`` back to back."""
     lengths = ends - starts
     return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
@@ -183,7 +183,7 @@ def take_layouts(table: HistogramLayouts, ids: I64) -> HistogramLayouts:
     """The layouts ``ids`` of a table, as a table of their own (new id i is old id ``ids[i]``)."""
     b = table.span_bounds
     pos_start, neg_start, end = b[2 * ids], b[2 * ids + 1], b[2 * ids + 2]
-    span_idx = _gather_ranges(pos_start, end)
+    span_idx = gather_ranges(pos_start, end)
     n_spans = end - pos_start
     new_end = np.cumsum(n_spans)
     span_bounds = np.zeros(2 * ids.shape[0] + 1, np.int64)
@@ -195,7 +195,7 @@ def take_layouts(table: HistogramLayouts, ids: I64) -> HistogramLayouts:
         n_neg=table.n_neg[ids], span_bounds=span_bounds, span_offset=table.span_offset[span_idx],
         span_length=table.span_length[span_idx],
         custom_bounds=np.concatenate([[0], np.cumsum(cv_end - cv_start)]).astype(np.int64),
-        custom_values=table.custom_values[_gather_ranges(cv_start, cv_end)],
+        custom_values=table.custom_values[gather_ranges(cv_start, cv_end)],
     )
 
 
@@ -211,6 +211,6 @@ def take_samples(batch: HistogramBatch, rows: I64) -> HistogramBatch:
         hint=batch.hint[rows], count=batch.count[rows], zero_count=batch.zero_count[rows],
         sum_bits=batch.sum_bits[rows], layout=layout.reshape(-1).astype(np.int64),
         bucket_offsets=np.concatenate([[0], np.cumsum(b_end - b_start)]).astype(np.int64),
-        buckets=batch.buckets[_gather_ranges(b_start, b_end)],
+        buckets=batch.buckets[gather_ranges(b_start, b_end)],
         layouts=take_layouts(batch.layouts, used.astype(np.int64)),
     )

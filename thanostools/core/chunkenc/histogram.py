@@ -380,8 +380,13 @@ DEFAULT_SAMPLES_PER_CHUNK = 120
 
 
 def head_chunks(series: HistogramBatch, *, flavor: Flavor = "2.42", chunk_range: int = DEFAULT_CHUNK_RANGE_MS,
-                samples_per_chunk: int = DEFAULT_SAMPLES_PER_CHUNK) -> HistogramBatch:
+                samples_per_chunk: int = DEFAULT_SAMPLES_PER_CHUNK,
+                run_start: NDArray[np.bool_] | None = None) -> HistogramBatch:
     """The chunks Prometheus' head builds from ONE series' histogram samples (time order, one kind).
+
+    ``run_start`` (one flag per sample) appends several runs in one call — the histogram runs of many series, or of
+    one series between samples of another value type: each run starts as a series' first chunk (H8.5: after a
+    chunk of another encoding the head's header is ``00`` too).
 
     The input's chunking is ignored; ``series.hint`` is taken as the ingested hint (``HINT_GAUGE`` appends as
     a gauge, ``HINT_RESET`` forces a reset chunk). Returns a batch whose chunks are where the head cuts,
@@ -398,9 +403,12 @@ def head_chunks(series: HistogramBatch, *, flavor: Flavor = "2.42", chunk_range:
                                "implemented; only flavor '2.42'")
     if chunk_range <= 0 or samples_per_chunk < 4:
         raise ValueError("need chunk_range > 0 and samples_per_chunk >= 4")
-    if (np.diff(series.t) <= 0).any():
+    starts = np.zeros(len(series), dtype=bool) if run_start is None else np.ascontiguousarray(run_start, dtype=bool)
+    if starts.shape[0] != len(series):
+        raise ValueError("run_start needs one flag per sample")
+    if ((np.diff(series.t) <= 0) & ~starts[1:]).any():
         raise ValueError("head_chunks needs strictly increasing timestamps (the head rejects the others)")
-    return _append_chunks(series, flavor, chunk_range, samples_per_chunk, False, np.zeros(len(series), dtype=bool))
+    return _append_chunks(series, flavor, chunk_range, samples_per_chunk, False, starts)
 
 
 REENCODE_SAMPLES_PER_CHUNK = 120

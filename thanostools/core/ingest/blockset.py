@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from thanostools.core.labels import Labels
+from thanostools.core.series import SampleBatch
 from thanostools.core.tsdb.meta import BlockMeta
 from thanostools.core.tsdb.writer import BlockWriter
 
@@ -55,6 +56,16 @@ class BlockSetWriter:
             sub_offsets = np.concatenate([[0], np.cumsum(counts[present])]).astype(np.int64)
             self._writer(int(w)).add_series_batch([labels[i] for i in present.tolist()], t[pick], v[pick],
                                                   sub_offsets)
+
+    def add_sample_batch(self, batch: SampleBatch) -> None:
+        """``add_batch`` for a batch whose samples may be native histograms."""
+        if batch.t.shape[0] == 0:
+            return
+        window = np.floor_divide(batch.t, self.block_duration)
+        series = np.repeat(np.arange(len(batch)), np.diff(batch.offsets))
+        for w in np.unique(window).tolist():
+            pick = np.flatnonzero(window == w)
+            self._writer(int(w)).add_sample_batch(batch.take(pick, np.bincount(series[pick], minlength=len(batch))))
 
     def finish(self) -> list[BlockMeta]:
         metas = []

@@ -1,7 +1,9 @@
 """Deterministic synthetic scrape data that looks like a small fleet of services.
 
 Four jobs (api, db, cache, node) with many instances each expose counters, gauges and classic
-histograms. Every random number is a hash of (seed, series or entity identity, scrape index), so
+histograms — or, with ``native_histograms``, integer native histograms (schema 3, the client libraries' default
+bucket factor 1.1; one series per histogram, as a native-only scrape stores it). Every random number is a hash
+of (seed, series or entity identity, scrape index), so
 a series' samples depend only on the spec and its labels, never on batching; the math runs in
 bulk over batches of series that share a value kind.
 """
@@ -16,21 +18,31 @@ from typing import BinaryIO
 import numpy as np
 import xxhash
 
+from thanostools.core.chunkenc.histogram import ENC_HISTOGRAM
 from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.errors import ConfigError
+from thanostools.core.histograms import HistogramBatch, HistogramLayouts, empty_histogram_batch
 from thanostools.core.labels import METRIC_NAME, Labels
+from thanostools.core.series import KIND_INT_HISTOGRAM, HistogramColumns, SampleBatch
 
-__all__ = ["GenerateSpec", "generate_series", "render_openmetrics"]
+__all__ = ["GenerateSpec", "generate_batches", "generate_series", "render_openmetrics"]
 
 DEFAULT_START_MS = 1_699_999_200_000  # a multiple of 2 h
 _BATCH = 2048
 
 # value kinds
-_CONST, _COUNTER, _COUNTER_F, _GAUGE, _BUCKET, _HCOUNT, _HSUM = range(7)
+_CONST, _COUNTER, _COUNTER_F, _GAUGE, _BUCKET, _HCOUNT, _HSUM, _NATIVE = range(8)
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, math.inf)
 _SIGMA = 0.8  # spread of the log-normal latencies
 _DAY_MS = 86_400_000
+NATIVE_SCHEMA = 3
+NATIVE_ZERO_THRESHOLD = 2.0**-128  # client_golang's default
+_NATIVE_WIDTH = math.log(2) * 2.0**-NATIVE_SCHEMA  # one bucket, in ln(seconds)
+_SWING = 0.25  # latency medians move within median * (1 ± swing)
+_NATIVE_SIGMAS = 4  # buckets of a native histogram: ±4 sigma around the swinging median (nothing falls outside)
+_NATIVE_BUCKETS = math.ceil((2 * _NATIVE_SIGMAS * _SIGMA + math.log((1 + _SWING) / (1 - _SWING))) / _NATIVE_WIDTH) + 1
+_NATIVE_BATCH = 16  # histogram series computed at once: (series, scrapes, buckets) values
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,7 @@ class GenerateSpec:
     seed: int = 0
     replicas: int = 1
     churn: float = 0.1  # fraction of targets whose series start late or end early
+    native_histograms: bool = False  # histograms as native (exponential) histograms instead of classic ones
 
     @property
     def scrapes(self) -> int:
@@ -79,8 +92,8 @@ class _Job:
     weight: float
     metrics: tuple[_Metric, ...] = field(default=())
 
-    def series_per_target(self) -> int:
-        per_hist = len(_BUCKETS) + 2
+    def series_per_target(self, native: bool = False) -> int:
+        per_hist = 1 if native else len(_BUCKETS) + 2
         return sum(per_hist if m.kind == _BUCKET else 1 for m in self.metrics)
 
 
@@ -164,9 +177,9 @@ _JOBS = (
 )
 
 
-def _instances_per_job(target: int) -> list[int]:
+def _instances_per_job(target: int, native: bool = False) -> list[int]:
     """Instances of each job so that the series total lands as close to `target` as possible."""
-    sizes = [job.series_per_target() for job in _JOBS]
+    sizes = [job.series_per_target(native) for job in _JOBS]
     counts = [int(job.weight * target / size) for job, size in zip(_JOBS, sizes, strict=True)]
     while True:
         total = sum(c * s for c, s in zip(counts, sizes, strict=True))
@@ -209,14 +222,14 @@ def _format_le(bound: float) -> str:
 def _build_catalog(spec: GenerateSpec) -> _Catalog:
     rows: list[tuple[Labels, int, int, int, float, float, float]] = []
     target_keys: list[int] = []
-    for job, count in zip(_JOBS, _instances_per_job(spec.series), strict=True):
+    for job, count in zip(_JOBS, _instances_per_job(spec.series, spec.native_histograms), strict=True):
         for i in range(count):
             instance = f"10.{job.octet}.{i // 250}.{i % 250 + 1}:{job.port}"
             tid = len(target_keys)
             target_keys.append(_hash(spec.seed, job.name, instance))
             base = (("instance", instance), ("job", job.name))
             for m in job.metrics:
-                rows.extend(_metric_rows(spec.seed, m, base, tid))
+                rows.extend(_metric_rows(spec.seed, m, base, tid, spec.native_histograms))
     rows.sort(key=lambda r: r[0])
     return _Catalog(
         labels=[r[0] for r in rows],
@@ -231,7 +244,7 @@ def _build_catalog(spec: GenerateSpec) -> _Catalog:
 
 
 def _metric_rows(
-    seed: int, m: _Metric, base: tuple[tuple[str, str], ...], tid: int
+    seed: int, m: _Metric, base: tuple[tuple[str, str], ...], tid: int, native: bool
 ) -> Iterator[tuple[Labels, int, int, int, float, float, float]]:
     identity = [m.name, *(f"{k}={v}" for k, v in (*base, *m.extra))]
     key = _hash(seed, *identity)
@@ -243,6 +256,9 @@ def _metric_rows(
         yield labels, m.kind, tid, key, p1, m.p2, 0.0
         return
     rate, median = m.p1 * scale, m.p2 * scale
+    if native:
+        yield tuple(sorted(((METRIC_NAME, m.name), *base, *m.extra))), _NATIVE, tid, key, rate, median, 0.0
+        return
     for bound in _BUCKETS:
         le = (("le", _format_le(bound)),)
         labels = tuple(sorted(((METRIC_NAME, m.name + "_bucket"), *base, *m.extra, *le)))
@@ -360,7 +376,7 @@ def _histogram(rows: _Rows) -> np.ndarray:
     step_s = rows.step_ms / 1000.0
     rate, median = rows.p1[first][:, None], rows.p2[first][:, None]
     minutes = (np.arange(rows.n) * (rows.step_ms / 60_000.0))[None, :]
-    swing = 1.0 + 0.25 * np.sin(minutes * (2 * math.pi / 45.0) + _uniform1(ents, 31)[:, None] * 6.28)
+    swing = 1.0 + _SWING * np.sin(minutes * (2 * math.pi / 45.0) + _uniform1(ents, 31)[:, None] * 6.28)
     med = median * swing
     lam = rate * step_s
     obs = np.floor(lam * (0.6 + 0.8 * _uniform(ents, 32, rows.n)) + _uniform(ents, 33, rows.n))
@@ -414,6 +430,41 @@ def _cdf(z: np.ndarray) -> np.ndarray:
     return result
 
 
+def _native_histograms(rows: _Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer native histograms: (bucket counts (rows, scrapes, buckets), sums (rows, scrapes), first bucket
+    index per row). Latencies are log-normal around a swinging median, as for the classic histograms."""
+    e, n, width = rows.key.size, rows.n, _NATIVE_BUCKETS
+    rate, median = rows.p1[:, None], rows.p2[:, None]
+    minutes = (np.arange(n) * (rows.step_ms / 60_000.0))[None, :]
+    med = median * (1.0 + _SWING * np.sin(minutes * (2 * math.pi / 45.0) + _uniform1(rows.key, 31)[:, None] * 6.28))
+    obs = np.floor(rate * (rows.step_ms / 1000.0) * (0.6 + 0.8 * _uniform(rows.key, 32, n))
+                   + _uniform(rows.key, 33, n))
+    first = np.floor((np.log(median[:, 0] * (1 - _SWING)) - _NATIVE_SIGMAS * _SIGMA) / _NATIVE_WIDTH).astype(np.int64)
+    log_upper = (first[:, None] + np.arange(width + 1)[None, :]) * _NATIVE_WIDTH  # bucket i ends at 2^(i/8)
+    share = _window_shares((log_upper[:, None, :] - np.log(med)[:, :, None]) / _SIGMA)
+    cum = np.floor(obs[:, :, None] * share + _uniform(rows.key, 34, n)[:, :, None])
+    base_obs = np.floor(rate[:, 0] * 3600 * 24 * 5 * _uniform1(rows.key, 35))
+    base_share = _window_shares((log_upper - np.log(median)) / _SIGMA)
+    base_cum = np.floor(base_obs[:, None] * base_share + _uniform1(rows.key, 36)[:, None])
+    inc = np.diff(cum, axis=2, prepend=0.0).transpose(0, 2, 1).reshape(e * width, n)
+    base = np.diff(base_cum, axis=1, prepend=0.0).reshape(e * width)
+    counts = _accumulate(inc, base, np.repeat(rows.restart, width)).reshape(e, width, n).transpose(0, 2, 1)
+    mean = np.exp(_SIGMA**2 / 2)
+    sums = _accumulate(obs * med * mean * (0.9 + 0.2 * _uniform(rows.key, 37, n)), base_obs * median[:, 0] * mean,
+                       rows.restart)
+    return counts.astype(np.int64), sums, first + 1
+
+
+def _window_shares(z: np.ndarray) -> np.ndarray:
+    """Cumulative shares at the upper bounds of a window's buckets, the last axis being the window's edges (its
+    lower edge first): the distribution conditioned on falling inside the window, so the last share is 1."""
+    cdf = _cdf(z)
+    lower, upper = cdf[..., :1], cdf[..., -1:]
+    shares: np.ndarray = np.clip((cdf[..., 1:] - lower) / (upper - lower), 0.0, 1.0)
+    shares[..., -1] = 1.0
+    return shares
+
+
 @dataclass
 class _Rows:
     """One batch of catalogue rows sharing a kind, with their per-target restart index."""
@@ -441,13 +492,14 @@ def _values(rows: _Rows) -> np.ndarray:
 
 def _batches(kinds: np.ndarray) -> Iterator[tuple[int, int]]:
     """Runs of rows whose kinds are computed together (all histogram parts count as one)."""
-    group = np.where(kinds >= _BUCKET, _BUCKET, kinds)
+    group = np.where((kinds >= _BUCKET) & (kinds <= _HSUM), _BUCKET, kinds)
     bounds = np.flatnonzero(np.diff(group)) + 1
     starts = [0, *bounds.tolist()]
     ends = [*bounds.tolist(), kinds.size]
     for s, e in zip(starts, ends, strict=True):
-        for lo in range(s, e, _BATCH):
-            yield lo, min(e, lo + _BATCH)
+        size = _NATIVE_BATCH if kinds[s] == _NATIVE else _BATCH
+        for lo in range(s, e, size):
+            yield lo, min(e, lo + size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -459,28 +511,105 @@ def generate_series(spec: GenerateSpec, replica: int = 0) -> Iterator[tuple[Labe
 
     ``t`` is int64 milliseconds, strictly increasing; ``v`` is uint64 float64 bits. Series of
     targets that stop early end with a StaleNaN sample one scrape interval after their last.
+    Native histograms are no floats: such a spec needs :func:`generate_batches`.
     """
+    if spec.native_histograms:
+        raise ConfigError("native histograms come as sample batches (generate_batches), not float series")
+    cat, targets = _prepared(spec, replica)
+    for lo, hi in _batches(cat.kind):
+        yield from _float_series(spec, cat, targets, lo, hi)
+
+
+def _prepared(spec: GenerateSpec, replica: int) -> tuple[_Catalog, _Targets]:
     spec.validate()
     if not 0 <= replica < spec.replicas:
         raise ConfigError(f"replica {replica} out of range for {spec.replicas} replicas")
     cat = _build_catalog(spec)
-    targets = _targets(spec, cat.target_keys, replica)
+    return cat, _targets(spec, cat.target_keys, replica)
+
+
+def _rows(spec: GenerateSpec, cat: _Catalog, targets: _Targets, lo: int, hi: int) -> _Rows:
+    return _Rows(kind=cat.kind[lo:hi], key=cat.key[lo:hi], p1=cat.p1[lo:hi], p2=cat.p2[lo:hi], le=cat.le[lo:hi],
+                 restart=targets.restart[cat.target[lo:hi]], n=spec.scrapes, step_ms=spec.scrape_interval_ms)
+
+
+def _float_series(spec: GenerateSpec, cat: _Catalog, targets: _Targets, lo: int, hi: int,
+                  ) -> Iterator[tuple[Labels, np.ndarray, np.ndarray]]:
     n = spec.scrapes
     stale_t = np.empty(1, dtype=np.int64)
     stale_v = np.array([STALE_NAN_BITS], dtype=np.uint64)
+    tgt = cat.target[lo:hi]
+    bits = _values(_rows(spec, cat, targets, lo, hi)).view(np.uint64)
+    for j in range(hi - lo):
+        tid = int(tgt[j])
+        first, stop = int(targets.first[tid]), int(targets.stop[tid])
+        t, v = targets.t[tid, first:stop], bits[j, first:stop]
+        if stop < n:
+            stale_t[0] = t[-1] + spec.scrape_interval_ms
+            t, v = np.concatenate((t, stale_t)), np.concatenate((v, stale_v))
+        yield cat.labels[lo + j], t, v
+
+
+def generate_batches(spec: GenerateSpec, replica: int = 0, batch_series: int = 5000) -> Iterator[SampleBatch]:
+    """The series of :func:`generate_series` as batches of about ``batch_series`` series, native histograms
+    included (``spec.native_histograms``; one counts as many series as it has buckets, to bound memory)."""
+    cat, targets = _prepared(spec, replica)
+    parts: list[SampleBatch] = []
+    held = 0
     for lo, hi in _batches(cat.kind):
-        tgt = cat.target[lo:hi]
-        rows = _Rows(kind=cat.kind[lo:hi], key=cat.key[lo:hi], p1=cat.p1[lo:hi], p2=cat.p2[lo:hi],
-                     le=cat.le[lo:hi], restart=targets.restart[tgt], n=n, step_ms=spec.scrape_interval_ms)
-        bits = _values(rows).view(np.uint64)
-        for j in range(hi - lo):
-            tid = int(tgt[j])
-            first, stop = int(targets.first[tid]), int(targets.stop[tid])
-            t, v = targets.t[tid, first:stop], bits[j, first:stop]
-            if stop < n:
-                stale_t[0] = t[-1] + spec.scrape_interval_ms
-                t, v = np.concatenate((t, stale_t)), np.concatenate((v, stale_v))
-            yield cat.labels[lo + j], t, v
+        if cat.kind[lo] == _NATIVE:
+            parts.append(_native_batch(spec, cat, targets, lo, hi))
+        else:
+            parts.append(SampleBatch.of(list(_float_series(spec, cat, targets, lo, hi))))
+        held += (hi - lo) * (_NATIVE_BUCKETS if cat.kind[lo] == _NATIVE else 1)
+        if held >= batch_series:
+            yield SampleBatch.concat(parts)
+            parts, held = [], 0
+    if parts:
+        yield SampleBatch.concat(parts)
+
+
+def _native_batch(spec: GenerateSpec, cat: _Catalog, targets: _Targets, lo: int, hi: int) -> SampleBatch:
+    """Catalogue rows lo:hi (native histograms) as one batch: one layout (a single span) per series."""
+    tgt = cat.target[lo:hi]
+    counts, sums, first_bucket = _native_histograms(_rows(spec, cat, targets, lo, hi))
+    n, width = spec.scrapes, _NATIVE_BUCKETS
+    total = counts.sum(axis=2)
+    ts, sum_bits, count, buckets, sizes, bucket_sizes = [], [], [], [], [], []
+    stale_bits = np.array([STALE_NAN_BITS], dtype=np.uint64)
+    for j, tid in enumerate(tgt.tolist()):
+        first, stop = int(targets.first[tid]), int(targets.stop[tid])
+        stale = stop < n
+        ts.append(targets.t[tid, first:stop])
+        sum_bits.append(sums[j, first:stop].view(np.uint64))
+        count.append(total[j, first:stop])
+        buckets.append(counts[j, first:stop].reshape(-1))
+        if stale:  # a stale marker one scrape after the last sample: sum StaleNaN, count 0, no buckets
+            ts.append(targets.t[tid, stop - 1 : stop] + spec.scrape_interval_ms)
+            sum_bits.append(stale_bits)
+            count.append(np.zeros(1, np.int64))
+        sizes.append(stop - first + stale)
+        bucket_sizes.append(np.append(np.full(stop - first, width, np.int64), np.zeros(int(stale), np.int64)))
+    k = hi - lo
+    t = np.concatenate(ts)
+    zeros = np.zeros(t.shape[0], dtype=np.int64)
+    ints = HistogramBatch(
+        is_float=False, offsets=np.array([0, t.shape[0]], dtype=np.int64),
+        encoding=np.array([ENC_HISTOGRAM], dtype=np.uint8), header=np.zeros(1, np.uint8), t=t, st=zeros,
+        hint=np.zeros(t.shape[0], np.uint8), count=np.concatenate(count), zero_count=zeros,
+        sum_bits=np.concatenate(sum_bits), layout=np.repeat(np.arange(k, dtype=np.int64), sizes),
+        bucket_offsets=np.concatenate([[0], np.cumsum(np.concatenate(bucket_sizes))]).astype(np.int64),
+        buckets=np.concatenate(buckets), layouts=HistogramLayouts(
+            schema=np.full(k, NATIVE_SCHEMA, np.int32), zero_threshold=np.full(k, NATIVE_ZERO_THRESHOLD),
+            n_pos=np.full(k, width, np.int64), n_neg=np.zeros(k, np.int64),
+            span_bounds=np.concatenate([[0], np.repeat(np.arange(1, k + 1), 2)]).astype(np.int64),
+            span_offset=first_bucket.astype(np.int32), span_length=np.full(k, width, np.uint32),
+            custom_bounds=np.zeros(k + 1, np.int64), custom_values=np.zeros(0, np.float64)),
+    )
+    hist = HistogramColumns(np.full(t.shape[0], KIND_INT_HISTOGRAM, np.uint8), np.arange(t.shape[0], dtype=np.int64),
+                            ints, empty_histogram_batch(is_float=True))
+    return SampleBatch(cat.labels[lo:hi], np.full(k, -1, np.int64),
+                       np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), t, ints.sum_bits, hist=hist)
 
 
 def _om_escape(value: str) -> str:
@@ -529,5 +658,5 @@ def render_openmetrics(series_iter: Iterable[tuple[Labels, np.ndarray, np.ndarra
 
 def series_count(spec: GenerateSpec) -> int:
     """How many series `generate_series` yields for this spec."""
-    sizes = [job.series_per_target() for job in _JOBS]
-    return sum(c * s for c, s in zip(_instances_per_job(spec.series), sizes, strict=True))
+    sizes = [job.series_per_target(spec.native_histograms) for job in _JOBS]
+    return sum(c * s for c, s in zip(_instances_per_job(spec.series, spec.native_histograms), sizes, strict=True))

@@ -9,13 +9,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from thanostools.core.blockio import upload_block, work_dir
-from thanostools.core.errors import FormatError, NotFoundError
+from thanostools.core.errors import ConfigError, FormatError, NotFoundError
 from thanostools.core.ingest.blockset import DEFAULT_BLOCK_DURATION, BlockSetWriter
-from thanostools.core.ingest.generate import GenerateSpec, generate_series
+from thanostools.core.ingest.dumpjson import looks_like_dump_json, parse_dump_json
+from thanostools.core.ingest.generate import GenerateSpec, generate_batches
 from thanostools.core.ingest.textparse import ParsedSamples, parse_exposition
 from thanostools.core.labels import Labels
 from thanostools.core.localfs import WorkDir
 from thanostools.core.objstore.bucket import Bucket
+from thanostools.core.series import SampleBatch
 from thanostools.core.tsdb.meta import BlockMeta
 
 log = logging.getLogger(__name__)
@@ -29,14 +31,7 @@ def _upload_all(work: WorkDir, metas: Sequence[BlockMeta], bucket: Bucket, sourc
 
 def read_inputs(paths: Sequence[str], fmt: str) -> ParsedSamples:
     """Parse every input file and merge them into one set of samples."""
-    parsed: list[ParsedSamples] = []
-    for path in paths:
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except FileNotFoundError:
-            raise NotFoundError(f"{path}: no such file") from None
-        parsed.append(parse_exposition(data, fmt, source=path))
+    parsed = [parse_exposition(_read(path), fmt, source=path) for path in paths]
     return _concat(parsed)
 
 
@@ -83,56 +78,73 @@ def import_files(
     block_duration: int = DEFAULT_BLOCK_DURATION,
     tmp_dir: str | None = None,
 ) -> list[BlockMeta]:
-    """Parse exposition files and upload one block per aligned ``block_duration`` range."""
-    parsed = read_inputs(paths, fmt)
-    labels, t, v, offsets, conflicts = sort_samples(parsed)
-    if conflicts:
-        log.warning("dropped samples with duplicate timestamps and different values",
-                    extra={"kv": {"count": conflicts}})
-    if not labels:
+    """Parse exposition files (or ``bucket dump -o json`` output, native histograms included) and upload one
+    block per aligned ``block_duration`` range."""
+    batch: Batch | SampleBatch
+    if _is_dump_json(paths, fmt):
+        batch, dropped = parse_dump_json([(_read(p), p) for p in paths])
+        if dropped:
+            log.warning("dropped samples with duplicate timestamps", extra={"kv": {"count": dropped}})
+        empty = len(batch) == 0
+    else:
+        labels, t, v, offsets, conflicts = sort_samples(read_inputs(paths, fmt))
+        if conflicts:
+            log.warning("dropped samples with duplicate timestamps and different values",
+                        extra={"kv": {"count": conflicts}})
+        batch, empty = (labels, t, v, offsets), not labels
+    if empty:
         raise FormatError("no samples found in the input")
-    return write_and_upload(bucket, [(labels, t, v, offsets)], external_labels=external_labels,
+    return write_and_upload(bucket, [batch], external_labels=external_labels,
                             block_duration=block_duration, tmp_dir=tmp_dir, source="bucket.upload")
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise NotFoundError(f"{path}: no such file") from None
+
+
+def _read_head(path: str, size: int = 4096) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(size)
+    except FileNotFoundError:
+        raise NotFoundError(f"{path}: no such file") from None
+
+
+def _is_dump_json(paths: Sequence[str], fmt: str) -> bool:
+    """``json`` asked for, or (auto) every input is a JSON dump; JSON and text inputs do not mix."""
+    if fmt != "auto":
+        return fmt == "json"
+    json_inputs = [p for p in paths if looks_like_dump_json(_read_head(p))]
+    if json_inputs and len(json_inputs) != len(paths):
+        raise ConfigError(f"{json_inputs[0]} is a JSON dump but other inputs are text: import them separately")
+    return bool(json_inputs)
 
 
 Batch = tuple[Sequence[Labels], np.ndarray, np.ndarray, np.ndarray]
 
 
 def write_and_upload(
-    bucket: Bucket, batches: Iterable[Batch], *, external_labels: Mapping[str, str] | None,
+    bucket: Bucket, batches: Iterable[Batch | SampleBatch], *, external_labels: Mapping[str, str] | None,
     block_duration: int, tmp_dir: str | None, source: str, aligned_ranges: bool = False,
 ) -> list[BlockMeta]:
     with work_dir(bucket, "import", tmp_dir) as work:
         writer = BlockSetWriter(work.path, block_duration=block_duration, external_labels=external_labels,
                                 source=source, aligned_ranges=aligned_ranges)
         try:
-            for labels, t, v, offsets in batches:
-                writer.add_batch(labels, t, v, offsets)
+            for batch in batches:
+                if isinstance(batch, SampleBatch):
+                    writer.add_sample_batch(batch)
+                else:
+                    writer.add_batch(*batch)
         except BaseException:
             writer.abort()
             raise
         metas = writer.finish()
         return _upload_all(work, metas, bucket, source)
-
-
-def _generated_batches(spec: GenerateSpec, replica: int, batch_series: int = 5000) -> Iterable[Batch]:
-    labels: list[Labels] = []
-    ts: list[np.ndarray] = []
-    vs: list[np.ndarray] = []
-    for lab, t, v in generate_series(spec, replica):
-        labels.append(lab)
-        ts.append(t)
-        vs.append(v)
-        if len(labels) >= batch_series:
-            yield _pack(labels, ts, vs)
-            labels, ts, vs = [], [], []
-    if labels:
-        yield _pack(labels, ts, vs)
-
-
-def _pack(labels: list[Labels], ts: list[np.ndarray], vs: list[np.ndarray]) -> Batch:
-    offsets = np.concatenate([[0], np.cumsum([t.shape[0] for t in ts])]).astype(np.int64)
-    return labels, np.concatenate(ts), np.concatenate(vs), offsets
 
 
 def generate_blocks(
@@ -153,7 +165,7 @@ def generate_blocks(
             labels[replica_label] = str(replica)
         if progress:
             progress(f"replica {replica}")
-        out.extend(write_and_upload(bucket, _generated_batches(spec, replica), external_labels=labels,
+        out.extend(write_and_upload(bucket, generate_batches(spec, replica), external_labels=labels,
                                     block_duration=block_duration, tmp_dir=tmp_dir, source="bucket.upload",
                                     aligned_ranges=True))
     return out

@@ -8,17 +8,22 @@ place only when complete, so a crash never leaves a directory that looks like a 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.cutting import fixed_size_bounds, head_cut_bounds
+from thanostools.core.chunkenc.histogram import encode_batch, head_chunks
+from thanostools.core.histograms import gather_ranges, take_samples
 from thanostools.core.labels import Labels
+from thanostools.core.series import KIND_FLOAT, KIND_FLOAT_HISTOGRAM, KIND_INT_HISTOGRAM, SampleBatch
 from thanostools.core.tsdb.chunks import ENC_XOR, ChunkBatch, SegmentWriter, frame_records, record_bounds
 from thanostools.core.tsdb.index_writer import IndexBuilder
 from thanostools.core.tsdb.labelkeys import LabelKeys
@@ -196,6 +201,63 @@ class BlockWriter:
         self.add_chunks_batch(labels, np.full(bounds.shape[0] - 1, ENC_XOR, np.int64), buf, offsets,
                               t[bounds[:-1]], t[bounds[1:] - 1], series_chunks, samples)
 
+    def add_sample_batch(self, batch: SampleBatch, *, cut: str = "head") -> None:
+        """Encode a batch of series whose samples may be native histograms (``batch.hist``) and add it.
+
+        Chunks are cut as the Prometheus 2.42 head cuts them: a new chunk at every value-type change, floats by
+        :func:`head_cut_bounds`, histograms by ``head_chunks`` (H9.4, with the appender's own cuts and headers);
+        one encoding call per value type for the whole batch. Histogram samples need strictly increasing
+        timestamps within a series.
+        """
+        hist = batch.hist
+        if hist is None or not bool((hist.kind != KIND_FLOAT).any()):
+            self.add_series_batch(batch.labels, batch.t, batch.v, batch.offsets, cut=cut)
+            return
+        if cut != "head":
+            raise ValueError("histogram samples are only cut as the head cuts them (cut='head')")
+        t = np.ascontiguousarray(batch.t, dtype=np.int64)
+        offsets = np.asarray(batch.offsets, dtype=np.int64)
+        run_start = np.zeros(t.shape[0], dtype=bool)
+        run_start[offsets[:-1][np.diff(offsets) > 0]] = True
+        run_start[1:] |= hist.kind[1:] != hist.kind[:-1]
+        parts = [self._float_chunks(t, np.ascontiguousarray(batch.v).view(np.uint64), hist.kind, run_start)]
+        for kind, source in ((KIND_INT_HISTOGRAM, hist.ints), (KIND_FLOAT_HISTOGRAM, hist.floats)):
+            rows = np.flatnonzero(hist.kind == kind)
+            if rows.size:
+                chunks = head_chunks(take_samples(source, hist.row[rows]), chunk_range=self.chunk_range,
+                                     run_start=run_start[rows])
+                buf, offs = encode_batch(chunks, flavor="2.42")
+                parts.append(_EncodedRun(chunks.encoding.astype(np.int64), buf, offs, rows[chunks.offsets[:-1]],
+                                         rows[chunks.offsets[1:] - 1]))
+        self._add_encoded_runs(batch.labels, t, offsets, parts)
+
+    def _float_chunks(self, t: np.ndarray, v: np.ndarray, kind: np.ndarray, run_start: np.ndarray) -> _EncodedRun:
+        rows = np.flatnonzero(kind == KIND_FLOAT)
+        ft = t[rows]
+        firsts = [*np.flatnonzero(run_start[rows]).tolist(), int(rows.shape[0])]
+        pieces = [head_cut_bounds(ft[a:b], self.chunk_range)[:-1] + a for a, b in itertools.pairwise(firsts)]
+        bounds = np.concatenate([*pieces, [rows.shape[0]]]).astype(np.int64)
+        buf, offs = xor.encode_batch(ft, v[rows], bounds)
+        return _EncodedRun(np.full(bounds.shape[0] - 1, ENC_XOR, np.int64), buf, offs, rows[bounds[:-1]],
+                           rows[bounds[1:] - 1])
+
+    def _add_encoded_runs(self, labels: Sequence[Labels], t: np.ndarray, offsets: np.ndarray,
+                          parts: Sequence[_EncodedRun]) -> None:
+        """Chunks encoded per value type, put back in time order within their series and added."""
+        shift = np.cumsum([0] + [int(p.offsets[-1]) for p in parts])[:-1]
+        starts = np.concatenate([p.offsets[:-1] + s for p, s in zip(parts, shift, strict=True)]).astype(np.int64)
+        ends = np.concatenate([p.offsets[1:] + s for p, s in zip(parts, shift, strict=True)]).astype(np.int64)
+        first = np.concatenate([p.first_row for p in parts]).astype(np.int64)
+        order = np.argsort(first, kind="stable")
+        starts, ends, first = starts[order], ends[order], first[order]
+        last = np.concatenate([p.last_row for p in parts]).astype(np.int64)[order]
+        whole = np.concatenate([p.buf[: int(p.offsets[-1])] for p in parts])
+        buf = whole[gather_ranges(starts, ends)]
+        chunk_offsets = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
+        series_chunks = np.searchsorted(first, offsets).astype(np.int64)
+        self.add_chunks_batch(labels, np.concatenate([p.encodings for p in parts])[order], buf, chunk_offsets,
+                              t[first], t[last], series_chunks, np.diff(offsets).tolist())
+
     # --- finishing -------------------------------------------------------------------------------
 
     def finish(self) -> BlockMeta:
@@ -247,6 +309,18 @@ class BlockWriter:
             if a["extensions"] is not None:
                 doc["thanos"]["extensions"] = a["extensions"]
         return BlockMeta.from_json(json.dumps(doc).encode(), block=self.ulid)
+
+
+@dataclass(frozen=True)
+class _EncodedRun:
+    """Chunks of one value type: chunk i is ``buf[offsets[i]:offsets[i+1]]``, holding batch sample rows
+    ``first_row[i]..last_row[i]``."""
+
+    encodings: np.ndarray
+    buf: np.ndarray
+    offsets: np.ndarray
+    first_row: np.ndarray
+    last_row: np.ndarray
 
 
 def _write_atomic(path: str, data: bytes) -> None:
