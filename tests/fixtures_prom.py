@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -11,7 +12,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -111,6 +112,10 @@ class PrometheusServer:
             data: bytes = r.read()
             return data
 
+    def query(self, query: str, at_ms: int) -> Any:
+        """``/api/v1/query`` at ``at_ms``, parsed."""
+        return json.loads(self.get("/api/v1/query", query=query, time=str(at_ms / 1000)))
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -120,6 +125,25 @@ class PrometheusServer:
                 self.proc.kill()
                 self.proc.wait()
         self._logfh.close()
+
+
+NATIVE_HISTOGRAM_QUERIES = ('{__name__=~"nh_.*"}[2900s]', "rate(nh_int_counter[1m])",
+                            "histogram_quantile(0.9, nh_gauge)", "sum(rate(nh_float_counter[5m]))")
+
+
+def native_histogram_answers(start: StartPrometheus, data_dirs: Sequence[Path], at_ms: int) -> list[list[Any]]:
+    """What a real prometheus (native histograms on) answers to NATIVE_HISTOGRAM_QUERIES over each data dir: the
+    check that blocks we write or merge read as the originals do."""
+    answers = []
+    for data_dir in data_dirs:
+        work = data_dir.with_name(data_dir.name + "-work")
+        work.mkdir()
+        server = start(data_dir, work, ["--enable-feature=native-histograms"])
+        try:
+            answers.append([server.query(q, at_ms) for q in NATIVE_HISTOGRAM_QUERIES])
+        finally:
+            server.stop()
+    return answers
 
 
 class StartPrometheus(Protocol):

@@ -103,9 +103,6 @@ def test_cli_blocks_hold_histogram_chunks_cut_by_the_head_rules(tmp_path: Path) 
     assert any(STALE in s.values() for s in hist_series.values())
 
 
-def query_json(server: Any, query: str, at: int) -> Any:
-    return json.loads(server.get("/api/v1/query", query=query, time=str(at / 1000)))
-
 
 @needs_prometheus
 def test_prometheus_serves_generated_histograms_as_we_read_them(tmp_path: Path,
@@ -119,8 +116,8 @@ def test_prometheus_serves_generated_histograms_as_we_read_them(tmp_path: Path,
     work.mkdir()
     server = prometheus_server(bucket, work, ["--enable-feature=native-histograms"])
     at = metas[0]["minTime"] + 3_600_000  # the data's hour (the block covers the aligned 2 h)
-    answer = query_json(server, '{__name__=~".+_duration_seconds"}[1h]', at)
-    quantile = query_json(server, "histogram_quantile(0.9, sum(rate(http_request_duration_seconds[5m])))", at)
+    answer = server.query('{__name__=~".+_duration_seconds"}[1h]', at)
+    quantile = server.query("histogram_quantile(0.9, sum(rate(http_request_duration_seconds[5m])))", at)
     server.stop()
     theirs = {tuple(sorted(r["metric"].items())): {round(ts * 1000): h for ts, h in r["histograms"]}
               for r in answer["data"]["result"]}

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.fixtures_prom import PrometheusServer, StartPrometheus, needs_prometheus
+from tests.fixtures_prom import StartPrometheus, native_histogram_answers, needs_prometheus
 from tests.sharedfiles import NATIVE_HISTOGRAMS_DIR
 from thanostools.core.chunkenc import histogram as H
 from thanostools.core.chunkenc import xor
@@ -265,9 +265,6 @@ def test_relabel_merges_histogram_series(tmp_path: Path) -> None:
     assert got["both"] == {**by_case["worked_float"], **by_case["worked_int"]}
 
 
-def query_json(server: PrometheusServer, query: str, at: int) -> Any:
-    return json.loads(server.get("/api/v1/query", query=query, time=str(at / 1000)))
-
 
 @needs_prometheus
 def test_prometheus_answers_the_same_for_a_merged_block(tmp_path: Path, prometheus_server: StartPrometheus) -> None:
@@ -281,15 +278,7 @@ def test_prometheus_answers_the_same_for_a_merged_block(tmp_path: Path, promethe
     merged = tmp_path / "prom-merged"
     shutil.copytree(NATIVE_HISTOGRAMS_DIR / MAIN, original / Path(MAIN).name)
     shutil.copytree(tmp_path / "out" / out.ulid, merged / out.ulid)
-    answers = []
-    for data_dir in (original, merged):
-        work = data_dir.with_name(data_dir.name + "-work")
-        work.mkdir()
-        server = prometheus_server(data_dir, work, ["--enable-feature=native-histograms"])
-        answers.append([query_json(server, q, T1 + 2_890_000)
-                        for q in ('{__name__=~"nh_.*"}[2900s]', "rate(nh_int_counter[1m])",
-                                  "histogram_quantile(0.9, nh_gauge)", "sum(rate(nh_float_counter[5m]))")])
-        server.stop()
+    answers = native_histogram_answers(prometheus_server, [original, merged], T1 + 2_890_000)
     assert answers[0][0]["data"]["result"] and answers[0] == answers[1]
 
 

@@ -3,15 +3,13 @@ come out with byte-identical chunks, and the real prometheus 2.42 answers the sa
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.core.pipeline.test_histogram_pipeline import EDGE, MAIN, SNAPSHOT, block_chunks
-from tests.fixtures_prom import StartPrometheus, needs_prometheus
+from tests.fixtures_prom import StartPrometheus, native_histogram_answers, needs_prometheus
 from tests.sharedfiles import NATIVE_HISTOGRAMS_DIR
 from thanostools.core.series import SampleBatch
 from thanostools.core.tsdb.block import Block
@@ -40,9 +38,6 @@ def test_rewritten_blocks_have_the_head_chunks_byte_for_byte(tmp_path: Path, nam
     assert differ == (HINT_ONLY_RESET if name == EDGE else set())
 
 
-def query_json(server: Any, query: str, at: int) -> Any:
-    return json.loads(server.get("/api/v1/query", query=query, time=str(at / 1000)))
-
 
 @needs_prometheus
 def test_prometheus_answers_the_same_for_a_written_block(tmp_path: Path, prometheus_server: StartPrometheus) -> None:
@@ -51,13 +46,5 @@ def test_prometheus_answers_the_same_for_a_written_block(tmp_path: Path, prometh
     written = tmp_path / "prom-written"
     written.mkdir()
     rewritten(MAIN, written)
-    answers = []
-    for data_dir in (original, written):
-        work = data_dir.with_name(data_dir.name + "-work")
-        work.mkdir()
-        server = prometheus_server(data_dir, work, ["--enable-feature=native-histograms"])
-        answers.append([query_json(server, q, T1 + 2_890_000)
-                        for q in ('{__name__=~"nh_.*"}[2900s]', "rate(nh_int_counter[1m])",
-                                  "histogram_quantile(0.9, nh_gauge)", "sum(rate(nh_float_counter[5m]))")])
-        server.stop()
+    answers = native_histogram_answers(prometheus_server, [original, written], T1 + 2_890_000)
     assert answers[0][0]["data"]["result"] and answers[0] == answers[1]
