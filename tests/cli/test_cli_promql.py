@@ -107,3 +107,25 @@ def test_promqltest_failing_script_exits_1(tmp_path: Path) -> None:
 def test_promqltest_missing_file() -> None:
     res = run_cli("promql", "test", "/nonexistent/file.test")
     assert res.exit_code == 2
+
+
+GATED = """\
+load 1m
+  m{a="2"} 1
+  m{a="1"} 2
+
+eval_ordered instant at 0m sort_by_label(m, "a")
+  m{a="1"} 2
+  m{a="2"} 1
+"""
+
+
+def test_promqltest_experimental_functions_need_the_feature_flag(tmp_path: Path) -> None:
+    script = tmp_path / "gated.test"
+    script.write_text(GATED)
+    res = run_cli("promql", "test", str(script))
+    assert res.exit_code == 1
+    assert 'function "sort_by_label" is not enabled' in res.stdout
+    res = run_cli("promql", "test", "--enable-feature=promql-experimental-functions", str(script))
+    assert res.exit_code == 0, res.stdout + res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "promqltest: 1 passed, 0 failed, 0 skipped"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +194,28 @@ def test_warnings_and_infos_go_to_stderr(bucket: Path) -> None:
 def test_expression_starting_with_minus(bucket: Path) -> None:
     code, out, _ = query(bucket, "--time", str(START_MS), "-o", "json", "--", "-tiny")
     assert code == 0 and '"-1e-07"' in out
+
+
+def test_experimental_functions_need_the_feature_flag(bucket: Path) -> None:
+    at = str(START_MS + 60_000)
+    code, out, err = query(bucket, 'sort_by_label(up, "job")', "--time", at)
+    assert code == 1 and out == ""
+    assert 'function "sort_by_label" is not enabled' in err and err.count("\n") == 1
+    code, out, err = query(bucket, 'sort_by_label(up, "job")', "--time", at, "-o", "json",
+                           "--enable-feature", "promql-experimental-functions")
+    assert code == 0, err
+    assert [s["metric"]["job"] for s in json.loads(out)["result"]] == ["api", "db"]
+
+
+def test_first_over_time_needs_no_flag(bucket: Path) -> None:
+    code, out, err = query(bucket, "first_over_time(reqs_total[1m])", "--time", str(START_MS + 60_000),
+                           "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["result"][0]["value"][1] == "10"
+
+
+def test_unknown_feature_is_a_warning(bucket: Path) -> None:
+    code, out, err = query(bucket, "up", "--time", str(START_MS),
+                           "--enable-feature", "no-such-thing,promql-experimental-functions")
+    assert code == 0 and out
+    assert err == "warning: Unknown option for --enable-feature: no-such-thing\n"

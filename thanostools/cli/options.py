@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from thanostools.core.errors import ConfigError
+from thanostools.core.promql.features import EXPERIMENTAL_FUNCTIONS, Features, parse_features
 from thanostools.core.timeutil import parse_time_ms
 from thanostools.core.workspace import BucketWorkspace
 
@@ -86,6 +87,20 @@ def time_range_options(func: F) -> F:
                         help="End of the time range (RFC3339, unix ms, or relative like -2w).")(func)
     return click.option("--min-time", type=TIME, default=None, metavar="TIME",
                         help="Start of the time range (RFC3339, unix ms, or relative like -2w).")(func)
+
+
+def _features(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> Features:
+    features = parse_features(values)
+    for name in features.unknown:
+        click.echo(f"warning: Unknown option for --enable-feature: {name}", err=True)
+    return features
+
+
+def enable_feature_option(func: F) -> F:
+    """``--enable-feature NAME[,NAME]`` (repeatable) as the ``features`` argument; unknown names are warned about."""
+    return click.option("--enable-feature", "features", multiple=True, metavar="NAME", callback=_features,
+                        help=f"Enable a feature Prometheus keeps behind a flag (repeatable, comma-separated): "
+                             f"{EXPERIMENTAL_FUNCTIONS} allows experimental PromQL functions.")(func)
 
 
 def parse_label_args(values: tuple[str, ...], what: str = "--label") -> dict[str, str]:

@@ -10,8 +10,10 @@ from typing import Any
 
 import click
 
+from thanostools.cli.options import enable_feature_option
 from thanostools.cli.output import emit
 from thanostools.core.errors import ThanosToolsError
+from thanostools.core.promql.features import Features
 
 # Fields of syntax-tree nodes that only serve equality or type checking.
 _INTERNAL_FIELDS = frozenset({"key", "matcher_key", "parsed_matching", "value_type"})
@@ -103,11 +105,13 @@ def parse_cmd(expr: str, output: str) -> None:
 
 @promql.command("test")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-def test_cmd(files: tuple[str, ...]) -> None:
+@enable_feature_option
+def test_cmd(files: tuple[str, ...], features: Features) -> None:
     """Run promqltest scripts (the language of Prometheus's promql/promqltest); exit 1 when any eval fails."""
+    from thanostools.core.promql.engine import QueryOptions
     from thanostools.core.promql.testrunner import run_files
 
-    summary = run_files(list(files))
+    summary = run_files(list(files), QueryOptions(experimental=features.experimental_functions))
     for path, report in zip(files, summary.reports, strict=True):
         for failure in report.failures:
             where = f"{path}:{failure.line}" if failure.line else path

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from thanostools.cli.options import TIME, bucket_options, open_workspace
+from thanostools.cli.options import TIME, bucket_options, enable_feature_option, open_workspace
 from thanostools.cli.output import emit, render_table
 from thanostools.core.constants import RESOLUTIONS_BY_NAME
 from thanostools.core.errors import ConfigError
@@ -17,6 +17,7 @@ from thanostools.core.timeutil import format_time_ms, now_ms, parse_duration_ms
 
 if TYPE_CHECKING:
     from thanostools.core.promql.engine import QueryResult
+    from thanostools.core.promql.features import Features
 
 _SECONDS = re.compile(r"^\d+(\.\d+)?$")
 
@@ -114,10 +115,11 @@ def _check_range(time_ms: int | None, start: int | None, end: int | None, step: 
 @click.option("--partial-response/--no-partial-response", default=True, show_default=True,
               help="Answer from the readable blocks with a warning per block left out (as the Thanos querier "
                    "does by default), or fail when a block's meta.json or data cannot be read.")
+@enable_feature_option
 @bucket_options
 def query(expr: str, time_ms: int | None, start: int | None, end: int | None, step: str | None, output: str,
           lookback_delta: str, dedup: bool, replica_labels: tuple[str, ...], max_source_resolution: str,
-          timeout: str, max_samples: int, partial_response: bool, **kw: Any) -> None:
+          timeout: str, max_samples: int, partial_response: bool, features: Features, **kw: Any) -> None:
     """Evaluate the PromQL expression EXPR over the bucket's blocks (instant, or range with --start/--end/--step).
 
     Put `--` before an EXPR that starts with a minus sign: `thanos-tools query -- -up`.
@@ -135,9 +137,11 @@ def query(expr: str, time_ms: int | None, start: int | None, end: int | None, st
         raise ConfigError("zero or negative query resolution step widths are not accepted")
     if is_range and end is not None and start is not None and end < start:
         raise ConfigError("end timestamp must not be before start time")
-    parse_expr(expr)  # syntax errors before the bucket is opened
+    experimental = features.experimental_functions
+    parse_expr(expr, experimental=experimental)  # syntax errors before the bucket is opened
     options = QueryOptions(lookback_delta_ms=parse_step_ms(lookback_delta, "--lookback-delta"),
-                           timeout_s=parse_step_ms(timeout, "--timeout") / 1000, max_samples=max_samples)
+                           timeout_s=parse_step_ms(timeout, "--timeout") / 1000, max_samples=max_samples,
+                           experimental=experimental)
     workspace = open_workspace(kw)
     blocks = bucket_querier(workspace.catalog.view(CompactionLeftovers()), PartialResponse(partial_response),
                             max_source_resolution_ms=parse_max_source_resolution(max_source_resolution, step_ms))

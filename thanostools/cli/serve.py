@@ -11,9 +11,10 @@ from typing import Any
 
 import click
 
-from thanostools.cli.options import bucket_options, parse_size
+from thanostools.cli.options import bucket_options, enable_feature_option, parse_size
 from thanostools.cli.query import parse_step_ms
 from thanostools.core.errors import ConfigError
+from thanostools.core.promql.features import Features
 from thanostools.core.redact import redact_argv
 from thanostools.core.timeutil import parse_time_ms
 
@@ -61,6 +62,8 @@ def _flags(ctx: click.Context) -> dict[str, str]:
             continue
         long = max(param.opts, key=len).lstrip("-")
         value = ctx.params.get(param.name)
+        if isinstance(value, Features):
+            value = value.names
         if isinstance(value, tuple):
             value = ",".join(value)
         text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
@@ -128,6 +131,7 @@ def _exit_now_if_busy(code: int) -> None:
               help="On SIGTERM, how long in-flight requests may take to finish.")
 @click.option("--lookback-delta", default="5m", show_default=True, metavar="DURATION",
               help="How far back an instant selector looks for a sample.")
+@enable_feature_option
 @click.pass_context
 def serve(ctx: click.Context, /, **kw: Any) -> None:
     """Serve the bucket's blocks: Prometheus HTTP API (Grafana can use it) and Thanos StoreAPI (gRPC).
@@ -172,4 +176,5 @@ def _config(ctx: click.Context, kw: dict[str, Any]) -> Any:
         auth_failure_rate=auth_rate, auth_failure_burst=auth_burst, authz_config_file=kw["authz_config_file"],
         query_log_file=kw["query_log_file"], grace_period_s=parse_step_ms(kw["grace_period"], "--grace-period") / 1000,
         lookback_delta_ms=round(_seconds(kw["lookback_delta"], "--lookback-delta") * 1000), flags=_flags(ctx),
+        experimental_functions=kw["features"].experimental_functions,
     )

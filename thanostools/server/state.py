@@ -84,6 +84,7 @@ class ServerConfig:
     query_log_file: str | None = None
     grace_period_s: float = 120.0
     lookback_delta_ms: int = 300_000
+    experimental_functions: bool = False  # --enable-feature=promql-experimental-functions
     flags: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property

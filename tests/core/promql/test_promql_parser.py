@@ -639,6 +639,29 @@ def test_experimental_features_can_be_disabled() -> None:
     assert isinstance(parse_expr("rate(x[5m])", experimental=False), Call)
 
 
+@pytest.mark.parametrize("expr, name", [
+    ("mad_over_time(x[5m])", "mad_over_time"),
+    ('sort_by_label_desc(x, "a")', "sort_by_label_desc"),
+    ("ts_of_first_over_time(x[5m])", "ts_of_first_over_time"),
+])
+def test_experimental_functions_are_refused_when_disabled(expr: str, name: str) -> None:
+    with pytest.raises(ParseError) as info:
+        parse_expr(expr, experimental=False)
+    assert info.value.reason == f'function "{name}" is not enabled'
+    assert isinstance(parse_expr(expr, experimental=True), Call)
+
+
+def test_limit_ratio_is_refused_when_disabled() -> None:
+    with pytest.raises(ParseError) as info:
+        parse_expr("limit_ratio(0.5, x)", experimental=False)
+    assert info.value.reason.startswith("limit_ratio() is experimental")
+
+
+def test_first_over_time_is_stable() -> None:
+    node = parse_expr("first_over_time(x[5m])", experimental=False)
+    assert isinstance(node, Call) and node.func.name == "first_over_time"
+
+
 # --- tree shape --------------------------------------------------------------------------------
 
 

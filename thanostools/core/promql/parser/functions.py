@@ -88,7 +88,7 @@ _FUNCTIONS: tuple[Function, ...] = (
        experimental=True),
     _f("exp", (V,), V, "e raised to the power of the value."),
     _f("floor", (V,), V, "Round down to the nearest integer."),
-    _f("first_over_time", (M,), V, "Oldest sample value in each range.", experimental=True),
+    _f("first_over_time", (M,), V, "Oldest sample value in each range."),
     _f("histogram_avg", (V,), V, "Mean of the observations in each native histogram."),
     _f("histogram_count", (V,), V, "Count of observations in each native histogram."),
     _f("histogram_fraction", (S, S, V), V,
