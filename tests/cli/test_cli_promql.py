@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.clihelp import run_cli
 
 PASSING = """\
@@ -129,3 +131,9 @@ def test_promqltest_experimental_functions_need_the_feature_flag(tmp_path: Path)
     res = run_cli("promql", "test", "--enable-feature=promql-experimental-functions", str(script))
     assert res.exit_code == 0, res.stdout + res.stderr
     assert res.stdout.strip().splitlines()[-1] == "promqltest: 1 passed, 0 failed, 0 skipped"
+
+
+@pytest.mark.parametrize("command", [("query",), ("serve",), ("tui",), ("promql", "test")])
+def test_every_promql_front_end_takes_enable_feature(command: tuple[str, ...]) -> None:
+    res = run_cli(*command, "--help")
+    assert res.exit_code == 0 and "--enable-feature" in res.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -273,3 +274,26 @@ def test_survives_malformed_requests(server: Serve) -> None:
     assert huge_range.status == 200
     assert server.get("/-/healthy").status == 200
     assert "Traceback" not in server.stderr()
+
+
+# --- feature flags ----------------------------------------------------------------------------------
+
+
+def test_experimental_functions_are_refused_without_the_flag(server: Serve) -> None:
+    r = server.get("/api/v1/query", {"query": 'sort_by_label(up, "job")', "time": at(START_MS + 60_000)})
+    assert r.status == 400
+    body = r.json()
+    assert body["errorType"] == "bad_data" and 'function "sort_by_label" is not enabled' in body["error"]
+    assert server.api("/api/v1/query", query="first_over_time(tiny[1m])", time=at(START_MS + 60_000))["result"]
+
+
+def test_experimental_functions_with_the_flag(tmp_path: Path) -> None:
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    t = [START_MS + i * S for i in range(N)]
+    write_raw(bucket, [(lab(__name__="up", job=job), t, [1.0] * N) for job in ("db", "api")])
+    with ServeFactory(tmp_path) as factory:
+        flagged = factory("--bucket", str(bucket), "--enable-feature=promql-experimental-functions")
+        result = flagged.api("/api/v1/query", query='sort_by_label(up, "job")', time=at(START_MS + 60_000))["result"]
+        assert [s["metric"]["job"] for s in result] == ["api", "db"]
+        assert flagged.api("/api/v1/status/flags")["enable-feature"] == "promql-experimental-functions"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.tui.tuihelp import NOW, make_bucket
+from thanostools.core.errors import ParseError
 from thanostools.core.promql.parser.parse import parse_expr
 from thanostools.core.workspace import BucketWorkspace
 from thanostools.tui import complete
@@ -152,6 +153,19 @@ def test_exports_and_commands(tmp_path: Path) -> None:
     assert f"--bucket {tmp_path / 'b'}" in cmd
     curl = curl_command(out, source, settings)
     assert "/api/v1/query_range" in curl and "--data-urlencode step=30" in curl
+
+
+def test_experimental_functions_follow_the_feature_flag(tmp_path: Path) -> None:
+    source = BucketSource(BucketWorkspace.open(str(make_bucket(tmp_path / "b"))))
+    query = 'sort_by_label(up, "job")'
+    with pytest.raises(ParseError, match='function "sort_by_label" is not enabled'):
+        source.instant(query, NOW, QuerySettings(), CancelToken())
+    enabled = QuerySettings(experimental_functions=True)
+    out = source.instant(query, NOW, enabled, CancelToken())
+    assert out.result.series
+    assert query_command(out, source, enabled).endswith(" --enable-feature=promql-experimental-functions")
+    assert "--enable-feature" not in query_command(source.instant("up", NOW, QuerySettings(), CancelToken()),
+                                                   source, QuerySettings())
 
 
 def test_history_persists_searches_and_keeps_stars(tmp_path: Path) -> None:

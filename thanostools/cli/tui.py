@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from thanostools.cli.options import bucket_options, open_workspace
+from thanostools.cli.options import bucket_options, enable_feature_option, open_workspace
 
 if TYPE_CHECKING:
+    from thanostools.core.promql.features import Features
     from thanostools.core.series import Querier
     from thanostools.tui.sources import Source
 
@@ -76,6 +77,7 @@ def _log_to_file() -> str:
 
 @click.command("tui")
 @bucket_options
+@enable_feature_option
 @click.option("--endpoint", "endpoints", multiple=True, metavar="HOST:PORT",
               help="Query remote Thanos StoreAPI endpoints (sidecar, store, serve); repeatable.")
 @click.option("--url", metavar="URL",
@@ -89,7 +91,8 @@ def _log_to_file() -> str:
               help="Allow marking blocks (deletion, no-compact, no-downsample) in the block browser.")
 @click.option("--query", "initial_query", default="", metavar="EXPR", help="Start with this expression in the editor.")
 def tui(endpoints: tuple[str, ...], url: str | None, bearer_token_file: str | None, basic_auth_user: str | None,
-        basic_auth_password_file: str | None, allow_admin: bool, initial_query: str, **kw: Any) -> None:
+        basic_auth_password_file: str | None, allow_admin: bool, initial_query: str, features: Features,
+        **kw: Any) -> None:
     """Interactive PromQL console and block browser in the terminal.
 
     The source is a bucket (the usual bucket flags; default ./data), a remote StoreAPI (--endpoint)
@@ -100,4 +103,5 @@ def tui(endpoints: tuple[str, ...], url: str | None, bearer_token_file: str | No
     from thanostools.tui.app import AppConfig, ThanosToolsApp
 
     _log_to_file()
-    ThanosToolsApp(AppConfig(source, allow_admin=allow_admin, initial_query=initial_query)).run()
+    ThanosToolsApp(AppConfig(source, allow_admin=allow_admin, initial_query=initial_query,
+                             experimental_functions=features.experimental_functions)).run()

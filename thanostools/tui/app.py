@@ -32,6 +32,7 @@ class AppConfig:
     allow_admin: bool = False
     history: History | None = None
     initial_query: str = ""
+    experimental_functions: bool = False
     now: Callable[[], int] = now_ms  # tests fix the clock
     cursor_blink: bool = True
     follow_data: bool = True  # start with the time range on the newest block when "now" shows nothing
@@ -61,7 +62,8 @@ class ThanosToolsApp(App[None]):
 
     def on_mount(self) -> None:
         self.sub_title = self.source.describe()
-        self.push_screen(ConsoleScreen(self.config.initial_query))
+        self.push_screen(ConsoleScreen(self.config.initial_query,
+                                       experimental_functions=self.config.experimental_functions))
         if self.history.load_error:
             self.notify(self.history.load_error, severity="warning")
         if self.config.follow_data and isinstance(self.source, BucketSource):

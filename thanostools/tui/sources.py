@@ -39,6 +39,7 @@ class QuerySettings:
     max_source_resolution: str = "auto"  # auto, raw, 5m, 1h
     lookback_delta_ms: int = 300_000
     timeout_s: float = 120.0
+    experimental_functions: bool = False  # --enable-feature=promql-experimental-functions
 
     def resolution_ms(self, step_ms: int) -> int:
         """``auto`` is step/5 for range queries and raw for instant ones (the Thanos querier's rule)."""
@@ -195,7 +196,8 @@ class QuerierSource(Source):
         cancel.check()
         querier = _CancellableQuerier(self.querier(settings, settings.resolution_ms(step_ms)), cancel)
         return PromQLEngine(querier, QueryOptions(lookback_delta_ms=settings.lookback_delta_ms,
-                                                  timeout_s=settings.timeout_s))
+                                                  timeout_s=settings.timeout_s,
+                                                  experimental=settings.experimental_functions))
 
     @staticmethod
     def _finish(result: QueryResult) -> str:

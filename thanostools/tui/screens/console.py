@@ -98,11 +98,11 @@ class ConsoleScreen(Screen[None]):
         Binding("e", "focus_editor", "Editor", show=False),
     ]
 
-    def __init__(self, initial_query: str = "") -> None:
+    def __init__(self, initial_query: str = "", *, experimental_functions: bool = False) -> None:
         super().__init__(id="console")
         self.initial_query = initial_query
         self.time_state = TimeState()
-        self.settings = QuerySettings()
+        self.settings = QuerySettings(experimental_functions=experimental_functions)
         self.instant: Outcome | None = None
         self.range_outcome: Outcome | None = None
         self.query_text = ""
@@ -238,7 +238,7 @@ class ConsoleScreen(Screen[None]):
     def _run_explain(self, plan: Plan) -> None:
         from thanostools.core.promql.parser.parse import parse_expr
 
-        root = build_tree(parse_expr(plan.query))
+        root = build_tree(parse_expr(plan.query, experimental=self.settings.experimental_functions))
         self.app.call_from_thread(self._show_explain, plan, root, None, "")
         for i, node in enumerate(flatten(root)):
             plan.token.check()
@@ -368,7 +368,7 @@ class ConsoleScreen(Screen[None]):
         error = self.query_one("#parse-error", Static)
         try:
             if text.strip():
-                parse_expr(text)
+                parse_expr(text, experimental=self.settings.experimental_functions)
         except ParseError as exc:
             self.editor.mark_error(exc.position)
             if show:
