@@ -19,7 +19,7 @@ from thanostools.core.downsample.windows import (
     window_end,
 )
 from thanostools.core.kernels._jit import njit
-from thanostools.core.kernels.arrays import grow_f64, grow_i64
+from thanostools.core.kernels.arrays import grow
 from thanostools.core.kernels.binary import put_uvarint
 from thanostools.core.kernels.stale import STALE_NAN_BITS_U64
 
@@ -48,15 +48,15 @@ def _new_output(n_in: int) -> tuple[I64, F64, I64, I64, I64, I64]:
 def _room(out_t: I64, out_v: F64, bounds: I64, mint: I64, maxt: I64, nsamples: I64, samples: int,
           k: int) -> tuple[I64, F64, I64, I64, I64, I64]:
     """The output arrays grown to hold ``samples`` samples and output chunk ``k``."""
-    return (grow_i64(out_t, samples), grow_f64(out_v, samples), grow_i64(bounds, 5 * k + 6),
-            grow_i64(mint, k + 1), grow_i64(maxt, k + 1), grow_i64(nsamples, k + 1))
+    return (grow(out_t, samples), grow(out_v, samples), grow(bounds, 5 * k + 6),
+            grow(mint, k + 1), grow(maxt, k + 1), grow(nsamples, k + 1))
 
 
 @njit
 def _finish(out_t: I64, out_v: F64, bounds: I64, mint: I64, maxt: I64, nsamples: I64, series_out: I64, used: int,
             k: int) -> tuple[I64, F64, I64, I64, I64, I64, I64]:
     """``used`` samples and ``k`` output chunks, trimmed, with the closing bound."""
-    bounds = grow_i64(bounds, 5 * k + 1)
+    bounds = grow(bounds, 5 * k + 1)
     bounds[5 * k] = used
     return (out_t[:used].copy(), out_v[:used].copy(), bounds[: 5 * k + 1].copy(), mint[:k].copy(),
             maxt[:k].copy(), nsamples[:k].copy(), series_out)

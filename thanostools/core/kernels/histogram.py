@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from thanostools.core.kernels._jit import njit
-from thanostools.core.kernels.arrays import grow_i64, grow_u64
+from thanostools.core.kernels.arrays import grow
 from thanostools.core.kernels.stale import STALE_NAN_BITS_U64
 from thanostools.core.kernels.xor import (
     ERR_TRUNCATED as ERR_TRUNCATED,
@@ -960,7 +960,7 @@ def head_cut_242(
             else:
                 base[c] = ly
                 m = l_b[2 * ly + 2] - l_b[2 * ly]
-                u_idx = grow_i64(u_idx, start + m)
+                u_idx = grow(u_idx, start + m)
                 u_idx[start : start + m] = l_idx[l_b[2 * ly] : l_b[2 * ly + 2]]
                 ub[2 * c + 1] = start + l_b[2 * ly + 1] - l_b[2 * ly]
                 ub[2 * c + 2] = start + m
@@ -969,10 +969,10 @@ def head_cut_242(
             start = ub[2 * c]
             mid = ub[2 * c + 1]
             end = ub[2 * c + 2]
-            tmp = grow_i64(tmp, (end - start) + (l_b[2 * ly + 2] - l_b[2 * ly]))
+            tmp = grow(tmp, (end - start) + (l_b[2 * ly + 2] - l_b[2 * ly]))
             wp = merge_into(u_idx, start, mid, l_idx, l_b[2 * ly], l_b[2 * ly + 1], tmp)
             wn = merge_into(u_idx, mid, end, l_idx, l_b[2 * ly + 1], l_b[2 * ly + 2], tmp[wp:])
-            u_idx = grow_i64(u_idx, start + wp + wn)
+            u_idx = grow(u_idx, start + wp + wn)
             u_idx[start : start + wp + wn] = tmp[: wp + wn]
             ub[2 * c + 1] = start + wp
             ub[2 * c + 2] = start + wp + wn
@@ -981,8 +981,8 @@ def head_cut_242(
             c = nc - 1
             start = ub[2 * c]
             m = ub[2 * c + 2] - start
-            p_i = grow_i64(p_i, m)
-            p_f = grow_u64(p_f, m)
+            p_i = grow(p_i, m)
+            p_f = grow(p_f, m)
             p_i[:m] = 0
             p_f[:m] = U0
             for side in range(2):
