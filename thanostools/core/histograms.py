@@ -15,9 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from thanostools.core.constants import STALE_NAN_BITS
-
-I64 = NDArray[np.int64]
-U64 = NDArray[np.uint64]
+from thanostools.core.kernels.dtypes import I64, U64
 
 
 @dataclass(frozen=True)

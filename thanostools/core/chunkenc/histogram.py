@@ -44,6 +44,7 @@ from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.histograms import HistogramBatch as HistogramBatch
 from thanostools.core.histograms import HistogramLayouts as HistogramLayouts
 from thanostools.core.kernels import histogram as kernels
+from thanostools.core.kernels.dtypes import I64
 
 Flavor = Literal["2.42", "3"]
 FLAVORS: tuple[Flavor, ...] = ("2.42", "3")
@@ -78,8 +79,6 @@ _ERRORS = {
     kernels.ERR_ENCODING: "not a histogram chunk encoding (2, 3, 5 or 6)",
 }
 
-I64 = NDArray[np.int64]
-U64 = NDArray[np.uint64]
 
 
 def _as_u8(data: Any) -> NDArray[np.uint8]:

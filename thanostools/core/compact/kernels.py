@@ -7,9 +7,7 @@ from numpy.typing import NDArray
 
 from thanostools.core.dedup import penalty_kernel
 from thanostools.core.kernels._jit import njit
-
-I64 = NDArray[np.int64]
-U8 = NDArray[np.uint8]
+from thanostools.core.kernels.dtypes import I64, U8
 
 
 @njit

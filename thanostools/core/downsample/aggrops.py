@@ -16,11 +16,10 @@ from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import NUM_AGGRS, Aggr, counter_reset_series, split_aggr
 from thanostools.core.downsample import kernels
 from thanostools.core.errors import UnsupportedError
+from thanostools.core.kernels.dtypes import I64, U64
 from thanostools.core.storage import chain_samples
 from thanostools.core.tsdb.tombstones import Intervals, deleted_mask
 
-I64 = NDArray[np.int64]
-U64 = NDArray[np.uint64]
 Series = tuple[I64, U64]
 MERGED_WINDOWS_PER_CHUNK = 120
 

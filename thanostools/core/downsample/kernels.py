@@ -21,12 +21,8 @@ from thanostools.core.downsample.windows import (
 from thanostools.core.kernels._jit import njit
 from thanostools.core.kernels.arrays import grow
 from thanostools.core.kernels.binary import put_uvarint
+from thanostools.core.kernels.dtypes import F64, I64, U8, U64
 from thanostools.core.kernels.stale import STALE_NAN_BITS_U64
-
-I64 = NDArray[np.int64]
-U64 = NDArray[np.uint64]
-F64 = NDArray[np.float64]
-U8 = NDArray[np.uint8]
 
 ENC_XOR = 1
 AGG_COUNT, AGG_SUM, AGG_MIN, AGG_MAX, AGG_COUNTER = 0, 1, 2, 3, 4

@@ -17,9 +17,8 @@ from thanostools.core.chunkenc.aggr import Aggr, aggr_spans
 from thanostools.core.constants import RESOLUTION_1H, RESOLUTION_5M, RESOLUTION_RAW
 from thanostools.core.downsample import kernels
 from thanostools.core.errors import UnsupportedError
+from thanostools.core.kernels.dtypes import I64, U8
 
-I64 = NDArray[np.int64]
-U8 = NDArray[np.uint8]
 _EMPTY_XOR = np.zeros(2, dtype=np.uint8)  # a valid XOR chunk of zero samples
 
 

@@ -8,13 +8,10 @@ exceptions, and the Python wrapper turns them into ``CorruptBlockError`` with th
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
 
 from thanostools.core.kernels._hwcrc import HAVE_HW_CRC, hw_crc32c
 from thanostools.core.kernels._jit import HAVE_NUMBA, njit
-
-U8 = NDArray[np.uint8]  # byte buffers
-I64 = NDArray[np.int64]  # offsets, positions, lengths, refs, times
+from thanostools.core.kernels.dtypes import I64, U8
 
 if HAVE_NUMBA:
 

@@ -14,10 +14,10 @@ side), ``cv_bounds``/``custom`` (custom bounds bits of schema -53).
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
 
 from thanostools.core.kernels._jit import njit
 from thanostools.core.kernels.arrays import grow
+from thanostools.core.kernels.dtypes import I64, U8, U64, Bool
 from thanostools.core.kernels.stale import STALE_NAN_BITS_U64
 from thanostools.core.kernels.xor import (
     ERR_TRUNCATED as ERR_TRUNCATED,
@@ -50,11 +50,6 @@ from thanostools.core.kernels.xor import (
     read_xor,
     to_int,
 )
-
-U8Array = NDArray[np.uint8]
-U64Array = NDArray[np.uint64]
-I64Array = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
 
 ERR_SHORT = 1  # fewer than the three header bytes
 ERR_SCHEMA = 5  # a schema outside -9..52 and not -53
@@ -107,7 +102,7 @@ def varbit_width(k: int) -> int:
 
 
 @inline
-def read_varbit(buf: U8Array, pos: int, signed: bool) -> tuple[np.uint64, int]:
+def read_varbit(buf: U8, pos: int, signed: bool) -> tuple[np.uint64, int]:
     """One varbit_int / varbit_uint at pos -> (value bits, next pos)."""
     inv = ~peek(buf, pos)
     k = 8 if inv == U0 else min(clz64(inv), 8)
@@ -122,7 +117,7 @@ def read_varbit(buf: U8Array, pos: int, signed: bool) -> tuple[np.uint64, int]:
 
 
 @inline
-def read_bit_uvarint(buf: U8Array, pos: int, endbit: int) -> tuple[np.uint64, int, int]:
+def read_bit_uvarint(buf: U8, pos: int, endbit: int) -> tuple[np.uint64, int, int]:
     """A uvarint written as 8-bit groups into the bit stream -> (value, next pos, status)."""
     x = U0
     s = U0
@@ -150,8 +145,8 @@ def zt_from_code(code: int) -> np.uint64:
 
 @njit
 def parse_layout(
-    buf: U8Array, pos: int, endbit: int, fill: bool, span_off: I64Array, span_len: I64Array, sp: int,
-    custom: U64Array, cp: int,
+    buf: U8, pos: int, endbit: int, fill: bool, span_off: I64, span_len: I64, sp: int,
+    custom: U64, cp: int,
 ) -> tuple[int, int, int, np.uint64, int, int, int, int, int]:
     """The layout at pos (byte aligned, H5.2). When ``fill``, spans go to span_*[sp:], bounds to custom[cp:].
 
@@ -230,7 +225,7 @@ def parse_layout(
 
 
 @inline
-def header_fields(buf: U8Array, s: int, enc: int) -> tuple[int, int, int]:
+def header_fields(buf: U8, s: int, enc: int) -> tuple[int, int, int]:
     """(sample count, counter-reset header 0..3, ST header byte) from the 3 header bytes."""
     b0 = to_int(buf[s])
     b1 = to_int(buf[s + 1])
@@ -241,7 +236,7 @@ def header_fields(buf: U8Array, s: int, enc: int) -> tuple[int, int, int]:
 
 
 @njit
-def padded_view(buf: U8Array, s: int, e: int) -> tuple[U8Array, int, int]:
+def padded_view(buf: U8, s: int, e: int) -> tuple[U8, int, int]:
     """buf and the chunk's bounds, or a zero-padded copy of the chunk when fewer than HIST_PAD bytes follow."""
     if e + HIST_PAD <= buf.shape[0]:
         return buf, s, e
@@ -252,8 +247,8 @@ def padded_view(buf: U8Array, s: int, e: int) -> tuple[U8Array, int, int]:
 
 @njit
 def scan_chunks(
-    buf: U8Array, starts: I64Array, ends: I64Array, encs: I64Array
-) -> tuple[I64Array, int, int, int]:
+    buf: U8, starts: I64, ends: I64, encs: I64
+) -> tuple[I64, int, int, int]:
     """Pass 1: per chunk [samples, spans, custom bounds, bucket capacity]; (sizes, bad chunk, status, bit)."""
     k = starts.shape[0]
     sizes = np.zeros((k, 4), dtype=np.int64)
@@ -288,9 +283,9 @@ def scan_chunks(
 
 @njit
 def decode_samples(
-    b: U8Array, pos: int, endbit: int, n: int, enc: int, st_header: int, npb: int, nnb: int,
-    t_out: U64Array, c_out: U64Array, z_out: U64Array, s_out: U64Array, st_out: U64Array,
-    bk_out: U64Array, bo_out: I64Array, o: int, bo: int,
+    b: U8, pos: int, endbit: int, n: int, enc: int, st_header: int, npb: int, nnb: int,
+    t_out: U64, c_out: U64, z_out: U64, s_out: U64, st_out: U64,
+    bk_out: U64, bo_out: I64, o: int, bo: int,
 ) -> tuple[int, int, int]:
     """Samples of one chunk whose bit stream continues at pos -> (status, bit of the bad field, next bo)."""
     nb = npb + nnb
@@ -440,11 +435,11 @@ def decode_samples(
 
 @njit
 def decode_chunks(
-    buf: U8Array, starts: I64Array, ends: I64Array, encs: I64Array, offsets: I64Array, span_bounds: I64Array,
-    cv_bounds: I64Array, bucket_cap: int,
+    buf: U8, starts: I64, ends: I64, encs: I64, offsets: I64, span_bounds: I64,
+    cv_bounds: I64, bucket_cap: int,
 ) -> tuple[
-    U64Array, U64Array, U64Array, U64Array, U64Array, I64Array, U64Array,
-    I64Array, U64Array, I64Array, I64Array, I64Array, I64Array, U64Array, U8Array,
+    U64, U64, U64, U64, U64, I64, U64,
+    I64, U64, I64, I64, I64, I64, U64, U8,
     int, int, int,
 ]:
     """Pass 2 (sizes from :func:`scan_chunks`): every chunk's samples and layout.
@@ -512,7 +507,7 @@ def bitpos(op: int, nacc: int) -> int:
 
 @inline
 def put_varbit(
-    out: U8Array, op: int, acc: np.uint64, nacc: int, v: np.uint64, signed: bool
+    out: U8, op: int, acc: np.uint64, nacc: int, v: np.uint64, signed: bool
 ) -> tuple[int, np.uint64, int, int, int]:
     """varbit_int (signed) or varbit_uint of the two's-complement bits v (H3.2)."""
     p0 = bitpos(op, nacc)
@@ -533,7 +528,7 @@ def put_varbit(
 
 
 @inline
-def put_raw64(out: U8Array, op: int, acc: np.uint64, nacc: int, v: np.uint64) -> tuple[int, np.uint64, int, int, int]:
+def put_raw64(out: U8, op: int, acc: np.uint64, nacc: int, v: np.uint64) -> tuple[int, np.uint64, int, int, int]:
     p0 = bitpos(op, nacc)
     op, acc, nacc = put(out, op, acc, nacc, v, 64)
     return op, acc, nacc, p0, 64
@@ -541,7 +536,7 @@ def put_raw64(out: U8Array, op: int, acc: np.uint64, nacc: int, v: np.uint64) ->
 
 @inline
 def put_xor_field(
-    out: U8Array, op: int, acc: np.uint64, nacc: int, x: np.uint64, lead: int, trail: int
+    out: U8, op: int, acc: np.uint64, nacc: int, x: np.uint64, lead: int, trail: int
 ) -> tuple[int, np.uint64, int, int, int, int, int]:
     """put_xor plus the last write: (op, acc, nacc, lead, trail, last_start, last_len)."""
     p0 = bitpos(op, nacc)
@@ -582,8 +577,8 @@ def custom_bound_code(bits: np.uint64) -> np.uint64:
 
 @njit
 def encode_layout(
-    out: U8Array, op: int, empty: bool, schema: int, zt: np.uint64, span_off: I64Array, span_len: I64Array,
-    p0: int, p1: int, p2: int, custom: U64Array, c0: int, c1: int,
+    out: U8, op: int, empty: bool, schema: int, zt: np.uint64, span_off: I64, span_len: I64,
+    p0: int, p1: int, p2: int, custom: U64, c0: int, c1: int,
 ) -> tuple[int, np.uint64, int]:
     """The layout at byte op (H5.2); ``empty`` writes the empty layout of a stale first sample (H10)."""
     acc = U0
@@ -614,10 +609,10 @@ def encode_layout(
 
 @njit
 def encode_chunk(
-    out: U8Array, op: int, lo: int, hi: int, is_float: bool, header: int, legacy_byte: bool,
-    t: U64Array, cnt: U64Array, zc: U64Array, total: U64Array, buckets: U64Array, bo: I64Array,
-    npb: int, nnb: int, schema: int, zt: np.uint64, span_off: I64Array, span_len: I64Array,
-    p0: int, p1: int, p2: int, custom: U64Array, c0: int, c1: int,
+    out: U8, op: int, lo: int, hi: int, is_float: bool, header: int, legacy_byte: bool,
+    t: U64, cnt: U64, zc: U64, total: U64, buckets: U64, bo: I64,
+    npb: int, nnb: int, schema: int, zt: np.uint64, span_off: I64, span_len: I64,
+    p0: int, p1: int, p2: int, custom: U64, c0: int, c1: int,
 ) -> int:
     """Samples lo:hi as one chunk of encoding 2 or 3 at out[op:]; returns the byte index after it."""
     n = hi - lo
@@ -726,11 +721,11 @@ def encode_chunk(
 
 @njit
 def encode_chunks(
-    is_float: bool, legacy_byte: bool, bounds: I64Array, headers: U8Array, capacity: I64Array,
-    t: U64Array, cnt: U64Array, zc: U64Array, total: U64Array, buckets: U64Array, bo: I64Array,
-    layout: I64Array, schema: I64Array, zt: U64Array, n_pos: I64Array, n_neg: I64Array, span_bounds: I64Array,
-    span_off: I64Array, span_len: I64Array, cv_bounds: I64Array, custom: U64Array,
-) -> tuple[U8Array, I64Array]:
+    is_float: bool, legacy_byte: bool, bounds: I64, headers: U8, capacity: I64,
+    t: U64, cnt: U64, zc: U64, total: U64, buckets: U64, bo: I64,
+    layout: I64, schema: I64, zt: U64, n_pos: I64, n_neg: I64, span_bounds: I64,
+    span_off: I64, span_len: I64, cv_bounds: I64, custom: U64,
+) -> tuple[U8, I64]:
     """Chunk j = samples bounds[j]:bounds[j+1] with the layout of its first sample, back to back.
 
     ``capacity[j]`` is an upper bound of chunk j's bytes. Returns (bytes, offsets).
@@ -763,7 +758,7 @@ HINT_GAUGE = 3
 
 
 @njit
-def layout_indices(span_bounds: I64Array, span_off: I64Array, span_len: I64Array) -> tuple[I64Array, I64Array]:
+def layout_indices(span_bounds: I64, span_off: I64, span_len: I64) -> tuple[I64, I64]:
     """Bucket indices of every layout side: side q (= 2 * layout + negative) is idx[bounds[q]:bounds[q+1]]."""
     nq = span_bounds.shape[0] - 1
     bounds = np.zeros(nq + 1, dtype=np.int64)
@@ -792,8 +787,8 @@ def count_lt(is_float: bool, ai: np.int64, af: np.float64, bi: np.int64, bf: np.
 
 @njit
 def compare_side(
-    is_float: bool, gauge: bool, legacy: bool, u_idx: I64Array, ulo: int, uhi: int, p_i: I64Array,
-    p_f: U64Array, poff: int, h_idx: I64Array, hlo: int, hhi: int, hb: int, bi: I64Array, bf: U64Array,
+    is_float: bool, gauge: bool, legacy: bool, u_idx: I64, ulo: int, uhi: int, p_i: I64,
+    p_f: U64, poff: int, h_idx: I64, hlo: int, hhi: int, hb: int, bi: I64, bf: U64,
 ) -> tuple[bool, bool]:
     """Walk one side of the chunk's indices (the last sample's counts at p_*[poff + i - ulo]) and of the new
     sample's (its counts at b*[hb:]) -> (reset, forward insert). ``legacy``: a missing bucket is a reset (2.42).
@@ -822,7 +817,7 @@ def compare_side(
 
 
 @njit
-def merge_into(u_idx: I64Array, ulo: int, uhi: int, h_idx: I64Array, hlo: int, hhi: int, tmp: I64Array) -> int:
+def merge_into(u_idx: I64, ulo: int, uhi: int, h_idx: I64, hlo: int, hhi: int, tmp: I64) -> int:
     """Sorted union of u_idx[ulo:uhi] and h_idx[hlo:hhi] into tmp; returns its length."""
     i = ulo
     j = hlo
@@ -850,11 +845,11 @@ def go_div(a: int, b: int) -> int:
 
 @njit
 def head_cut_242(
-    is_float: bool, t: I64Array, cnt: U64Array, zc: U64Array, total: U64Array, hint: U8Array, layout: I64Array,
-    bo: I64Array, buckets: U64Array, schema: I64Array, zt: U64Array, cv_bounds: I64Array, custom: U64Array,
-    span_bounds: I64Array, span_off: I64Array, span_len: I64Array, chunk_range: int, samples_per_chunk: int,
-    fixed: bool, run_start: BoolArray,
-) -> tuple[I64Array, U8Array, I64Array, I64Array, I64Array]:
+    is_float: bool, t: I64, cnt: U64, zc: U64, total: U64, hint: U8, layout: I64,
+    bo: I64, buckets: U64, schema: I64, zt: U64, cv_bounds: I64, custom: U64,
+    span_bounds: I64, span_off: I64, span_len: I64, chunk_range: int, samples_per_chunk: int,
+    fixed: bool, run_start: Bool,
+) -> tuple[I64, U8, I64, I64, I64]:
     """Prometheus 2.42 appending of samples (time order within each run, one kind): H8.5, H9.1–H9.3 and the
     head's cutting (H9.4), or with ``fixed`` a new chunk every ``samples_per_chunk`` samples (re-encoding
     outside the head, H9.6). A sample with ``run_start`` set starts a new chunk as a series' first sample.
@@ -1004,9 +999,9 @@ def head_cut_242(
 
 @njit
 def expand_samples(
-    bounds: I64Array, u_idx: I64Array, ub: I64Array, total: U64Array, layout: I64Array, bo: I64Array,
-    buckets: U64Array, l_idx: I64Array, l_b: I64Array,
-) -> tuple[U64Array, I64Array]:
+    bounds: I64, u_idx: I64, ub: I64, total: U64, layout: I64, bo: I64,
+    buckets: U64, l_idx: I64, l_b: I64,
+) -> tuple[U64, I64]:
     """Every non-stale sample's buckets on its chunk's union indices (0 where it has no bucket)."""
     n = total.shape[0]
     k = bounds.shape[0] - 1

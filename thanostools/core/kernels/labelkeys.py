@@ -10,8 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from thanostools.core.kernels._jit import njit
-
-I64 = NDArray[np.int64]
+from thanostools.core.kernels.dtypes import I64
 
 
 @njit

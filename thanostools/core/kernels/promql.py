@@ -13,11 +13,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from thanostools.core.kernels._jit import njit
+from thanostools.core.kernels.dtypes import F64, I64, U64
 from thanostools.core.kernels.stale import STALE_NAN_BITS_U64 as STALE_NAN_BITS
 
-I64 = NDArray[np.int64]  # sample times, offsets, window bounds, row indices
-U64 = NDArray[np.uint64]  # raw float64 bits (StaleNaN exact)
-F64 = NDArray[np.float64]  # sample values
 Flags = NDArray[np.bool_]  # presence / selection
 
 # Range-function codes understood by :func:`range_function`.

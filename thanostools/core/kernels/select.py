@@ -6,13 +6,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from thanostools.core.kernels._jit import njit
+from thanostools.core.kernels.dtypes import I64, U8, U64
 from thanostools.core.kernels.stale import STALE_NAN_BITS_U64 as STALE_NAN_BITS
-from thanostools.core.kernels.xor import OK, PAD, I64Array, U8Array, U64Array, decode_chunk
+from thanostools.core.kernels.xor import OK, PAD, decode_chunk
 
 
 @njit
-def copy_runs(src_t: I64Array, src_v: U64Array, src_start: I64Array, dst_start: I64Array,
-              counts: I64Array, dst_t: I64Array, dst_v: U64Array) -> None:
+def copy_runs(src_t: I64, src_v: U64, src_start: I64, dst_start: I64,
+              counts: I64, dst_t: I64, dst_v: U64) -> None:
     """``dst[dst_start[i]:+counts[i]] = src[src_start[i]:+counts[i]]`` for every run i."""
     for i in range(counts.shape[0]):
         a = src_start[i]
@@ -23,7 +24,7 @@ def copy_runs(src_t: I64Array, src_v: U64Array, src_start: I64Array, dst_start: 
 
 
 @njit
-def unsorted_series(t: I64Array, offsets: I64Array) -> NDArray[np.bool_]:
+def unsorted_series(t: I64, offsets: I64) -> NDArray[np.bool_]:
     """Per series: whether its timestamps are not strictly increasing."""
     n = offsets.shape[0] - 1
     out = np.zeros(n, np.bool_)
@@ -36,7 +37,7 @@ def unsorted_series(t: I64Array, offsets: I64Array) -> NDArray[np.bool_]:
 
 
 @njit
-def chunk_sample_counts(buf: U8Array, starts: I64Array, ends: I64Array) -> tuple[I64Array, int]:
+def chunk_sample_counts(buf: U8, starts: I64, ends: I64) -> tuple[I64, int]:
     """Samples per XOR chunk from its be16 header; -1 or the index of a chunk shorter than the header."""
     n = starts.shape[0]
     out = np.empty(n, np.int64)
@@ -49,8 +50,8 @@ def chunk_sample_counts(buf: U8Array, starts: I64Array, ends: I64Array) -> tuple
 
 
 @njit
-def decode_chunks_at(buf: U8Array, starts: I64Array, ends: I64Array, dst: I64Array,
-                     t_out: U64Array, v_out: U64Array) -> tuple[int, int]:
+def decode_chunks_at(buf: U8, starts: I64, ends: I64, dst: I64,
+                     t_out: U64, v_out: U64) -> tuple[int, int]:
     """Decode XOR chunk i (``buf[starts[i]:ends[i]]``) into ``t_out/v_out`` from ``dst[i]`` on
     (``t_out``: the timestamps' uint64 bits, as ``decode_chunk`` writes them).
 
@@ -72,8 +73,8 @@ def decode_chunks_at(buf: U8Array, starts: I64Array, ends: I64Array, dst: I64Arr
 
 
 @njit
-def clip_chunks(t: I64Array, v: U64Array, bounds: I64Array, series: I64Array, nseries: int, mint: int,
-                maxt: int) -> tuple[I64Array, NDArray[np.bool_], int]:
+def clip_chunks(t: I64, v: U64, bounds: I64, series: I64, nseries: int, mint: int,
+                maxt: int) -> tuple[I64, NDArray[np.bool_], int]:
     """Keep only samples with ``mint <= t <= maxt``, compacting ``t/v`` in place.
 
     Chunk i owns ``t[bounds[i]:bounds[i+1]]`` and belongs to series ``series[i]`` (non-decreasing).

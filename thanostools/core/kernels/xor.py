@@ -15,9 +15,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import numpy as np
-from numpy.typing import NDArray
 
 from thanostools.core.kernels._jit import HAVE_NUMBA, njit
+from thanostools.core.kernels.dtypes import I64, U64
+from thanostools.core.kernels.dtypes import U8 as Bytes  # U8 here is the shift constant 8
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,9 +36,6 @@ else:
         return func
 
 
-U8Array = NDArray[np.uint8]
-U64Array = NDArray[np.uint64]
-I64Array = NDArray[np.int64]
 
 OK = 0
 ERR_SHORT = 1  # fewer than the two header bytes
@@ -152,13 +150,13 @@ if HAVE_NUMBA:
         return types.uint64(arr, idx), codegen
 
     @inline
-    def load_be64(buf: U8Array, p: int) -> np.uint64:
+    def load_be64(buf: Bytes, p: int) -> np.uint64:
         """Eight bytes at byte index p, big-endian. No bounds check: callers keep PAD bytes after a chunk."""
         return be64_unaligned(buf, p)  # type: ignore[call-arg]
 
 else:
 
-    def load_be64(buf: U8Array, p: int) -> np.uint64:
+    def load_be64(buf: Bytes, p: int) -> np.uint64:
         """Eight bytes at byte index p, big-endian (unsigned indexes keep numpy from switching to float)."""
         q = np.uint64(p)
         return (
@@ -174,13 +172,13 @@ else:
 
 
 @inline
-def peek(buf: U8Array, pos: int) -> np.uint64:
+def peek(buf: Bytes, pos: int) -> np.uint64:
     """The bits from pos on, left-aligned; at least the top 57 are meaningful."""
     return load_be64(buf, pos >> 3) << np.uint64(pos & 7)
 
 
 @inline
-def read_bits(buf: U8Array, pos: int, n: int) -> np.uint64:
+def read_bits(buf: Bytes, pos: int, n: int) -> np.uint64:
     """n bits (1 <= n <= 64) from pos, right-aligned."""
     if n <= 56:
         return peek(buf, pos) >> np.uint64(64 - n)
@@ -190,7 +188,7 @@ def read_bits(buf: U8Array, pos: int, n: int) -> np.uint64:
 
 
 @njit
-def read_uvarint(buf: U8Array, p: int, end: int) -> tuple[np.uint64, int, int]:
+def read_uvarint(buf: Bytes, p: int, end: int) -> tuple[np.uint64, int, int]:
     """Go binary.Uvarint over whole bytes buf[p:end] -> (value, next byte index, status)."""
     x = U0
     s = U0
@@ -208,7 +206,7 @@ def read_uvarint(buf: U8Array, p: int, end: int) -> tuple[np.uint64, int, int]:
 
 
 @inline
-def read_dod(buf: U8Array, pos: int) -> tuple[np.uint64, int, np.uint64, int]:
+def read_dod(buf: Bytes, pos: int) -> tuple[np.uint64, int, np.uint64, int]:
     """One varbit_dod -> (dod as uint64 two's complement, next pos, the bits from next pos on
     left-aligned, how many of those are meaningful), so the value can often skip its own load."""
     w = peek(buf, pos)
@@ -228,7 +226,7 @@ def read_dod(buf: U8Array, pos: int) -> tuple[np.uint64, int, np.uint64, int]:
 
 @inline
 def read_xor(
-    buf: U8Array, pos: int, w: np.uint64, avail: int, lead: int, trail: int
+    buf: Bytes, pos: int, w: np.uint64, avail: int, lead: int, trail: int
 ) -> tuple[np.uint64, int, int, int]:
     """One varbit_xor at pos, whose first `avail` bits are already in w (left-aligned).
 
@@ -252,7 +250,7 @@ def read_xor(
 
 
 @njit
-def decode_chunk(buf: U8Array, start: int, end: int, t_out: U64Array, v_out: U64Array, o: int) -> int:
+def decode_chunk(buf: Bytes, start: int, end: int, t_out: U64, v_out: U64, o: int) -> int:
     """Decode the XOR chunk buf[start:end] into t_out/v_out from index o on; returns a status."""
     n = (to_int(buf[start]) << 8) | to_int(buf[start + 1])
     if n == 0:
@@ -299,8 +297,8 @@ def decode_chunk(buf: U8Array, start: int, end: int, t_out: U64Array, v_out: U64
 
 @njit
 def decode_chunks(
-    buf: U8Array, starts: I64Array, ends: I64Array
-) -> tuple[I64Array, U64Array, U64Array, int, int]:
+    buf: Bytes, starts: I64, ends: I64
+) -> tuple[I64, U64, U64, int, int]:
     """Decode every chunk buf[starts[i]:ends[i]] (spans already checked to lie inside buf).
 
     Returns (offsets, t bits, v bits, index of the first bad chunk or -1, status).
@@ -336,13 +334,13 @@ def decode_chunks(
 
 
 @inline
-def store_be64(out: U8Array, op: int, w: np.uint64) -> None:
+def store_be64(out: Bytes, op: int, w: np.uint64) -> None:
     for k in range(8):
         out[op + k] = np.uint8((w >> np.uint64(56 - 8 * k)) & U_FF)
 
 
 @inline
-def put(out: U8Array, op: int, acc: np.uint64, nacc: int, x: np.uint64, n: int) -> tuple[int, np.uint64, int]:
+def put(out: Bytes, op: int, acc: np.uint64, nacc: int, x: np.uint64, n: int) -> tuple[int, np.uint64, int]:
     """Append the n low bits of x (1 <= n <= 64; no higher bits set) -> (op, acc, nacc)."""
     free = 64 - nacc
     if n < free:
@@ -355,7 +353,7 @@ def put(out: U8Array, op: int, acc: np.uint64, nacc: int, x: np.uint64, n: int) 
 
 
 @inline
-def flush(out: U8Array, op: int, acc: np.uint64, nacc: int) -> int:
+def flush(out: Bytes, op: int, acc: np.uint64, nacc: int) -> int:
     """Write the pending bits, zero-padded to a byte boundary; returns the next byte index."""
     nbytes = (nacc + 7) >> 3
     for k in range(nbytes):
@@ -364,7 +362,7 @@ def flush(out: U8Array, op: int, acc: np.uint64, nacc: int) -> int:
 
 
 @inline
-def put_uvarint(out: U8Array, op: int, acc: np.uint64, nacc: int, u: np.uint64) -> tuple[int, np.uint64, int]:
+def put_uvarint(out: Bytes, op: int, acc: np.uint64, nacc: int, u: np.uint64) -> tuple[int, np.uint64, int]:
     while u >= U_80:
         op, acc, nacc = put(out, op, acc, nacc, (u & U_7F) | U_80, 8)
         u = u >> U7
@@ -372,7 +370,7 @@ def put_uvarint(out: U8Array, op: int, acc: np.uint64, nacc: int, u: np.uint64) 
 
 
 @inline
-def put_dod(out: U8Array, op: int, acc: np.uint64, nacc: int, dod: np.uint64) -> tuple[int, np.uint64, int]:
+def put_dod(out: Bytes, op: int, acc: np.uint64, nacc: int, dod: np.uint64) -> tuple[int, np.uint64, int]:
     """varbit_dod; dod is the uint64 two's complement of the signed value."""
     if dod == U0:
         return put(out, op, acc, nacc, U0, 1)
@@ -388,7 +386,7 @@ def put_dod(out: U8Array, op: int, acc: np.uint64, nacc: int, dod: np.uint64) ->
 
 @inline
 def put_xor(
-    out: U8Array, op: int, acc: np.uint64, nacc: int, x: np.uint64, lead: int, trail: int
+    out: Bytes, op: int, acc: np.uint64, nacc: int, x: np.uint64, lead: int, trail: int
 ) -> tuple[int, np.uint64, int, int, int]:
     """varbit_xor; lead < 0 means no window yet. Returns (op, acc, nacc, lead, trail)."""
     if x == U0:
@@ -417,7 +415,7 @@ def put_xor(
 
 
 @njit
-def encode_chunk(tb: U64Array, vb: U64Array, lo: int, hi: int, out: U8Array, op: int) -> int:
+def encode_chunk(tb: U64, vb: U64, lo: int, hi: int, out: Bytes, op: int) -> int:
     """Encode samples lo:hi as one chunk at out[op:]; returns the byte index after it."""
     n = hi - lo
     out[op] = np.uint8((n >> 8) & 0xFF)
@@ -452,7 +450,7 @@ def encode_chunk(tb: U64Array, vb: U64Array, lo: int, hi: int, out: U8Array, op:
 
 
 @njit
-def encode_chunks(tb: U64Array, vb: U64Array, bounds: I64Array, capacity: int) -> tuple[U8Array, I64Array]:
+def encode_chunks(tb: U64, vb: U64, bounds: I64, capacity: int) -> tuple[Bytes, I64]:
     """Encode chunk j = samples bounds[j]:bounds[j+1] for every j, back to back in one byte buffer.
 
     The buffer starts with `capacity` bytes and grows (doubling) whenever the next chunk's worst case

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import numpy as np
-from numpy.typing import NDArray
 
 from thanostools.core.chunkenc import xor
 from thanostools.core.constants import RESOLUTION_5M, RESOLUTION_RAW
@@ -22,11 +21,10 @@ from thanostools.core.downsample.series import (
     downsample_raw_batch,
 )
 from thanostools.core.errors import CorruptBlockError, UnsupportedError
+from thanostools.core.kernels.dtypes import I64
 from thanostools.core.labels import Labels, format_labels
 from thanostools.core.pipeline.table import ChunkedSeries, ChunkTable
 from thanostools.core.tsdb.chunks import ENC_AGGR, ENC_FLOAT_HISTOGRAM, ENC_HISTOGRAM, ENC_XOR, ENCODING_NAMES
-
-I64 = NDArray[np.int64]
 
 
 class Downsample:
