@@ -9,6 +9,13 @@ from __future__ import annotations
 # Prometheus's value.StaleNaN: the NaN payload that marks a series as stale.
 STALE_NAN_BITS = 0x7FF0000000000002
 
+# Chunk encodings of native histograms: integer and float (FORMATS.md, HISTOGRAMS.md).
+ENC_HISTOGRAM = 2
+ENC_FLOAT_HISTOGRAM = 3
+
+# The schema of native histograms with custom bucket bounds (NHCB).
+CUSTOM_BUCKETS_SCHEMA = -53
+
 # Thanos's downsampling resolutions, in milliseconds (meta.json thanos.downsample.resolution).
 RESOLUTION_RAW = 0
 RESOLUTION_5M = 300_000

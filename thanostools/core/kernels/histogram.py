@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from thanostools.core.constants import CUSTOM_BUCKETS_SCHEMA, ENC_FLOAT_HISTOGRAM
 from thanostools.core.kernels._jit import njit
 from thanostools.core.kernels.arrays import grow
 from thanostools.core.kernels.dtypes import I64, U8, U64, Bool
@@ -57,12 +58,9 @@ ERR_SPANS = 6  # a span length/offset out of range, or more buckets than the chu
 ERR_ENCODING = 7  # not a histogram encoding
 ERR_AFTER_STALE = 8  # (encoder) a non-stale sample after a stale one in the same chunk
 
-ENC_HISTOGRAM = 2
-ENC_FLOAT_HISTOGRAM = 3
 ENC_HISTOGRAM_ST = 5
 ENC_FLOAT_HISTOGRAM_ST = 6
 
-CUSTOM_BUCKETS_SCHEMA = -53
 U52 = np.uint64(52)
 U_7FF = np.uint64(0x7FF)
 MANTISSA = np.uint64((1 << 52) - 1)

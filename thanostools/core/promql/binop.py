@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 def eval_binary(ev: Evaluator, node: BinaryExpr, ts: np.ndarray) -> Value:
     spine = node.left_spine()
+    ev.float_only.add(id(spine[-1].lhs))
+    ev.float_only.update(id(b.rhs) for b in spine)
     acc = ev.eval(spine[-1].lhs, ts)
     for b in reversed(spine):
         rhs = ev.eval(b.rhs, ts)

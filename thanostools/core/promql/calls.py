@@ -10,7 +10,7 @@ from thanostools.core.errors import EvalError
 
 # Imported for their registrations in HANDLERS.
 from thanostools.core.promql import fn_hist, fn_labels, fn_math, fn_window  # noqa: F401
-from thanostools.core.promql.handlers import HANDLERS
+from thanostools.core.promql.handlers import HANDLERS, HISTOGRAM_AWARE
 from thanostools.core.promql.parser.ast import Call
 from thanostools.core.promql.value import Value
 
@@ -22,4 +22,6 @@ def eval_call(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
     fn = HANDLERS.get(node.func.name)
     if fn is None:
         raise EvalError(f"function {node.func.name!r} is not supported by this engine")
+    if node.func.name not in HISTOGRAM_AWARE:
+        ev.float_only.update(id(arg) for arg in node.args)
     return fn(ev, node, ts)

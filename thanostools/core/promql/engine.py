@@ -11,6 +11,7 @@ from thanostools.core.errors import EvalError
 from thanostools.core.labels import Labels
 from thanostools.core.promql import annotations as ann
 from thanostools.core.promql.evaluator import Evaluator
+from thanostools.core.promql.floathist import FloatHistogram
 from thanostools.core.promql.parser.ast import Call, Expr, ValueType, type_of, walk
 from thanostools.core.promql.parser.parse import parse_expr
 from thanostools.core.promql.value import RangeVector, Scalar, String, Value, Vector
@@ -38,9 +39,24 @@ class QueryOptions:
 
 @dataclass
 class SeriesResult:
+    """One result series: point times ``t`` and float values ``v``; ``h`` (None when every point is a float)
+    holds per point the native histogram of that point, or None where the point is a float."""
+
     labels: Labels
     t: np.ndarray
     v: np.ndarray
+    h: list[FloatHistogram | None] | None = None
+
+    def histogram_points(self) -> list[tuple[int, FloatHistogram]]:
+        if self.h is None:
+            return []
+        return [(t, h) for t, h in zip(self.t.tolist(), self.h, strict=True) if h is not None]
+
+    def float_points(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.h is None:
+            return self.t, self.v
+        mask = np.array([h is None for h in self.h], np.bool_).reshape(-1)
+        return self.t[mask], self.v[mask]
 
 
 @dataclass
@@ -127,13 +143,12 @@ class PromQLEngine:
 def _vector_series(v: Vector, ts: np.ndarray) -> list[SeriesResult]:
     """Every row with a sample as a series of its present steps."""
     full = np.asarray(v.present.all(axis=1))
+    has_hist = np.asarray(v.is_hist.any(axis=1), np.bool_)
     out = []
     for i in np.flatnonzero(v.present.any(axis=1)).tolist():
-        if full[i]:
-            out.append(SeriesResult(v.labels[i], ts.copy(), v.values[i].copy()))
-        else:
-            mask = v.present[i]
-            out.append(SeriesResult(v.labels[i], ts[mask], v.values[i][mask]))
+        mask = slice(None) if full[i] else v.present[i]
+        hist = list(v.hist[i][mask]) if v.hist is not None and has_hist[i] else None
+        out.append(SeriesResult(v.labels[i], ts[mask].copy(), v.values[i][mask].copy(), hist))
     return out
 
 
@@ -144,7 +159,8 @@ def _range_series(rv: RangeVector) -> list[SeriesResult]:
         a, b = int(rv.lo[i, 0]), int(rv.hi[i, 0])
         if b > a:
             out_labels = without_name(lbls) if rv.drop_name[i] else lbls
-            rows.append(SeriesResult(out_labels, rv.t[a:b].copy(), rv.v[a:b].copy()))
+            hist = list(rv.h[a:b]) if rv.h is not None and rv.h[a:b].astype(np.bool_).any() else None
+            rows.append(SeriesResult(out_labels, rv.t[a:b].copy(), rv.v[a:b].copy(), hist))
     if len({r.labels for r in rows}) != len(rows):
         raise EvalError(DUPLICATE_LABELSET)
     rows.sort(key=lambda s: s.labels)

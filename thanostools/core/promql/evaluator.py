@@ -68,6 +68,8 @@ class Evaluator:
         self.current = 0
         self.deadline = None if options.timeout_s is None else time.monotonic() + options.timeout_s
         self.hint_paths = _collect_hint_paths(expr)
+        # Nodes whose value is consumed by an operation that reads floats only: their histogram samples are dropped.
+        self.float_only: set[int] = set()
 
     @property
     def is_instant(self) -> bool:
@@ -120,6 +122,8 @@ class Evaluator:
         self.check_deadline()
         before = self.current
         result = self._dispatch(node, ts)
+        if id(node) in self.float_only and isinstance(result, Vector | RangeVector):
+            result = result.floats_only()
         if isinstance(result, Vector):
             result = result.nonempty()
         self.current = before
@@ -163,11 +167,13 @@ class Evaluator:
         if isinstance(node, BinaryExpr):
             return eval_binary(self, node, ts)
         if isinstance(node, AggregateExpr):
+            self.float_only.add(id(node.expr))
             return eval_aggregate(self, node, ts)
         assert isinstance(node, Call)
         return eval_call(self, node, ts)
 
     def _unary(self, node: UnaryExpr, ts: np.ndarray) -> Value:
+        self.float_only.add(id(node.expr))
         v = self.eval(node.expr, ts)
         if node.op == "+":
             return v
@@ -216,6 +222,12 @@ class Evaluator:
 
     def iter_range(self, node: Expr, ts: np.ndarray) -> RangeBatches:
         """A range-vector argument as consecutive batches of series (one batch unless it can stream)."""
+        batches = self._iter_range(node, ts)
+        if id(node) in self.float_only:
+            return RangeBatches(batches.bound, (rv.floats_only() for rv in batches.batches))
+        return batches
+
+    def _iter_range(self, node: Expr, ts: np.ndarray) -> RangeBatches:
         inner = unwrap_parens(node)
         if isinstance(inner, MatrixSelector) and ts.shape[0]:
             vs = inner.vector_selector
@@ -283,7 +295,7 @@ class Evaluator:
     def finalize(self, v: Vector) -> Vector:
         """Drop names marked for removal, then merge series that now share a label set."""
         labels = [without_name(lbls) if d else lbls for lbls, d in zip(v.labels, v.drop_name, strict=True)]
-        out = Vector(labels, v.values, v.present, np.zeros(len(labels), np.bool_))
+        out = Vector(labels, v.values, v.present, np.zeros(len(labels), np.bool_), hist=v.hist)
         return merge_duplicates(out, self.check_deadline)
 
 

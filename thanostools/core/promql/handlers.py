@@ -15,11 +15,15 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Evaluator", Call, np.ndarray], Value]
 HANDLERS: dict[str, Handler] = {}
+# Functions whose handlers read native histogram samples; every other function sees its arguments' floats only.
+HISTOGRAM_AWARE: set[str] = set()
 
 
-def handler(*names: str) -> Callable[[Handler], Handler]:
+def handler(*names: str, histograms: bool = False) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         for name in names:
             HANDLERS[name] = fn
+            if histograms:
+                HISTOGRAM_AWARE.add(name)
         return fn
     return register

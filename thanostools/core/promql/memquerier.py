@@ -8,20 +8,31 @@ import numpy as np
 
 from thanostools.core.labels import METRIC_NAME, Labels, get
 from thanostools.core.matchers import Matcher, MatchType, matches_all
-from thanostools.core.series import DEFAULT_BATCH_SAMPLES, LabelResult, Querier, SampleBatch, SelectHints, SeriesStream
+from thanostools.core.series import (
+    DEFAULT_BATCH_SAMPLES,
+    HistogramColumns,
+    LabelResult,
+    Querier,
+    SampleBatch,
+    SelectHints,
+    SeriesStream,
+)
 
 
 class MemoryQuerier(Querier):
     """Series kept sorted by labels, each with sorted timestamps and raw float bits.
 
-    ``hints`` records the :class:`SelectHints` of every ``select`` call (useful in tests).
+    ``hints`` records the :class:`SelectHints` of every ``select`` call (useful in tests). ``hists`` gives, per
+    series, the histogram columns of its samples (None: all floats), as in :class:`SampleBatch`.
     """
 
-    def __init__(self, labels: list[Labels], ts: list[np.ndarray], vs: list[np.ndarray]) -> None:
+    def __init__(self, labels: list[Labels], ts: list[np.ndarray], vs: list[np.ndarray],
+                 hists: list[HistogramColumns | None] | None = None) -> None:
         order = sorted(range(len(labels)), key=lambda i: labels[i])
         self._labels = [labels[i] for i in order]
         self._t = [np.ascontiguousarray(ts[i], np.int64) for i in order]
         self._v = [np.ascontiguousarray(vs[i], np.uint64) for i in order]
+        self._hist = [None if hists is None else hists[i] for i in order]
         self._by_name: dict[str, list[int]] = {}
         for i, lbls in enumerate(self._labels):
             self._by_name.setdefault(get(lbls, METRIC_NAME), []).append(i)
@@ -68,18 +79,22 @@ class MemoryQuerier(Querier):
         labels: list[Labels] = []
         ts: list[np.ndarray] = []
         vs: list[np.ndarray] = []
+        hist_parts: list[tuple[HistogramColumns | None, int]] = []
         for i in self._matching(matchers):
             t = self._t[i]
-            a, b = np.searchsorted(t, mint, "left"), np.searchsorted(t, maxt, "right")
+            a, b = int(np.searchsorted(t, mint, "left")), int(np.searchsorted(t, maxt, "right"))
             if b > a:
                 labels.append(self._labels[i])
                 ts.append(t[a:b])
                 vs.append(self._v[i][a:b])
+                cols = self._hist[i]
+                hist_parts.append((None if cols is None else cols.take(slice(a, b)), b - a))
         sizes = np.fromiter((x.shape[0] for x in ts), np.int64, len(ts))
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        hist = HistogramColumns.concat(hist_parts) if any(c is not None for c, _ in hist_parts) else None
         batch = SampleBatch(labels, np.full(len(labels), -1, np.int64), offsets,
                             np.concatenate(ts) if ts else np.zeros(0, np.int64),
-                            np.concatenate(vs) if vs else np.zeros(0, np.uint64))
+                            np.concatenate(vs) if vs else np.zeros(0, np.uint64), hist=hist)
         return SeriesStream.whole(batch, batch_samples=batch_samples)
 
     def _in_range(self, i: int, mint: int, maxt: int) -> bool:

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.kernels import promql as kern
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher
+from thanostools.core.promql.floathist import from_batch
 from thanostools.core.promql.value import RangeVector, Vector
-from thanostools.core.series import SampleBatch, SelectHints
+from thanostools.core.series import KIND_FLOAT, SampleBatch, SelectHints
 
 if TYPE_CHECKING:
     from thanostools.core.promql.evaluator import Evaluator
@@ -86,6 +88,7 @@ class RowSink:
         self.values = np.zeros((0, steps))
         self.present = np.zeros((0, steps), np.bool_)
         self.sample_ts = np.zeros((0, steps), np.int64) if with_ts else None
+        self.hist: np.ndarray | None = None  # object matrix, made when the first histogram arrives
         self.labels: list[Labels] = []
         self._drop: list[np.ndarray] = []
         self.n = 0
@@ -102,8 +105,16 @@ class RowSink:
             self.present[a:z] = False
             if self.sample_ts is not None:
                 self.sample_ts[a:z] = 0
+            if self.hist is not None:
+                self.hist[a:z] = None
         sts = self.sample_ts[a:b] if self.sample_ts is not None else np.zeros((0, 0), np.int64)
         return self.values[a:b], self.present[a:b], sts
+
+    def hist_rows(self, k: int) -> np.ndarray:
+        """The histogram cells of the next ``k`` rows (after :meth:`rows`), all None at first."""
+        if self.hist is None:
+            self.hist = np.full(self.values.shape, None, object)
+        return self.hist[self.n : self.n + k]
 
     def commit(self, labels: list[Labels], drop_name: np.ndarray) -> int:
         """Keep those of the rows just filled that have a sample; returns the cells they hold (rows x steps)."""
@@ -111,7 +122,7 @@ class RowSink:
         keep = np.flatnonzero(self.present[a : a + k].any(axis=1))
         if keep.shape[0] < k:
             self._dirty = max(self._dirty, a + k)
-            for m in (self.values, self.present, self.sample_ts):
+            for m in (self.values, self.present, self.sample_ts, self.hist):
                 if m is not None:
                     m[a : a + keep.shape[0]] = m[a + keep]
             labels = [labels[i] for i in keep.tolist()]
@@ -127,13 +138,15 @@ class RowSink:
         self.ev.reserve((cap - self.n) * self._row_cost)
 
         def grown(m: np.ndarray) -> np.ndarray:
-            out = np.zeros((cap, self.steps), m.dtype)
+            out = np.zeros((cap, self.steps), m.dtype) if m.dtype != object else np.full((cap, self.steps), None)
             out[: self.n] = m[: self.n]
             return out
 
         self.values, self.present = grown(self.values), grown(self.present)
         if self.sample_ts is not None:
             self.sample_ts = grown(self.sample_ts)
+        if self.hist is not None:
+            self.hist = grown(self.hist)
         self._dirty = min(self._dirty, self.n)
 
     @property
@@ -144,10 +157,11 @@ class RowSink:
         n = self.n
         drop = np.concatenate(self._drop) if self._drop else np.zeros(0, np.bool_)
         sts = None if self.sample_ts is None else self.sample_ts[:n]
+        hist = None if self.hist is None else self.hist[:n]
         if 2 * n < self.values.shape[0]:  # do not pin a mostly unused allocation
             return Vector(self.labels, self.values[:n].copy(), self.present[:n].copy(), drop,
-                          None if sts is None else sts.copy())
-        return Vector(self.labels, self.values[:n], self.present[:n], drop, sts)
+                          None if sts is None else sts.copy(), None if hist is None else hist.copy())
+        return Vector(self.labels, self.values[:n], self.present[:n], drop, sts, hist)
 
 
 def lookup_into(sink: RowSink, batch: SampleBatch, ref: np.ndarray, lookback: int) -> int:
@@ -158,7 +172,39 @@ def lookup_into(sink: RowSink, batch: SampleBatch, ref: np.ndarray, lookback: in
     kern.instant_lookup(np.ascontiguousarray(batch.t, np.int64), vbits.view(np.float64), vbits,
                         np.ascontiguousarray(batch.offsets, np.int64), ref, lookback, sink.sample_ts is not None,
                         vals, pres, sts)
+    cells = histogram_cells(batch)
+    if cells is not None:
+        _lookup_histograms(batch, cells, ref, lookback, pres, sink.hist_rows(len(batch)))
     return sink.commit(list(batch.labels), np.zeros(len(batch), np.bool_))
+
+
+def histogram_cells(batch: SampleBatch) -> np.ndarray | None:
+    """Per sample row of the batch: its :class:`FloatHistogram` (None for floats and stale markers); None when
+    the batch holds no histogram."""
+    hist = batch.hist
+    if hist is None:
+        return None
+    rows = np.flatnonzero((hist.kind != KIND_FLOAT) & (batch.v != np.uint64(STALE_NAN_BITS)))
+    if rows.shape[0] == 0:
+        return None
+    cells = np.full(batch.t.shape[0], None, object)
+    for s in rows.tolist():
+        cells[s] = from_batch(hist.batch_of(s), int(hist.row[s]))
+    return cells
+
+
+def _lookup_histograms(batch: SampleBatch, cells: np.ndarray, ref: np.ndarray, lookback: int, pres: np.ndarray,
+                       out: np.ndarray) -> None:
+    """The histogram cells of an instant lookup: where the sample chosen for a (series, step) is a histogram."""
+    n, steps = len(batch), int(ref.shape[0])
+    lo = np.zeros((n, steps), np.int64)
+    hi = np.zeros((n, steps), np.int64)
+    kern.window_bounds(np.ascontiguousarray(batch.t, np.int64), np.ascontiguousarray(batch.offsets, np.int64),
+                       ref.astype(np.int64), lookback, lo, hi)
+    chosen = np.maximum(hi - 1, 0)
+    picked = cells[chosen] if cells.shape[0] else np.full((n, steps), None, object)
+    none = np.full((n, steps), None, object)
+    out[...] = np.where(pres & (hi > lo), picked, none)
 
 
 def range_vector(labels: list[Labels], t: np.ndarray, v: np.ndarray, offsets: np.ndarray, ref: np.ndarray,
@@ -176,10 +222,17 @@ def batch_range_vector(batch: SampleBatch, ref: np.ndarray, ts: np.ndarray, rng:
     t = np.ascontiguousarray(batch.t, np.int64)
     vbits = np.ascontiguousarray(batch.v, np.uint64)
     offsets = np.ascontiguousarray(batch.offsets, np.int64)
-    if not batch.stale_free:
+    cells = histogram_cells(batch)
+    if cells is not None:
+        keep = vbits != np.uint64(STALE_NAN_BITS)
+        before = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
+        t, vbits, offsets, cells = t[keep], vbits[keep], before[offsets], cells[keep]
+    elif not batch.stale_free:
         t, vbits, offsets = kern.drop_stale(t, vbits, offsets)
-    return range_vector(list(batch.labels), t, vbits.view(np.float64), offsets, ref, ts, rng,
-                        np.zeros(len(batch), np.bool_))
+    rv = range_vector(list(batch.labels), t, vbits.view(np.float64), offsets, ref, ts, rng,
+                      np.zeros(len(batch), np.bool_))
+    rv.h = cells
+    return rv
 
 
 def split_rows(batch: SampleBatch, rows: int) -> Iterator[SampleBatch]:
@@ -191,8 +244,9 @@ def split_rows(batch: SampleBatch, rows: int) -> Iterator[SampleBatch]:
     for a in range(0, n, rows):
         b = min(a + rows, n)
         lo, hi = int(batch.offsets[a]), int(batch.offsets[b])
+        hist = None if batch.hist is None else batch.hist.take(slice(lo, hi))
         yield replace(batch, labels=batch.labels[a:b], refs=batch.refs[a:b], offsets=batch.offsets[a : b + 1] - lo,
-                      t=batch.t[lo:hi], v=batch.v[lo:hi])
+                      t=batch.t[lo:hi], v=batch.v[lo:hi], hist=hist)
 
 
 def window_parts(ev: Evaluator, batches: Iterable[SampleBatch], ref: np.ndarray, ts: np.ndarray,
@@ -228,4 +282,7 @@ def vector_range_vector(vec: Vector, inner_ts: np.ndarray, ref: np.ndarray, ts: 
     t = np.ascontiguousarray(np.broadcast_to(inner_ts, mask.shape)[mask])
     v = np.ascontiguousarray(vec.values[mask])
     offsets = np.concatenate([[0], np.cumsum(mask.sum(axis=1))]).astype(np.int64)
-    return range_vector(vec.labels, t, v, offsets, ref, ts, rng, vec.drop_name)
+    rv = range_vector(vec.labels, t, v, offsets, ref, ts, rng, vec.drop_name)
+    if vec.hist is not None:
+        rv.h = np.ascontiguousarray(vec.hist[mask])
+    return rv

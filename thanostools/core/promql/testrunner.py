@@ -2,16 +2,16 @@
 
 Comparison follows Prometheus' own runner: values within a relative tolerance of 1e-6 (NaN equals
 NaN), results as sets unless ``expect ordered``, full label sets, ``expect fail``/``warn``/``info``
-(with ``msg:``/``regex:``) and ``no_warn``/``no_info``. Native histograms are not supported: evals
-that expect histogram values, or whose selections read native histogram samples (including the
-custom-bucket histograms ``load_with_nhcb`` derives), are skipped and counted as such.
+(with ``msg:``/``regex:``) and ``no_warn``/``no_info``. Native histograms (``{{…}}``) are loaded as float
+histograms with the counter-reset hints Prometheus' storage hands its engine (see :func:`storage_hints`) and
+compared as Prometheus compares them (schema, count, sum, zero bucket, custom bounds, non-empty buckets).
 """
 
 from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,20 +19,24 @@ import numpy as np
 import re2
 
 from thanostools.core.errors import QueryError, ThanosToolsError
-from thanostools.core.labels import METRIC_NAME, Labels, format_labels, get
-from thanostools.core.matchers import Matcher, matches_all
-from thanostools.core.promql.engine import PromQLEngine, QueryOptions, QueryResult
+from thanostools.core.histograms import build_batch
+from thanostools.core.labels import Labels, format_labels
+from thanostools.core.promql.engine import PromQLEngine, QueryOptions, QueryResult, SeriesResult
+from thanostools.core.promql.floathist import HINT_GAUGE, HINT_NOT_RESET, HINT_RESET, HINT_UNKNOWN, FloatHistogram
+from thanostools.core.promql.histdesc import HistogramResolver
 from thanostools.core.promql.memquerier import MemoryQuerier
+from thanostools.core.promql.nhcb import classic_to_nhcb
 from thanostools.core.promql.promqltest import (
     ClearCmd,
     EvalCmd,
     Expectation,
     ExpectedSeries,
     LoadCmd,
+    SeqValue,
     parse_file,
     parse_script,
 )
-from thanostools.core.series import DEFAULT_BATCH_SAMPLES, LabelResult, Querier, SelectHints, SeriesStream
+from thanostools.core.series import KIND_FLOAT_HISTOGRAM, HistogramColumns
 
 __all__ = ["EvalOutcome", "ScriptReport", "Summary", "almost_equal", "run_files", "run_script"]
 
@@ -141,96 +145,108 @@ def run_script(path_or_text: str | Path, options: QueryOptions | None = None) ->
 # -- storage -----------------------------------------------------------------------------------
 
 class _Store:
-    """Loaded samples: floats as raw bits, native histogram samples only as timestamps."""
+    """Loaded samples per series and timestamp: float bits or a native histogram."""
 
     def __init__(self) -> None:
-        self.floats: dict[Labels, dict[int, int]] = {}
-        self.histograms: dict[Labels, set[int]] = {}
+        self.samples: dict[Labels, dict[int, int | FloatHistogram]] = {}
+        self.resolver = HistogramResolver()
         self._querier: MemoryQuerier | None = None
 
     def load(self, cmd: LoadCmd) -> None:
         self._querier = None
         for labels, samples in cmd.series:
+            points = self.samples.setdefault(labels, {})
             for s in samples:
-                if s.is_histogram or s.value_bits is None:
-                    self.histograms.setdefault(labels, set()).add(s.t_ms)
-                else:
-                    self.floats.setdefault(labels, {})[s.t_ms] = s.value_bits
-            if cmd.with_nhcb:
-                self._add_nhcb(labels, [s.t_ms for s in samples])
+                if s.histogram is not None:
+                    points[s.t_ms] = self.resolver.resolve(s.histogram)
+                elif s.value_bits is not None:
+                    points[s.t_ms] = s.value_bits
+        if cmd.with_nhcb:
+            self._add_nhcb([labels for labels, _ in cmd.series])
 
-    def _add_nhcb(self, labels: Labels, times: list[int]) -> None:
-        name = get(labels, METRIC_NAME)
-        if not name.endswith("_bucket") or not get(labels, "le"):
-            return
-        base = tuple(sorted([(n, v) for n, v in labels if n not in (METRIC_NAME, "le")]
-                            + [(METRIC_NAME, name.removesuffix("_bucket"))]))
-        self.histograms.setdefault(base, set()).update(times)
+    def _add_nhcb(self, loaded: list[Labels]) -> None:
+        for labels, points in classic_to_nhcb(loaded, self.samples).items():
+            self.samples.setdefault(labels, {}).update(points)
 
     def querier(self) -> MemoryQuerier:
         if self._querier is None:
-            series = []
-            for labels, points in self.floats.items():
-                t = np.fromiter(points.keys(), np.int64, len(points))
-                v = np.fromiter(points.values(), np.uint64, len(points))
-                series.append((labels, t, v))
-            self._querier = MemoryQuerier.from_series(series)
+            labels, ts, vs, hists = [], [], [], []
+            for lbls, points in self.samples.items():
+                times = sorted(points)
+                values = [points[t] for t in times]
+                labels.append(lbls)
+                ts.append(np.array(times, np.int64))
+                vs.append(np.array([_sample_bits(v) for v in values], np.uint64))
+                hists.append(_histogram_columns(times, values))
+            self._querier = MemoryQuerier(labels, ts, vs, hists)
         return self._querier
 
 
-class _TrackingQuerier(Querier):
-    """Delegates to the float store and notes whether a selection covers native histogram samples."""
+def _sample_bits(value: int | FloatHistogram) -> int:
+    if isinstance(value, FloatHistogram):
+        return int(np.float64(value.sum).view(np.uint64))
+    return value
 
-    def __init__(self, store: _Store) -> None:
-        self.inner = store.querier()
-        self.histograms = {lbls: np.array(sorted(ts), np.int64) for lbls, ts in store.histograms.items()}
-        self.touched = False
 
-    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int, hints: SelectHints | None = None, *,
-               batch_samples: int = DEFAULT_BATCH_SAMPLES) -> SeriesStream:
-        for lbls, ts in self.histograms.items():
-            if matches_all(matchers, lbls):
-                a, b = np.searchsorted(ts, mint, "left"), np.searchsorted(ts, maxt, "right")
-                if b > a:
-                    self.touched = True
-        return self.inner.select(matchers, mint, maxt, hints, batch_samples=batch_samples)
+def _histogram_columns(times: list[int], values: list[int | FloatHistogram]) -> HistogramColumns | None:
+    rows = [i for i, v in enumerate(values) if isinstance(v, FloatHistogram)]
+    if not rows:
+        return None
+    hints = storage_hints(values)
+    samples = [values[i].with_hint(hints[i]).to_sample(times[i]) for i in rows  # type: ignore[union-attr]
+               ]
+    kind = np.zeros(len(values), np.uint8)
+    kind[rows] = KIND_FLOAT_HISTOGRAM
+    row = np.full(len(values), -1, np.int64)
+    row[rows] = np.arange(len(rows))
+    empty = HistogramColumns.of_floats(0)
+    return HistogramColumns(kind, row, empty.ints, build_batch(samples, is_float=True))
 
-    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult:
-        return self.inner.label_names(matchers, mint, maxt)
 
-    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> LabelResult:
-        return self.inner.label_values(name, matchers, mint, maxt)
+def storage_hints(values: list[int | FloatHistogram]) -> list[int]:
+    """The counter-reset hint each histogram gets back from Prometheus' storage (its chunks): a gauge stays a
+    gauge; the first histogram of a chunk carries the chunk's header (a reset, or unknown), every later one "not a
+    reset". A new chunk starts after a float or stale marker, at a reset (given or detected), at a change of
+    gauge-ness, schema, zero width or custom bounds."""
+    out = [HINT_UNKNOWN] * len(values)
+    prev: FloatHistogram | None = None
+    for i, v in enumerate(values):
+        if not isinstance(v, FloatHistogram):
+            prev = None
+            continue
+        if v.hint == HINT_GAUGE:
+            out[i] = HINT_GAUGE
+        elif prev is None or prev.hint == HINT_GAUGE or _layout_changed(prev, v):
+            out[i] = HINT_RESET if v.hint == HINT_RESET else HINT_UNKNOWN
+        elif v.hint == HINT_RESET or v.with_hint(HINT_UNKNOWN).detect_reset(prev):
+            out[i] = HINT_RESET
+        else:
+            out[i] = HINT_NOT_RESET
+        prev = v
+    return out
+
+
+def _layout_changed(a: FloatHistogram, b: FloatHistogram) -> bool:
+    return a.schema != b.schema or a.zero_threshold != b.zero_threshold or \
+        not np.array_equal(a.custom_values, b.custom_values)
 
 
 # -- evaluation ------------------------------------------------------------------------------
 
 def _run_eval(cmd: EvalCmd, store: _Store, options: QueryOptions) -> EvalOutcome:
     outcome = EvalOutcome(cmd.line, cmd.expr_text, "passed")
-    if any(v.is_histogram for s in cmd.expected_series for v in s.values):
-        return _skip(outcome, "expects native histogram values")
-    querier = _TrackingQuerier(store)
-    engine = PromQLEngine(querier, options)
+    engine = PromQLEngine(store.querier(), options)
     try:
         if cmd.is_instant:
             result = engine.instant(cmd.expr_text, cmd.start_ms)
         else:
             result = engine.range(cmd.expr_text, cmd.start_ms, cmd.end_ms, cmd.step_ms)
     except QueryError as exc:
-        if querier.touched:
-            return _skip(outcome, "reads native histogram samples")
         return _check_failure(outcome, cmd, str(exc))
-    if querier.touched:
-        return _skip(outcome, "reads native histogram samples")
     if cmd.expect_fail:
         return _fail(outcome, "expected the query to fail, but it succeeded")
-    problem = _check_annotations(cmd, result) or _compare(cmd, result)
+    problem = _check_annotations(cmd, result) or _compare(cmd, result, store.resolver)
     return _fail(outcome, problem) if problem else outcome
-
-
-def _skip(outcome: EvalOutcome, reason: str) -> EvalOutcome:
-    outcome.status = "skipped"
-    outcome.message = reason
-    return outcome
 
 
 def _fail(outcome: EvalOutcome, message: str) -> EvalOutcome:
@@ -286,7 +302,7 @@ def _float(bits: int | None) -> float:
     return float(struct.unpack("<d", struct.pack("<Q", bits))[0])
 
 
-def _compare(cmd: EvalCmd, result: QueryResult) -> str | None:
+def _compare(cmd: EvalCmd, result: QueryResult, resolver: HistogramResolver) -> str | None:
     if cmd.expected_string is not None:
         if result.result_type != "string" or result.string is None:
             return f"expected string {cmd.expected_string!r}, got {result.result_type}"
@@ -310,29 +326,30 @@ def _compare(cmd: EvalCmd, result: QueryResult) -> str | None:
             start, end, step = cmd.range_vector
         else:
             start, end, step = cmd.start_ms, cmd.end_ms, cmd.step_ms
-        return _compare_matrix(cmd.expected_series, result, start, end, step)
-    return _compare_vector(cmd, result)
+        return _compare_matrix(cmd.expected_series, result, start, end, step, resolver)
+    return _compare_vector(cmd, result, resolver)
 
 
-def _compare_vector(cmd: EvalCmd, result: QueryResult) -> str | None:
+def _compare_vector(cmd: EvalCmd, result: QueryResult, resolver: HistogramResolver) -> str | None:
     expected = {s.labels: s for s in cmd.expected_series}
     seen: set[Labels] = set()
     for pos, s in enumerate(result.series):
+        got = _point(s, 0)
         exp = expected.get(s.labels)
         if exp is None:
-            return f"unexpected metric {format_labels(s.labels)} in result, has value {float(s.v[0])}"
+            return f"unexpected metric {format_labels(s.labels)} in result, has value {_show(got)}"
         if cmd.ordered and exp.index != pos + 1:
             return f"expected metric {format_labels(s.labels)} at position {exp.index} but was at {pos + 1}"
-        want = _float(exp.values[0].value_bits)
-        if not almost_equal(want, float(s.v[0])):
-            return f"expected {want} for {format_labels(s.labels)} but got {float(s.v[0])}"
+        problem = _compare_value(_expected_value(exp.values[0], resolver), got)
+        if problem:
+            return f"{problem} for {format_labels(s.labels)}"
         seen.add(s.labels)
     missing = [format_labels(lbls) for lbls in expected if lbls not in seen]
     return f"expected metric(s) not found: {', '.join(missing)}" if missing else None
 
 
 def _compare_matrix(expected_series: list[ExpectedSeries], result: QueryResult, start: int, end: int,
-                    step: int) -> str | None:
+                    step: int, resolver: HistogramResolver) -> str | None:
     expected = {s.labels: s for s in expected_series}
     labels = [s.labels for s in result.series]
     if labels != sorted(labels):
@@ -341,28 +358,70 @@ def _compare_matrix(expected_series: list[ExpectedSeries], result: QueryResult, 
     for s in result.series:
         exp = expected.get(s.labels)
         if exp is None:
-            return f"unexpected metric {format_labels(s.labels)} in result, has {_points(s.t, s.v)}"
+            return f"unexpected metric {format_labels(s.labels)} in result, has {_points(s)}"
         seen.add(s.labels)
-        want_t: list[int] = []
-        want_v: list[float] = []
+        want: list[tuple[int, float | FloatHistogram]] = []
         for i, value in enumerate(exp.values):
             t = start + i * step
             if t > end:
                 return f"expected {len(exp.values)} points for {format_labels(s.labels)}, but the time range " \
                        "cannot return this many points"
             if not value.omitted:
-                want_t.append(t)
-                want_v.append(_float(value.value_bits))
-        if len(want_t) != len(s.t):
-            return f"expected {len(want_t)} points for {format_labels(s.labels)}, got {_points(s.t, s.v)}"
-        for wt, wv, gt, gv in zip(want_t, want_v, s.t.tolist(), s.v.tolist(), strict=True):
+                want.append((t, _expected_value(value, resolver)))
+        if len(want) != len(s.t):
+            return f"expected {len(want)} points for {format_labels(s.labels)}, got {_points(s)}"
+        for k, (wt, wv) in enumerate(want):
+            gt = int(s.t[k])
             if wt != gt:
-                return f"expected a point at t={wt} for {format_labels(s.labels)}, got {_points(s.t, s.v)}"
-            if not almost_equal(wv, gv):
-                return f"expected {wv} at t={wt} for {format_labels(s.labels)}, got {gv}"
+                return f"expected a point at t={wt} for {format_labels(s.labels)}, got {_points(s)}"
+            problem = _compare_value(wv, _point(s, k))
+            if problem:
+                return f"{problem} at t={wt} for {format_labels(s.labels)}"
     missing = [format_labels(lbls) for lbls in expected if lbls not in seen]
     return f"expected metric(s) not found: {', '.join(missing)}" if missing else None
 
 
-def _points(t: np.ndarray, v: np.ndarray) -> str:
-    return "[" + ", ".join(f"{v_}@{t_}" for t_, v_ in zip(t.tolist(), v.tolist(), strict=True)) + "]"
+def _expected_value(value: SeqValue, resolver: HistogramResolver) -> float | FloatHistogram:
+    if value.histogram is not None:
+        return resolver.resolve(value.histogram)
+    return _float(value.value_bits)
+
+
+def _point(s: SeriesResult, k: int) -> float | FloatHistogram:
+    h = None if s.h is None else s.h[k]
+    return h if h is not None else float(s.v[k])
+
+
+def _show(v: float | FloatHistogram) -> str:
+    return v.test_expression() if isinstance(v, FloatHistogram) else str(v)
+
+
+def _compare_value(want: float | FloatHistogram, got: float | FloatHistogram) -> str | None:
+    if isinstance(want, FloatHistogram) != isinstance(got, FloatHistogram):
+        return f"expected {_show(want)} but got {_show(got)}"
+    if isinstance(want, FloatHistogram):
+        assert isinstance(got, FloatHistogram)
+        return None if histograms_match(want, got) else f"expected {_show(want)} but got {_show(got)}"
+    assert isinstance(got, float)
+    return None if almost_equal(want, got) else f"expected {want} but got {got}"
+
+
+def histograms_match(want: FloatHistogram, got: FloatHistogram) -> bool:
+    """Prometheus' comparison: schema, count, sum, custom bounds, zero bucket and the non-empty buckets."""
+    a, b = want.compact(), got.compact()
+    if a.schema != b.schema or not almost_equal(a.count, b.count) or not almost_equal(a.sum, b.sum):
+        return False
+    if a.is_custom and not np.array_equal(a.custom_values, b.custom_values):
+        return False
+    if a.zero_threshold != b.zero_threshold or not almost_equal(a.zero_count, b.zero_count):
+        return False
+    for wi, wc, gi, gc in ((a.pos_idx, a.pos, b.pos_idx, b.pos), (a.neg_idx, a.neg, b.neg_idx, b.neg)):
+        if not np.array_equal(wi, gi):
+            return False
+        if not all(almost_equal(x, y) for x, y in zip(wc.tolist(), gc.tolist(), strict=True)):
+            return False
+    return True
+
+
+def _points(s: SeriesResult) -> str:
+    return "[" + ", ".join(f"{_show(_point(s, k))}@{t}" for k, t in enumerate(s.t.tolist())) + "]"

@@ -30,6 +30,9 @@ class Vector:
     ``present[i, k]`` says whether the series has a sample at step k (NaN is a value, not absence).
     ``drop_name[i]`` marks series whose ``__name__`` is removed at the end of the query (Prometheus'
     delayed name removal). ``sample_ts`` is only set by vector selectors (for ``timestamp()``).
+    ``hist`` is None unless some cell holds a native histogram: then it is an object matrix like ``values``
+    whose cells hold a :class:`~thanostools.core.promql.floathist.FloatHistogram` where the sample is one
+    (its ``values`` cell is meaningless) and None where it is a float.
     """
 
     labels: list[Labels]
@@ -37,6 +40,7 @@ class Vector:
     present: np.ndarray  # bool (n, steps)
     drop_name: np.ndarray  # bool (n,)
     sample_ts: np.ndarray | None = None
+    hist: np.ndarray | None = None
 
     @staticmethod
     def empty(steps: int) -> Vector:
@@ -52,7 +56,22 @@ class Vector:
     def take(self, rows: np.ndarray | list[int]) -> Vector:
         idx = np.asarray(rows, np.int64)
         ts = None if self.sample_ts is None else self.sample_ts[idx]
-        return Vector([self.labels[i] for i in idx], self.values[idx], self.present[idx], self.drop_name[idx], ts)
+        hist = None if self.hist is None else self.hist[idx]
+        return Vector([self.labels[i] for i in idx], self.values[idx], self.present[idx], self.drop_name[idx], ts,
+                      hist)
+
+    @property
+    def is_hist(self) -> np.ndarray:
+        """Per cell: does it hold a histogram sample (bool, like ``present``)."""
+        if self.hist is None:
+            return np.zeros(self.present.shape, np.bool_)
+        return self.hist.astype(np.bool_)
+
+    def floats_only(self) -> Vector:
+        """The vector without its histogram samples (what float-only operations see)."""
+        if self.hist is None:
+            return self
+        return Vector(self.labels, self.values, self.present & ~self.is_hist, self.drop_name, self.sample_ts)
 
     def nonempty(self) -> Vector:
         """Only the rows that have at least one sample."""
@@ -78,6 +97,7 @@ class RangeVector:
     eval_ts: np.ndarray  # int64 (steps,)
     range_ms: int
     drop_name: np.ndarray = field(default_factory=lambda: np.zeros(0, np.bool_))
+    h: np.ndarray | None = None  # object (samples,): a FloatHistogram where the sample is one, else None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -85,6 +105,15 @@ class RangeVector:
     @property
     def steps(self) -> int:
         return int(self.ref.shape[0])
+
+    def floats_only(self) -> RangeVector:
+        """The range vector without its histogram samples (what float-only functions see)."""
+        if self.h is None:
+            return self
+        keep = ~self.h.astype(np.bool_)
+        before = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)  # kept samples before each index
+        return RangeVector(self.labels, self.t[keep], self.v[keep], before[self.offsets], before[self.lo],
+                           before[self.hi], self.ref, self.eval_ts, self.range_ms, self.drop_name)
 
 
 Value = Scalar | String | Vector | RangeVector

@@ -44,6 +44,7 @@ def merge_duplicates(v: Vector, check: Callable[[], None] | None = None) -> Vect
         return v
     values = v.values.copy()
     present = v.present.copy()
+    hist = None if v.hist is None else v.hist.copy()
     for rows in groups:
         if len(rows) == 1:
             continue
@@ -52,6 +53,9 @@ def merge_duplicates(v: Vector, check: Callable[[], None] | None = None) -> Vect
         head = rows[0]
         for r in rows[1:]:
             values[head] = np.where(v.present[r], v.values[r], values[head])
+            if hist is not None:
+                hist[head] = np.where(v.present[r], hist[r], hist[head])
             present[head] |= v.present[r]
     idx = np.asarray([rows[0] for rows in groups], np.int64)
-    return Vector([v.labels[i] for i in idx], values[idx], present[idx], v.drop_name[idx])
+    return Vector([v.labels[i] for i in idx], values[idx], present[idx], v.drop_name[idx],
+                  hist=None if hist is None else hist[idx])

@@ -1,0 +1,326 @@
+"""Native histograms as PromQL computes with them: one float histogram per sample (Prometheus 3.x semantics).
+
+Every histogram sample the engine reads, integer or float, becomes a :class:`FloatHistogram`, as in Prometheus'
+engine. Buckets are kept by index (HISTOGRAMS.md H1.3: positive bucket ``i`` of an exponential schema covers
+``(base^(i-1), base^i]``; custom-bucket index ``i`` is ``(bounds[i-1], bounds[i]]``) in ascending order, with
+explicitly empty buckets allowed, as spans allow them. Values are immutable: every operation returns a new one,
+so one decoded sample may sit in many (series, step) cells.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from thanostools.core.constants import CUSTOM_BUCKETS_SCHEMA
+from thanostools.core.histograms import (
+    HINT_GAUGE,
+    HINT_NOT_RESET,
+    HINT_RESET,
+    HINT_UNKNOWN,
+    HistogramBatch,
+    HistogramSample,
+    bucket_upper,
+)
+
+__all__ = [
+    "HINT_GAUGE", "HINT_NOT_RESET", "HINT_RESET", "HINT_UNKNOWN", "FloatHistogram", "IncompatibleSchemaError",
+    "from_batch", "spans_of",
+]
+
+_I64 = NDArray[np.int64]
+_F64 = NDArray[np.float64]
+_NO_INDEX: _I64 = np.zeros(0, np.int64)
+_NO_COUNT: _F64 = np.zeros(0, np.float64)
+
+
+class IncompatibleSchemaError(ValueError):
+    """Combining a histogram with exponential buckets and one with custom buckets."""
+
+
+def _empty_i64() -> _I64:
+    return _NO_INDEX
+
+
+def _empty_f64() -> _F64:
+    return _NO_COUNT
+
+
+@dataclass(frozen=True, eq=False)
+class FloatHistogram:
+    schema: int = 0
+    zero_threshold: float = 0.0
+    zero_count: float = 0.0
+    count: float = 0.0
+    sum: float = 0.0
+    pos_idx: _I64 = field(default_factory=_empty_i64)
+    pos: _F64 = field(default_factory=_empty_f64)
+    neg_idx: _I64 = field(default_factory=_empty_i64)
+    neg: _F64 = field(default_factory=_empty_f64)
+    custom_values: _F64 = field(default_factory=_empty_f64)
+    hint: int = HINT_UNKNOWN
+
+    # -- basic facts -------------------------------------------------------------------------
+
+    @property
+    def is_custom(self) -> bool:
+        return self.schema == CUSTOM_BUCKETS_SCHEMA
+
+    @property
+    def is_gauge(self) -> bool:
+        return self.hint == HINT_GAUGE
+
+    def upper(self, index: int) -> float:
+        """Upper bound of positive bucket ``index``."""
+        return bucket_upper(self.schema, index, self.custom_values if self.is_custom else None)
+
+    def lower(self, index: int) -> float:
+        return self.upper(index - 1)
+
+    def with_hint(self, hint: int) -> FloatHistogram:
+        return self if hint == self.hint else replace(self, hint=hint)
+
+    def compact(self) -> FloatHistogram:
+        """The same histogram without empty buckets (Prometheus' ``Compact(0)``)."""
+        pk, nk = self.pos != 0, self.neg != 0
+        if pk.all() and nk.all():
+            return self
+        return replace(self, pos_idx=self.pos_idx[pk], pos=self.pos[pk], neg_idx=self.neg_idx[nk], neg=self.neg[nk])
+
+    # -- arithmetic --------------------------------------------------------------------------
+
+    def scale(self, factor: float) -> FloatHistogram:
+        """Every count and the sum multiplied by ``factor`` (``h * f``)."""
+        with np.errstate(all="ignore"):
+            return replace(self, zero_count=self.zero_count * factor, count=self.count * factor,
+                           sum=self.sum * factor, pos=self.pos * factor, neg=self.neg * factor)
+
+    def divide(self, divisor: float) -> FloatHistogram:
+        """Every count and the sum divided by ``divisor`` (``h / f``; IEEE results for 0)."""
+        with np.errstate(all="ignore"):
+            return replace(self, zero_count=_div(self.zero_count, divisor), count=_div(self.count, divisor),
+                           sum=_div(self.sum, divisor), pos=np.divide(self.pos, divisor),
+                           neg=np.divide(self.neg, divisor))
+
+    def add(self, other: FloatHistogram) -> tuple[FloatHistogram, bool]:
+        """``self + other`` and whether mismatched custom bounds had to be reconciled."""
+        return _combine(self, other, 1.0)
+
+    def sub(self, other: FloatHistogram) -> tuple[FloatHistogram, bool]:
+        """``self - other`` and whether mismatched custom bounds had to be reconciled."""
+        return _combine(self, other, -1.0)
+
+    def reduce_resolution(self, schema: int) -> FloatHistogram:
+        """The histogram at a lower exponential resolution (buckets merged: H1.3's index mapping)."""
+        if schema >= self.schema or self.is_custom:
+            return self
+        delta = self.schema - schema
+        pos_idx, pos = _merge_indices(((self.pos_idx - 1) >> delta) + 1, self.pos)
+        neg_idx, neg = _merge_indices(((self.neg_idx - 1) >> delta) + 1, self.neg)
+        return replace(self, schema=schema, pos_idx=pos_idx, pos=pos, neg_idx=neg_idx, neg=neg)
+
+    def detect_reset(self, previous: FloatHistogram) -> bool:
+        """Whether ``self`` follows a counter reset after ``previous`` (Prometheus' ``DetectReset``): an explicit
+        hint decides; otherwise a decrease of the count, the zero bucket or any bucket, or a schema/zero-width
+        change that cannot be a continuation."""
+        if self.hint == HINT_RESET:
+            return True
+        if self.hint in (HINT_NOT_RESET, HINT_GAUGE):
+            return False
+        if self.is_custom != previous.is_custom:
+            return True
+        if self.is_custom and not np.array_equal(self.custom_values, previous.custom_values):
+            return True
+        if self.count < previous.count:
+            return True
+        if self.schema > previous.schema:
+            return True
+        if self.zero_threshold < previous.zero_threshold:
+            return True
+        prev = previous.reduce_resolution(self.schema) if previous.schema > self.schema else previous
+        if self.zero_threshold > prev.zero_threshold:
+            prev_zero, threshold = _zero_count_for_threshold(prev, self.zero_threshold)
+            prev = _trim_zero_buckets(replace(prev, zero_count=prev_zero, zero_threshold=threshold))
+            if threshold != self.zero_threshold:
+                return True
+        if self.zero_count < prev.zero_count:
+            return True
+        return _any_decrease(prev.pos_idx, prev.pos, self.pos_idx, self.pos) or \
+            _any_decrease(prev.neg_idx, prev.neg, self.neg_idx, self.neg)
+
+    # -- conversions -------------------------------------------------------------------------
+
+    def to_sample(self, t: int, *, stale: bool = False) -> HistogramSample:
+        """The storage form of this histogram at ``t`` (spans rebuilt from the indices)."""
+        return HistogramSample(
+            t=t, count=self.count, zero_count=self.zero_count, sum=self.sum, schema=self.schema,
+            zero_threshold=self.zero_threshold, positive_spans=spans_of(self.pos_idx),
+            positive_buckets=tuple(self.pos.tolist()), negative_spans=spans_of(self.neg_idx),
+            negative_buckets=tuple(self.neg.tolist()), hint=self.hint,
+            custom_values=tuple(self.custom_values.tolist()), stale=stale,
+        )
+
+    def test_expression(self) -> str:
+        """The promqltest ``{{…}}`` form (for messages)."""
+        h = self.compact()
+        parts = []
+        if h.schema:
+            parts.append(f"schema:{h.schema}")
+        parts += [f"count:{_g(h.count)}", f"sum:{_g(h.sum)}"]
+        if h.zero_count:
+            parts.append(f"z_bucket:{_g(h.zero_count)}")
+        if h.zero_threshold:
+            parts.append(f"z_bucket_w:{_g(h.zero_threshold)}")
+        if h.is_custom:
+            parts.append("custom_values:[" + " ".join(_g(v) for v in h.custom_values.tolist()) + "]")
+        for name, idx, counts in (("", h.pos_idx, h.pos), ("n_", h.neg_idx, h.neg)):
+            if idx.shape[0]:
+                parts.append(f"{name}buckets:{_bucket_map(idx, counts)}")
+        hint = {HINT_RESET: "reset", HINT_NOT_RESET: "not_reset", HINT_GAUGE: "gauge"}.get(self.hint)
+        if hint:
+            parts.append(f"counter_reset_hint:{hint}")
+        return "{{" + " ".join(parts) + "}}"
+
+
+def _g(x: float) -> str:
+    return repr(x) if not float(x).is_integer() else str(int(x)) if math.isfinite(x) else str(x)
+
+
+def _bucket_map(idx: _I64, counts: _F64) -> str:
+    return "[" + " ".join(f"{i}:{_g(c)}" for i, c in zip(idx.tolist(), counts.tolist(), strict=True)) + "]"
+
+
+def _div(a: float, b: float) -> float:
+    if b == 0:
+        if a == 0 or math.isnan(a):
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+    return a / b
+
+
+def spans_of(idx: _I64) -> tuple[tuple[int, int], ...]:
+    """Spans ``(offset, length)`` of ascending bucket indices (H1.3)."""
+    if idx.shape[0] == 0:
+        return ()
+    breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [idx.shape[0]]])
+    first = idx[starts]
+    prev_end = np.concatenate([[0], idx[ends[:-1] - 1] + 1])
+    return tuple(zip((first - prev_end).tolist(), (ends - starts).tolist(), strict=True))
+
+
+def _merge_indices(idx: _I64, counts: _F64) -> tuple[_I64, _F64]:
+    """Counts of equal indices added together, indices ascending."""
+    if idx.shape[0] == 0:
+        return _NO_INDEX, _NO_COUNT
+    uniq, inverse = np.unique(idx, return_inverse=True)
+    out = np.zeros(uniq.shape[0], np.float64)
+    np.add.at(out, inverse.reshape(-1), counts)
+    return uniq.astype(np.int64), out
+
+
+def _any_decrease(prev_idx: _I64, prev: _F64, cur_idx: _I64, cur: _F64) -> bool:
+    """Whether some bucket of ``prev`` holds more than the same bucket of ``cur`` (missing buckets are 0)."""
+    if prev_idx.shape[0] == 0:
+        return False
+    pos = np.searchsorted(cur_idx, prev_idx)
+    pos_c = np.minimum(pos, max(cur_idx.shape[0] - 1, 0))
+    present = (pos < cur_idx.shape[0]) & (cur_idx[pos_c] == prev_idx) if cur_idx.shape[0] else \
+        np.zeros(prev_idx.shape[0], np.bool_)
+    now = np.where(present, cur[pos_c] if cur_idx.shape[0] else 0.0, 0.0)
+    return bool(np.any(now < prev))
+
+
+def _zero_count_for_threshold(h: FloatHistogram, threshold: float) -> tuple[float, float]:
+    """The zero count ``h`` has with a zero bucket at least ``threshold`` wide, and the width it ends up with:
+    buckets starting inside the zero bucket join it, and a populated bucket sticking out widens it to its upper
+    bound (then the check repeats)."""
+    while True:
+        count = h.zero_count
+        widened = threshold
+        for idx, counts in ((h.pos_idx, h.pos), (h.neg_idx, h.neg)):
+            for i, c in zip(idx.tolist(), counts.tolist(), strict=True):
+                if h.lower(i) >= threshold:
+                    break
+                count += c
+                upper = h.upper(i)
+                if upper > threshold:
+                    if c != 0:
+                        widened = max(widened, upper)
+                    break
+        if widened == threshold:
+            return count, threshold
+        threshold = widened
+
+
+def _trim_zero_buckets(h: FloatHistogram) -> FloatHistogram:
+    """Without the buckets that lie inside the zero bucket (their counts already moved into it)."""
+    def keep(idx: _I64) -> NDArray[np.bool_]:
+        return np.array([h.lower(i) >= h.zero_threshold for i in idx.tolist()], np.bool_).reshape(-1)
+
+    kp, kn = keep(h.pos_idx), keep(h.neg_idx)
+    return replace(h, pos_idx=h.pos_idx[kp], pos=h.pos[kp], neg_idx=h.neg_idx[kn], neg=h.neg[kn])
+
+
+def _reconcile_zero(a: FloatHistogram, b: FloatHistogram) -> tuple[FloatHistogram, FloatHistogram]:
+    """Both histograms with the same (the wider) zero bucket."""
+    while a.zero_threshold != b.zero_threshold:
+        if a.zero_threshold > b.zero_threshold:
+            zc, zt = _zero_count_for_threshold(b, a.zero_threshold)
+            b = _trim_zero_buckets(replace(b, zero_count=zc, zero_threshold=zt))
+        if b.zero_threshold > a.zero_threshold:
+            zc, zt = _zero_count_for_threshold(a, b.zero_threshold)
+            a = _trim_zero_buckets(replace(a, zero_count=zc, zero_threshold=zt))
+    return a, b
+
+
+def _custom_to_common(h: FloatHistogram, common: _F64) -> FloatHistogram:
+    """A custom-bucket histogram re-bucketed onto ``common``, a subset of its bounds (each bucket joins the
+    common bucket its upper bound falls into)."""
+    own = h.custom_values
+    upper = np.where(h.pos_idx < own.shape[0], own[np.minimum(h.pos_idx, max(own.shape[0] - 1, 0))]
+                     if own.shape[0] else np.inf, np.inf)
+    target = np.searchsorted(common, upper, side="left").astype(np.int64)
+    idx, counts = _merge_indices(target, h.pos)
+    return replace(h, custom_values=common, pos_idx=idx, pos=counts)
+
+
+def _combine(a: FloatHistogram, b: FloatHistogram, sign: float) -> tuple[FloatHistogram, bool]:
+    if a.is_custom != b.is_custom:
+        raise IncompatibleSchemaError("cannot apply this operation on histograms with a mix of exponential and "
+                                      "custom bucket schemas")
+    reconciled = False
+    if a.is_custom:
+        if not np.array_equal(a.custom_values, b.custom_values):
+            common = np.intersect1d(a.custom_values, b.custom_values)
+            a, b = _custom_to_common(a, common), _custom_to_common(b, common)
+            reconciled = True
+    else:
+        target = min(a.schema, b.schema)
+        a, b = a.reduce_resolution(target), b.reduce_resolution(target)
+        a, b = _reconcile_zero(a, b)
+    pos_idx, pos = _merge_indices(np.concatenate([a.pos_idx, b.pos_idx]), np.concatenate([a.pos, sign * b.pos]))
+    neg_idx, neg = _merge_indices(np.concatenate([a.neg_idx, b.neg_idx]), np.concatenate([a.neg, sign * b.neg]))
+    out = replace(a, zero_count=a.zero_count + sign * b.zero_count, count=a.count + sign * b.count,
+                  sum=a.sum + sign * b.sum, pos_idx=pos_idx, pos=pos, neg_idx=neg_idx, neg=neg)
+    return out, reconciled
+
+
+def from_batch(batch: HistogramBatch, s: int) -> FloatHistogram:
+    """Sample ``s`` of a decoded batch (integer or float) as a float histogram."""
+    lay = batch.layouts
+    layout = int(batch.layout[s])
+    schema = int(lay.schema[layout])
+    pos_idx, neg_idx = lay.indices(layout)
+    pos, neg = batch.sample_buckets(s)
+    custom = lay.custom(layout).astype(np.float64) if schema == CUSTOM_BUCKETS_SCHEMA else _NO_COUNT
+    return FloatHistogram(
+        schema=schema, zero_threshold=float(lay.zero_threshold[layout]), zero_count=float(batch.zero_count[s]),
+        count=float(batch.count[s]), sum=float(batch.sum[s]), pos_idx=np.asarray(pos_idx, np.int64),
+        pos=pos.astype(np.float64), neg_idx=np.asarray(neg_idx, np.int64), neg=neg.astype(np.float64),
+        custom_values=custom, hint=int(batch.hint[s]),
+    )
