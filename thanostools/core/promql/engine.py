@@ -13,6 +13,7 @@ from thanostools.core.promql import annotations as ann
 from thanostools.core.promql.evaluator import Evaluator
 from thanostools.core.promql.floathist import FloatHistogram
 from thanostools.core.promql.parser.ast import Call, Expr, ValueType, type_of, walk
+from thanostools.core.promql.parser.durations import needs_resolving, resolve
 from thanostools.core.promql.parser.parse import parse_expr
 from thanostools.core.promql.value import RangeVector, Scalar, String, Value, Vector
 from thanostools.core.promql.vecops import DUPLICATE_LABELSET, without_name
@@ -97,6 +98,11 @@ class PromQLEngine:
             text, expr = query, parse_expr(query, experimental=self.options.experimental)
         else:
             text, expr = "", query
+        if needs_resolving(expr):
+            try:
+                expr = resolve(expr, step, end - start)
+            except ValueError as exc:
+                raise EvalError(str(exc)) from None
         kind = type_of(expr)
         if step and kind not in (ValueType.SCALAR, ValueType.VECTOR):
             raise EvalError(f'invalid expression type "{kind.documented}" for range query, '

@@ -110,6 +110,21 @@ class StringLiteral:
 
 
 @dataclass(frozen=True)
+class DurationExpr:
+    """A duration expression (``[5m * 2]``, ``offset (1h + step())``) in seconds, kept in the tree only when it
+    reads ``step()`` or ``range()``, which the query fixes: ``op`` is ``lit``/``dur`` (a number/duration: ``value``
+    seconds), ``step``, ``range``,
+    ``neg``, ``+ - * / % ^`` or ``min``/``max`` over ``args``. The engine resolves it before evaluating."""
+
+    op: str
+    args: tuple[DurationExpr, ...] = ()
+    value: float = 0.0
+    text: str = ""  # a literal as written
+    _: KW_ONLY
+    pos: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
 class VectorSelector:
     """``name{matchers} @ t offset o``. ``matchers`` includes ``__name__="name"`` (last) when
     the name was given outside the braces; equality ignores matcher order."""
@@ -122,6 +137,7 @@ class VectorSelector:
     _: KW_ONLY
     pos: int = field(default=0, compare=False)
     end: int = field(default=0, compare=False)
+    offset_expr: DurationExpr | None = None
     matcher_key: tuple[tuple[str, str, str], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -138,6 +154,7 @@ class MatrixSelector:
     _: KW_ONLY
     pos: int = field(default=0, compare=False)
     end: int = field(default=0, compare=False)
+    range_expr: DurationExpr | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +170,9 @@ class SubqueryExpr:
     _: KW_ONLY
     pos: int = field(default=0, compare=False)
     end: int = field(default=0, compare=False)
+    range_expr: DurationExpr | None = None
+    step_expr: DurationExpr | None = None
+    offset_expr: DurationExpr | None = None
 
 
 @dataclass(frozen=True)

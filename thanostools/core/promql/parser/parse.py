@@ -3,8 +3,9 @@
 Errors are reported like Prometheus reports its first error: grammar-level errors in the order
 the text is read, then (only for syntactically valid input) type-checking errors in
 Prometheus' check order. Experimental functions and aggregations are accepted unless
-``experimental=False``; experimental duration expressions and the anchored/smoothed range
-modifiers are rejected with Prometheus' "not enabled" messages.
+``experimental=False``; the anchored/smoothed range modifiers are rejected with Prometheus' "not enabled"
+messages. Duration expressions (ranges, subquery steps and offsets) are on, as in Prometheus 3.14
+(``parser/durations.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from thanostools.core.promql.parser.ast import (
     BinaryExpr,
     Call,
     Cardinality,
+    DurationExpr,
     Expr,
     MatrixSelector,
     NumberLiteral,
@@ -39,6 +41,7 @@ from thanostools.core.promql.parser.ast import (
     float_from_bits,
     type_of,
 )
+from thanostools.core.promql.parser.durations import reads_query, seconds, to_ms
 from thanostools.core.promql.parser.functions import AGGREGATIONS, FUNCTIONS
 from thanostools.core.promql.parser.lexer import (
     AGGREGATORS,
@@ -80,11 +83,8 @@ _LABEL_TOKENS = _METRIC_NAME_TOKENS | {T.BOOL, T.GROUP_LEFT, T.GROUP_RIGHT, T.IG
 _MATCH_OPS = {
     T.EQL: MatchType.EQ, T.NEQ: MatchType.NEQ, T.EQL_REGEX: MatchType.RE, T.NEQ_REGEX: MatchType.NRE,
 }
-_DURATION_EXPR_STARTS = frozenset({T.LEFT_PAREN, T.STEP, T.RANGE, T.MIN, T.MAX})
-_DURATION_ARITH = frozenset({T.ADD, T.SUB, T.MUL, T.DIV, T.MOD, T.POW})
 _CLOSING = frozenset({T.RIGHT_BRACE, T.RIGHT_PAREN, T.RIGHT_BRACKET, T.DURATION, T.NUMBER})
 _MAX_DURATION_SECONDS = float(1 << 63) / 1e9
-_DURATION_EXPR_OFF = "experimental duration expression is not enabled"
 _PRECEDED = "must be preceded by an instant vector selector or range vector selector or a subquery"
 
 
@@ -559,52 +559,101 @@ class _Parser:
 
     # --- postfix modifiers -----------------------------------------------------------------
 
-    def signed_literal_ns(self, context: str, expected: str, *, many_signs: bool) -> tuple[int, float, int]:
-        """``[+-]... (number | duration)`` as (nanoseconds, seconds, start offset)."""
-        tok = self.peek()
-        start, negative = tok.pos, False
-        while tok.kind in (T.ADD, T.SUB):
-            self.advance()
-            negative ^= tok.kind is T.SUB
-            tok = self.peek()
-            if not many_signs:
-                break
-        if tok.kind in _DURATION_EXPR_STARTS:
-            after = self.peek(1)
-            if tok.kind is not T.LEFT_PAREN and after.kind is not T.LEFT_PAREN:
-                self.unexpected(after, context, expected)
-            _fail(_DURATION_EXPR_OFF, tok.pos)
-        if tok.kind not in (T.NUMBER, T.DURATION):
-            self.unexpected(tok, context, expected)
-        self.advance()
-        if tok.kind is T.DURATION:
-            ns = self.duration_tok_ns(tok)
-            seconds = ns / 1e9
-        else:
-            seconds = self.number(tok)
-            ns = 0
-        if negative:
-            seconds, ns = -seconds, -ns
-        return ns, seconds, start
+    # Duration expressions: sums of products of (signed) powers of literals, step(), range(), min/max(a, b)
+    # and parenthesised expressions; after an offset only a signed primary (arithmetic that follows belongs to
+    # the enclosing expression: "x offset 5s - 8").
 
-    def duration_value_ms(self, context: str, expected: str, *, in_brackets: bool) -> int:
-        """A range, subquery step (both must be positive) or offset, in milliseconds."""
-        ns, seconds, start = self.signed_literal_ns(context, expected, many_signs=True)
-        if abs(seconds) > _MAX_DURATION_SECONDS or math.isnan(seconds):
+    def duration_value(self, context: str, expected: str, *, in_brackets: bool) -> tuple[int, DurationExpr | None]:
+        """A range, subquery step (both must be positive) or offset: milliseconds, or the expression when it
+        reads step()/range() (the engine computes it per query)."""
+        start = self.peek().pos
+        e = self._dur_sum(context, expected) if in_brackets else self._dur_unary(context, expected, primary=True)
+        literal, negative = e, False
+        while literal.op == "neg":
+            literal, negative = literal.args[0], not negative
+        if literal.op in ("lit", "dur"):
+            return self._literal_ms(literal, negative, in_brackets, start), None
+        if reads_query(e):
+            return 0, e
+        try:
+            return to_ms(seconds(e), allow_negative=not in_brackets), None
+        except ValueError as exc:
+            _fail(str(exc), start)
+
+    def _literal_ms(self, lit: DurationExpr, negative: bool, in_brackets: bool, start: int) -> int:
+        ns = prom_duration_ns(lit.text) if lit.op == "dur" else 0
+        secs = -lit.value if negative else lit.value
+        if abs(secs) > _MAX_DURATION_SECONDS or math.isnan(secs):
             _fail("duration out of range", start)
-        # After an offset, arithmetic belongs to the enclosing expression: "x offset 5s - 8".
-        if in_brackets and self.peek().kind in _DURATION_ARITH:
-            _fail(_DURATION_EXPR_OFF, start)
-        if in_brackets and not seconds > 0:
+        if in_brackets and not secs > 0:
             _fail("duration must be greater than 0", start)
         if ns == 0:
-            ns = _go_round(seconds * 1e9)
-        return _ns_to_ms(ns)
+            return _ns_to_ms(_go_round(secs * 1e9))
+        return _ns_to_ms(-ns if negative else ns)
+
+    def _dur_sum(self, context: str, expected: str) -> DurationExpr:
+        left = self._dur_product(context, expected)
+        while self.peek().kind in (T.ADD, T.SUB):
+            op = self.advance()
+            left = DurationExpr(op.val, (left, self._dur_product(context, expected)), pos=left.pos)
+        return left
+
+    def _dur_product(self, context: str, expected: str) -> DurationExpr:
+        left = self._dur_unary(context, expected)
+        while self.peek().kind in (T.MUL, T.DIV, T.MOD):
+            op = self.advance()
+            left = DurationExpr(op.val, (left, self._dur_unary(context, expected)), pos=left.pos)
+        return left
+
+    def _dur_unary(self, context: str, expected: str, *, primary: bool = False) -> DurationExpr:
+        tok = self.peek()
+        if tok.kind in (T.ADD, T.SUB):
+            self.advance()
+            inner = self._dur_unary(context, expected, primary=primary)
+            return DurationExpr("neg", (inner,), pos=tok.pos) if tok.kind is T.SUB else inner
+        base = self._dur_primary(context, expected)
+        if not primary and self.peek().kind is T.POW:
+            self.advance()
+            return DurationExpr("^", (base, self._dur_unary(context, expected)), pos=base.pos)
+        return base
+
+    def _dur_primary(self, context: str, expected: str) -> DurationExpr:
+        tok = self.peek()
+        if tok.kind is T.NUMBER:
+            self.advance()
+            value = self.number(tok)
+            if abs(value) > _MAX_DURATION_SECONDS:
+                _fail("duration out of range", tok.pos)
+            return DurationExpr("lit", value=value, text=tok.val, pos=tok.pos)
+        if tok.kind is T.DURATION:
+            self.advance()
+            return DurationExpr("dur", value=self.duration_tok_ns(tok) / 1e9, text=tok.val, pos=tok.pos)
+        if tok.kind in (T.STEP, T.RANGE):
+            self.advance()
+            if self.peek().kind is not T.LEFT_PAREN:
+                self.unexpected(self.peek(), context, expected)
+            self.advance()
+            self.expect(T.RIGHT_PAREN, context, '")"')
+            return DurationExpr("step" if tok.kind is T.STEP else "range", pos=tok.pos)
+        if tok.kind in (T.MIN, T.MAX):
+            self.advance()
+            self.expect(T.LEFT_PAREN, context, '"("')
+            a = self._dur_sum(context, expected)
+            self.expect(T.COMMA, context, '","')
+            b = self._dur_sum(context, expected)
+            self.expect(T.RIGHT_PAREN, context, '")"')
+            return DurationExpr("min" if tok.kind is T.MIN else "max", (a, b), pos=tok.pos)
+        if tok.kind is T.LEFT_PAREN:
+            self.advance()
+            inner = self._dur_sum(context, expected)
+            self.expect(T.RIGHT_PAREN, context, '")"')
+            return inner
+        self.unexpected(tok, context, expected)
 
     def range_or_subquery(self, expr: Expr) -> Expr:
         bracket = self.advance()
-        rng = self.duration_value_ms("subquery or range selector", "number, duration, step(), or range()",
-                                     in_brackets=True)
+        rng, rng_expr = self.duration_value("subquery or range selector", "number, duration, step(), or range()",
+                                            in_brackets=True)
         tok = self.peek()
         if tok.kind is T.RIGHT_BRACKET:
             close = self.advance()
@@ -617,34 +666,35 @@ class _Parser:
                 problem = "no @ modifiers allowed before range"
             if problem or not isinstance(expr, VectorSelector):
                 _fail(problem, bracket.pos)
-            return MatrixSelector(expr, rng, pos=expr.pos, end=close.pos + 1)
+            return MatrixSelector(expr, rng, pos=expr.pos, end=close.pos + 1, range_expr=rng_expr)
         if tok.kind is not T.COLON:
             self.unexpected(tok, "subquery or range", '":" or "]"')
         self.advance()
-        step = 0
+        step, step_expr = 0, None
         if self.peek().kind is not T.RIGHT_BRACKET:
-            step = self.duration_value_ms("subquery selector", 'number, duration, step(), range(), or "]"',
-                                          in_brackets=True)
+            step, step_expr = self.duration_value("subquery selector", 'number, duration, step(), range(), or "]"',
+                                                  in_brackets=True)
         close = self.expect(T.RIGHT_BRACKET, "subquery selector", '"]"')
-        return SubqueryExpr(expr, rng, step, pos=expr.pos, end=close.pos + 1)
+        return SubqueryExpr(expr, rng, step, pos=expr.pos, end=close.pos + 1, range_expr=rng_expr,
+                            step_expr=step_expr)
 
     def offset(self, expr: Expr) -> Expr:
         self.advance()
-        ms = self.duration_value_ms("offset", "number, duration, step(), or range()", in_brackets=False)
+        ms, ms_expr = self.duration_value("offset", "number, duration, step(), or range()", in_brackets=False)
         end = self.last_closing
         if isinstance(expr, VectorSelector):
-            if expr.offset != 0:
+            if expr.offset != 0 or expr.offset_expr is not None:
                 _fail("offset may not be set multiple times", expr.pos)
-            return replace(expr, offset=ms, end=end)
+            return replace(expr, offset=ms, end=end, offset_expr=ms_expr)
         if isinstance(expr, MatrixSelector):
             vs = expr.vector_selector
-            if vs.offset != 0:
+            if vs.offset != 0 or vs.offset_expr is not None:
                 _fail("offset may not be set multiple times", expr.pos)
-            return replace(expr, vector_selector=replace(vs, offset=ms), end=end)
+            return replace(expr, vector_selector=replace(vs, offset=ms, offset_expr=ms_expr), end=end)
         if isinstance(expr, SubqueryExpr):
-            if expr.offset != 0:
+            if expr.offset != 0 or expr.offset_expr is not None:
                 _fail("offset may not be set multiple times", expr.pos)
-            return replace(expr, offset=ms, end=end)
+            return replace(expr, offset=ms, end=end, offset_expr=ms_expr)
         _fail(f"offset modifier {_PRECEDED}", expr.pos)
 
     def at(self, expr: Expr) -> Expr:
@@ -658,11 +708,24 @@ class _Parser:
             self.expect(T.RIGHT_PAREN, "@", "timestamp")
             preprocessor = StartOrEnd.START if tok.kind is T.START else StartOrEnd.END
         else:
-            _, seconds, _ = self.signed_literal_ns("@", "timestamp", many_signs=False)
+            seconds = self.signed_timestamp()
             if math.isinf(seconds) or math.isnan(seconds) or abs(seconds) >= float(1 << 63):
                 _fail(f"timestamp out of bounds for @ modifier: {format_f6(seconds)}", expr.pos)
             timestamp = _go_round(seconds * 1000)
         return self.set_at(expr, timestamp, preprocessor)
+
+    def signed_timestamp(self) -> float:
+        """``[+-](number | duration)`` after ``@``, in seconds."""
+        tok = self.peek()
+        negative = tok.kind is T.SUB
+        if tok.kind in (T.ADD, T.SUB):
+            self.advance()
+            tok = self.peek()
+        if tok.kind not in (T.NUMBER, T.DURATION):
+            self.unexpected(tok, "@", "timestamp")
+        self.advance()
+        value = self.duration_tok_ns(tok) / 1e9 if tok.kind is T.DURATION else self.number(tok)
+        return -value if negative else value
 
     def set_at(self, expr: Expr, timestamp: int | None, preprocessor: StartOrEnd | None) -> Expr:
         end = self.last_closing

@@ -14,6 +14,7 @@ from thanostools.core.promql.parser.ast import (
     BinaryExpr,
     Call,
     Cardinality,
+    DurationExpr,
     Expr,
     MatrixSelector,
     NumberLiteral,
@@ -25,6 +26,7 @@ from thanostools.core.promql.parser.ast import (
     VectorMatching,
     VectorSelector,
 )
+from thanostools.core.promql.parser.durations import format_duration_expr
 from thanostools.core.timeutil import format_duration
 
 __all__ = ["format_expr", "format_float", "format_matcher", "pretty"]
@@ -91,7 +93,10 @@ def _labels(names: tuple[str, ...]) -> str:
     return ", ".join(n if _LEGACY_LABEL.fullmatch(n) else go_quote(n) for n in names)
 
 
-def _offset(ms: int) -> str:
+def _offset(ms: int, expr: DurationExpr | None = None) -> str:
+    if expr is not None:
+        text = format_duration_expr(expr)
+        return f" offset {text}" if expr.op in ("step", "range", "min", "max") else f" offset ({text})"
     if ms > 0:
         return " offset " + format_duration(ms)
     if ms < 0:
@@ -130,19 +135,23 @@ def _selector_core(node: VectorSelector) -> str:
 
 
 def _vector_selector(node: VectorSelector) -> str:
-    return _selector_core(node) + _at(node.timestamp, node.start_or_end) + _offset(node.offset)
+    return _selector_core(node) + _at(node.timestamp, node.start_or_end) + _offset(node.offset, node.offset_expr)
+
+
+def _duration(ms: int, expr: DurationExpr | None) -> str:
+    return format_duration(ms) if expr is None else format_duration_expr(expr)
 
 
 def _matrix(node: MatrixSelector) -> str:
     vs = node.vector_selector
-    return (f"{_selector_core(vs)}[{format_duration(node.range)}]"
-            + _at(vs.timestamp, vs.start_or_end) + _offset(vs.offset))
+    return (f"{_selector_core(vs)}[{_duration(node.range, node.range_expr)}]"
+            + _at(vs.timestamp, vs.start_or_end) + _offset(vs.offset, vs.offset_expr))
 
 
 def _subquery_suffix(node: SubqueryExpr) -> str:
-    step = format_duration(node.step) if node.step else ""
-    return (f"[{format_duration(node.range)}:{step}]"
-            + _at(node.timestamp, node.start_or_end) + _offset(node.offset))
+    step = _duration(node.step, node.step_expr) if node.step or node.step_expr else ""
+    return (f"[{_duration(node.range, node.range_expr)}:{step}]"
+            + _at(node.timestamp, node.start_or_end) + _offset(node.offset, node.offset_expr))
 
 
 def _matching(vm: VectorMatching | None) -> str:
