@@ -15,6 +15,8 @@ import xxhash
 Labels = tuple[tuple[str, str], ...]
 
 METRIC_NAME = "__name__"
+# The metric name and the type-and-unit metadata labels that travel with it: dropped together (Prometheus 3.x).
+NAME_LABELS = frozenset({METRIC_NAME, "__type__", "__unit__"})
 EMPTY: Labels = ()
 
 _LEGACY_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")

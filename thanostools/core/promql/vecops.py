@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from thanostools.core.errors import EvalError
-from thanostools.core.labels import METRIC_NAME, Labels
+from thanostools.core.labels import NAME_LABELS, Labels
 from thanostools.core.promql.parser.ast import Expr, ParenExpr
 from thanostools.core.promql.value import Vector
 
@@ -21,7 +21,8 @@ def unwrap_parens(node: Expr) -> Expr:
 
 
 def without_name(labels: Labels) -> Labels:
-    return tuple(p for p in labels if p[0] != METRIC_NAME)
+    """The labels without the metric name (and the ``__type__``/``__unit__`` labels that go with it)."""
+    return tuple(p for p in labels if p[0] not in NAME_LABELS)
 
 
 def merge_duplicates(v: Vector, check: Callable[[], None] | None = None) -> Vector:
