@@ -17,8 +17,37 @@ from thanostools.core.redact import redact_text
 EXIT_INTERRUPTED = 130
 
 
+GLOBAL_FLAGS = ("--log.level", "--log.format")
+
+
+def hoist_global_flags(args: list[str]) -> list[str]:
+    """The arguments with the global flags (wherever they were written: ``bucket ls --log.level debug``)
+    moved in front of the command, as click only reads them there. Nothing after ``--`` moves."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in GLOBAL_FLAGS and i + 1 < len(args):
+            front.extend(args[i : i + 2])
+            i += 2
+            continue
+        if arg.split("=", 1)[0] in GLOBAL_FLAGS and "=" in arg:
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 class RootGroup(click.Group):
     """Turns every known error into one line on stderr and an exit code; never a traceback."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_flags(args))
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("standalone_mode", True)
