@@ -76,7 +76,7 @@ def reduce_buckets(off: I64, idx: I64, val: F64, delta: I64) -> tuple[I64, I64, 
 @njit
 def _combine_hints(h: int, other: int) -> int:
     """The counter-reset hint of ``h + other`` (Prometheus FloatHistogram.Add)."""
-    if h in (other, HINT_GAUGE):
+    if h == other or h == HINT_GAUGE:
         return h
     if other == HINT_GAUGE:
         return HINT_GAUGE
@@ -233,7 +233,7 @@ def aggregate_histograms(
             if seen == 0:
                 _copy(pv, ph, nv, nh, 3, 0)
                 c_cnt, c_zc, c_sum = count[s], zc[s], total[s]
-                c_hint = hint[s]
+                c_hint = int(hint[s])
             else:
                 reset = False
                 if hint[s] == HINT_RESET:
@@ -260,7 +260,7 @@ def aggregate_histograms(
                     _sub_into(nv[4], nh[4], nv[2], nh[2])
                     _add_into(pv[0], ph[0], pv[4], ph[4])
                     _add_into(nv[0], nh[0], nv[4], nh[4])
-                c_hint = _combine_hints(c_hint, hint[s])
+                c_hint = _combine_hints(c_hint, int(hint[s]))
             if in_window == 0:
                 s_cnt, s_zc, s_sum = count[s], zc[s], total[s]
                 _copy(pv, ph, nv, nh, 3, 1)
