@@ -76,7 +76,9 @@ def reduce_buckets(off: I64, idx: I64, val: F64, delta: I64) -> tuple[I64, I64, 
 @njit
 def _combine_hints(h: int, other: int) -> int:
     """The counter-reset hint of ``h + other`` (Prometheus FloatHistogram.Add)."""
-    if h == other or h == HINT_GAUGE:
+    if h == HINT_GAUGE:
+        return h
+    if h == other:
         return h
     if other == HINT_GAUGE:
         return HINT_GAUGE
