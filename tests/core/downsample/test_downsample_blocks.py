@@ -359,13 +359,13 @@ def test_raw_block_with_overlapping_chunks_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
 
 
-def test_histogram_series_and_bad_resolution_are_refused(tmp_path: Path) -> None:
+def test_corrupt_histogram_chunk_and_bad_resolution_are_refused(tmp_path: Path) -> None:
     w = BlockWriter(str(tmp_path))
     payload = np.frombuffer(b"\x00\x00", np.uint8)
     w.add_chunks((("__name__", "h"),), np.array([2]), payload, np.array([0, 2]), np.array([0]), np.array([0]), 0)
     w.finish()
     path = w.dir
-    with pytest.raises(UnsupportedError, match="encoding 2"):
+    with pytest.raises(CorruptBlockError, match="histogram chunk 0: shorter than its 3-byte header"):
         downsample_block(Block.open_dir(path), 300_000, str(tmp_path / "out"))
     with pytest.raises(UnsupportedError, match="only raw to 5m and 5m to 1h"):
         downsample_block(Block.open_dir(path), 3_600_000, str(tmp_path / "out"))

@@ -380,14 +380,23 @@ def downsample_aggr_kernel(
 # --- AggrChunk payloads ----------------------------------------------------------------------------
 
 
-@njit
 def assemble_aggr_chunks(sub_buf: U8, sub_off: I64, present: NDArray[np.bool_]) -> tuple[U8, I64]:
-    """AggrChunk payloads from five encoded XOR sub-chunks per chunk: ``uvarint(len) ‖ 0x01 ‖ data`` each,
-    ``uvarint(0)`` for absent ones. Returns (buf, offsets) with chunk k at ``buf[offsets[k]:offsets[k+1]]``."""
+    """AggrChunk payloads from five encoded XOR sub-chunks per chunk (sub-chunk i is
+    ``sub_buf[sub_off[i]:sub_off[i+1]]``); see :func:`assemble_aggr_payloads`."""
+    return assemble_aggr_payloads(sub_buf, sub_off[:-1], sub_off[1:], np.full(present.shape[0], ENC_XOR, np.uint8),
+                                  present)
+
+
+@njit
+def assemble_aggr_payloads(data: U8, starts: I64, ends: I64, encodings: U8,
+                           present: NDArray[np.bool_]) -> tuple[U8, I64]:
+    """AggrChunk payloads from five encoded sub-chunks per chunk (sub-chunk i is ``data[starts[i]:ends[i]]``
+    with encoding ``encodings[i]``): ``uvarint(len) ‖ encoding ‖ data`` each, ``uvarint(0)`` for absent ones.
+    Returns (buf, offsets) with chunk k at ``buf[offsets[k]:offsets[k+1]]``."""
     k = present.shape[0] // 5
     total = 0
     for i in range(5 * k):
-        total += sub_off[i + 1] - sub_off[i] + 11 if present[i] else 1
+        total += ends[i] - starts[i] + 11 if present[i] else 1
     out = np.empty(total, dtype=np.uint8)
     offsets = np.empty(k + 1, dtype=np.int64)
     p = 0
@@ -399,10 +408,10 @@ def assemble_aggr_chunks(sub_buf: U8, sub_off: I64, present: NDArray[np.bool_]) 
                 out[p] = 0
                 p += 1
                 continue
-            length = sub_off[i + 1] - sub_off[i]
+            length = ends[i] - starts[i]
             p = put_uvarint(out, p, length)
-            out[p] = ENC_XOR
-            out[p + 1 : p + 1 + length] = sub_buf[sub_off[i] : sub_off[i + 1]]
+            out[p] = encodings[i]
+            out[p + 1 : p + 1 + length] = data[starts[i] : ends[i]]
             p += 1 + length
     offsets[k] = p
     return out[:p].copy(), offsets
