@@ -24,6 +24,7 @@ from thanostools.core.dedup import DedupQuerier
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher, MatchType
 from thanostools.core.series import KIND_FLOAT, SampleBatch, SelectHints
+from thanostools.core.sources.fanout import FanoutQuerier
 from thanostools.core.sources.remote import RemoteStoreQuerier
 from thanostools.core.storage import select_blocks
 from thanostools.core.tsdb.block import Block
@@ -155,6 +156,18 @@ def test_remote_querier_decodes_histogram_chunks(served: Served) -> None:
     assert _rows(got) == want
     kinds = {int(k) for k in got.hist.kind}
     assert kinds == {0, 1, 2}
+
+
+def test_fanout_merges_histogram_series(served: Served) -> None:
+    """Two sources answering the same series (a store reached twice): chained into one, histograms kept."""
+    only_a = [*ALL, Matcher(MatchType.EQ, "replica", "a")]
+    with RemoteStoreQuerier([served.serve.grpc_address], histograms=True) as one, \
+            RemoteStoreQuerier([served.serve.grpc_address], histograms=True) as two:
+        single = _rows(one.select(only_a, -FAR, FAR).collect())
+        stream = FanoutQuerier([one, two]).select(only_a, -FAR, FAR, batch_samples=500)
+        batches = list(stream)
+    assert len(batches) > 1 and all(b.hist is not None for b in batches)
+    assert _rows(SampleBatch.concat(batches)) == single
 
 
 def test_float_only_remote_querier_skips_histograms_with_a_warning(served: Served) -> None:

@@ -11,7 +11,7 @@ the reader takes histograms; a float-only reader skips them with a warning.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,14 +43,16 @@ _Samples = tuple[np.ndarray, np.ndarray, HistogramColumns | None]
 
 @dataclass
 class _Payloads:
-    """Chunk payloads gathered for one batch decode, with their TSDB encodings."""
+    """Chunk payloads gathered for one batch decode, with their TSDB encodings and what to call them."""
 
-    data: list[bytes]
-    encodings: list[int]
+    data: list[bytes] = field(default_factory=list)
+    encodings: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
 
-    def add(self, chunk: types_pb2.Chunk) -> int:
+    def add(self, chunk: types_pb2.Chunk, name: str) -> int:
         self.data.append(chunk.data)
         self.encodings.append(TSDB_ENCODINGS[chunk.type])
+        self.names.append(name)
         return len(self.data) - 1
 
     def decode(self, warnings: list[str]) -> list[_Samples | None]:
@@ -83,7 +85,7 @@ class _Payloads:
             try:
                 out[i] = (*xor.decode(self.data[i]), None)
             except FormatError as exc:
-                warnings.append(f"undecodable chunk from a store: {exc}")
+                warnings.append(f"{self.names[i]} is undecodable: {exc}")
 
     def _decode_histograms(self, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, encs: np.ndarray,
                            which: np.ndarray, out: list[_Samples | None], warnings: list[str]) -> None:
@@ -95,7 +97,7 @@ class _Payloads:
                     ints, floats, is_float = histogram.decode_by_kind(buf, starts[k : k + 1], ends[k : k + 1],
                                                                       encs[k : k + 1])
                 except CorruptBlockError as exc:
-                    warnings.append(f"undecodable chunk from a store: {exc.reason}")
+                    warnings.append(f"{self.names[i]} is undecodable: {exc.reason.split(': ', 1)[-1]}")
                     continue
                 out[i] = _chunk_samples(ints, floats, bool(is_float[0]), 0)
             return
@@ -160,7 +162,8 @@ def _plan(series: Sequence[tuple[Labels, Sequence[types_pb2.AggrChunk]]], aggreg
             if why is not None:
                 warnings.append(why)
                 continue
-            uses.append(_Use(prim.add(p), sec.add(s) if s is not None else -1, not c.HasField("raw")))
+            name = f"series {format_labels(lab)}: chunk at {c.min_time}"
+            uses.append(_Use(prim.add(p, name), sec.add(s, name) if s is not None else -1, not c.HasField("raw")))
         plans.append(uses)
     return plans
 
@@ -201,7 +204,7 @@ def decode_series(series: Sequence[tuple[Labels, Sequence[types_pb2.AggrChunk]]]
     With ``histograms``, native-histogram chunks are decoded into the batch's histogram part; without, they are
     skipped with a warning (readers that handle floats only)."""
     warnings: list[str] = []
-    prim, sec = _Payloads([], []), _Payloads([], [])
+    prim, sec = _Payloads(), _Payloads()
     plans = _plan(series, aggregate, prim, sec, warnings, histograms)
     prim_dec, sec_dec = prim.decode(warnings), sec.decode(warnings)
     counter = aggregate == Aggr.COUNTER
