@@ -30,9 +30,9 @@ from thanostools.core.series import (
     SampleRun,
 )
 from thanostools.core.storage import chain_runs
+from thanostools.core.tsdb.chunks import ENC_XOR
 
 FIELDS = {Aggr.COUNT: "count", Aggr.SUM: "sum", Aggr.MIN: "min", Aggr.MAX: "max", Aggr.COUNTER: "counter"}
-ENC_XOR = 1
 # storepb Chunk.Encoding -> TSDB chunk encoding byte (FORMATS.md §5.5; the server translates back).
 TSDB_ENCODINGS = {types_pb2.Chunk.XOR: ENC_XOR, types_pb2.Chunk.HISTOGRAM: histogram.ENC_HISTOGRAM,
                   types_pb2.Chunk.FLOAT_HISTOGRAM: histogram.ENC_FLOAT_HISTOGRAM}
