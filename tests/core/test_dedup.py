@@ -8,8 +8,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from thanostools.core.chunkenc.histogram import HistogramSample, build_batch
 from thanostools.core.constants import STALE_NAN_BITS
-from thanostools.core.dedup import dedup_pair, dedup_replicas
+from thanostools.core.dedup import dedup_pair, dedup_replicas, dedup_runs
+from thanostools.core.series import KIND_FLOAT, KIND_INT_HISTOGRAM, HistogramColumns, SampleRun
 
 Replica = tuple[np.ndarray, np.ndarray]
 
@@ -145,3 +147,42 @@ def test_counter_switch_after_a_stale_marker_adjusts_against_the_last_value() ->
     plain = dedup_replicas([a, b])
     assert plain[1].tolist()[3] == STALE_NAN_BITS
     assert [v for _, v in pairs(plain)][4:] == [25.0, 35.0, 2.0]
+
+
+def _mixed(samples: list[tuple[int, float, bool]]) -> SampleRun:
+    """One replica: (t, value or histogram sum, is a histogram) per sample."""
+    hists = [HistogramSample(t, count=1, zero_count=1, sum=v) for t, v, is_hist in samples if is_hist]
+    kind = np.array([KIND_INT_HISTOGRAM if h else KIND_FLOAT for _, _, h in samples], np.uint8)
+    row = np.full(len(samples), -1, np.int64)
+    row[kind != KIND_FLOAT] = np.arange(len(hists))
+    cols = HistogramColumns(kind, row, build_batch(hists, is_float=False), build_batch([], is_float=True))
+    t, v = rep([s[0] for s in samples], [s[1] for s in samples])
+    return (("r", "x"),), t, v, cols
+
+
+def _values(run: SampleRun) -> list[tuple[int, float, bool]]:
+    assert run[3] is not None
+    return [(int(t), float(v), int(k) != KIND_FLOAT)
+            for t, v, k in zip(run[1], run[2].view(np.float64), run[3].kind, strict=True)]
+
+
+def test_histogram_samples_are_picked_by_time_and_never_adjusted() -> None:
+    a = _mixed([(0, 100, False), (10000, 101, False)])
+    b = _mixed([(60000, 3, True), (70000, 4, True), (80000, 5, False)])
+    got = dedup_runs((), [a, b], counter=True)
+    # a float -> histogram switch adjusts nothing; the float after the histograms is not a switch
+    assert _values(got) == [(0, 100, False), (10000, 101, False), (60000, 3, True), (70000, 4, True),
+                            (80000, 5, False)]
+    assert got[3] is not None and got[3].ints.t.tolist() == [60000, 70000]
+
+
+def test_counter_adjusts_only_float_to_float_switches() -> None:
+    a = _mixed([(0, 100, False), (10000, 101, False)])
+    b = _mixed([(60000, 3, False), (70000, 4, True), (80000, 5, False)])
+    assert _values(dedup_runs((), [a, b], counter=True)) == [
+        (0, 100, False), (10000, 101, False), (60000, 101, False), (70000, 4, True), (80000, 103, False)]
+    # after a histogram there is no float value to compare with (Thanos' lastFloatVal): no adjustment
+    c = _mixed([(0, 100, False), (10000, 500, True)])
+    d = _mixed([(60000, 3, False), (70000, 4, False)])
+    assert _values(dedup_runs((), [c, d], counter=True)) == [
+        (0, 100, False), (10000, 500, True), (60000, 3, False), (70000, 4, False)]

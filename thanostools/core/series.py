@@ -99,6 +99,10 @@ def _base_of(seen: dict[int, tuple[HistogramBatch, int]], batch: HistogramBatch)
     return seen[id(batch)][1]
 
 
+# One series' samples with their histogram part (None: all floats).
+SampleRun = tuple[Labels, NDArray[np.int64], NDArray[np.uint64], HistogramColumns | None]
+
+
 @dataclass(frozen=True)
 class SampleBatch:
     """Samples of several series: series i owns ``t/v[offsets[i]:offsets[i+1]]``.
@@ -186,6 +190,22 @@ class SampleBatch:
         """The batch's series one at a time."""
         for i in range(len(self.labels)):
             yield self.series(i)
+
+    def runs(self) -> Iterator[SampleRun]:
+        """The batch's series one at a time, histogram part included."""
+        offs = self.offsets.tolist()
+        for i, lab in enumerate(self.labels):
+            lo, hi = offs[i], offs[i + 1]
+            yield lab, self.t[lo:hi], self.v[lo:hi], None if self.hist is None else self.hist.take(slice(lo, hi))
+
+    @staticmethod
+    def of_runs(runs: Sequence[SampleRun]) -> SampleBatch:
+        """One batch holding the given series, in the given order (``hist`` only when some run has one)."""
+        batch = SampleBatch.of([(r[0], r[1], r[2]) for r in runs])
+        if all(r[3] is None for r in runs):
+            return batch
+        hist = HistogramColumns.concat([(r[3], int(r[1].shape[0])) for r in runs])
+        return SampleBatch(batch.labels, batch.refs, batch.offsets, batch.t, batch.v, hist=hist)
 
 
 @dataclass(frozen=True)

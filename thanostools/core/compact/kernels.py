@@ -58,13 +58,15 @@ def penalty_clusters(t: I64, run_offsets: I64, cluster_runs: I64) -> I64:
     """
     out = np.empty(t.shape[0], dtype=np.int64)
     zeros = np.zeros(t.shape[0], dtype=np.float64)
+    floats = np.ones(t.shape[0], dtype=np.bool_)
     m = 0
     for c in range(cluster_runs.shape[0] - 1):
         first = cluster_runs[c]
         cur = np.arange(run_offsets[first], run_offsets[first + 1])
         for r in range(first + 1, cluster_runs[c + 1]):
             other = np.arange(run_offsets[r], run_offsets[r + 1])
-            src, idx, _adj = penalty_kernel(t[cur], zeros[: cur.shape[0]], t[other], zeros[: other.shape[0]], False)
+            src, idx, _adj = penalty_kernel(t[cur], zeros[: cur.shape[0]], floats[: cur.shape[0]], t[other],
+                                           zeros[: other.shape[0]], floats[: other.shape[0]], False)
             merged = np.empty(src.shape[0], dtype=np.int64)
             for q in range(src.shape[0]):
                 merged[q] = cur[idx[q]] if src[q] == 0 else other[idx[q]]

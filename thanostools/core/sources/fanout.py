@@ -1,8 +1,8 @@
 """One ``Querier`` over several: their streams merged in label order as they are read.
 
 Series with equal label sets from different sources are chained (equal timestamps once, the first
-source winning). Replicas are merged by wrapping the fan-out in ``dedup.DedupQuerier``, the same
-wrapper a single bucket querier uses.
+source winning); native-histogram samples travel along in the batches' histogram part. Replicas are
+merged by wrapping the fan-out in ``dedup.DedupQuerier``, the same wrapper a single bucket querier uses.
 """
 
 from __future__ import annotations
@@ -17,34 +17,34 @@ from thanostools.core.series import (
     LabelResult,
     Querier,
     SampleBatch,
+    SampleRun,
     SelectHints,
     SeriesStream,
-    SeriesTuple,
     add_new,
 )
-from thanostools.core.storage import merge_series
+from thanostools.core.storage import merge_runs
 
 T = TypeVar("T")
 
 
-def _stream_series(stream: SeriesStream) -> Iterator[SeriesTuple]:
+def _stream_runs(stream: SeriesStream) -> Iterator[SampleRun]:
     for batch in stream:
-        yield from batch.each()
+        yield from batch.runs()
 
 
-def _rebatched(series: Iterator[SeriesTuple], batch_samples: int, sources: Sequence[SeriesStream],
+def _rebatched(series: Iterator[SampleRun], batch_samples: int, sources: Sequence[SeriesStream],
                warnings: list[str]) -> Iterator[SampleBatch]:
     """Merged series as batches of about ``batch_samples`` samples; then the sources' late warnings."""
-    pending: list[SeriesTuple] = []
+    pending: list[SampleRun] = []
     held = 0
     for s in series:
         pending.append(s)
         held += s[1].shape[0]
         if held >= batch_samples:
-            yield SampleBatch.of(pending)
+            yield SampleBatch.of_runs(pending)
             pending, held = [], 0
     if pending:
-        yield SampleBatch.of(pending)
+        yield SampleBatch.of_runs(pending)
     for source in sources:
         add_new(warnings, source.warnings)
 
@@ -69,7 +69,7 @@ class FanoutQuerier(Querier):
         if len(streams) == 1:
             return streams[0]
         out = SeriesStream((), [w for s in streams for w in s.warnings], sum(s.series_bound for s in streams))
-        merged = merge_series([_stream_series(s) for s in streams])
+        merged = merge_runs([_stream_runs(s) for s in streams])
         out.batches = _rebatched(merged, batch_samples, streams, out.warnings)
         return out
 

@@ -2,8 +2,9 @@
 
 Like a Thanos querier (FORMATS.md §9.7): Info tells each endpoint's label sets and time range, so
 endpoints that cannot match are skipped; Series calls go to the rest concurrently, each with its own
-timeout; returned chunks are decoded here (raw XOR, or the aggregates of §7.8 for downsampled data).
-A failing endpoint becomes a warning under partial response and an error otherwise.
+timeout; returned chunks are decoded here (raw XOR, or the aggregates of §7.8 for downsampled data, and raw
+native-histogram chunks for readers that take histograms). A failing endpoint becomes a warning under partial
+response and an error otherwise.
 """
 
 from __future__ import annotations
@@ -146,10 +147,15 @@ class _Endpoint:
 
 
 class RemoteStoreQuerier(Querier):
-    """``Querier`` over StoreAPI endpoints. Thread-safe; keeps one channel per endpoint until ``close()``."""
+    """``Querier`` over StoreAPI endpoints. Thread-safe; keeps one channel per endpoint until ``close()``.
+
+    With ``histograms``, native-histogram chunks come back in the batches' histogram part (as
+    ``Block.select(histograms=True)`` gives them); without, they are skipped with a warning, for readers that
+    handle floats only.
+    """
 
     def __init__(self, endpoints: list[str], *, timeout_s: float = 30.0, partial_response: bool = True,
-                 tls: RemoteTLS | None = None, max_source_resolution_ms: int = 0) -> None:
+                 tls: RemoteTLS | None = None, max_source_resolution_ms: int = 0, histograms: bool = False) -> None:
         if not endpoints:
             raise ConfigError("no StoreAPI endpoints given")
         if timeout_s <= 0:
@@ -157,6 +163,7 @@ class RemoteStoreQuerier(Querier):
         self.timeout_s = timeout_s
         self.partial_response = partial_response
         self.max_source_resolution_ms = max_source_resolution_ms
+        self.histograms = histograms
         self._endpoints = [_Endpoint(a, tls) for a in endpoints]
         self._pool = ThreadPoolExecutor(max_workers=min(32, len(endpoints)), thread_name_prefix="storeapi-client")
 
@@ -256,7 +263,8 @@ class RemoteStoreQuerier(Querier):
                 elif kind == "warning":
                     warnings.append(frame.warning)
         aggregate = aggregate_for(hints.func if hints is not None else "")
-        batch, decode_warnings = decode_series(sorted(chunks.items()), aggregate, mint, maxt)
+        batch, decode_warnings = decode_series(sorted(chunks.items()), aggregate, mint, maxt,
+                                                 histograms=self.histograms)
         return SeriesStream.whole(batch, warnings + decode_warnings, batch_samples=batch_samples)
 
     # --- labels ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from thanostools.core.chunkenc.aggr import Aggr
 from thanostools.core.errors import ParseError, ThanosToolsError
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher, MatchType
+from thanostools.core.sources.decode import TSDB_ENCODINGS
 
 _MATCH_TYPES = {
     types_pb2.LabelMatcher.EQ: MatchType.EQ,
@@ -24,8 +25,8 @@ _MATCH_TYPES = {
 # storepb Aggr value -> position inside an AggrChunk (RAW asks for nothing extra, as in Thanos).
 _AGGRS: dict[int, Aggr] = {rpc_pb2.COUNT: Aggr.COUNT, rpc_pb2.SUM: Aggr.SUM, rpc_pb2.MIN: Aggr.MIN,
                            rpc_pb2.MAX: Aggr.MAX, rpc_pb2.COUNTER: Aggr.COUNTER}
-# TSDB chunk encoding byte -> storepb Chunk.Encoding.
-CHUNK_TYPES = {1: types_pb2.Chunk.XOR, 2: types_pb2.Chunk.HISTOGRAM, 3: types_pb2.Chunk.FLOAT_HISTOGRAM}
+# TSDB chunk encoding byte -> storepb Chunk.Encoding (the client's table, inverted).
+CHUNK_TYPES = {enc: typ for typ, enc in TSDB_ENCODINGS.items()}
 AGGR_FIELDS = {Aggr.COUNT: "count", Aggr.SUM: "sum", Aggr.MIN: "min", Aggr.MAX: "max", Aggr.COUNTER: "counter"}
 _HINTS_PREFIX = "type.googleapis.com/"
 
