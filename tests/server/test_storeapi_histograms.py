@@ -171,7 +171,7 @@ def test_fanout_merges_histogram_series(served: Served) -> None:
 
 
 def test_float_only_remote_querier_skips_histograms_with_a_warning(served: Served) -> None:
-    with RemoteStoreQuerier([served.serve.grpc_address]) as remote:
+    with RemoteStoreQuerier([served.serve.grpc_address], histograms=False) as remote:
         stream = remote.select([Matcher(MatchType.EQ, "case", "mixed")], -FAR, FAR)
         got = stream.collect()
     assert got.hist is None and got.t.shape[0] == 20  # the mixed series' 20 float samples

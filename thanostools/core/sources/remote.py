@@ -149,13 +149,12 @@ class _Endpoint:
 class RemoteStoreQuerier(Querier):
     """``Querier`` over StoreAPI endpoints. Thread-safe; keeps one channel per endpoint until ``close()``.
 
-    With ``histograms``, native-histogram chunks come back in the batches' histogram part (as
-    ``Block.select(histograms=True)`` gives them); without, they are skipped with a warning, for readers that
-    handle floats only.
+    Native-histogram chunks come back in the batches' histogram part (as ``Block.select(histograms=True)``
+    gives them); with ``histograms=False`` they are skipped with a warning, for readers that handle floats only.
     """
 
     def __init__(self, endpoints: list[str], *, timeout_s: float = 30.0, partial_response: bool = True,
-                 tls: RemoteTLS | None = None, max_source_resolution_ms: int = 0, histograms: bool = False) -> None:
+                 tls: RemoteTLS | None = None, max_source_resolution_ms: int = 0, histograms: bool = True) -> None:
         if not endpoints:
             raise ConfigError("no StoreAPI endpoints given")
         if timeout_s <= 0:
