@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from thanostools.core.constants import CUSTOM_BUCKETS_SCHEMA
+from thanostools.core.goformat import format_g
 from thanostools.core.histograms import (
     HINT_GAUGE,
     HINT_NOT_RESET,
@@ -28,7 +29,7 @@ from thanostools.core.histograms import (
 
 __all__ = [
     "HINT_GAUGE", "HINT_NOT_RESET", "HINT_RESET", "HINT_UNKNOWN", "FloatHistogram", "IncompatibleSchemaError",
-    "from_batch", "spans_of",
+    "from_batch", "hints_collide", "spans_of",
 ]
 
 _I64 = NDArray[np.int64]
@@ -93,25 +94,71 @@ class FloatHistogram:
     # -- arithmetic --------------------------------------------------------------------------
 
     def scale(self, factor: float) -> FloatHistogram:
-        """Every count and the sum multiplied by ``factor`` (``h * f``)."""
+        """Every count and the sum multiplied by ``factor`` (``h * f``); a negative factor makes a gauge."""
+        hint = HINT_GAUGE if factor < 0 else self.hint
         with np.errstate(all="ignore"):
             return replace(self, zero_count=self.zero_count * factor, count=self.count * factor,
-                           sum=self.sum * factor, pos=self.pos * factor, neg=self.neg * factor)
+                           sum=self.sum * factor, pos=self.pos * factor, neg=self.neg * factor, hint=hint)
 
     def divide(self, divisor: float) -> FloatHistogram:
-        """Every count and the sum divided by ``divisor`` (``h / f``; IEEE results for 0)."""
-        with np.errstate(all="ignore"):
+        """Every count and the sum divided by ``divisor`` (``h / f``; IEEE results for 0, where the buckets
+        go away); a negative divisor makes a gauge."""
+        if divisor == 0:
             return replace(self, zero_count=_div(self.zero_count, divisor), count=_div(self.count, divisor),
-                           sum=_div(self.sum, divisor), pos=np.divide(self.pos, divisor),
-                           neg=np.divide(self.neg, divisor))
+                           sum=_div(self.sum, divisor), pos_idx=_NO_INDEX, pos=_NO_COUNT, neg_idx=_NO_INDEX,
+                           neg=_NO_COUNT)
+        hint = HINT_GAUGE if divisor < 0 else self.hint
+        with np.errstate(all="ignore"):
+            return replace(self, zero_count=self.zero_count / divisor, count=self.count / divisor,
+                           sum=self.sum / divisor, pos=np.divide(self.pos, divisor),
+                           neg=np.divide(self.neg, divisor), hint=hint)
 
     def add(self, other: FloatHistogram) -> tuple[FloatHistogram, bool]:
-        """``self + other`` and whether mismatched custom bounds had to be reconciled."""
+        """``self + other`` and whether mismatched custom bounds had to be reconciled (to their common bounds).
+
+        The result's counter-reset hint is Prometheus': equal hints stay, a gauge on either side makes a gauge,
+        anything else (unknown on a side, or reset against not-reset: see :func:`hints_collide`) is unknown.
+        """
         return _combine(self, other, 1.0)
 
     def sub(self, other: FloatHistogram) -> tuple[FloatHistogram, bool]:
-        """``self - other`` and whether mismatched custom bounds had to be reconciled."""
+        """``self - other``, as :meth:`add` (the ``-`` operator marks its result a gauge itself)."""
         return _combine(self, other, -1.0)
+
+    def equals(self, other: FloatHistogram) -> bool:
+        """Prometheus' ``Equals``: the same layout (explicit empty buckets included) and bit-identical counts."""
+        if self.schema != other.schema or not _same_bits(self.count, other.count) or \
+                not _same_bits(self.sum, other.sum):
+            return False
+        if self.is_custom and not np.array_equal(self.custom_values, other.custom_values):
+            return False
+        if self.zero_threshold != other.zero_threshold or not _same_bits(self.zero_count, other.zero_count):
+            return False
+        return _same_buckets(self.neg_idx, self.neg, other.neg_idx, other.neg) and \
+            _same_buckets(self.pos_idx, self.pos, other.pos_idx, other.pos)
+
+    def trim(self, threshold: float, *, upper: bool) -> FloatHistogram:
+        """``h </ threshold`` (``upper``: observations above it removed) or ``h >/ threshold`` (below it removed),
+        as Prometheus trims: a bucket the threshold cuts keeps the interpolated share of its count (linearly for
+        custom buckets and the zero bucket, log-linearly for exponential ones) and the sum loses the removed
+        observations at their estimated midpoints."""
+        trim = _Trim(threshold, upper, self.is_custom)
+        pos = np.array([trim.bucket(self.lower(i), self.upper(i), c, True)
+                        for i, c in zip(self.pos_idx.tolist(), self.pos.tolist(), strict=True)], np.float64)
+        neg = np.array([trim.bucket(-self.upper(i), -self.lower(i), c, False)
+                        for i, c in zip(self.neg_idx.tolist(), self.neg.tolist(), strict=True)], np.float64)
+        zero_count = self.zero_count
+        if zero_count > 0:
+            kept = _split_below(-self.zero_threshold, self.zero_threshold, zero_count, threshold, True, True)
+            zero_count = kept if upper else zero_count - kept
+            trim.count += zero_count
+        total = 0.0
+        if trim.count != 0:
+            total = self.sum - trim.removed_sum
+            if (not trim.has_negative and total < 0) or (not trim.has_positive and total > 0):
+                total = 0.0
+        return replace(self, pos=pos.reshape(-1), neg=neg.reshape(-1), zero_count=zero_count, count=trim.count,
+                       sum=total).compact()
 
     def reduce_resolution(self, schema: int) -> FloatHistogram:
         """The histogram at a lower exponential resolution (buckets merged: H1.3's index mapping)."""
@@ -163,6 +210,21 @@ class FloatHistogram:
             custom_values=tuple(self.custom_values.tolist()), stale=stale,
         )
 
+    def go_string(self) -> str:
+        """Prometheus' ``String()`` (``count_values`` labels): count, sum, then the populated buckets from the
+        lowest up, each as an interval with its count."""
+        parts = [f"count:{format_g(self.count)}", f"sum:{format_g(self.sum)}"]
+        for i, c in reversed(list(zip(self.neg_idx.tolist(), self.neg.tolist(), strict=True))):
+            if c != 0:
+                parts.append(_interval(-self.upper(i), -self.lower(i), c))
+        if self.zero_count != 0:
+            parts.append(f"[{format_g(-self.zero_threshold)},{format_g(self.zero_threshold)}]:"
+                         f"{format_g(self.zero_count)}")
+        for i, c in zip(self.pos_idx.tolist(), self.pos.tolist(), strict=True):
+            if c != 0:
+                parts.append(_interval(self.lower(i), self.upper(i), c))
+        return "{" + ", ".join(parts) + "}"
+
     def test_expression(self) -> str:
         """The promqltest ``{{…}}`` form (for messages)."""
         h = self.compact()
@@ -185,12 +247,130 @@ class FloatHistogram:
         return "{{" + " ".join(parts) + "}}"
 
 
+class _Trim:
+    """The running state of :meth:`FloatHistogram.trim` over the buckets (Prometheus' ``trimHistogram``)."""
+
+    def __init__(self, threshold: float, upper: bool, custom: bool) -> None:
+        self.threshold, self.upper, self.custom = threshold, upper, custom
+        self.count = 0.0
+        self.removed_sum = 0.0
+        self.has_positive = self.has_negative = False
+
+    def bucket(self, lower: float, upper: float, count: float, positive: bool) -> float:
+        """The count the bucket ``[lower, upper]`` keeps."""
+        if count == 0:
+            return count
+        self._note_sign(lower, upper, positive)
+        rhs = self.threshold
+        keep, midpoint = self._cut(lower, upper, count, positive)
+        whole = upper <= rhs if self.upper else lower >= rhs
+        cut = lower < rhs if self.upper else upper > rhs
+        if whole:
+            self.count += count
+            return count
+        if cut:
+            self.removed_sum += (count - keep) * midpoint
+            self.count += keep
+            return keep
+        if not (positive and self.custom):
+            midpoint = math.sqrt(lower * upper)
+        self.removed_sum += count * midpoint
+        return 0.0
+
+    def _note_sign(self, lower: float, upper: float, positive: bool) -> None:
+        if not positive:
+            self.has_negative = True
+        elif not self.custom:
+            self.has_positive = True
+        elif upper <= 0:
+            self.has_negative = True
+        else:
+            self.has_negative = self.has_negative or lower < 0
+            self.has_positive = True
+
+    def _cut(self, lower: float, upper: float, count: float, positive: bool) -> tuple[float, float]:
+        """The count kept of a bucket the threshold may cut, and the midpoint of what is removed."""
+        rhs = self.threshold
+        if lower == -math.inf or upper == math.inf:
+            return _trim_infinite(lower, upper, count, rhs, self.upper)
+        below = _split_below(lower, upper, count, rhs, positive, self.custom)
+        if self.upper:
+            return below, _midpoint(lower, upper, abs(lower) * abs(rhs), self.custom, positive)
+        return count - below, _midpoint(lower, upper, abs(rhs) * abs(upper), self.custom, positive)
+
+
+def _split_below(lower: float, upper: float, count: float, rhs: float, positive: bool, linear: bool) -> float:
+    """The share of a bucket's count at or below ``rhs`` (linear or log-linear interpolation)."""
+    if rhs <= lower:
+        return 0.0
+    if rhs >= upper:
+        return count
+    if linear:
+        return count * ((rhs - lower) / (upper - lower))
+    log_lower, log_upper, log_v = math.log2(abs(lower)), math.log2(abs(upper)), math.log2(abs(rhs))
+    if positive:
+        return count * ((log_v - log_lower) / (log_upper - log_lower))
+    return count * (1 - (log_v - log_upper) / (log_lower - log_upper))
+
+
+def _midpoint(lower: float, upper: float, product: float, linear: bool, positive: bool) -> float:
+    if linear:
+        return (lower + upper) / 2
+    return math.sqrt(product) if positive else -math.sqrt(product)
+
+
+def _trim_infinite(lower: float, upper: float, count: float, rhs: float, upper_trim: bool) -> tuple[float, float]:
+    """Kept count and removed midpoint for a bucket with an infinite bound: a finite positive upper bound of an
+    ``(-Inf, upper]`` bucket is taken as ``(0, upper]``; otherwise a cut bucket goes entirely."""
+    if lower == -math.inf:
+        if upper_trim and rhs >= upper:
+            return count, 0.0
+        if not upper_trim and rhs <= lower:
+            return count, 0.0
+        if 0 <= rhs < upper < math.inf:
+            if upper_trim:
+                return count * rhs / upper, (rhs + upper) / 2
+            return count * (1 - rhs / upper), rhs / 2
+        return 0.0, upper
+    if not upper_trim and rhs <= lower:
+        return count, 0.0
+    return 0.0, lower
+
+
 def _g(x: float) -> str:
     return repr(x) if not float(x).is_integer() else str(int(x)) if math.isfinite(x) else str(x)
 
 
 def _bucket_map(idx: _I64, counts: _F64) -> str:
     return "[" + " ".join(f"{i}:{_g(c)}" for i, c in zip(idx.tolist(), counts.tolist(), strict=True)) + "]"
+
+
+def _interval(lower: float, upper: float, count: float) -> str:
+    """A bucket as Prometheus prints it: a bound is inclusive on the side away from zero."""
+    left = "[" if lower < 0 else "("
+    right = "]" if upper > 0 else ")"
+    return f"{left}{format_g(lower)},{format_g(upper)}{right}:{format_g(count)}"
+
+
+def _same_bits(a: float, b: float) -> bool:
+    return bool(np.float64(a).view(np.uint64) == np.float64(b).view(np.uint64))
+
+
+def _same_buckets(a_idx: _I64, a: _F64, b_idx: _I64, b: _F64) -> bool:
+    return np.array_equal(a_idx, b_idx) and np.array_equal(a.view(np.uint64), b.view(np.uint64))
+
+
+def hints_collide(a: FloatHistogram, b: FloatHistogram) -> bool:
+    """Whether adding ``a`` and ``b`` meets Prometheus' counter-reset collision: one says reset, the other not."""
+    return {a.hint, b.hint} == {HINT_RESET, HINT_NOT_RESET}
+
+
+def _combined_hint(a: int, b: int) -> int:
+    if a == b:
+        return a
+    if HINT_GAUGE in (a, b):
+        return HINT_GAUGE
+    return HINT_UNKNOWN
 
 
 def _div(a: float, b: float) -> float:
@@ -300,13 +480,14 @@ def _combine(a: FloatHistogram, b: FloatHistogram, sign: float) -> tuple[FloatHi
             a, b = _custom_to_common(a, common), _custom_to_common(b, common)
             reconciled = True
     else:
+        a, b = _reconcile_zero(a, b)
         target = min(a.schema, b.schema)
         a, b = a.reduce_resolution(target), b.reduce_resolution(target)
-        a, b = _reconcile_zero(a, b)
     pos_idx, pos = _merge_indices(np.concatenate([a.pos_idx, b.pos_idx]), np.concatenate([a.pos, sign * b.pos]))
     neg_idx, neg = _merge_indices(np.concatenate([a.neg_idx, b.neg_idx]), np.concatenate([a.neg, sign * b.neg]))
     out = replace(a, zero_count=a.zero_count + sign * b.zero_count, count=a.count + sign * b.count,
-                  sum=a.sum + sign * b.sum, pos_idx=pos_idx, pos=pos, neg_idx=neg_idx, neg=neg)
+                  sum=a.sum + sign * b.sum, pos_idx=pos_idx, pos=pos, neg_idx=neg_idx, neg=neg,
+                  hint=_combined_hint(a.hint, b.hint))
     return out, reconciled
 
 
