@@ -138,27 +138,35 @@ class FloatHistogram:
             _same_buckets(self.pos_idx, self.pos, other.pos_idx, other.pos)
 
     def trim(self, threshold: float, *, upper: bool) -> FloatHistogram:
-        """``h </ threshold`` (``upper``: observations above it removed) or ``h >/ threshold`` (below it removed),
-        as Prometheus trims: a bucket the threshold cuts keeps the interpolated share of its count (linearly for
-        custom buckets and the zero bucket, log-linearly for exponential ones) and the sum loses the removed
-        observations at their estimated midpoints."""
+        """``h </ threshold`` (``upper``: observations above it removed) or ``h >/ threshold`` (those below it).
+
+        A bucket the threshold cuts keeps the interpolated share of its count (log-linearly in exponential
+        buckets, linearly in custom buckets and the zero bucket, which leans to the side that has buckets). If
+        anything goes, the sum is re-estimated from what stays, each part at its midpoint."""
+        if threshold == (math.inf if upper else -math.inf):
+            return self
+        if threshold == (-math.inf if upper else math.inf):
+            return replace(self, zero_count=0.0, count=0.0, sum=0.0, pos_idx=_NO_INDEX, pos=_NO_COUNT,
+                           neg_idx=_NO_INDEX, neg=_NO_COUNT)
         trim = _Trim(threshold, upper, self.is_custom)
         pos = np.array([trim.bucket(self.lower(i), self.upper(i), c, True)
                         for i, c in zip(self.pos_idx.tolist(), self.pos.tolist(), strict=True)], np.float64)
         neg = np.array([trim.bucket(-self.upper(i), -self.lower(i), c, False)
                         for i, c in zip(self.neg_idx.tolist(), self.neg.tolist(), strict=True)], np.float64)
-        zero_count = self.zero_count
-        if zero_count > 0:
-            kept = _split_below(-self.zero_threshold, self.zero_threshold, zero_count, threshold, True, True)
-            zero_count = kept if upper else zero_count - kept
-            trim.count += zero_count
-        total = 0.0
-        if trim.count != 0:
-            total = self.sum - trim.removed_sum
-            if (not trim.has_negative and total < 0) or (not trim.has_positive and total > 0):
-                total = 0.0
+        zero_count = trim.zero_bucket(*self._zero_span(), self.zero_count)
+        if not trim.removed:
+            return self
         return replace(self, pos=pos.reshape(-1), neg=neg.reshape(-1), zero_count=zero_count, count=trim.count,
-                       sum=total).compact()
+                       sum=trim.sum).compact()
+
+    def _zero_span(self) -> tuple[float, float]:
+        """The zero bucket's range for trimming: the half towards the populated buckets if only one side has any."""
+        has_pos, has_neg = bool((self.pos > 0).any()), bool((self.neg > 0).any())
+        if has_pos and not has_neg:
+            return 0.0, self.zero_threshold
+        if has_neg and not has_pos:
+            return -self.zero_threshold, 0.0
+        return -self.zero_threshold, self.zero_threshold
 
     def reduce_resolution(self, schema: int) -> FloatHistogram:
         """The histogram at a lower exponential resolution (buckets merged: H1.3's index mapping)."""
@@ -248,93 +256,72 @@ class FloatHistogram:
 
 
 class _Trim:
-    """The running state of :meth:`FloatHistogram.trim` over the buckets (Prometheus' ``trimHistogram``)."""
+    """The running state of :meth:`FloatHistogram.trim`: counts kept, the sum of what is kept, whether any
+    count went."""
 
     def __init__(self, threshold: float, upper: bool, custom: bool) -> None:
         self.threshold, self.upper, self.custom = threshold, upper, custom
         self.count = 0.0
-        self.removed_sum = 0.0
-        self.has_positive = self.has_negative = False
+        self.sum = 0.0
+        self.removed = False
 
     def bucket(self, lower: float, upper: float, count: float, positive: bool) -> float:
-        """The count the bucket ``[lower, upper]`` keeps."""
+        """The count bucket ``(lower, upper]`` keeps."""
+        if lower == -math.inf or upper == math.inf:
+            kept, midpoint = self._infinite(lower, upper, count)
+        else:
+            kept, midpoint = self._finite(lower, upper, count, positive)
+        return self._keep(count, kept, midpoint)
+
+    def zero_bucket(self, lower: float, upper: float, count: float) -> float:
         if count == 0:
             return count
-        self._note_sign(lower, upper, positive)
-        rhs = self.threshold
-        keep, midpoint = self._cut(lower, upper, count, positive)
-        whole = upper <= rhs if self.upper else lower >= rhs
-        cut = lower < rhs if self.upper else upper > rhs
-        if whole:
-            self.count += count
-            return count
-        if cut:
-            self.removed_sum += (count - keep) * midpoint
-            self.count += keep
-            return keep
-        if not (positive and self.custom):
-            midpoint = math.sqrt(lower * upper)
-        self.removed_sum += count * midpoint
-        return 0.0
+        lo, hi = (lower, min(upper, self.threshold)) if self.upper else (max(lower, self.threshold), upper)
+        if hi <= lo:
+            return self._keep(count, 0.0, 0.0)
+        kept = count if hi - lo == upper - lower else count * (hi - lo) / (upper - lower)
+        return self._keep(count, kept, (lo + hi) / 2)
 
-    def _note_sign(self, lower: float, upper: float, positive: bool) -> None:
-        if not positive:
-            self.has_negative = True
-        elif not self.custom:
-            self.has_positive = True
-        elif upper <= 0:
-            self.has_negative = True
-        else:
-            self.has_negative = self.has_negative or lower < 0
-            self.has_positive = True
+    def _keep(self, count: float, kept: float, midpoint: float) -> float:
+        if kept != count:
+            self.removed = True
+        if kept != 0:
+            self.count += kept
+            self.sum += kept * midpoint
+        return kept
 
-    def _cut(self, lower: float, upper: float, count: float, positive: bool) -> tuple[float, float]:
-        """The count kept of a bucket the threshold may cut, and the midpoint of what is removed."""
+    def _finite(self, lower: float, upper: float, count: float, positive: bool) -> tuple[float, float]:
+        """Kept count and the midpoint of the kept part of a finite bucket."""
         rhs = self.threshold
-        if lower == -math.inf or upper == math.inf:
-            return _trim_infinite(lower, upper, count, rhs, self.upper)
-        below = _split_below(lower, upper, count, rhs, positive, self.custom)
+        lo, hi = (lower, min(upper, rhs)) if self.upper else (max(lower, rhs), upper)
+        if hi <= lo:
+            return 0.0, 0.0
+        if self.custom:
+            share = (hi - lo) / (upper - lower)
+            return (count if share == 1 else count * share), (lo + hi) / 2
+        log_lo, log_hi = math.log2(abs(lo)), math.log2(abs(hi))
+        share = abs(log_hi - log_lo) / abs(math.log2(abs(upper)) - math.log2(abs(lower)))
+        midpoint = math.sqrt(abs(lo) * abs(hi))
+        return (count if share == 1 else count * share), (midpoint if positive else -midpoint)
+
+    def _infinite(self, lower: float, upper: float, count: float) -> tuple[float, float]:
+        """Custom buckets reaching to an infinity: ``(-Inf, u]`` counts as ``(0, u]`` when ``u`` is positive,
+        otherwise it stays whole below the threshold (at the threshold or ``u``); ``(l, +Inf]`` stays whole above
+        the threshold (at the threshold or ``l``) and goes whole when cut from above."""
+        rhs = self.threshold
+        if lower == -math.inf:
+            if self.upper:
+                if rhs >= upper:
+                    return count, (upper / 2 if upper > 0 else upper)
+                if upper <= 0:
+                    return count, rhs
+                return (count * rhs / upper, rhs / 2) if rhs > 0 else (0.0, 0.0)
+            if 0 <= rhs < upper < math.inf:
+                return count * (upper - rhs) / upper, (rhs + upper) / 2
+            return 0.0, 0.0
         if self.upper:
-            return below, _midpoint(lower, upper, abs(lower) * abs(rhs), self.custom, positive)
-        return count - below, _midpoint(lower, upper, abs(rhs) * abs(upper), self.custom, positive)
-
-
-def _split_below(lower: float, upper: float, count: float, rhs: float, positive: bool, linear: bool) -> float:
-    """The share of a bucket's count at or below ``rhs`` (linear or log-linear interpolation)."""
-    if rhs <= lower:
-        return 0.0
-    if rhs >= upper:
-        return count
-    if linear:
-        return count * ((rhs - lower) / (upper - lower))
-    log_lower, log_upper, log_v = math.log2(abs(lower)), math.log2(abs(upper)), math.log2(abs(rhs))
-    if positive:
-        return count * ((log_v - log_lower) / (log_upper - log_lower))
-    return count * (1 - (log_v - log_upper) / (log_lower - log_upper))
-
-
-def _midpoint(lower: float, upper: float, product: float, linear: bool, positive: bool) -> float:
-    if linear:
-        return (lower + upper) / 2
-    return math.sqrt(product) if positive else -math.sqrt(product)
-
-
-def _trim_infinite(lower: float, upper: float, count: float, rhs: float, upper_trim: bool) -> tuple[float, float]:
-    """Kept count and removed midpoint for a bucket with an infinite bound: a finite positive upper bound of an
-    ``(-Inf, upper]`` bucket is taken as ``(0, upper]``; otherwise a cut bucket goes entirely."""
-    if lower == -math.inf:
-        if upper_trim and rhs >= upper:
-            return count, 0.0
-        if not upper_trim and rhs <= lower:
-            return count, 0.0
-        if 0 <= rhs < upper < math.inf:
-            if upper_trim:
-                return count * rhs / upper, (rhs + upper) / 2
-            return count * (1 - rhs / upper), rhs / 2
-        return 0.0, upper
-    if not upper_trim and rhs <= lower:
-        return count, 0.0
-    return 0.0, lower
+            return 0.0, 0.0
+        return count, max(lower, rhs)
 
 
 def _g(x: float) -> str:
