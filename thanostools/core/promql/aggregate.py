@@ -125,14 +125,14 @@ def _histogram_groups(ev: Evaluator, node: AggregateExpr, vec: Vector, gid: np.n
 
 
 class _HistogramFold:
-    """One (group, step) of ``sum`` or ``avg`` over samples that include histograms (Prometheus' aggregation
-    loop: the mean incrementally, sample by sample, without compensation for histograms)."""
+    """One (group, step) of ``sum`` or ``avg`` over samples that include histograms, folded sample by sample in
+    input order as Prometheus' aggregation loop does."""
 
     def __init__(self, ev: Evaluator, pos: int, mean: bool) -> None:
         self.ev, self.pos, self.mean = ev, pos, mean
 
     def run(self, samples: list[tuple[FloatHistogram | None, Labels]]) -> FloatHistogram | None:
-        value: FloatHistogram | None = None
+        total: _HistogramSum | None = None
         has_float = has_hist = False
         hints: set[int] = set()
         for n, (h, labels) in enumerate(samples, start=1):
@@ -141,46 +141,63 @@ class _HistogramFold:
                 continue
             has_hist = True
             if n == 1:
-                value = h
-            elif value is None:
+                total = _HistogramSum(h, self.mean)
+            elif total is None:
                 continue  # a float came first: the group is mixed, nothing to add up
             else:
                 try:
-                    value = self._mean_step(value, h, n) if self.mean else self._add(value, h)
+                    reconciled = total.add(h, n)
                 except IncompatibleSchemaError:
                     self.ev.annotations.warn(ann.mixed_exponential_custom_histograms(get(labels, METRIC_NAME)),
                                              self.pos)
-                    self._incompatible(has_float)
+                    if has_float:  # the samples after are skipped; floats before still make a mix
+                        self.ev.annotations.warn(ann.MIXED_FLOATS_HISTOGRAMS_AGG, self.pos)
                     return None
+                if reconciled:
+                    self.ev.annotations.info(ann.mismatched_custom_buckets(ann.HISTOGRAM_AGGREGATION), self.pos)
             hints.add(h.hint)
         if has_float and has_hist:
             self.ev.annotations.warn(ann.MIXED_FLOATS_HISTOGRAMS_AGG, self.pos)
             return None
         if {HINT_RESET, HINT_NOT_RESET} <= hints:
             self.ev.annotations.warn(ann.counter_reset_collision(ann.HISTOGRAM_AGGREGATION), self.pos)
-        assert value is not None
-        return value.compact()
+        assert total is not None
+        return total.result(len(samples))
 
-    def _incompatible(self, has_float: bool) -> None:
-        """After incompatible schemas the remaining samples are skipped; floats seen before still count as a
-        mix."""
-        if has_float:
-            self.ev.annotations.warn(ann.MIXED_FLOATS_HISTOGRAMS_AGG, self.pos)
-        return None
 
-    def _add(self, value: FloatHistogram, h: FloatHistogram) -> FloatHistogram:
-        out, reconciled = value.add(h)
-        self._reconciled(reconciled)
-        return out
+class _HistogramSum:
+    """A Kahan-compensated histogram sum; for ``avg`` the mean is taken from the sum at the end unless the sum
+    overflows, after which it goes on incrementally (as Prometheus averages floats and histograms)."""
 
-    def _mean_step(self, mean: FloatHistogram, h: FloatHistogram, n: int) -> FloatHistogram:
-        step, reconciled = h.divide(n).sub(mean.divide(n))
-        self._reconciled(reconciled)
-        return self._add(mean, step)
+    def __init__(self, first: FloatHistogram, mean: bool) -> None:
+        self.acc: FloatHistogram = first
+        self.comp: FloatHistogram | None = None
+        self.mean, self.incremental = mean, False
 
-    def _reconciled(self, reconciled: bool) -> None:
-        if reconciled:
-            self.ev.annotations.info(ann.mismatched_custom_buckets(ann.HISTOGRAM_AGGREGATION), self.pos)
+    def add(self, h: FloatHistogram, n: int) -> bool:
+        """Adds the ``n``-th sample; returns whether custom bounds were reconciled."""
+        if not self.incremental:
+            acc, comp, reconciled = self.acc.kahan_add(self.comp, h)
+            if not (self.mean and _overflows(acc)):
+                self.acc, self.comp = acc, comp
+                return reconciled
+            self.incremental = True
+            self.acc, self.comp = self.acc.divide(n - 1), None if self.comp is None else self.comp.divide(n - 1)
+        q = (n - 1) / n
+        scaled_comp = None if self.comp is None else self.comp.scale(q)
+        self.acc, self.comp, reconciled = self.acc.scale(q).kahan_add(scaled_comp, h.divide(n))
+        return reconciled
+
+    def result(self, n: int) -> FloatHistogram:
+        acc, comp = self.acc, self.comp
+        if self.mean and not self.incremental:
+            acc, comp = acc.divide(n), None if comp is None else comp.divide(n)
+        return (acc if comp is None else acc.add(comp)[0]).compact()
+
+
+def _overflows(h: FloatHistogram) -> bool:
+    with np.errstate(all="ignore"):
+        return bool(np.isinf([h.count, h.sum, h.zero_count]).any() or np.isinf(h.pos).any() or np.isinf(h.neg).any())
 
 
 def _k_values(param: np.ndarray) -> np.ndarray:

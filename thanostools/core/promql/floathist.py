@@ -125,6 +125,40 @@ class FloatHistogram:
         """``self - other``, as :meth:`add` (the ``-`` operator marks its result a gauge itself)."""
         return _combine(self, other, -1.0)
 
+    def kahan_add(self, comp: FloatHistogram | None,
+                  other: FloatHistogram) -> tuple[FloatHistogram, FloatHistogram, bool]:
+        """``self + other`` with Kahan-Neumaier compensation (as Prometheus sums histograms in ``sum`` and
+        ``avg``): ``comp`` (None at first) is the running compensation, returned updated beside the sum and
+        whether custom bounds were reconciled. The final value is ``sum.add(comp)``."""
+        if self.is_custom != other.is_custom:
+            raise IncompatibleSchemaError("cannot apply this operation on histograms with a mix of exponential and "
+                                          "custom bucket schemas")
+        acc, b = self, other
+        c = comp if comp is not None else replace(self, zero_count=0.0, count=0.0, sum=0.0, pos_idx=_NO_INDEX,
+                                                  pos=_NO_COUNT, neg_idx=_NO_INDEX, neg=_NO_COUNT)
+        reconciled = False
+        if acc.is_custom:
+            if not np.array_equal(acc.custom_values, b.custom_values):
+                common = np.intersect1d(acc.custom_values, b.custom_values)
+                acc, c, b = (_custom_to_common(h, common) for h in (acc, c, b))
+                reconciled = True
+        else:
+            acc, b = _reconcile_zero(acc, b)
+            c = _absorb_into_zero(c, acc.zero_threshold)
+            target = min(acc.schema, b.schema)
+            acc, c, b = (h.reduce_resolution(target) for h in (acc, c, b))
+        hint = _combined_hint(self.hint, other.hint)
+        scalars = _neumaier(np.array([acc.zero_count, acc.count, acc.sum]), np.array([b.zero_count, b.count, b.sum]),
+                            np.array([c.zero_count, c.count, c.sum]))
+        pos_idx, pos, pos_c = _neumaier_buckets(acc.pos_idx, acc.pos, b.pos_idx, b.pos, c.pos_idx, c.pos)
+        neg_idx, neg, neg_c = _neumaier_buckets(acc.neg_idx, acc.neg, b.neg_idx, b.neg, c.neg_idx, c.neg)
+        (zc, count, total), (zc_c, count_c, total_c) = scalars[0].tolist(), scalars[1].tolist()
+        out = replace(acc, zero_count=zc, count=count, sum=total, pos_idx=pos_idx, pos=pos, neg_idx=neg_idx,
+                      neg=neg, hint=hint)
+        out_c = replace(acc, zero_count=zc_c, count=count_c, sum=total_c, pos_idx=pos_idx, pos=pos_c,
+                        neg_idx=neg_idx, neg=neg_c, hint=hint)
+        return out, out_c, reconciled
+
     def equals(self, other: FloatHistogram) -> bool:
         """Prometheus' ``Equals``: the same layout (explicit empty buckets included) and bit-identical counts."""
         if self.schema != other.schema or not _same_bits(self.count, other.count) or \
@@ -443,6 +477,37 @@ def _reconcile_zero(a: FloatHistogram, b: FloatHistogram) -> tuple[FloatHistogra
             zc, zt = _zero_count_for_threshold(a, b.zero_threshold)
             a = _trim_zero_buckets(replace(a, zero_count=zc, zero_threshold=zt))
     return a, b
+
+
+def _absorb_into_zero(h: FloatHistogram, threshold: float) -> FloatHistogram:
+    """``h`` with a zero bucket widened to ``threshold`` (a bucket boundary): the buckets below move into it."""
+    if threshold == h.zero_threshold:
+        return h
+    inside = [c for idx, counts in ((h.pos_idx, h.pos), (h.neg_idx, h.neg))
+              for i, c in zip(idx.tolist(), counts.tolist(), strict=True) if h.lower(i) < threshold]
+    return _trim_zero_buckets(replace(h, zero_count=h.zero_count + sum(inside), zero_threshold=threshold))
+
+
+def _neumaier(total: _F64, inc: _F64, comp: _F64) -> tuple[_F64, _F64]:
+    """Kahan-Neumaier steps, element by element: the new totals and compensations (reset where a total is
+    infinite)."""
+    with np.errstate(all="ignore"):
+        t = total + inc
+        step = np.where(np.abs(total) >= np.abs(inc), (total - t) + inc, (inc - t) + total)
+        return t, np.where(np.isinf(t), 0.0, comp + step)
+
+
+def _on(idx: _I64, own_idx: _I64, own: _F64) -> _F64:
+    """Counts ``own`` (at ``own_idx``, a subset of ``idx``) spread onto ``idx``, zeros elsewhere."""
+    out = np.zeros(idx.shape[0], np.float64)
+    out[np.searchsorted(idx, own_idx)] = own
+    return out
+
+
+def _neumaier_buckets(a_idx: _I64, a: _F64, b_idx: _I64, b: _F64, c_idx: _I64, c: _F64) -> tuple[_I64, _F64, _F64]:
+    idx = np.union1d(np.union1d(a_idx, b_idx), c_idx).astype(np.int64)
+    total, comp = _neumaier(_on(idx, a_idx, a), _on(idx, b_idx, b), _on(idx, c_idx, c))
+    return idx, total, comp
 
 
 def _custom_to_common(h: FloatHistogram, common: _F64) -> FloatHistogram:
