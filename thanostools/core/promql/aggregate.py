@@ -9,11 +9,12 @@ import numpy as np
 from thanostools.core.errors import EvalError
 from thanostools.core.goformat import format_f, go_quote
 from thanostools.core.kernels import promql as kern
-from thanostools.core.labels import METRIC_NAME, Labels, label_hash
+from thanostools.core.labels import METRIC_NAME, Labels, get, label_hash
 from thanostools.core.promql import annotations as ann
+from thanostools.core.promql.floathist import HINT_NOT_RESET, HINT_RESET, FloatHistogram, IncompatibleSchemaError
 from thanostools.core.promql.parser.ast import AggregateExpr, StringLiteral
 from thanostools.core.promql.value import Vector
-from thanostools.core.promql.vecops import merge_duplicates, unwrap_parens
+from thanostools.core.promql.vecops import merge_duplicates, present_histograms, unwrap_parens
 
 if TYPE_CHECKING:
     from thanostools.core.promql.evaluator import Evaluator
@@ -23,6 +24,9 @@ _REDUCE_CODES = {
     "max": kern.AGG_MAX, "group": kern.AGG_GROUP, "stddev": kern.AGG_STDDEV, "stdvar": kern.AGG_STDVAR,
 }
 _SELECT_MODES = {"topk": 0, "bottomk": 1, "limitk": 2}
+# Aggregations that skip histogram samples (with an info annotation); sum and avg add them up, count, group,
+# limitk, limit_ratio and count_values take them as they are.
+_FLOATS_ONLY = frozenset({"min", "max", "stddev", "stdvar", "quantile", "topk", "bottomk"})
 _MAX_UINT64 = float(2**64 - 1)
 _INT64_LIMIT = float(2**63)
 
@@ -58,6 +62,8 @@ def eval_aggregate(ev: Evaluator, node: AggregateExpr, ts: np.ndarray) -> Vector
     param = None if node.param is None else ev.eval_scalar(node.param, ts)
     vec = ev.eval_vector(node.expr, ts)
     steps = ts.shape[0]
+    if op in _FLOATS_ONLY:
+        vec = _without_histograms(ev, node, vec)
     if op in _SELECT_MODES:
         assert param is not None
         return _select_k(ev, node, vec, _k_values(param), steps)
@@ -69,6 +75,7 @@ def eval_aggregate(ev: Evaluator, node: AggregateExpr, ts: np.ndarray) -> Vector
     ev.reserve(ngroups * steps)
     out = np.zeros((ngroups, steps))
     outp = np.zeros((ngroups, steps), np.bool_)
+    hist = None
     if op == "quantile":
         assert param is not None and node.param is not None
         for q in np.unique(param[(param < 0) | (param > 1) | np.isnan(param)]):
@@ -77,11 +84,120 @@ def eval_aggregate(ev: Evaluator, node: AggregateExpr, ts: np.ndarray) -> Vector
             order, gstart = _grouped_order(gid, ngroups)
             kern.group_quantile(vec.values, vec.present, order, gstart, np.ascontiguousarray(param), out, outp)
     elif ngroups:
-        kern.group_reduce(_REDUCE_CODES[op], vec.values, vec.present, gid, ngroups, out, outp)
+        floats = vec if op in ("count", "group") else vec.floats_only()
+        kern.group_reduce(_REDUCE_CODES[op], floats.values, floats.present, gid, ngroups, out, outp)
+        if vec.hist is not None and op in ("sum", "avg"):
+            hist = _histogram_groups(ev, node, vec, gid, ngroups, outp)
     drop = np.zeros(ngroups, np.bool_)
     if ngroups:
         np.logical_or.at(drop, gid, vec.drop_name)
-    return Vector(out_labels, out, outp, drop)
+    return Vector(out_labels, out, outp, drop, hist=hist)
+
+
+def _without_histograms(ev: Evaluator, node: AggregateExpr, vec: Vector) -> Vector:
+    """The vector's floats; histograms are ignored with an info (at the argument, or for topk/bottomk at the
+    aggregation, as Prometheus positions it)."""
+    if vec.hist is None or not (vec.is_hist & vec.present).any():
+        return vec
+    pos = node.pos if node.op in _SELECT_MODES else unwrap_parens(node.expr).pos
+    ev.annotations.info(ann.histogram_ignored_in_aggregation(node.op), pos)
+    return vec.floats_only()
+
+
+def _histogram_groups(ev: Evaluator, node: AggregateExpr, vec: Vector, gid: np.ndarray, ngroups: int,
+                      outp: np.ndarray) -> np.ndarray | None:
+    """``sum``/``avg`` of the (group, step) cells that hold a histogram: folded sample by sample in input order,
+    as Prometheus does; mixing floats and histograms, or exponential and custom buckets, gives no result.
+    Updates ``outp`` and returns the histogram results (None if there are none)."""
+    assert vec.hist is not None
+    rows, cols = np.nonzero(vec.is_hist & vec.present)
+    if rows.size == 0:
+        return None
+    order, gstart = _grouped_order(gid, ngroups)
+    fold = _HistogramFold(ev, unwrap_parens(node.expr).pos, node.op == "avg")
+    hist = np.full(outp.shape, None, object)
+    for g, k in np.unique(np.stack([gid[rows], cols], axis=1), axis=0).tolist():
+        members = order[gstart[g]:gstart[g + 1]]
+        members = members[vec.present[members, k]]
+        result = fold.run([(vec.hist[r, k], vec.labels[r]) for r in members.tolist()])
+        hist[g, k], outp[g, k] = result, result is not None
+    return hist if hist.astype(np.bool_).any() else None
+
+
+class _HistogramFold:
+    """One (group, step) of ``sum`` or ``avg`` over samples that include histograms, folded sample by sample in
+    input order as Prometheus' aggregation loop does."""
+
+    def __init__(self, ev: Evaluator, pos: int, mean: bool) -> None:
+        self.ev, self.pos, self.mean = ev, pos, mean
+
+    def run(self, samples: list[tuple[FloatHistogram | None, Labels]]) -> FloatHistogram | None:
+        total: _HistogramSum | None = None
+        has_float = has_hist = False
+        hints: set[int] = set()
+        for n, (h, labels) in enumerate(samples, start=1):
+            if h is None:
+                has_float = True
+                continue
+            has_hist = True
+            if n == 1:
+                total = _HistogramSum(h, self.mean)
+            elif total is None:
+                continue  # a float came first: the group is mixed, nothing to add up
+            else:
+                try:
+                    reconciled = total.add(h, n)
+                except IncompatibleSchemaError:
+                    self.ev.annotations.warn(ann.mixed_exponential_custom_histograms(get(labels, METRIC_NAME)),
+                                             self.pos)
+                    if has_float:  # the samples after are skipped; floats before still make a mix
+                        self.ev.annotations.warn(ann.MIXED_FLOATS_HISTOGRAMS_AGG, self.pos)
+                    return None
+                if reconciled:
+                    self.ev.annotations.info(ann.mismatched_custom_buckets(ann.HISTOGRAM_AGGREGATION), self.pos)
+            hints.add(h.hint)
+        if has_float and has_hist:
+            self.ev.annotations.warn(ann.MIXED_FLOATS_HISTOGRAMS_AGG, self.pos)
+            return None
+        if {HINT_RESET, HINT_NOT_RESET} <= hints:
+            self.ev.annotations.warn(ann.counter_reset_collision(ann.HISTOGRAM_AGGREGATION), self.pos)
+        assert total is not None
+        return total.result(len(samples))
+
+
+class _HistogramSum:
+    """A Kahan-compensated histogram sum; for ``avg`` the mean is taken from the sum at the end unless the sum
+    overflows, after which it goes on incrementally (as Prometheus averages floats and histograms)."""
+
+    def __init__(self, first: FloatHistogram, mean: bool) -> None:
+        self.acc: FloatHistogram = first
+        self.comp: FloatHistogram | None = None
+        self.mean, self.incremental = mean, False
+
+    def add(self, h: FloatHistogram, n: int) -> bool:
+        """Adds the ``n``-th sample; returns whether custom bounds were reconciled."""
+        if not self.incremental:
+            acc, comp, reconciled = self.acc.kahan_add(self.comp, h)
+            if not (self.mean and _overflows(acc)):
+                self.acc, self.comp = acc, comp
+                return reconciled
+            self.incremental = True
+            self.acc, self.comp = self.acc.divide(n - 1), None if self.comp is None else self.comp.divide(n - 1)
+        q = (n - 1) / n
+        scaled_comp = None if self.comp is None else self.comp.scale(q)
+        self.acc, self.comp, reconciled = self.acc.scale(q).kahan_add(scaled_comp, h.divide(n))
+        return reconciled
+
+    def result(self, n: int) -> FloatHistogram:
+        acc, comp = self.acc, self.comp
+        if self.mean and not self.incremental:
+            acc, comp = acc.divide(n), None if comp is None else comp.divide(n)
+        return (acc if comp is None else acc.add(comp)[0]).compact()
+
+
+def _overflows(h: FloatHistogram) -> bool:
+    with np.errstate(all="ignore"):
+        return bool(np.isinf([h.count, h.sum, h.zero_count]).any() or np.isinf(h.pos).any() or np.isinf(h.neg).any())
 
 
 def _k_values(param: np.ndarray) -> np.ndarray:
@@ -102,7 +218,7 @@ def _select_k(ev: Evaluator, node: AggregateExpr, vec: Vector, k: np.ndarray, st
     if len(vec):
         order, gstart = _grouped_order(gid, len(out_labels))
         kern.group_select(_SELECT_MODES[node.op], vec.values, vec.present, order, gstart, k, sel, rank)
-    out = Vector(vec.labels, vec.values, sel, vec.drop_name)
+    out = Vector(vec.labels, vec.values, sel, vec.drop_name, hist=present_histograms(vec.hist, sel))
     if ev.is_instant and len(vec):
         # Instant results keep Prometheus' order: groups by first appearance, then by rank.
         rows = np.flatnonzero(sel[:, 0])
@@ -122,7 +238,9 @@ def _limit_ratio(ev: Evaluator, node: AggregateExpr, vec: Vector, ratio: np.ndar
     offset = np.fromiter((label_hash(lb) / _MAX_UINT64 for lb in vec.labels), np.float64, len(vec))[:, None]
     take = ((r >= 0) & (offset < r)) | ((r < 0) & (offset >= 1.0 + r))
     take &= (r != 0)[None, :]
-    return Vector(vec.labels, vec.values, vec.present & take, vec.drop_name)
+    present = vec.present & take
+    return Vector(vec.labels, vec.values, present, vec.drop_name, hist=present_histograms(vec.hist, present))
+
 
 
 def _count_values(ev: Evaluator, node: AggregateExpr, ts: np.ndarray) -> Vector:
@@ -148,7 +266,15 @@ def _count_values(ev: Evaluator, node: AggregateExpr, ts: np.ndarray) -> Vector:
     vals = vec.values[rows, cols]
     bits = vals.view(np.uint64)
     bits = np.where(np.isnan(vals), np.uint64(0x7FF8000000000001), bits)
-    keys = np.stack([gid[rows].astype(np.uint64), bits], axis=1)
+    texts = _histogram_texts(vec, rows, cols)
+    kinds = np.zeros(rows.shape[0], np.uint64)
+    if texts:
+        # A histogram's value label is its text: equal texts count together, apart from any float.
+        ids: dict[str, int] = {}
+        cells = np.flatnonzero([t is not None for t in texts])
+        kinds[cells] = 1
+        bits[cells] = [ids.setdefault(texts[c] or "", len(ids)) for c in cells.tolist()]
+    keys = np.stack([gid[rows].astype(np.uint64), kinds, bits], axis=1)
     uniq, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")
     ev.reserve(int(order.shape[0]) * steps)  # a row per distinct value: up to series x steps rows
@@ -158,7 +284,7 @@ def _count_values(ev: Evaluator, node: AggregateExpr, ts: np.ndarray) -> Vector:
     labels: list[Labels] = []
     for u in order.tolist():
         g = int(uniq[u, 0])
-        value = format_f(float(vals[first[u]]))
+        value = texts[first[u]] if texts and texts[first[u]] is not None else format_f(float(vals[first[u]]))
         lbls = dict(bases[g])
         if keeps_label:
             lbls[label] = value
@@ -167,6 +293,13 @@ def _count_values(ev: Evaluator, node: AggregateExpr, ts: np.ndarray) -> Vector:
     np.add.at(counts, (out_id, cols), 1.0)
     out = Vector(labels, counts, counts > 0, np.zeros(len(labels), np.bool_))
     return merge_duplicates(_sum_same_labels(out), ev.check_deadline)
+
+
+def _histogram_texts(vec: Vector, rows: np.ndarray, cols: np.ndarray) -> list[str | None]:
+    """Per present cell, Prometheus' text of its histogram (None for floats); empty without histograms."""
+    if vec.hist is None:
+        return []
+    return [None if h is None else h.go_string() for h in vec.hist[rows, cols].tolist()]
 
 
 def _sum_same_labels(v: Vector) -> Vector:

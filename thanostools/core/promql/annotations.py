@@ -92,3 +92,36 @@ def openmetrics_float(x: float) -> str:
     if text.lstrip("-").isdigit():
         text += ".0"
     return text
+
+
+# -- aggregations and binary operators over native histograms -------------------------------------
+
+MIXED_FLOATS_HISTOGRAMS_AGG = "encountered a mix of histograms and floats for aggregation"
+HISTOGRAM_AGGREGATION = "aggregation"
+HISTOGRAM_ADDITION = "addition"
+HISTOGRAM_SUBTRACTION = "subtraction"
+
+
+def histogram_ignored_in_aggregation(aggregation: str) -> str:
+    return f"ignored histogram in {aggregation} aggregation"
+
+
+def mixed_exponential_custom_histograms(metric_name: str) -> str:
+    return ("vector contains a mix of histograms with exponential and custom buckets schemas for metric name "
+            f"{go_quote(metric_name)}")
+
+
+def counter_reset_collision(operation: str) -> str:
+    return f"conflicting counter resets during histogram {operation}"
+
+
+def mismatched_custom_buckets(operation: str) -> str:
+    return f"mismatched custom buckets were reconciled during {operation}"
+
+
+def incompatible_types_in_binop(lhs_type: str, op: str, rhs_type: str) -> str:
+    return f"incompatible sample types encountered for binary operator {go_quote(op)}: {lhs_type} {op} {rhs_type}"
+
+
+def incompatible_bucket_layout_in_binop(op: str) -> str:
+    return f"incompatible bucket layout encountered for binary operator {op}"

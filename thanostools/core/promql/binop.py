@@ -7,6 +7,7 @@ Matching is resolved once per node on label signatures; the operator is then app
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,16 +15,19 @@ import numpy as np
 from thanostools.core.errors import EvalError
 from thanostools.core.goformat import go_labels_string
 from thanostools.core.labels import METRIC_NAME, Labels, get
+from thanostools.core.promql import annotations as ann
+from thanostools.core.promql.floathist import HINT_GAUGE, FloatHistogram, IncompatibleSchemaError, hints_collide
 from thanostools.core.promql.parser.ast import (
     ARITHMETIC_OPS,
     COMPARISON_OPS,
     SET_OPS,
+    TRIM_OPS,
     BinaryExpr,
     Cardinality,
     VectorMatching,
 )
 from thanostools.core.promql.value import Scalar, Value, Vector
-from thanostools.core.promql.vecops import merge_duplicates
+from thanostools.core.promql.vecops import merge_duplicates, present_histograms
 
 if TYPE_CHECKING:
     from thanostools.core.promql.evaluator import Evaluator
@@ -31,8 +35,6 @@ if TYPE_CHECKING:
 
 def eval_binary(ev: Evaluator, node: BinaryExpr, ts: np.ndarray) -> Value:
     spine = node.left_spine()
-    ev.float_only.add(id(spine[-1].lhs))
-    ev.float_only.update(id(b.rhs) for b in spine)
     acc = ev.eval(spine[-1].lhs, ts)
     for b in reversed(spine):
         rhs = ev.eval(b.rhs, ts)
@@ -49,16 +51,16 @@ def apply_binary(ev: Evaluator, node: BinaryExpr, lhs: Value, rhs: Value) -> Val
         return Scalar(arithmetic(op, lhs.values, rhs.values))
     if isinstance(lhs, Vector) and isinstance(rhs, Scalar):
         ev.reserve(lhs.values.size)
-        return vector_scalar(op, lhs, rhs.values, False, node.return_bool)
+        return _vector_scalar_node(ev, node, lhs, rhs.values, False)
     if isinstance(lhs, Scalar) and isinstance(rhs, Vector):
         ev.reserve(rhs.values.size)
-        return vector_scalar(op, rhs, lhs.values, True, node.return_bool)
+        return _vector_scalar_node(ev, node, rhs, lhs.values, True)
     if not (isinstance(lhs, Vector) and isinstance(rhs, Vector)):
         raise EvalError(f"binary operator {op!r} is not defined for these operand types")
     matching = node.matching or VectorMatching(Cardinality.MANY_TO_MANY if op in SET_OPS else Cardinality.ONE_TO_ONE)
     if op in SET_OPS:
         return set_operation(ev, op, lhs, rhs, matching)
-    return vector_vector(ev, op, lhs, rhs, matching, node.return_bool)
+    return vector_vector(ev, op, lhs, rhs, matching, node.return_bool, node.pos)
 
 
 def arithmetic(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -98,16 +100,148 @@ def compare(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def vector_scalar(op: str, vec: Vector, s: np.ndarray, scalar_left: bool, return_bool: bool) -> Vector:
+    """``vec op s`` (or ``s op vec``) over float samples; ``vec`` must hold floats only."""
     a, b = (s[None, :], vec.values) if scalar_left else (vec.values, s[None, :])
     if op in COMPARISON_OPS:
         cond = np.broadcast_to(compare(op, a, b), vec.values.shape)
         if return_bool:
             return Vector(vec.labels, cond.astype(np.float64), vec.present, np.ones(len(vec), np.bool_))
         return Vector(vec.labels, vec.values, vec.present & cond, vec.drop_name)
+    if op in TRIM_OPS:
+        return Vector(vec.labels, vec.values, np.zeros_like(vec.present), vec.drop_name)
     if op not in ARITHMETIC_OPS:
         raise EvalError(f"operator {op!r} not allowed between a vector and a scalar")
     values = np.broadcast_to(arithmetic(op, a, b), vec.values.shape).copy()
     return Vector(vec.labels, values, vec.present, np.ones(len(vec), np.bool_))
+
+
+def _vector_scalar_node(ev: Evaluator, node: BinaryExpr, vec: Vector, s: np.ndarray, scalar_left: bool) -> Vector:
+    """A vector-scalar operation: floats in bulk, histogram samples one by one, annotated as Prometheus does
+    (the last failing sample of a step names the problem)."""
+    op = node.op
+    floats = vec.floats_only()
+    out = vector_scalar(op, floats, s, scalar_left, node.return_bool)
+    events = _StepEvents(vec.steps)
+    if op in TRIM_OPS:
+        events.note_cells(floats.present, _incompatible("float", op, "float").error)
+    if vec.hist is None:
+        events.flush(ev, node.pos)
+        return out
+    values, present = out.values.copy(), out.present.copy()
+    hist = np.full(values.shape, None, object)
+    rows, cols = np.nonzero(vec.is_hist & vec.present)
+    for i, k in zip(rows.tolist(), cols.tolist(), strict=True):
+        h, f = vec.hist[i, k], float(s[k])
+        res = _elem_hist(op, f, 0.0, None, h) if scalar_left else _elem_hist(op, 0.0, f, h, None)
+        if res.error is not None:
+            events.note(k, i, res.error)
+            continue
+        if node.return_bool:
+            values[i, k], present[i, k] = float(res.keep), True
+        elif res.keep:
+            hist[i, k], present[i, k] = res.hist, True
+    events.flush(ev, node.pos)
+    return Vector(out.labels, values, present, out.drop_name, hist=hist if hist.astype(np.bool_).any() else None)
+
+
+def negated(hist: np.ndarray | None) -> np.ndarray | None:
+    """Unary minus of the histogram cells (Prometheus multiplies by -1: the results are gauges)."""
+    if hist is None:
+        return None
+    out = np.full(hist.shape, None, object)
+    for i, k in zip(*np.nonzero(hist.astype(np.bool_)), strict=True):
+        out[i, k] = hist[i, k].scale(-1.0)
+    return out
+
+
+# -- histogram samples -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Event:
+    kind: str  # ann.WARNING or ann.INFO
+    message: str
+
+
+@dataclass(frozen=True)
+class _Elem:
+    """One sample's result: the histogram (floats never reach here), whether it is kept, and what to report.
+    An ``error`` drops the sample; an ``info`` goes with a kept one."""
+
+    hist: FloatHistogram | None
+    keep: bool
+    info: _Event | None = None
+    error: _Event | None = None
+
+
+class _StepEvents:
+    """Per step, the annotation of the last sample that reported one (Prometheus keeps one error per step)."""
+
+    def __init__(self, steps: int) -> None:
+        self.order = np.full(steps, -1, np.int64)
+        self.event: list[_Event | None] = [None] * steps
+
+    def note(self, step: int, order: int, event: _Event) -> None:
+        if order >= self.order[step]:
+            self.order[step], self.event[step] = order, event
+
+    def note_cells(self, cells: np.ndarray, event: _Event | None) -> None:
+        """``event`` for every present cell of ``cells`` (rows in evaluation order)."""
+        if event is None or not cells.any():
+            return
+        last = cells.shape[0] - 1 - np.argmax(cells[::-1], axis=0)
+        for k in np.flatnonzero(cells.any(axis=0)).tolist():
+            self.note(k, int(last[k]), event)
+
+    def flush(self, ev: Evaluator, pos: int) -> None:
+        for event in self.event:
+            if event is not None:
+                ev.annotations.add(event.kind, event.message, pos)
+
+
+def _incompatible(lhs_type: str, op: str, rhs_type: str) -> _Elem:
+    return _Elem(None, False, error=_Event(ann.INFO, ann.incompatible_types_in_binop(lhs_type, op, rhs_type)))
+
+
+def _elem_hist(op: str, lf: float, rf: float, lh: FloatHistogram | None, rh: FloatHistogram | None) -> _Elem:
+    """Prometheus' element operation where at least one side is a histogram."""
+    if lh is None:
+        assert rh is not None
+        if op == "*":
+            return _Elem(rh.scale(lf).compact(), True)
+        return _incompatible("float", op, "histogram")
+    if rh is None:
+        if op == "*":
+            return _Elem(lh.scale(rf).compact(), True)
+        if op == "/":
+            return _Elem(lh.divide(rf).compact(), True)
+        if op in TRIM_OPS:
+            return _Elem(lh.trim(rf, upper=op == "</"), True)
+        return _incompatible("histogram", op, "float")
+    if op in ("+", "-"):
+        return _add_sub(op, lh, rh)
+    if op == "==":
+        return _Elem(lh, lh.equals(rh))
+    if op == "!=":
+        return _Elem(lh, not lh.equals(rh))
+    return _incompatible("histogram", op, "histogram")
+
+
+def _add_sub(op: str, lh: FloatHistogram, rh: FloatHistogram) -> _Elem:
+    try:
+        res, reconciled = lh.add(rh) if op == "+" else lh.sub(rh)
+    except IncompatibleSchemaError:
+        return _Elem(None, False, error=_Event(ann.WARNING, ann.incompatible_bucket_layout_in_binop(op)))
+    operation = ann.HISTOGRAM_ADDITION if op == "+" else ann.HISTOGRAM_SUBTRACTION
+    if op == "-":
+        res = res.with_hint(HINT_GAUGE)
+    # A collision is reported as the step's error, which drops the sample (as Prometheus' VectorBinop does).
+    error = _Event(ann.WARNING, ann.counter_reset_collision(operation)) if hints_collide(lh, rh) else None
+    info = _Event(ann.INFO, ann.mismatched_custom_buckets(operation)) if reconciled else None
+    return _Elem(res.compact(), True, info=info, error=error)
+
+
+def _hist_matrix(v: Vector) -> np.ndarray:
+    return np.full(v.values.shape, None, object) if v.hist is None else v.hist
 
 
 # -- matching ----------------------------------------------------------------------------------
@@ -153,17 +287,22 @@ def set_operation(ev: Evaluator, op: str, lhs: Vector, rhs: Vector, matching: Ve
         ev.reserve(lhs.values.size + rhs.values.size)
         left_any = group_count(lhs.present, lsig, nsig) > 0
         rpres = rhs.present & ~left_any[rsig] if len(rhs) else rhs.present
-        out = Vector(lhs.labels + rhs.labels, np.concatenate([lhs.values, rhs.values]),
-                     np.concatenate([lhs.present, rpres]), np.concatenate([lhs.drop_name, rhs.drop_name]))
+        present = np.concatenate([lhs.present, rpres])
+        hist = None
+        if lhs.hist is not None or rhs.hist is not None:
+            hist = present_histograms(np.concatenate([_hist_matrix(lhs), _hist_matrix(rhs)]), present)
+        out = Vector(lhs.labels + rhs.labels, np.concatenate([lhs.values, rhs.values]), present,
+                     np.concatenate([lhs.drop_name, rhs.drop_name]), hist=hist)
         return merge_duplicates(out, ev.check_deadline)
     right_any = group_count(rhs.present, rsig, nsig) > 0
     hit = right_any[lsig] if len(lhs) else lhs.present
     present = lhs.present & hit if op == "and" else lhs.present & ~hit
-    return Vector(lhs.labels, lhs.values, present, lhs.drop_name)
+    hist = present_histograms(lhs.hist, present)
+    return Vector(lhs.labels, lhs.values, present, lhs.drop_name, hist=hist)
 
 
 def vector_vector(ev: Evaluator, op: str, lhs: Vector, rhs: Vector, matching: VectorMatching,
-                  return_bool: bool) -> Vector:
+                  return_bool: bool, pos: int = 0) -> Vector:
     steps = lhs.values.shape[1]
     swapped = matching.card is Cardinality.ONE_TO_MANY
     many, one = (rhs, lhs) if swapped else (lhs, rhs)
@@ -194,20 +333,67 @@ def vector_vector(ev: Evaluator, op: str, lhs: Vector, rhs: Vector, matching: Ve
     labels = _result_labels(many, one, im, io, op, matching)
     _check_many_side(matched, msig[im], labels, matching)
 
+    pair_hist = _pair_histograms(many, one, im, io, matched, swapped)
+    float_cells = matched if pair_hist is None else matched & ~pair_hist[0]
     a, b = (one.values[io], many.values[im]) if swapped else (many.values[im], one.values[io])
+    events = _StepEvents(steps)
     if op in COMPARISON_OPS:
         cond = compare(op, a, b)
         if return_bool:
-            values, present = cond.astype(np.float64), matched
+            values, present = cond.astype(np.float64), float_cells
         else:
-            values, present = a, matched & cond
+            values, present = a, float_cells & cond
+    elif op in TRIM_OPS:
+        values, present = a, np.zeros_like(float_cells)
+        events.note_cells(float_cells, _incompatible("float", op, "float").error)
     else:
-        values, present = arithmetic(op, a, b), matched
+        values, present = arithmetic(op, a, b), float_cells
+    hist = None
+    if pair_hist is not None:
+        values, present = values.copy(), present.copy()
+        hist = _apply_histograms(op, pair_hist, values, present, return_bool, events)
+    events.flush(ev, pos)
     # A pending name removal follows the name: the result's __name__ comes from the many side unless
     # group_x(__name__) copies it from the one side (arithmetic has removed it already).
     name_side = one.drop_name[io] if METRIC_NAME in matching.include else many.drop_name[im]
     drop = name_side | return_bool
-    return merge_duplicates(Vector(labels, values, present, drop).nonempty(), ev.check_deadline)
+    return merge_duplicates(Vector(labels, values, present, drop, hist=hist).nonempty(), ev.check_deadline)
+
+
+_PairHistograms = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _pair_histograms(many: Vector, one: Vector, im: np.ndarray, io: np.ndarray, matched: np.ndarray,
+                     swapped: bool) -> _PairHistograms | None:
+    """For result cells where a side holds a histogram: (mask, lhs hist, rhs hist, lhs float, rhs float)."""
+    if many.hist is None and one.hist is None:
+        return None
+    mh, oh = _hist_matrix(many)[im], _hist_matrix(one)[io]
+    mask = matched & (mh.astype(np.bool_) | oh.astype(np.bool_))
+    if not mask.any():
+        return None
+    mv, ov = many.values[im], one.values[io]
+    return (mask, oh, mh, ov, mv) if swapped else (mask, mh, oh, mv, ov)
+
+
+def _apply_histograms(op: str, pair_hist: _PairHistograms, values: np.ndarray, present: np.ndarray,
+                      return_bool: bool, events: _StepEvents) -> np.ndarray | None:
+    """Evaluates the cells with a histogram side into ``values``/``present``; returns the histogram cells."""
+    mask, lh, rh, lf, rf = pair_hist
+    hist = np.full(values.shape, None, object)
+    rows, cols = np.nonzero(mask)
+    for p, k in zip(rows.tolist(), cols.tolist(), strict=True):
+        res = _elem_hist(op, float(lf[p, k]), float(rf[p, k]), lh[p, k], rh[p, k])
+        if res.error is not None:
+            events.note(k, p, res.error)
+            continue
+        if res.info is not None:
+            events.note(k, p, res.info)
+        if return_bool:
+            values[p, k], present[p, k] = float(res.keep), True
+        elif res.keep:
+            hist[p, k], present[p, k] = res.hist, True
+    return hist if hist.astype(np.bool_).any() else None
 
 
 def _check_one_side(many: Vector, one: Vector, osig: np.ndarray, nsig: int, matching: VectorMatching,

@@ -11,7 +11,7 @@ import numpy as np
 from thanostools.core.errors import EvalError, QueryTimeoutError
 from thanostools.core.promql.aggregate import eval_aggregate
 from thanostools.core.promql.annotations import Annotations
-from thanostools.core.promql.binop import eval_binary
+from thanostools.core.promql.binop import eval_binary, negated
 from thanostools.core.promql.calls import eval_call
 from thanostools.core.promql.parser.ast import (
     AggregateExpr,
@@ -167,20 +167,18 @@ class Evaluator:
         if isinstance(node, BinaryExpr):
             return eval_binary(self, node, ts)
         if isinstance(node, AggregateExpr):
-            self.float_only.add(id(node.expr))
             return eval_aggregate(self, node, ts)
         assert isinstance(node, Call)
         return eval_call(self, node, ts)
 
     def _unary(self, node: UnaryExpr, ts: np.ndarray) -> Value:
-        self.float_only.add(id(node.expr))
         v = self.eval(node.expr, ts)
         if node.op == "+":
             return v
         if isinstance(v, Scalar):
             return Scalar(-v.values)
         assert isinstance(v, Vector)
-        return Vector(v.labels, -v.values, v.present, np.ones(len(v), np.bool_))
+        return Vector(v.labels, -v.values, v.present, np.ones(len(v), np.bool_), hist=negated(v.hist))
 
     # -- selectors -----------------------------------------------------------------------------
 

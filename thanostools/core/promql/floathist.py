@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from thanostools.core.constants import CUSTOM_BUCKETS_SCHEMA
+from thanostools.core.goformat import format_g
 from thanostools.core.histograms import (
     HINT_GAUGE,
     HINT_NOT_RESET,
@@ -28,7 +29,7 @@ from thanostools.core.histograms import (
 
 __all__ = [
     "HINT_GAUGE", "HINT_NOT_RESET", "HINT_RESET", "HINT_UNKNOWN", "FloatHistogram", "IncompatibleSchemaError",
-    "from_batch", "spans_of",
+    "from_batch", "hints_collide", "spans_of",
 ]
 
 _I64 = NDArray[np.int64]
@@ -93,25 +94,113 @@ class FloatHistogram:
     # -- arithmetic --------------------------------------------------------------------------
 
     def scale(self, factor: float) -> FloatHistogram:
-        """Every count and the sum multiplied by ``factor`` (``h * f``)."""
+        """Every count and the sum multiplied by ``factor`` (``h * f``); a negative factor makes a gauge."""
+        hint = HINT_GAUGE if factor < 0 else self.hint
         with np.errstate(all="ignore"):
             return replace(self, zero_count=self.zero_count * factor, count=self.count * factor,
-                           sum=self.sum * factor, pos=self.pos * factor, neg=self.neg * factor)
+                           sum=self.sum * factor, pos=self.pos * factor, neg=self.neg * factor, hint=hint)
 
     def divide(self, divisor: float) -> FloatHistogram:
-        """Every count and the sum divided by ``divisor`` (``h / f``; IEEE results for 0)."""
-        with np.errstate(all="ignore"):
+        """Every count and the sum divided by ``divisor`` (``h / f``; IEEE results for 0, where the buckets
+        go away); a negative divisor makes a gauge."""
+        if divisor == 0:
             return replace(self, zero_count=_div(self.zero_count, divisor), count=_div(self.count, divisor),
-                           sum=_div(self.sum, divisor), pos=np.divide(self.pos, divisor),
-                           neg=np.divide(self.neg, divisor))
+                           sum=_div(self.sum, divisor), pos_idx=_NO_INDEX, pos=_NO_COUNT, neg_idx=_NO_INDEX,
+                           neg=_NO_COUNT)
+        hint = HINT_GAUGE if divisor < 0 else self.hint
+        with np.errstate(all="ignore"):
+            return replace(self, zero_count=self.zero_count / divisor, count=self.count / divisor,
+                           sum=self.sum / divisor, pos=np.divide(self.pos, divisor),
+                           neg=np.divide(self.neg, divisor), hint=hint)
 
     def add(self, other: FloatHistogram) -> tuple[FloatHistogram, bool]:
-        """``self + other`` and whether mismatched custom bounds had to be reconciled."""
+        """``self + other`` and whether mismatched custom bounds had to be reconciled (to their common bounds).
+
+        The result's counter-reset hint is Prometheus': equal hints stay, a gauge on either side makes a gauge,
+        anything else (unknown on a side, or reset against not-reset: see :func:`hints_collide`) is unknown.
+        """
         return _combine(self, other, 1.0)
 
     def sub(self, other: FloatHistogram) -> tuple[FloatHistogram, bool]:
-        """``self - other`` and whether mismatched custom bounds had to be reconciled."""
+        """``self - other``, as :meth:`add` (the ``-`` operator marks its result a gauge itself)."""
         return _combine(self, other, -1.0)
+
+    def kahan_add(self, comp: FloatHistogram | None,
+                  other: FloatHistogram) -> tuple[FloatHistogram, FloatHistogram, bool]:
+        """``self + other`` with Kahan-Neumaier compensation (as Prometheus sums histograms in ``sum`` and
+        ``avg``): ``comp`` (None at first) is the running compensation, returned updated beside the sum and
+        whether custom bounds were reconciled. The final value is ``sum.add(comp)``."""
+        if self.is_custom != other.is_custom:
+            raise IncompatibleSchemaError("cannot apply this operation on histograms with a mix of exponential and "
+                                          "custom bucket schemas")
+        acc, b = self, other
+        c = comp if comp is not None else replace(self, zero_count=0.0, count=0.0, sum=0.0, pos_idx=_NO_INDEX,
+                                                  pos=_NO_COUNT, neg_idx=_NO_INDEX, neg=_NO_COUNT)
+        reconciled = False
+        if acc.is_custom:
+            if not np.array_equal(acc.custom_values, b.custom_values):
+                common = np.intersect1d(acc.custom_values, b.custom_values)
+                acc, c, b = (_custom_to_common(h, common) for h in (acc, c, b))
+                reconciled = True
+        else:
+            acc, b = _reconcile_zero(acc, b)
+            c = _absorb_into_zero(c, acc.zero_threshold)
+            target = min(acc.schema, b.schema)
+            acc, c, b = (h.reduce_resolution(target) for h in (acc, c, b))
+        hint = _combined_hint(self.hint, other.hint)
+        scalars = _neumaier(np.array([acc.zero_count, acc.count, acc.sum]), np.array([b.zero_count, b.count, b.sum]),
+                            np.array([c.zero_count, c.count, c.sum]))
+        pos_idx, pos, pos_c = _neumaier_buckets(acc.pos_idx, acc.pos, b.pos_idx, b.pos, c.pos_idx, c.pos)
+        neg_idx, neg, neg_c = _neumaier_buckets(acc.neg_idx, acc.neg, b.neg_idx, b.neg, c.neg_idx, c.neg)
+        (zc, count, total), (zc_c, count_c, total_c) = scalars[0].tolist(), scalars[1].tolist()
+        out = replace(acc, zero_count=zc, count=count, sum=total, pos_idx=pos_idx, pos=pos, neg_idx=neg_idx,
+                      neg=neg, hint=hint)
+        out_c = replace(acc, zero_count=zc_c, count=count_c, sum=total_c, pos_idx=pos_idx, pos=pos_c,
+                        neg_idx=neg_idx, neg=neg_c, hint=hint)
+        return out, out_c, reconciled
+
+    def equals(self, other: FloatHistogram) -> bool:
+        """Prometheus' ``Equals``: the same layout (explicit empty buckets included) and bit-identical counts."""
+        if self.schema != other.schema or not _same_bits(self.count, other.count) or \
+                not _same_bits(self.sum, other.sum):
+            return False
+        if self.is_custom and not np.array_equal(self.custom_values, other.custom_values):
+            return False
+        if self.zero_threshold != other.zero_threshold or not _same_bits(self.zero_count, other.zero_count):
+            return False
+        return _same_buckets(self.neg_idx, self.neg, other.neg_idx, other.neg) and \
+            _same_buckets(self.pos_idx, self.pos, other.pos_idx, other.pos)
+
+    def trim(self, threshold: float, *, upper: bool) -> FloatHistogram:
+        """``h </ threshold`` (``upper``: observations above it removed) or ``h >/ threshold`` (those below it).
+
+        A bucket the threshold cuts keeps the interpolated share of its count (log-linearly in exponential
+        buckets, linearly in custom buckets and the zero bucket, which leans to the side that has buckets). If
+        anything goes, the sum is re-estimated from what stays, each part at its midpoint."""
+        if threshold == (math.inf if upper else -math.inf):
+            return self
+        if threshold == (-math.inf if upper else math.inf):
+            return replace(self, zero_count=0.0, count=0.0, sum=0.0, pos_idx=_NO_INDEX, pos=_NO_COUNT,
+                           neg_idx=_NO_INDEX, neg=_NO_COUNT)
+        trim = _Trim(threshold, upper, self.is_custom)
+        pos = np.array([trim.bucket(self.lower(i), self.upper(i), c, True)
+                        for i, c in zip(self.pos_idx.tolist(), self.pos.tolist(), strict=True)], np.float64)
+        neg = np.array([trim.bucket(-self.upper(i), -self.lower(i), c, False)
+                        for i, c in zip(self.neg_idx.tolist(), self.neg.tolist(), strict=True)], np.float64)
+        zero_count = trim.zero_bucket(*self._zero_span(), self.zero_count)
+        if not trim.removed:
+            return self
+        return replace(self, pos=pos.reshape(-1), neg=neg.reshape(-1), zero_count=zero_count, count=trim.count,
+                       sum=trim.sum).compact()
+
+    def _zero_span(self) -> tuple[float, float]:
+        """The zero bucket's range for trimming: the half towards the populated buckets if only one side has any."""
+        has_pos, has_neg = bool((self.pos > 0).any()), bool((self.neg > 0).any())
+        if has_pos and not has_neg:
+            return 0.0, self.zero_threshold
+        if has_neg and not has_pos:
+            return -self.zero_threshold, 0.0
+        return -self.zero_threshold, self.zero_threshold
 
     def reduce_resolution(self, schema: int) -> FloatHistogram:
         """The histogram at a lower exponential resolution (buckets merged: H1.3's index mapping)."""
@@ -163,6 +252,21 @@ class FloatHistogram:
             custom_values=tuple(self.custom_values.tolist()), stale=stale,
         )
 
+    def go_string(self) -> str:
+        """Prometheus' ``String()`` (``count_values`` labels): count, sum, then the populated buckets from the
+        lowest up, each as an interval with its count."""
+        parts = [f"count:{format_g(self.count)}", f"sum:{format_g(self.sum)}"]
+        for i, c in reversed(list(zip(self.neg_idx.tolist(), self.neg.tolist(), strict=True))):
+            if c != 0:
+                parts.append(_interval(-self.upper(i), -self.lower(i), c))
+        if self.zero_count != 0:
+            parts.append(f"[{format_g(-self.zero_threshold)},{format_g(self.zero_threshold)}]:"
+                         f"{format_g(self.zero_count)}")
+        for i, c in zip(self.pos_idx.tolist(), self.pos.tolist(), strict=True):
+            if c != 0:
+                parts.append(_interval(self.lower(i), self.upper(i), c))
+        return "{" + ", ".join(parts) + "}"
+
     def test_expression(self) -> str:
         """The promqltest ``{{…}}`` form (for messages)."""
         h = self.compact()
@@ -185,12 +289,109 @@ class FloatHistogram:
         return "{{" + " ".join(parts) + "}}"
 
 
+class _Trim:
+    """The running state of :meth:`FloatHistogram.trim`: counts kept, the sum of what is kept, whether any
+    count went."""
+
+    def __init__(self, threshold: float, upper: bool, custom: bool) -> None:
+        self.threshold, self.upper, self.custom = threshold, upper, custom
+        self.count = 0.0
+        self.sum = 0.0
+        self.removed = False
+
+    def bucket(self, lower: float, upper: float, count: float, positive: bool) -> float:
+        """The count bucket ``(lower, upper]`` keeps."""
+        if lower == -math.inf or upper == math.inf:
+            kept, midpoint = self._infinite(lower, upper, count)
+        else:
+            kept, midpoint = self._finite(lower, upper, count, positive)
+        return self._keep(count, kept, midpoint)
+
+    def zero_bucket(self, lower: float, upper: float, count: float) -> float:
+        if count == 0:
+            return count
+        lo, hi = (lower, min(upper, self.threshold)) if self.upper else (max(lower, self.threshold), upper)
+        if hi <= lo:
+            return self._keep(count, 0.0, 0.0)
+        kept = count if hi - lo == upper - lower else count * (hi - lo) / (upper - lower)
+        return self._keep(count, kept, (lo + hi) / 2)
+
+    def _keep(self, count: float, kept: float, midpoint: float) -> float:
+        if kept != count:
+            self.removed = True
+        if kept != 0:
+            self.count += kept
+            self.sum += kept * midpoint
+        return kept
+
+    def _finite(self, lower: float, upper: float, count: float, positive: bool) -> tuple[float, float]:
+        """Kept count and the midpoint of the kept part of a finite bucket."""
+        rhs = self.threshold
+        lo, hi = (lower, min(upper, rhs)) if self.upper else (max(lower, rhs), upper)
+        if hi <= lo:
+            return 0.0, 0.0
+        if self.custom:
+            share = (hi - lo) / (upper - lower)
+            return (count if share == 1 else count * share), (lo + hi) / 2
+        log_lo, log_hi = math.log2(abs(lo)), math.log2(abs(hi))
+        share = abs(log_hi - log_lo) / abs(math.log2(abs(upper)) - math.log2(abs(lower)))
+        midpoint = math.sqrt(abs(lo) * abs(hi))
+        return (count if share == 1 else count * share), (midpoint if positive else -midpoint)
+
+    def _infinite(self, lower: float, upper: float, count: float) -> tuple[float, float]:
+        """Custom buckets reaching to an infinity: ``(-Inf, u]`` counts as ``(0, u]`` when ``u`` is positive,
+        otherwise it stays whole below the threshold (at the threshold or ``u``); ``(l, +Inf]`` stays whole above
+        the threshold (at the threshold or ``l``) and goes whole when cut from above."""
+        rhs = self.threshold
+        if lower == -math.inf:
+            if self.upper:
+                if rhs >= upper:
+                    return count, (upper / 2 if upper > 0 else upper)
+                if upper <= 0:
+                    return count, rhs
+                return (count * rhs / upper, rhs / 2) if rhs > 0 else (0.0, 0.0)
+            if 0 <= rhs < upper < math.inf:
+                return count * (upper - rhs) / upper, (rhs + upper) / 2
+            return 0.0, 0.0
+        if self.upper:
+            return 0.0, 0.0
+        return count, max(lower, rhs)
+
+
 def _g(x: float) -> str:
     return repr(x) if not float(x).is_integer() else str(int(x)) if math.isfinite(x) else str(x)
 
 
 def _bucket_map(idx: _I64, counts: _F64) -> str:
     return "[" + " ".join(f"{i}:{_g(c)}" for i, c in zip(idx.tolist(), counts.tolist(), strict=True)) + "]"
+
+
+def _interval(lower: float, upper: float, count: float) -> str:
+    """A bucket as Prometheus prints it: a bound is inclusive on the side away from zero."""
+    left = "[" if lower < 0 else "("
+    right = "]" if upper > 0 else ")"
+    return f"{left}{format_g(lower)},{format_g(upper)}{right}:{format_g(count)}"
+
+
+def _same_bits(a: float, b: float) -> bool:
+    return bool(np.float64(a).view(np.uint64) == np.float64(b).view(np.uint64))
+
+
+def _same_buckets(a_idx: _I64, a: _F64, b_idx: _I64, b: _F64) -> bool:
+    return np.array_equal(a_idx, b_idx) and np.array_equal(a.view(np.uint64), b.view(np.uint64))
+
+
+def hints_collide(a: FloatHistogram, b: FloatHistogram) -> bool:
+    """Whether adding ``a`` and ``b`` meets Prometheus' counter-reset collision: one says reset, the other not."""
+    return {a.hint, b.hint} == {HINT_RESET, HINT_NOT_RESET}
+
+
+def _combined_hint(a: int, b: int) -> int:
+    if a == b:
+        return a
+    if HINT_GAUGE in (a, b):
+        return HINT_GAUGE
+    return HINT_UNKNOWN
 
 
 def _div(a: float, b: float) -> float:
@@ -278,6 +479,37 @@ def _reconcile_zero(a: FloatHistogram, b: FloatHistogram) -> tuple[FloatHistogra
     return a, b
 
 
+def _absorb_into_zero(h: FloatHistogram, threshold: float) -> FloatHistogram:
+    """``h`` with a zero bucket widened to ``threshold`` (a bucket boundary): the buckets below move into it."""
+    if threshold == h.zero_threshold:
+        return h
+    inside = [c for idx, counts in ((h.pos_idx, h.pos), (h.neg_idx, h.neg))
+              for i, c in zip(idx.tolist(), counts.tolist(), strict=True) if h.lower(i) < threshold]
+    return _trim_zero_buckets(replace(h, zero_count=h.zero_count + sum(inside), zero_threshold=threshold))
+
+
+def _neumaier(total: _F64, inc: _F64, comp: _F64) -> tuple[_F64, _F64]:
+    """Kahan-Neumaier steps, element by element: the new totals and compensations (reset where a total is
+    infinite)."""
+    with np.errstate(all="ignore"):
+        t = total + inc
+        step = np.where(np.abs(total) >= np.abs(inc), (total - t) + inc, (inc - t) + total)
+        return t, np.where(np.isinf(t), 0.0, comp + step)
+
+
+def _on(idx: _I64, own_idx: _I64, own: _F64) -> _F64:
+    """Counts ``own`` (at ``own_idx``, a subset of ``idx``) spread onto ``idx``, zeros elsewhere."""
+    out = np.zeros(idx.shape[0], np.float64)
+    out[np.searchsorted(idx, own_idx)] = own
+    return out
+
+
+def _neumaier_buckets(a_idx: _I64, a: _F64, b_idx: _I64, b: _F64, c_idx: _I64, c: _F64) -> tuple[_I64, _F64, _F64]:
+    idx = np.union1d(np.union1d(a_idx, b_idx), c_idx).astype(np.int64)
+    total, comp = _neumaier(_on(idx, a_idx, a), _on(idx, b_idx, b), _on(idx, c_idx, c))
+    return idx, total, comp
+
+
 def _custom_to_common(h: FloatHistogram, common: _F64) -> FloatHistogram:
     """A custom-bucket histogram re-bucketed onto ``common``, a subset of its bounds (each bucket joins the
     common bucket its upper bound falls into)."""
@@ -300,13 +532,14 @@ def _combine(a: FloatHistogram, b: FloatHistogram, sign: float) -> tuple[FloatHi
             a, b = _custom_to_common(a, common), _custom_to_common(b, common)
             reconciled = True
     else:
+        a, b = _reconcile_zero(a, b)
         target = min(a.schema, b.schema)
         a, b = a.reduce_resolution(target), b.reduce_resolution(target)
-        a, b = _reconcile_zero(a, b)
     pos_idx, pos = _merge_indices(np.concatenate([a.pos_idx, b.pos_idx]), np.concatenate([a.pos, sign * b.pos]))
     neg_idx, neg = _merge_indices(np.concatenate([a.neg_idx, b.neg_idx]), np.concatenate([a.neg, sign * b.neg]))
     out = replace(a, zero_count=a.zero_count + sign * b.zero_count, count=a.count + sign * b.count,
-                  sum=a.sum + sign * b.sum, pos_idx=pos_idx, pos=pos, neg_idx=neg_idx, neg=neg)
+                  sum=a.sum + sign * b.sum, pos_idx=pos_idx, pos=pos, neg_idx=neg_idx, neg=neg,
+                  hint=_combined_hint(a.hint, b.hint))
     return out, reconciled
 
 

@@ -60,3 +60,13 @@ def merge_duplicates(v: Vector, check: Callable[[], None] | None = None) -> Vect
     idx = np.asarray([rows[0] for rows in groups], np.int64)
     return Vector([v.labels[i] for i in idx], values[idx], present[idx], v.drop_name[idx],
                   hist=None if hist is None else hist[idx])
+
+
+def present_histograms(hist: np.ndarray | None, present: np.ndarray) -> np.ndarray | None:
+    """The histogram cells that are still samples after a filter (None where ``present`` is False), or None when
+    no histogram is left."""
+    if hist is None:
+        return None
+    out = hist.copy()
+    out[~present] = None
+    return out if out.astype(np.bool_).any() else None
