@@ -92,3 +92,22 @@ def openmetrics_float(x: float) -> str:
     if text.lstrip("-").isdigit():
         text += ".0"
     return text
+
+
+# -- histogram functions over native histograms (fn_hist) -----------------------------------------
+
+def mixed_classic_native(metric_name: str) -> str:
+    return with_metric_name("vector contains a mix of classic and native histograms", metric_name)
+
+
+def quantile_nan_result(metric_name: str) -> str:
+    return with_metric_name("input to histogram_quantile has NaN observations, result is NaN", metric_name)
+
+
+def quantile_nan_skew(metric_name: str) -> str:
+    return with_metric_name("input to histogram_quantile has NaN observations, result is skewed higher", metric_name)
+
+
+def fraction_nans(metric_name: str) -> str:
+    return with_metric_name(
+        "input to histogram_fraction has NaN observations, which are excluded from all fractions", metric_name)
