@@ -10,6 +10,7 @@ are cut at its edge.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +52,18 @@ def _upper_bounds(h: FloatHistogram, idx: NDArray[np.int64]) -> _F64:
         return np.where((frac == 0.5) & (exp == 1025), MAX_FLOAT64, out)
 
 
+# One decoded sample usually fills many (series, step) cells: its walk is built once while it is alive.
+_WALKS: weakref.WeakKeyDictionary[FloatHistogram, BucketWalk] = weakref.WeakKeyDictionary()
+
+
 def bucket_walk(h: FloatHistogram) -> BucketWalk:
+    walk = _WALKS.get(h)
+    if walk is None:
+        walk = _WALKS[h] = _build_walk(h)
+    return walk
+
+
+def _build_walk(h: FloatHistogram) -> BucketWalk:
     zt = h.zero_threshold
     neg_idx, neg = h.neg_idx[::-1], h.neg[::-1]
     neg_lower, neg_upper = -_upper_bounds(h, neg_idx), -_upper_bounds(h, neg_idx - 1)
@@ -129,6 +141,19 @@ def quantile(q: float, h: FloatHistogram) -> tuple[float, str | None]:
     return -(2.0 ** (log_upper + (log_lower - log_upper) * (1 - fraction))), note
 
 
+def _rank_in_bucket(v: float, rank: float, lower: float, upper: float, count: float, linear: bool) -> float:
+    """The rank of ``v`` inside bucket ``(lower, upper]`` holding ``count`` observations above ``rank``; a bucket
+    reaching to -Inf cannot be interpolated: all of it counts as below ``v``."""
+    if linear:
+        if lower == -math.inf:
+            return count
+        return rank + count * (v - lower) / (upper - lower)
+    log_lower, log_upper, log_v = _log2(abs(lower)), _log2(abs(upper)), _log2(abs(v))
+    if v > 0:
+        return rank + count * ((log_v - log_lower) / (log_upper - log_lower))
+    return rank + count * (1 - (log_v - log_upper) / (log_lower - log_upper))
+
+
 def fraction(lower: float, upper: float, h: FloatHistogram) -> tuple[float, str | None]:
     """``histogram_fraction(lower, upper, h)`` and whether NaN observations were left out of it."""
     if h.count == 0 or math.isnan(lower) or math.isnan(upper):
@@ -148,18 +173,6 @@ def fraction(lower: float, upper: float, h: FloatHistogram) -> tuple[float, str 
         if b_lo <= 0 <= b_up:
             linear = True
             b_lo, b_up = _zero_bucket_bounds(h, b_lo, b_up)
-
-        def rank_at(v: float, b_lo: float = b_lo, b_up: float = b_up, b_count: float = b_count,
-                    linear: bool = linear) -> float:
-            if linear:
-                if b_lo == -math.inf:
-                    return b_count
-                return rank + b_count * (v - b_lo) / (b_up - b_lo)
-            log_lo, log_up, log_v = _log2(abs(b_lo)), _log2(abs(b_up)), _log2(abs(v))
-            if v > 0:
-                return rank + b_count * ((log_v - log_lo) / (log_up - log_lo))
-            return rank + b_count * (1 - (log_v - log_up) / (log_lo - log_up))
-
         if not lower_set and b_lo >= lower:
             lower_rank, lower_set = rank, True
         if not upper_set and b_lo >= upper:
@@ -167,9 +180,9 @@ def fraction(lower: float, upper: float, h: FloatHistogram) -> tuple[float, str 
         if lower_set and upper_set:
             break
         if not lower_set and b_lo < lower < b_up:
-            lower_rank, lower_set = rank_at(lower), True
+            lower_rank, lower_set = _rank_in_bucket(lower, rank, b_lo, b_up, b_count, linear), True
         if not upper_set and b_lo < upper < b_up:
-            upper_rank, upper_set = rank_at(upper), True
+            upper_rank, upper_set = _rank_in_bucket(upper, rank, b_lo, b_up, b_count, linear), True
         if lower_set and upper_set:
             break
         rank += b_count

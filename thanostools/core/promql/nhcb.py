@@ -13,6 +13,7 @@ load, as it fails Prometheus' appender.
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 from collections.abc import Iterable, Mapping
@@ -78,7 +79,7 @@ class _Collected:
     def histogram(self) -> FloatHistogram:
         bounds = sorted(self.buckets)
         cumulative = [self.buckets[b] for b in bounds]
-        for lo, hi in zip(cumulative, cumulative[1:], strict=False):
+        for lo, hi in itertools.pairwise(cumulative):
             if hi < lo:
                 raise NHCBConversionError(f"count is not cumulative: {format_g(hi)} < {format_g(lo)}")
         if self.count is None and not bounds:

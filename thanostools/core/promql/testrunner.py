@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,8 +168,9 @@ class _Store:
                     points[s.t_ms] = s.value_bits
             loaded.append((labels, points))
         converted = classic_to_nhcb(loaded) if cmd.with_nhcb else {}
-        for labels, points in [*loaded, *converted.items()]:
-            self.samples.setdefault(labels, {}).update(points)
+        merged: list[tuple[Labels, Mapping[int, int | FloatHistogram]]] = [*loaded, *converted.items()]
+        for labels, new_points in merged:
+            self.samples.setdefault(labels, {}).update(new_points)
 
     def querier(self) -> MemoryQuerier:
         if self._querier is None:
