@@ -91,7 +91,8 @@ def split_histograms(ev: Evaluator, vec: Vector, pos: int) -> HistogramInput:
     native = vec.take(np.flatnonzero(is_hist.any(axis=1)))
     native.present = native.present & native.is_hist
     floats = vec.floats_only().nonempty()
-    floats.present = floats.present.copy()
+    # conflicts are removed from this copy of the presence, never from the argument's
+    floats = Vector(floats.labels, floats.values, floats.present.copy(), floats.drop_name)
     classic = classic_buckets(ev, floats, pos)
     if len(native) and classic.labels:
         _drop_conflicts(ev, native, classic, pos)
