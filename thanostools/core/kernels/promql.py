@@ -835,3 +835,9 @@ def _bucket_fraction(lower: float, upper: float, ub: F64, cnt: F64) -> float:
     if lower >= upper:
         return 0.0
     return float((_rank_at(upper, ub, cnt) - _rank_at(lower, ub, cnt)) / total)
+
+
+@njit
+def compensated_sum(v: F64) -> float:
+    """Neumaier-compensated sum of ``v`` (Prometheus' ``kahansum``)."""
+    return _sum(v, 0, v.shape[0])

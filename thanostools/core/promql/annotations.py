@@ -125,3 +125,22 @@ def incompatible_types_in_binop(lhs_type: str, op: str, rhs_type: str) -> str:
 
 def incompatible_bucket_layout_in_binop(op: str) -> str:
     return f"incompatible bucket layout encountered for binary operator {op}"
+
+
+# -- histogram functions over native histograms (fn_hist) -----------------------------------------
+
+def mixed_classic_native(metric_name: str) -> str:
+    return with_metric_name("vector contains a mix of classic and native histograms", metric_name)
+
+
+def quantile_nan_result(metric_name: str) -> str:
+    return with_metric_name("input to histogram_quantile has NaN observations, result is NaN", metric_name)
+
+
+def quantile_nan_skew(metric_name: str) -> str:
+    return with_metric_name("input to histogram_quantile has NaN observations, result is skewed higher", metric_name)
+
+
+def fraction_nans(metric_name: str) -> str:
+    return with_metric_name(
+        "input to histogram_fraction has NaN observations, which are excluded from all fractions", metric_name)

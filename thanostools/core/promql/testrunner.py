@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from thanostools.core.promql.engine import PromQLEngine, QueryOptions, QueryResu
 from thanostools.core.promql.floathist import HINT_GAUGE, HINT_NOT_RESET, HINT_RESET, HINT_UNKNOWN, FloatHistogram
 from thanostools.core.promql.histdesc import HistogramResolver
 from thanostools.core.promql.memquerier import MemoryQuerier
-from thanostools.core.promql.nhcb import classic_to_nhcb
+from thanostools.core.promql.nhcb import NHCBConversionError, classic_to_nhcb
 from thanostools.core.promql.promqltest import (
     ClearCmd,
     EvalCmd,
@@ -136,7 +136,11 @@ def run_script(path_or_text: str | Path, options: QueryOptions | None = None) ->
         if isinstance(cmd, ClearCmd):
             store = _Store()
         elif isinstance(cmd, LoadCmd):
-            store.load(cmd)
+            try:
+                store.load(cmd)
+            except NHCBConversionError as exc:
+                report.outcomes.append(EvalOutcome(cmd.line, "", "failed", f"load_with_nhcb: {exc}"))
+                return report
         else:
             report.outcomes.append(_run_eval(cmd, store, options or QueryOptions()))
     return report
@@ -154,19 +158,19 @@ class _Store:
 
     def load(self, cmd: LoadCmd) -> None:
         self._querier = None
+        loaded: list[tuple[Labels, dict[int, int | FloatHistogram]]] = []
         for labels, samples in cmd.series:
-            points = self.samples.setdefault(labels, {})
+            points: dict[int, int | FloatHistogram] = {}
             for s in samples:
                 if s.histogram is not None:
                     points[s.t_ms] = self.resolver.resolve(s.histogram)
                 elif s.value_bits is not None:
                     points[s.t_ms] = s.value_bits
-        if cmd.with_nhcb:
-            self._add_nhcb([labels for labels, _ in cmd.series])
-
-    def _add_nhcb(self, loaded: list[Labels]) -> None:
-        for labels, points in classic_to_nhcb(loaded, self.samples).items():
-            self.samples.setdefault(labels, {}).update(points)
+            loaded.append((labels, points))
+        converted = classic_to_nhcb(loaded) if cmd.with_nhcb else {}
+        merged: list[tuple[Labels, Mapping[int, int | FloatHistogram]]] = [*loaded, *converted.items()]
+        for labels, new_points in merged:
+            self.samples.setdefault(labels, {}).update(new_points)
 
     def querier(self) -> MemoryQuerier:
         if self._querier is None:
