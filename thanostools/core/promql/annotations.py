@@ -92,3 +92,35 @@ def openmetrics_float(x: float) -> str:
     if text.lstrip("-").isdigit():
         text += ".0"
     return text
+
+
+# -- native histograms in range-vector functions -------------------------------------------------
+
+COUNTER_RESET_COLLISION_IN_AGGREGATION = "conflicting counter resets during histogram aggregation"
+
+
+def mixed_floats_histograms(metric_name: str) -> str:
+    return f"encountered a mix of histograms and floats for metric name {go_quote(metric_name)}"
+
+
+def histogram_not_counter(metric_name: str) -> str:
+    return f"this native histogram metric is not a counter: {go_quote(metric_name)}"
+
+
+def histogram_not_gauge(metric_name: str) -> str:
+    return f"this native histogram metric is not a gauge: {go_quote(metric_name)}"
+
+
+def mixed_exponential_custom(metric_name: str) -> str:
+    return ("vector contains a mix of histograms with exponential and custom buckets schemas for metric name "
+            f"{go_quote(metric_name)}")
+
+
+def histograms_ignored_in_mixed_range(metric_name: str) -> str:
+    return ("ignored histograms in a range containing both floats and histograms for metric name "
+            f"{go_quote(metric_name)}")
+
+
+def custom_buckets_reconciled(operation: str) -> str:
+    """``operation``: "addition", "subtraction" or "aggregation"."""
+    return f"mismatched custom buckets were reconciled during {operation}"

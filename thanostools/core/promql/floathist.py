@@ -123,12 +123,13 @@ class FloatHistogram:
         return replace(self, schema=schema, pos_idx=pos_idx, pos=pos, neg_idx=neg_idx, neg=neg)
 
     def detect_reset(self, previous: FloatHistogram) -> bool:
-        """Whether ``self`` follows a counter reset after ``previous`` (Prometheus' ``DetectReset``): an explicit
-        hint decides; otherwise a decrease of the count, the zero bucket or any bucket, or a schema/zero-width
-        change that cannot be a continuation."""
+        """Whether ``self`` follows a counter reset after ``previous`` (Prometheus' ``DetectReset``): a reset or
+        not-reset hint decides; otherwise (unknown, and gauge too, as Prometheus treats a gauge given to a counter
+        function) a decrease of the count, the zero bucket or any bucket, or a schema/zero-width change that
+        cannot be a continuation."""
         if self.hint == HINT_RESET:
             return True
-        if self.hint in (HINT_NOT_RESET, HINT_GAUGE):
+        if self.hint == HINT_NOT_RESET:
             return False
         if self.is_custom != previous.is_custom:
             return True
