@@ -133,10 +133,13 @@ class FloatHistogram:
             return False
         if self.is_custom != previous.is_custom:
             return True
-        if self.is_custom and not np.array_equal(self.custom_values, previous.custom_values):
-            return True
         if self.count < previous.count:
             return True
+        if self.is_custom and not np.array_equal(self.custom_values, previous.custom_values):
+            # Mismatched bounds: a reset when some bucket decreased, both seen on the bounds they share.
+            common = np.intersect1d(self.custom_values, previous.custom_values)
+            now, before = _custom_to_common(self, common), _custom_to_common(previous, common)
+            return _any_decrease(before.pos_idx, before.pos, now.pos_idx, now.pos)
         if self.schema > previous.schema:
             return True
         if self.zero_threshold < previous.zero_threshold:
