@@ -205,9 +205,9 @@ def _histogram_columns(times: list[int], values: list[int | FloatHistogram]) -> 
 
 def storage_hints(values: list[int | FloatHistogram]) -> list[int]:
     """The counter-reset hint each histogram gets back from Prometheus' storage (its chunks): a gauge stays a
-    gauge; the first histogram of a chunk carries the chunk's header (a reset, or unknown), every later one "not a
-    reset". A new chunk starts after a float or stale marker, at a reset (given or detected), at a change of
-    gauge-ness, schema, zero width or custom bounds."""
+    gauge; the first histogram of a chunk is "unknown" whatever the chunk's header says (Prometheus cannot trust
+    it, prometheus/prometheus#15346), every later one "not a reset". A new chunk starts after a float or stale
+    marker, at a reset (given or detected), at a change of gauge-ness, schema, zero width or custom bounds."""
     out = [HINT_UNKNOWN] * len(values)
     prev: FloatHistogram | None = None
     for i, v in enumerate(values):
@@ -216,14 +216,16 @@ def storage_hints(values: list[int | FloatHistogram]) -> list[int]:
             continue
         if v.hint == HINT_GAUGE:
             out[i] = HINT_GAUGE
-        elif prev is None or prev.hint == HINT_GAUGE or _layout_changed(prev, v):
-            out[i] = HINT_RESET if v.hint == HINT_RESET else HINT_UNKNOWN
-        elif v.hint == HINT_RESET or v.with_hint(HINT_UNKNOWN).detect_reset(prev):
-            out[i] = HINT_RESET
-        else:
+        elif not _starts_chunk(prev, v):
             out[i] = HINT_NOT_RESET
         prev = v
     return out
+
+
+def _starts_chunk(prev: FloatHistogram | None, v: FloatHistogram) -> bool:
+    if prev is None or prev.hint == HINT_GAUGE or _layout_changed(prev, v):
+        return True
+    return v.hint == HINT_RESET or v.with_hint(HINT_UNKNOWN).detect_reset(prev)
 
 
 def _layout_changed(a: FloatHistogram, b: FloatHistogram) -> bool:
