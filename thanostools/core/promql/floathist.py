@@ -113,6 +113,11 @@ class FloatHistogram:
         """``self - other`` and whether mismatched custom bounds had to be reconciled."""
         return _combine(self, other, -1.0)
 
+    def align(self, other: FloatHistogram) -> tuple[FloatHistogram, FloatHistogram, bool]:
+        """Both histograms on one bucket layout (the lower schema and the wider zero bucket, or the custom bounds
+        they share) as ``add`` sees them, and whether mismatched custom bounds had to be reconciled."""
+        return _align(self, other)
+
     def reduce_resolution(self, schema: int) -> FloatHistogram:
         """The histogram at a lower exponential resolution (buckets merged: H1.3's index mapping)."""
         if schema >= self.schema or self.is_custom:
@@ -293,7 +298,7 @@ def _custom_to_common(h: FloatHistogram, common: _F64) -> FloatHistogram:
     return replace(h, custom_values=common, pos_idx=idx, pos=counts)
 
 
-def _combine(a: FloatHistogram, b: FloatHistogram, sign: float) -> tuple[FloatHistogram, bool]:
+def _align(a: FloatHistogram, b: FloatHistogram) -> tuple[FloatHistogram, FloatHistogram, bool]:
     if a.is_custom != b.is_custom:
         raise IncompatibleSchemaError("cannot apply this operation on histograms with a mix of exponential and "
                                       "custom bucket schemas")
@@ -307,6 +312,11 @@ def _combine(a: FloatHistogram, b: FloatHistogram, sign: float) -> tuple[FloatHi
         target = min(a.schema, b.schema)
         a, b = a.reduce_resolution(target), b.reduce_resolution(target)
         a, b = _reconcile_zero(a, b)
+    return a, b, reconciled
+
+
+def _combine(a: FloatHistogram, b: FloatHistogram, sign: float) -> tuple[FloatHistogram, bool]:
+    a, b, reconciled = _align(a, b)
     pos_idx, pos = _merge_indices(np.concatenate([a.pos_idx, b.pos_idx]), np.concatenate([a.pos, sign * b.pos]))
     neg_idx, neg = _merge_indices(np.concatenate([a.neg_idx, b.neg_idx]), np.concatenate([a.neg, sign * b.neg]))
     out = replace(a, zero_count=a.zero_count + sign * b.zero_count, count=a.count + sign * b.count,

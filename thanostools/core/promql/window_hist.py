@@ -11,6 +11,7 @@ import itertools
 import math
 import struct
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -187,6 +188,44 @@ def _has_overflow(h: FloatHistogram) -> bool:
                 and np.isfinite(h.pos).all() and np.isfinite(h.neg).all())
 
 
+def _spread(idx: np.ndarray, counts: np.ndarray, union: np.ndarray) -> np.ndarray:
+    out = np.zeros(union.shape[0])
+    out[np.searchsorted(union, idx)] = counts
+    return out
+
+
+def _flat(h: FloatHistogram, pos_union: np.ndarray, neg_union: np.ndarray) -> np.ndarray:
+    """count, sum, zero count, then the buckets on the given indices, as one array."""
+    return np.concatenate([[h.count, h.sum, h.zero_count], _spread(h.pos_idx, h.pos, pos_union),
+                           _spread(h.neg_idx, h.neg, neg_union)])
+
+
+def _kahan_inc(inc: np.ndarray, total: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Neumaier-compensated summation, element by element (as the kernels' ``kahan_inc``)."""
+    with np.errstate(all="ignore"):
+        t = total + inc
+        step = np.where(np.abs(total) >= np.abs(inc), (total - t) + inc, (inc - t) + total)
+        return t, np.where(np.isinf(t), 0.0, c + step)
+
+
+def kahan_add(total: FloatHistogram, comp: FloatHistogram,
+              h: FloatHistogram) -> tuple[FloatHistogram, FloatHistogram, bool]:
+    """``total + h`` with the compensation ``comp`` (kept on the sum's bucket layout), and whether mismatched
+    custom bounds were reconciled."""
+    s, x, reconciled = total.align(h)
+    s, c, _ = s.align(comp)  # comp's layout is finer or equal: aligning it leaves the sum's as it is
+    pos_u = np.union1d(np.union1d(s.pos_idx, x.pos_idx), c.pos_idx).astype(np.int64)
+    neg_u = np.union1d(np.union1d(s.neg_idx, x.neg_idx), c.neg_idx).astype(np.int64)
+    t, ct = _kahan_inc(_flat(x, pos_u, neg_u), _flat(s, pos_u, neg_u), _flat(c, pos_u, neg_u))
+    n_pos = pos_u.shape[0]
+
+    def unflat(v: np.ndarray) -> FloatHistogram:
+        return replace(s, count=float(v[0]), sum=float(v[1]), zero_count=float(v[2]), pos_idx=pos_u,
+                       pos=v[3 : 3 + n_pos], neg_idx=neg_u, neg=v[3 + n_pos :])
+
+    return unflat(t), unflat(ct), reconciled
+
+
 def _note_hints(hs: Sequence[FloatHistogram], note: Note) -> None:
     hints = {h.hint for h in hs}
     if HINT_RESET in hints and HINT_NOT_RESET in hints:
@@ -194,28 +233,35 @@ def _note_hints(hs: Sequence[FloatHistogram], note: Note) -> None:
 
 
 def sum_histograms(hs: Sequence[FloatHistogram], average: bool, metric: str, note: Note) -> FloatHistogram | None:
-    """``sum_over_time`` (or ``avg_over_time``) of a window of histograms only. The mean is taken from the sum
-    while the sum stays finite, then incrementally."""
+    """``sum_over_time`` (or ``avg_over_time``) of a window of histograms only, with compensated summation. The
+    mean is taken from the sum while the sum stays finite, then incrementally."""
     _note_hints(hs, note)
     total = hs[0]
+    comp = FloatHistogram(schema=total.schema, zero_threshold=total.zero_threshold,
+                          custom_values=total.custom_values)
     mean: FloatHistogram | None = None
     reconciled_any = False
     try:
         for count, h in enumerate(hs[1:], start=2):
             if mean is None:
-                added, reconciled = total.add(h)
+                new_total, new_comp, reconciled = kahan_add(total, comp, h)
                 reconciled_any |= reconciled
-                if not (average and _has_overflow(added)):
-                    total = added
+                if not (average and _has_overflow(new_total)):
+                    total, comp = new_total, new_comp
                     continue
-                mean = total.divide(count - 1)
-            mean, reconciled = mean.scale((count - 1) / count).add(h.divide(count))
+                mean, comp = total.divide(count - 1), comp.divide(count - 1)
+            q = (count - 1) / count
+            mean, comp, reconciled = kahan_add(mean.scale(q), comp.scale(q), h.divide(count))
             reconciled_any |= reconciled
+        if mean is not None:
+            result = mean.add(comp)[0]
+        elif average:
+            result = total.divide(len(hs)).add(comp.divide(len(hs)))[0]
+        else:
+            result = total.add(comp)[0]
     except IncompatibleSchemaError:
         _warn(note, ann.mixed_exponential_custom(metric))
         return None
     if reconciled_any:
         _info(note, ann.custom_buckets_reconciled("aggregation"))
-    if mean is not None:
-        return mean
-    return total.divide(len(hs)) if average else total
+    return result
