@@ -148,7 +148,7 @@ class _HistogramFold:
                 try:
                     reconciled = total.add(h, n)
                 except IncompatibleSchemaError:
-                    self.ev.annotations.warn(ann.mixed_exponential_custom_histograms(get(labels, METRIC_NAME)),
+                    self.ev.annotations.warn(ann.mixed_exponential_custom(get(labels, METRIC_NAME)),
                                              self.pos)
                     if has_float:  # the samples after are skipped; floats before still make a mix
                         self.ev.annotations.warn(ann.MIXED_FLOATS_HISTOGRAMS_AGG, self.pos)

@@ -106,7 +106,21 @@ def histogram_ignored_in_aggregation(aggregation: str) -> str:
     return f"ignored histogram in {aggregation} aggregation"
 
 
-def mixed_exponential_custom_histograms(metric_name: str) -> str:
+# -- native histograms in range-vector functions -------------------------------------------------
+
+def mixed_floats_histograms(metric_name: str) -> str:
+    return f"encountered a mix of histograms and floats for metric name {go_quote(metric_name)}"
+
+
+def histogram_not_counter(metric_name: str) -> str:
+    return f"this native histogram metric is not a counter: {go_quote(metric_name)}"
+
+
+def histogram_not_gauge(metric_name: str) -> str:
+    return f"this native histogram metric is not a gauge: {go_quote(metric_name)}"
+
+
+def mixed_exponential_custom(metric_name: str) -> str:
     return ("vector contains a mix of histograms with exponential and custom buckets schemas for metric name "
             f"{go_quote(metric_name)}")
 
@@ -144,3 +158,8 @@ def quantile_nan_skew(metric_name: str) -> str:
 def fraction_nans(metric_name: str) -> str:
     return with_metric_name(
         "input to histogram_fraction has NaN observations, which are excluded from all fractions", metric_name)
+
+
+def histograms_ignored_in_mixed_range(metric_name: str) -> str:
+    return ("ignored histograms in a range containing both floats and histograms for metric name "
+            f"{go_quote(metric_name)}")

@@ -202,6 +202,11 @@ class FloatHistogram:
             return -self.zero_threshold, 0.0
         return -self.zero_threshold, self.zero_threshold
 
+    def align(self, other: FloatHistogram) -> tuple[FloatHistogram, FloatHistogram, bool]:
+        """Both histograms on one bucket layout (the lower schema and the wider zero bucket, or the custom bounds
+        they share) as ``add`` sees them, and whether mismatched custom bounds had to be reconciled."""
+        return _align(self, other)
+
     def reduce_resolution(self, schema: int) -> FloatHistogram:
         """The histogram at a lower exponential resolution (buckets merged: H1.3's index mapping)."""
         if schema >= self.schema or self.is_custom:
@@ -212,19 +217,23 @@ class FloatHistogram:
         return replace(self, schema=schema, pos_idx=pos_idx, pos=pos, neg_idx=neg_idx, neg=neg)
 
     def detect_reset(self, previous: FloatHistogram) -> bool:
-        """Whether ``self`` follows a counter reset after ``previous`` (Prometheus' ``DetectReset``): an explicit
-        hint decides; otherwise a decrease of the count, the zero bucket or any bucket, or a schema/zero-width
-        change that cannot be a continuation."""
+        """Whether ``self`` follows a counter reset after ``previous`` (Prometheus' ``DetectReset``): a reset or
+        not-reset hint decides; otherwise (unknown, and gauge too, as Prometheus treats a gauge given to a counter
+        function) a decrease of the count, the zero bucket or any bucket, or a schema/zero-width change that
+        cannot be a continuation."""
         if self.hint == HINT_RESET:
             return True
-        if self.hint in (HINT_NOT_RESET, HINT_GAUGE):
+        if self.hint == HINT_NOT_RESET:
             return False
         if self.is_custom != previous.is_custom:
             return True
-        if self.is_custom and not np.array_equal(self.custom_values, previous.custom_values):
-            return True
         if self.count < previous.count:
             return True
+        if self.is_custom and not np.array_equal(self.custom_values, previous.custom_values):
+            # Mismatched bounds: a reset when some bucket decreased, both seen on the bounds they share.
+            common = np.intersect1d(self.custom_values, previous.custom_values)
+            now, before = _custom_to_common(self, common), _custom_to_common(previous, common)
+            return _any_decrease(before.pos_idx, before.pos, now.pos_idx, now.pos)
         if self.schema > previous.schema:
             return True
         if self.zero_threshold < previous.zero_threshold:
@@ -521,7 +530,7 @@ def _custom_to_common(h: FloatHistogram, common: _F64) -> FloatHistogram:
     return replace(h, custom_values=common, pos_idx=idx, pos=counts)
 
 
-def _combine(a: FloatHistogram, b: FloatHistogram, sign: float) -> tuple[FloatHistogram, bool]:
+def _align(a: FloatHistogram, b: FloatHistogram) -> tuple[FloatHistogram, FloatHistogram, bool]:
     if a.is_custom != b.is_custom:
         raise IncompatibleSchemaError("cannot apply this operation on histograms with a mix of exponential and "
                                       "custom bucket schemas")
@@ -535,6 +544,11 @@ def _combine(a: FloatHistogram, b: FloatHistogram, sign: float) -> tuple[FloatHi
         a, b = _reconcile_zero(a, b)
         target = min(a.schema, b.schema)
         a, b = a.reduce_resolution(target), b.reduce_resolution(target)
+    return a, b, reconciled
+
+
+def _combine(a: FloatHistogram, b: FloatHistogram, sign: float) -> tuple[FloatHistogram, bool]:
+    a, b, reconciled = _align(a, b)
     pos_idx, pos = _merge_indices(np.concatenate([a.pos_idx, b.pos_idx]), np.concatenate([a.pos, sign * b.pos]))
     neg_idx, neg = _merge_indices(np.concatenate([a.neg_idx, b.neg_idx]), np.concatenate([a.neg, sign * b.neg]))
     out = replace(a, zero_count=a.zero_count + sign * b.zero_count, count=a.count + sign * b.count,

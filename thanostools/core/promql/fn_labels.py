@@ -47,10 +47,10 @@ def _set_label(labels: Labels, name: str, value: str) -> Labels:
 
 def _relabelled(ev: Evaluator, vec: Vector, labels: list[Labels], dst: str) -> Vector:
     drop = np.zeros(len(vec), np.bool_) if dst == METRIC_NAME else vec.drop_name
-    return merge_duplicates(Vector(labels, vec.values, vec.present, drop), ev.check_deadline)
+    return merge_duplicates(Vector(labels, vec.values, vec.present, drop, hist=vec.hist), ev.check_deadline)
 
 
-@handler("label_replace")
+@handler("label_replace", histograms=True)
 def _label_replace(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
     dst, repl, src, pattern = (string_arg(node, i) for i in range(1, 5))
     try:
@@ -70,10 +70,10 @@ def _label_replace(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
         labels.append(_set_label(lbls, dst, go_expand(repl, m, regex)))
         changed[i] = True
     drop = np.where(changed, False, vec.drop_name) if dst == METRIC_NAME else vec.drop_name
-    return merge_duplicates(Vector(labels, vec.values, vec.present, drop), ev.check_deadline)
+    return merge_duplicates(Vector(labels, vec.values, vec.present, drop, hist=vec.hist), ev.check_deadline)
 
 
-@handler("label_join")
+@handler("label_join", histograms=True)
 def _label_join(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
     dst = string_arg(node, 1)
     sep = string_arg(node, 2)
@@ -189,7 +189,7 @@ def _chunks(s: str) -> list[str]:
     return _CHUNK.findall(s)
 
 
-@handler("sort_by_label", "sort_by_label_desc")
+@handler("sort_by_label", "sort_by_label_desc", histograms=True)
 def _sort_by_label(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
     vec = ev.eval_vector(node.args[0], ts)
     if not ev.is_instant or not len(vec):
@@ -212,7 +212,7 @@ def _sort_by_label(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
     return vec.take(order)
 
 
-@handler("absent")
+@handler("absent", histograms=True)
 def _absent(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
     vec = ev.eval_vector(node.args[0], ts)
     steps = ts.shape[0]

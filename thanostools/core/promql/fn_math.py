@@ -69,7 +69,7 @@ def _clamp(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
     return _derived(vec, values, vec.present & ~(hi < lo)[None, :])
 
 
-@handler("timestamp")
+@handler("timestamp", histograms=True)
 def _timestamp(ev: Evaluator, node: Call, ts: np.ndarray) -> Value:
     arg = unwrap_parens(node.args[0])
     if isinstance(arg, VectorSelector):

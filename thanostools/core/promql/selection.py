@@ -17,7 +17,7 @@ from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.kernels import promql as kern
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher
-from thanostools.core.promql.floathist import from_batch
+from thanostools.core.promql.floathist import HINT_GAUGE, HINT_UNKNOWN, from_batch
 from thanostools.core.promql.value import RangeVector, Vector
 from thanostools.core.series import KIND_FLOAT, SampleBatch, SelectHints
 
@@ -284,5 +284,15 @@ def vector_range_vector(vec: Vector, inner_ts: np.ndarray, ref: np.ndarray, ts: 
     offsets = np.concatenate([[0], np.cumsum(mask.sum(axis=1))]).astype(np.int64)
     rv = range_vector(vec.labels, t, v, offsets, ref, ts, rng, vec.drop_name)
     if vec.hist is not None:
-        rv.h = np.ascontiguousarray(vec.hist[mask])
+        rv.h = _without_reset_hints(vec.hist[mask])
     return rv
+
+
+def _without_reset_hints(cells: np.ndarray) -> np.ndarray:
+    """A subquery's histograms with "reset"/"not a reset" hints made unknown: its samples are a step apart, not
+    consecutive in storage, so those hints no longer hold (Prometheus does the same, prometheus/prometheus#15987)."""
+    out = np.full(cells.shape[0], None, object)
+    for j, h in enumerate(cells.tolist()):
+        if h is not None:
+            out[j] = h if h.hint in (HINT_UNKNOWN, HINT_GAUGE) else h.with_hint(HINT_UNKNOWN)
+    return out

@@ -209,10 +209,9 @@ def _histogram_columns(times: list[int], values: list[int | FloatHistogram]) -> 
 
 def storage_hints(values: list[int | FloatHistogram]) -> list[int]:
     """The counter-reset hint each histogram gets back from Prometheus' storage (its chunks): a gauge stays a
-    gauge; the first histogram of a chunk reads back as unknown (even under a chunk header that says "reset":
-    Prometheus' chunk iterator does not return reset hints), every later one as "not a reset". A new chunk starts
-    after a float or stale marker, at a reset (given or detected), at a change of gauge-ness, schema, zero width or
-    custom bounds."""
+    gauge; the first histogram of a chunk is "unknown" whatever the chunk's header says (Prometheus cannot trust
+    it, prometheus/prometheus#15346), every later one "not a reset". A new chunk starts after a float or stale
+    marker, at a reset (given or detected), at a change of gauge-ness, schema, zero width or custom bounds."""
     out = [HINT_UNKNOWN] * len(values)
     prev: FloatHistogram | None = None
     for i, v in enumerate(values):
