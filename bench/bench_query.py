@@ -68,13 +68,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_prometheus(data: Path, work: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_prometheus(data: Path, work: Path, *flags: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     cfg = work / "prometheus.yml"
     cfg.write_text("global:\n  scrape_interval: 1h\n")
     proc = subprocess.Popen(
         ["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={data}", f"--web.listen-address=127.0.0.1:{port}",
-         "--storage.tsdb.retention.time=100y", "--query.max-samples=500000000"],
+         "--storage.tsdb.retention.time=100y", "--query.max-samples=500000000", *flags],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
