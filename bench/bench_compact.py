@@ -43,14 +43,14 @@ def sh(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def source_blocks(work: Path, series: int) -> Path:
-    src = work / f"src-{series}"
+def source_blocks(work: Path, series: int, *generate_flags: str) -> Path:
+    src = work / "-".join(["src", str(series), *(g.strip("-") for g in generate_flags)])
     if src.exists() and len(metas(src)) == 12:
         return src
     shutil.rmtree(src, ignore_errors=True)
     t0 = time.perf_counter()
     sh([*TT, "bucket", "generate", "--bucket", str(src), "--series", str(series), "--duration", "24h",
-        "--start", str(START_MS), "-o", "ids"])
+        "--start", str(START_MS), "-o", "ids", *generate_flags])
     print(f"generated 12 blocks in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return src
 
@@ -104,7 +104,8 @@ def final_blocks(bucket: Path) -> list[dict[str, Any]]:
                     "stats": m["stats"]} for m in live), key=lambda m: m["minTime"])
 
 
-def prometheus(src: Path, dest: Path, expected: list[dict[str, Any]], timeout: float = 1800) -> dict[str, Any]:
+def prometheus(src: Path, dest: Path, expected: list[dict[str, Any]], *flags: str,
+               timeout: float = 1800) -> dict[str, Any]:
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(src, dest)
     config = dest.parent / "prometheus.yml"
@@ -112,7 +113,7 @@ def prometheus(src: Path, dest: Path, expected: list[dict[str, Any]], timeout: f
     log = dest.parent / "prometheus.log"
     with open(log, "wb") as logfh:
         proc = subprocess.Popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={dest}",
-                                 "--web.listen-address=127.0.0.1:0", "--storage.tsdb.retention.time=100y"],
+                                 "--web.listen-address=127.0.0.1:0", "--storage.tsdb.retention.time=100y", *flags],
                                 stdout=logfh, stderr=subprocess.STDOUT)
         started = time.time()
         hwm = 0.0

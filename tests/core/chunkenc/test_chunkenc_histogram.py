@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from thanostools.core.chunkenc import histogram as H
-from thanostools.core.errors import CorruptBlockError, UnsupportedError
+from thanostools.core.errors import CorruptBlockError
 from thanostools.core.render.histjson import api_buckets, api_histogram
 from thanostools.core.tsdb.block import Block
 
@@ -184,12 +184,6 @@ def test_head_chunks_of_the_sent_samples_are_the_block_chunks(name: str, run: st
         assert got == want, selector
         checked += len(got)
     assert checked == {"main": 23, "edge": 13}[name]
-
-
-def test_head_chunks_refuses_the_3x_head() -> None:
-    batch = H.build_batch([H.HistogramSample(t=0, count=1, zero_count=1, sum=1.0)], is_float=False)
-    with pytest.raises(UnsupportedError, match="Prometheus 3"):
-        H.head_chunks(batch, flavor="3")
 
 
 # ---------------------------------------------------------------- generated histograms

@@ -26,7 +26,9 @@ range is empty when it is stale and ``n_pos + n_neg`` of its layout otherwise.
 
 **Flavors**: ``"2.42"`` reproduces Prometheus 2.42 (the 2.x trailing zero byte of H2.3 when encoding, hint
 CounterReset for sample 0 of a ``10`` chunk, its head-cutting and reset rules of H9); ``"3"`` follows 3.x
-(source only, not verifiable here). The test blocks under shared/testdata/native-histograms are 2.42 output.
+(source only, not verifiable here: no trailing byte, Unknown for sample 0 of a ``10`` chunk, the head cutting
+by encoded size of H9.5, the 3.x appender and headers of H8.5/H9.1). The test blocks under
+shared/testdata/native-histograms are 2.42 output.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from numpy.typing import NDArray
 from thanostools.core.constants import CUSTOM_BUCKETS_SCHEMA as CUSTOM_BUCKETS_SCHEMA
 from thanostools.core.constants import ENC_FLOAT_HISTOGRAM as ENC_FLOAT_HISTOGRAM
 from thanostools.core.constants import ENC_HISTOGRAM as ENC_HISTOGRAM
-from thanostools.core.errors import CorruptBlockError, UnsupportedError
+from thanostools.core.errors import CorruptBlockError
 from thanostools.core.histograms import HINT_GAUGE as HINT_GAUGE
 from thanostools.core.histograms import HINT_NOT_RESET as HINT_NOT_RESET
 from thanostools.core.histograms import HINT_RESET as HINT_RESET
@@ -293,13 +295,11 @@ def head_chunks(series: HistogramBatch, *, flavor: Flavor = "2.42", chunk_range:
     (recoding and backward inserts, H9.1–H9.3); its first chunk is treated as the first chunk of the series.
     ``encode_batch(result, flavor=...)`` gives the chunk bytes.
 
-    Only ``flavor="2.42"`` is implemented (verified against the 2.42 test blocks): 3.x cuts histogram
-    chunks by encoded size (H9.5), which needs the byte size of the open chunk after every append.
+    ``flavor="2.42"`` cuts as the 2.42 head (H9.4: ~``samples_per_chunk`` samples, verified against the 2.42
+    test blocks); ``flavor="3"`` as the >= 2.47 / 3.x head (H9.5: by encoded bytes, target 1024, at least 10
+    samples) with the 3.x appender and headers (H8.5, H9.1); ``samples_per_chunk`` does not apply to it.
     """
     _check_flavor(flavor)
-    if flavor != "2.42":
-        raise UnsupportedError("head_chunks: the Prometheus 3.x head (byte-size cutting, H9.5) is not "
-                               "implemented; only flavor '2.42'")
     if chunk_range <= 0 or samples_per_chunk < 4:
         raise ValueError("need chunk_range > 0 and samples_per_chunk >= 4")
     starts = np.zeros(len(series), dtype=bool) if run_start is None else np.ascontiguousarray(run_start, dtype=bool)
@@ -307,7 +307,8 @@ def head_chunks(series: HistogramBatch, *, flavor: Flavor = "2.42", chunk_range:
         raise ValueError("run_start needs one flag per sample")
     if ((np.diff(series.t) <= 0) & ~starts[1:]).any():
         raise ValueError("head_chunks needs strictly increasing timestamps (the head rejects the others)")
-    return _append_chunks(series, flavor, chunk_range, samples_per_chunk, False, starts)
+    mode = kernels.CUT_HEAD_COUNT if flavor == "2.42" else kernels.CUT_HEAD_SIZE
+    return _append_chunks(series, flavor, chunk_range, samples_per_chunk, mode, starts)
 
 
 REENCODE_SAMPLES_PER_CHUNK = 120
@@ -321,11 +322,10 @@ def reencode_chunks(series: HistogramBatch, run_start: NDArray[np.bool_], *, fla
     chunk starts every ``samples_per_chunk`` samples. Each run starts as a series' first chunk.
 
     ``series.hint`` is taken as the hint of each sample (``hints_from_headers`` of the decoded chunks keeps
-    their resets and gauges). Only the 2.42 appender rules are implemented (see :func:`head_chunks`).
+    their resets and gauges). ``flavor`` picks the appender rules and headers: 2.42's, or 3.x's (a fresh appender
+    per chunk: header from the first sample's hint, ``10`` for a detected reset, ``00`` for a layout change).
     """
     _check_flavor(flavor)
-    if flavor != "2.42":
-        raise UnsupportedError("reencode_chunks: only the Prometheus 2.42 appender rules are implemented")
     if samples_per_chunk < 1 or samples_per_chunk > MAX_SAMPLES_PER_CHUNK:
         raise ValueError(f"samples_per_chunk must be 1..{MAX_SAMPLES_PER_CHUNK}")
     starts = np.ascontiguousarray(run_start, dtype=bool).copy()
@@ -335,10 +335,10 @@ def reencode_chunks(series: HistogramBatch, run_start: NDArray[np.bool_], *, fla
         starts[0] = True
     if ((np.diff(series.t) <= 0) & ~starts[1:]).any():
         raise ValueError("reencode_chunks needs strictly increasing timestamps within each run")
-    return _append_chunks(series, flavor, DEFAULT_CHUNK_RANGE_MS, samples_per_chunk, True, starts)
+    return _append_chunks(series, flavor, DEFAULT_CHUNK_RANGE_MS, samples_per_chunk, kernels.CUT_FIXED, starts)
 
 
-def _append_chunks(series: HistogramBatch, flavor: Flavor, chunk_range: int, samples_per_chunk: int, fixed: bool,
+def _append_chunks(series: HistogramBatch, flavor: Flavor, chunk_range: int, samples_per_chunk: int, cut_mode: int,
                    run_start: NDArray[np.bool_]) -> HistogramBatch:
     t = np.ascontiguousarray(series.t)
     lay = series.layouts
@@ -349,11 +349,11 @@ def _append_chunks(series: HistogramBatch, flavor: Flavor, chunk_range: int, sam
     zc = np.ascontiguousarray(series.zero_count).view(as_u64)
     buckets = np.ascontiguousarray(series.buckets).view(as_u64)
     with np.errstate(over="ignore"):
-        bounds, headers, base, u_idx, ub = kernels.head_cut_242(
+        bounds, headers, base, u_idx, ub = kernels.append_chunks(
             series.is_float, t, cnt, zc, series.sum_bits, np.ascontiguousarray(series.hint, dtype=np.uint8),
             series.layout, series.bucket_offsets, buckets, lay.schema.astype(np.int64), lay.zero_threshold.view(as_u64),
             lay.custom_bounds, lay.custom_values.view(as_u64), lay.span_bounds, span_off, span_len, int(chunk_range),
-            int(samples_per_chunk), fixed, run_start,
+            int(samples_per_chunk), cut_mode, flavor == "3", run_start,
         )
         l_idx, l_b = kernels.layout_indices(lay.span_bounds, span_off, span_len)
         out_buckets, out_bo = kernels.expand_samples(bounds, u_idx, ub, series.sum_bits, series.layout,

@@ -841,16 +841,209 @@ def go_div(a: int, b: int) -> int:
     return -q if (a < 0) != (b < 0) else q
 
 
+# ---------------------------------------------------------------- encoded size of the open chunk (H9.5)
+#
+# The 3.x head cuts histogram chunks by their byte size, so appending keeps the bit count encode_chunk would
+# write (3.x form, no 2.x trailing byte): the layout's bits plus each sample's, with the encoder's running
+# state (previous values, deltas, XOR windows) in two small arrays.
+
+TARGET_BYTES = 1024  # Prometheus' TargetBytesPerHistogramChunk
+MIN_SAMPLES = 10  # Prometheus' MinSamplesPerHistogramChunk
+EMPTY_LAYOUT_BITS = 11  # zero-threshold code, schema 0, no positive spans, no negative spans (H10)
+
+# indices into the uint64 state: previous t, t delta, count, count delta, zero count, zero-count delta, sum bits
+S_T, S_DT, S_C, S_DC, S_Z, S_DZ, S_SUM = 0, 1, 2, 3, 4, 5, 6
+# indices into the int64 state: XOR windows (leading, trailing) of count, zero count and sum
+W_LC, W_TC, W_LZ, W_TZ, W_LS, W_TS = 0, 1, 2, 3, 4, 5
+
+CUT_HEAD_COUNT = 0  # Prometheus 2.42 head: ~samples_per_chunk samples, end time predicted at a quarter (H9.4)
+CUT_FIXED = 1  # a new chunk every samples_per_chunk samples (re-encoding outside the head, H9.6)
+CUT_HEAD_SIZE = 2  # Prometheus >= 2.47 / 3.x head: by encoded bytes (H9.5)
+
+
+@inline
+def varbit_bits(v: np.uint64, signed: bool) -> int:
+    """Bits put_varbit writes for v."""
+    if v == U0:
+        return 1
+    for k in range(1, 8):
+        n = varbit_width(k)
+        mask = (U1 << np.uint64(n)) - U1
+        if ((v + (mask >> U1)) <= mask) if signed else (v <= mask):
+            return k + 1 + n
+    return 8 + 64
+
+
+@inline
+def xor_bits(x: np.uint64, lead: int, trail: int) -> tuple[int, int, int]:
+    """Bits put_xor writes for x -> (bits, lead, trail) as put_xor leaves the window."""
+    if x == U0:
+        return 1, lead, trail
+    lz = min(clz64(x), 31)
+    tz = ctz64(x)
+    if lead >= 0 and lz >= lead and tz >= trail:
+        return 2 + 64 - lead - trail, lead, trail
+    return 13 + 64 - lz - tz, lz, tz
+
+
 @njit
-def head_cut_242(
+def layout_bits(schema: int, zt: np.uint64, custom: U64, c0: int, c1: int) -> int:
+    """Bits of a layout without its spans (zero threshold, schema, custom bounds)."""
+    bits = 8 + (64 if zt_code(zt) == 0xFF else 0) + varbit_bits(np.uint64(schema), True)
+    if schema == CUSTOM_BUCKETS_SCHEMA:
+        bits += varbit_bits(np.uint64(c1 - c0), False)
+        for j in range(c0, c1):
+            code_v = custom_bound_code(custom[j])
+            bits += 65 if code_v == U0 else varbit_bits(code_v, False)
+    return bits
+
+
+@njit
+def given_spans_bits(span_off: I64, span_len: I64, lo: int, hi: int) -> int:
+    bits = varbit_bits(np.uint64(hi - lo), False)
+    for j in range(lo, hi):
+        bits += varbit_bits(np.uint64(span_len[j]), False) + varbit_bits(np.uint64(span_off[j]), True)
+    return bits
+
+
+@njit
+def union_spans_bits(idx: I64, lo: int, hi: int) -> int:
+    """Bits of the canonical spans of sorted indices (H9.3: a span ends where an index is not the last + 1)."""
+    nspans = 0
+    body = 0
+    j = lo
+    prev_end = 0
+    while j < hi:
+        start = j
+        while j + 1 < hi and idx[j + 1] == idx[j] + 1:
+            j += 1
+        j += 1
+        body += varbit_bits(np.uint64(j - start), False) + varbit_bits(np.uint64(idx[start] - prev_end), True)
+        prev_end = idx[j - 1] + 1
+        nspans += 1
+    return varbit_bits(np.uint64(nspans), False) + body
+
+
+@njit
+def sample_bits(
+    is_float: bool, first: bool, t: np.uint64, c: np.uint64, z: np.uint64, total: np.uint64, absb: U64,
+    npb: int, nb: int, sv: U64, win: I64, bprev: U64, bdelta: U64, blead: I64, btrail: I64,
+) -> int:
+    """Bits encode_chunk writes for one sample (absolute bucket counts ``absb[:nb]`` on the chunk's layout,
+    the first npb positive), updating the encoder state ``sv``/``win``/``b*`` as it does."""
+    stale = total == STALE_NAN_BITS_U64
+    if stale:
+        c = U0
+        z = U0
+    bits = 0
+    if first:
+        bits += varbit_bits(t, True)
+        bits += 128 if is_float else varbit_bits(c, False) + varbit_bits(z, False)
+        bits += 64
+        win[:] = -1
+        win[W_TC] = 0
+        win[W_TZ] = 0
+        win[W_TS] = 0
+        sv[S_DT] = U0
+        sv[S_DC] = U0
+        sv[S_DZ] = U0
+    else:
+        d = t - sv[S_T]
+        bits += varbit_bits(d - sv[S_DT], True)
+        sv[S_DT] = d
+        if is_float:
+            n, lead, trail = xor_bits(c ^ sv[S_C], win[W_LC], win[W_TC])
+            win[W_LC] = lead
+            win[W_TC] = trail
+            bits += n
+            n, lead, trail = xor_bits(z ^ sv[S_Z], win[W_LZ], win[W_TZ])
+            win[W_LZ] = lead
+            win[W_TZ] = trail
+            bits += n
+        elif stale:
+            bits += 2
+        else:
+            d = c - sv[S_C]
+            bits += varbit_bits(d - sv[S_DC], True)
+            sv[S_DC] = d
+            d = z - sv[S_Z]
+            bits += varbit_bits(d - sv[S_DZ], True)
+            sv[S_DZ] = d
+        n, lead, trail = xor_bits(total ^ sv[S_SUM], win[W_LS], win[W_TS])
+        win[W_LS] = lead
+        win[W_TS] = trail
+        bits += n
+    prev_abs = U0
+    for j in range(0 if stale else nb):
+        if is_float:
+            v = absb[j]
+        else:
+            if j == npb:
+                prev_abs = U0
+            v = absb[j] - prev_abs
+            prev_abs = absb[j]
+        if first:
+            bits += 64 if is_float else varbit_bits(v, True)
+            blead[j] = -1
+            btrail[j] = 0
+            bdelta[j] = U0
+        elif is_float:
+            n, lead, trail = xor_bits(v ^ bprev[j], blead[j], btrail[j])
+            blead[j] = lead
+            btrail[j] = trail
+            bits += n
+        else:
+            d = v - bprev[j]
+            bits += varbit_bits(d - bdelta[j], True)
+            bdelta[j] = d
+        bprev[j] = v
+    sv[S_T] = t
+    sv[S_C] = c
+    sv[S_Z] = z
+    sv[S_SUM] = total
+    return bits
+
+
+@njit
+def expand_onto(
+    u_idx: I64, lo: int, mid: int, hi: int, l_idx: I64, l_b: I64, ly: int, b0: int, buckets: U64, out: U64,
+) -> None:
+    """A sample's absolute counts (layout ly, starting at buckets[b0]) on the indices u_idx[lo:hi] (positive
+    up to mid) into out[:hi - lo]; 0 where the sample has no bucket."""
+    for side in range(2):
+        j = l_b[2 * ly + side]
+        jhi = l_b[2 * ly + side + 1]
+        k = b0 + j - l_b[2 * ly]
+        for i in range(lo if side == 0 else mid, mid if side == 0 else hi):
+            if j < jhi and l_idx[j] == u_idx[i]:
+                out[i - lo] = buckets[k]
+                j += 1
+                k += 1
+            else:
+                out[i - lo] = U0
+
+
+@njit
+def compute_chunk_end(start: int, cur: int, max_t: int, ratio: float) -> int:
+    """Prometheus' computeChunkEndTime: the end that spreads the rest of the range over equal chunks."""
+    n = float(max_t - start) / (float(cur - start + 1) * ratio)
+    if n <= 1.0:
+        return max_t
+    return int(float(start) + float(max_t - start) / np.floor(n))
+
+
+@njit
+def append_chunks(
     is_float: bool, t: I64, cnt: U64, zc: U64, total: U64, hint: U8, layout: I64,
     bo: I64, buckets: U64, schema: I64, zt: U64, cv_bounds: I64, custom: U64,
     span_bounds: I64, span_off: I64, span_len: I64, chunk_range: int, samples_per_chunk: int,
-    fixed: bool, run_start: Bool,
+    cut_mode: int, modern: bool, run_start: Bool,
 ) -> tuple[I64, U8, I64, I64, I64]:
-    """Prometheus 2.42 appending of samples (time order within each run, one kind): H8.5, H9.1–H9.3 and the
-    head's cutting (H9.4), or with ``fixed`` a new chunk every ``samples_per_chunk`` samples (re-encoding
-    outside the head, H9.6). A sample with ``run_start`` set starts a new chunk as a series' first sample.
+    """Prometheus' appending of samples (time order within each run, one kind): H8.5, H9.1–H9.3, and where
+    chunks end by ``cut_mode`` — CUT_HEAD_COUNT (the 2.42 head, H9.4), CUT_FIXED (every ``samples_per_chunk``
+    samples, H9.6) or CUT_HEAD_SIZE (the 3.x head, by encoded bytes, H9.5). ``modern`` selects the 3.x
+    appender (empty buckets may disappear, custom-bounds changes are resets) and 3.x headers; otherwise 2.42's.
+    A sample with ``run_start`` set starts a new chunk as a series' first sample.
 
     Returns (chunk bounds, chunk headers, per chunk: the layout id of its first sample or -1 for the empty
     layout of a stale first sample, per chunk side q = 2 * chunk + negative: union indices idx[ub[q]:ub[q+1]]
@@ -869,8 +1062,18 @@ def head_cut_242(
     u_idx = np.zeros(16, dtype=np.int64)
     ub = np.zeros(2 * n + 1, dtype=np.int64)
     tmp = np.zeros(16, dtype=np.int64)
-    p_i = np.zeros(16, dtype=np.int64)
     p_f = np.zeros(16, dtype=np.uint64)
+    p_i = p_f.view(np.int64)
+    by_size = cut_mode == CUT_HEAD_SIZE
+    sv = np.zeros(7, dtype=np.uint64)
+    win = np.zeros(6, dtype=np.int64)
+    bprev = np.zeros(16, dtype=np.uint64)
+    bdelta = np.zeros(16, dtype=np.uint64)
+    blead = np.zeros(16, dtype=np.int64)
+    btrail = np.zeros(16, dtype=np.int64)
+    scratch = np.zeros(16, dtype=np.uint64)
+    bits = 0  # encoded bits of the open chunk after its 3 header bytes (CUT_HEAD_SIZE only)
+    end_computed = False  # Prometheus' histogramChunkHasComputedEndTime
     nc = 0  # chunks started so far; the open chunk is nc - 1
     mint = 0
     next_at = 0
@@ -881,27 +1084,39 @@ def head_cut_242(
         ly = layout[s]
         ok = False
         reset = False
+        unknown = False  # 3.x integer appender: "UnknownCounterReset" (schema change, after a stale marker)
         fwd = False
-        time_cut = True
-        if nc > 0 and not run_start[s]:
+        fresh = nc == 0 or run_start[s]
+        size_cut = False
+        count_cut = False
+        if not fresh:
             c = nc - 1
             held = s - bounds[c]
-            if fixed:
-                pass
-            elif held == quarter:
-                d = (next_at - mint) // ((t[s - 1] - mint + 1) * 4)
-                if d > 1:
-                    next_at = mint + (next_at - mint) // d
-            time_cut = held >= samples_per_chunk if fixed else (t[s] >= next_at or held >= 2 * samples_per_chunk)
+            if cut_mode == CUT_FIXED:
+                count_cut = held >= samples_per_chunk
+            elif cut_mode == CUT_HEAD_COUNT:
+                if held == quarter:
+                    d = (next_at - mint) // ((t[s - 1] - mint + 1) * 4)
+                    if d > 1:
+                        next_at = mint + (next_at - mint) // d
+                count_cut = t[s] >= next_at or held >= 2 * samples_per_chunk
+            else:
+                nbytes = 3 + (bits + 7) // 8
+                if not end_computed and nbytes >= TARGET_BYTES // 4:
+                    next_at = compute_chunk_end(mint, t[s - 1], next_at, TARGET_BYTES / nbytes)
+                    end_computed = True
+                range_end = go_div(mint, chunk_range) * chunk_range + chunk_range
+                size_cut = (t[s] >= next_at or nbytes >= 2 * TARGET_BYTES) and (held >= MIN_SAMPLES
+                                                                                  or t[s] >= range_end)
             p = s - 1
             p_stale = total[p] == STALE_NAN_BITS_U64
             chunk_gauge = headers[c] == H_GAUGE
-            same = (base[c] >= 0 and schema[ly] == schema[base[c]] and zt[ly] == zt[base[c]]
-                    and cv_bounds[ly + 1] - cv_bounds[ly] == cv_bounds[base[c] + 1] - cv_bounds[base[c]])
-            if same:
+            same_scale = base[c] >= 0 and schema[ly] == schema[base[c]] and zt[ly] == zt[base[c]]
+            same_bounds = cv_bounds[ly + 1] - cv_bounds[ly] == cv_bounds[base[c] + 1] - cv_bounds[base[c]]
+            if same_scale and same_bounds:
                 for j in range(cv_bounds[ly + 1] - cv_bounds[ly]):
                     if custom[cv_bounds[ly] + j] != custom[cv_bounds[base[c]] + j]:
-                        same = False
+                        same_bounds = False
             if gauge != chunk_gauge:
                 pass
             elif not gauge and hint[s] == HINT_RESET:
@@ -909,42 +1124,42 @@ def head_cut_242(
             elif stale:
                 ok = True
             elif p_stale:
-                pass
+                unknown = True
             elif not gauge and count_lt(is_float, ci[s], cf[s], ci[p], cf[p]):
                 reset = True
-            elif not same and base[c] >= 0:
-                pass
+            elif base[c] >= 0 and not same_scale:
+                unknown = True
+            elif base[c] >= 0 and not same_bounds:
+                reset = modern and not gauge
+                unknown = not reset
             elif not gauge and count_lt(is_float, zi[s], zf[s], zi[p], zf[p]):
                 reset = True
             elif base[c] < 0:
-                pass
+                unknown = True
             else:
                 hb = bo[s]
                 ulo = ub[2 * c]
-                reset, fwd_p = compare_side(is_float, gauge, True, u_idx, ulo, ub[2 * c + 1], p_i, p_f, 0, l_idx,
+                legacy = not modern
+                reset, fwd_p = compare_side(is_float, gauge, legacy, u_idx, ulo, ub[2 * c + 1], p_i, p_f, 0, l_idx,
                                             l_b[2 * ly], l_b[2 * ly + 1], hb, bi, buckets)
                 fwd_n = False
                 if not reset:
                     npos = ub[2 * c + 1] - ulo
-                    reset, fwd_n = compare_side(is_float, gauge, True, u_idx, ub[2 * c + 1], ub[2 * c + 2],
+                    reset, fwd_n = compare_side(is_float, gauge, legacy, u_idx, ub[2 * c + 1], ub[2 * c + 2],
                                                 p_i, p_f, npos, l_idx, l_b[2 * ly + 1], l_b[2 * ly + 2],
                                                 hb + l_b[2 * ly + 1] - l_b[2 * ly], bi, buckets)
                 fwd = (fwd_p or fwd_n) and not reset
                 ok = not reset
-        if nc == 0 or time_cut or not ok or reset:
+        if fresh or size_cut or count_cut or not ok or reset:
             c = nc
             nc += 1
             bounds[c] = s
             mint = t[s]
             next_at = go_div(mint, chunk_range) * chunk_range + chunk_range
-            if gauge:
-                headers[c] = H_GAUGE
-            elif hint[s] == HINT_RESET or reset:
-                headers[c] = H_RESET
-            elif ok:
-                headers[c] = H_NOT_RESET
-            else:
-                headers[c] = H_UNKNOWN
+            if fresh or size_cut:
+                end_computed = False  # an appender's own cut keeps the flag, as Prometheus' head does
+            headers[c] = new_chunk_header(gauge, hint[s] == HINT_RESET, fresh, size_cut, count_cut, modern,
+                                          is_float, ok, reset, unknown)
             start = ub[2 * c]
             if stale:
                 base[c] = -1
@@ -957,6 +1172,11 @@ def head_cut_242(
                 u_idx[start : start + m] = l_idx[l_b[2 * ly] : l_b[2 * ly + 2]]
                 ub[2 * c + 1] = start + l_b[2 * ly + 1] - l_b[2 * ly]
                 ub[2 * c + 2] = start + m
+            if by_size:
+                bits = EMPTY_LAYOUT_BITS if stale else (
+                    layout_bits(schema[ly], zt[ly], custom, cv_bounds[ly], cv_bounds[ly + 1])
+                    + given_spans_bits(span_off, span_len, span_bounds[2 * ly], span_bounds[2 * ly + 1])
+                    + given_spans_bits(span_off, span_len, span_bounds[2 * ly + 1], span_bounds[2 * ly + 2]))
         elif fwd:
             c = nc - 1
             start = ub[2 * c]
@@ -969,30 +1189,65 @@ def head_cut_242(
             u_idx[start : start + wp + wn] = tmp[: wp + wn]
             ub[2 * c + 1] = start + wp
             ub[2 * c + 2] = start + wp + wn
+            if by_size:
+                # a recode re-encodes the chunk's samples on the union layout (H9.3)
+                b = base[c]
+                bits = (layout_bits(schema[b], zt[b], custom, cv_bounds[b], cv_bounds[b + 1])
+                        + union_spans_bits(u_idx, start, start + wp)
+                        + union_spans_bits(u_idx, start + wp, start + wp + wn))
+                m = wp + wn
+                scratch = grow(scratch, m)
+                bprev = grow(bprev, m)
+                bdelta = grow(bdelta, m)
+                blead = grow(blead, m)
+                btrail = grow(btrail, m)
+                for q in range(bounds[c], s):
+                    if total[q] != STALE_NAN_BITS_U64:
+                        expand_onto(u_idx, start, start + wp, start + wp + wn, l_idx, l_b, layout[q], bo[q], buckets,
+                                    scratch)
+                    bits += sample_bits(is_float, q == bounds[c], np.uint64(t[q]), cnt[q], zc[q], total[q], scratch,
+                                        wp, m, sv, win, bprev, bdelta, blead, btrail)
+        c = nc - 1
+        start = ub[2 * c]
+        m = ub[2 * c + 2] - start
         if not stale:
             # the last sample's counts, expanded to the chunk's indices
-            c = nc - 1
-            start = ub[2 * c]
-            m = ub[2 * c + 2] - start
-            p_i = grow(p_i, m)
             p_f = grow(p_f, m)
-            p_i[:m] = 0
-            p_f[:m] = U0
-            for side in range(2):
-                lo = ub[2 * c + side]
-                hi = ub[2 * c + side + 1]
-                j = l_b[2 * ly + side]
-                jhi = l_b[2 * ly + side + 1]
-                k = bo[s] + j - l_b[2 * ly]
-                for i in range(lo, hi):
-                    if j < jhi and l_idx[j] == u_idx[i]:
-                        p_i[i - start] = bi[k]
-                        p_f[i - start] = buckets[k]
-                        j += 1
-                        k += 1
+            expand_onto(u_idx, start, ub[2 * c + 1], ub[2 * c + 2], l_idx, l_b, ly, bo[s], buckets, p_f)
+            p_i = p_f.view(np.int64)
+        if by_size:
+            bprev = grow(bprev, m)
+            bdelta = grow(bdelta, m)
+            blead = grow(blead, m)
+            btrail = grow(btrail, m)
+            bits += sample_bits(is_float, s == bounds[c], np.uint64(t[s]), cnt[s], zc[s], total[s], p_f,
+                                ub[2 * c + 1] - start, m, sv, win, bprev, bdelta, blead, btrail)
     bounds[nc] = n
     return bounds[: nc + 1].copy(), headers[:nc].copy(), base[:nc].copy(), u_idx[: ub[2 * nc]].copy(), \
         ub[: 2 * nc + 1].copy()
+
+
+@inline
+def new_chunk_header(
+    gauge: bool, hinted_reset: bool, fresh: bool, size_cut: bool, count_cut: bool, modern: bool, is_float: bool,
+    ok: bool, reset: bool, unknown: bool,
+) -> np.uint8:
+    """The counter-reset header of a chunk that a sample starts (H8.5)."""
+    if gauge:
+        return np.uint8(H_GAUGE)
+    if hinted_reset:
+        return np.uint8(H_RESET)
+    if fresh or (modern and count_cut):
+        return np.uint8(H_UNKNOWN)  # a fresh appender without a previous one (3.x re-encoding too)
+    if reset:
+        return np.uint8(H_RESET)
+    if not modern:
+        return np.uint8(H_NOT_RESET if ok else H_UNKNOWN)
+    if size_cut:
+        # the head asks the previous chunk's appender; float histograms know only reset / not reset
+        return np.uint8(H_NOT_RESET if is_float or not unknown else H_UNKNOWN)
+    # the appender's own cut: integer chunks carry its verdict, float chunks reset or unknown
+    return np.uint8(H_UNKNOWN if is_float or unknown else H_NOT_RESET)
 
 
 @njit
