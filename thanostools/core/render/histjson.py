@@ -89,6 +89,11 @@ def histogram_buckets(batch: HistogramBatch, s: int, *, clamp: bool) -> list[Buc
     return _buckets(_batch_view(batch, s), clamp=clamp)
 
 
+def float_histogram_buckets(h: FloatHistogram) -> list[Bucket]:
+    """A query result's non-empty buckets as the HTTP API lists them (bounds clamped to the zero bucket)."""
+    return _buckets(_float_view(h), clamp=True)
+
+
 def _api_buckets(h: _View) -> list[list[int | str]]:
     return [[rule, format_sample_value(lower), format_sample_value(upper), format_sample_value(float(count))]
             for rule, lower, upper, count in _buckets(h, clamp=True)]
