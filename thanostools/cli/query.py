@@ -46,8 +46,9 @@ def parse_max_source_resolution(text: str, step_ms: int | None) -> int:
 
 def _table(result: QueryResult) -> str:
     from thanostools.core.render.fastjson import result_points
+    from thanostools.core.render.histjson import histogram_summary
 
-    points = list(result_points(result))
+    points = list(result_points(result, histogram_summary))
     if result.result_type == "vector":
         return render_table([[m, v] for m, _, v in points], ["metric", "value"])
     if result.result_type == "matrix":

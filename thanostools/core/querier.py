@@ -39,6 +39,7 @@ from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher, matches_all
 from thanostools.core.series import (
     DEFAULT_BATCH_SAMPLES,
+    HistogramColumns,
     LabelResult,
     Querier,
     SampleBatch,
@@ -262,14 +263,15 @@ class _Piece:
     counts: np.ndarray
     t: np.ndarray
     v: np.ndarray
+    hist: HistogramColumns | None = None
 
 
-def _sort_dedup(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _sorted_once(t: np.ndarray) -> np.ndarray:
+    """Indices putting ``t`` in time order with each timestamp once (the earliest index wins)."""
     order = np.argsort(t, kind="stable")
-    t, v = t[order], v[order]
-    keep = np.ones(t.shape[0], dtype=bool)
-    keep[1:] = t[1:] != t[:-1]
-    return t[keep], v[keep]
+    keep = np.ones(order.shape[0], dtype=bool)
+    keep[1:] = t[order][1:] != t[order][:-1]
+    return order[keep]
 
 
 def assemble(labels: list[Labels], pieces: Sequence[_Piece]) -> SampleBatch:
@@ -277,7 +279,9 @@ def assemble(labels: list[Labels], pieces: Sequence[_Piece]) -> SampleBatch:
     n = len(labels)
     if len(pieces) == 1 and pieces[0].rel.shape[0] == n and bool((pieces[0].rel == np.arange(n)).all()):
         p = pieces[0]
-        return _nonempty_batch(labels, p.counts, p.t, p.v)
+        return _nonempty_batch(labels, p.counts, p.t, p.v, hist=p.hist)
+    if any(p.hist is not None for p in pieces):
+        return _assemble_histograms(labels, pieces)
     rel = np.concatenate([p.rel for p in pieces])
     counts = np.concatenate([p.counts for p in pieces])
     order = np.argsort(rel, kind="stable")
@@ -297,27 +301,52 @@ def assemble(labels: list[Labels], pieces: Sequence[_Piece]) -> SampleBatch:
     chained = np.bincount(rel, weights=counts > 0, minlength=n) > 1
     fix = np.flatnonzero(chained & select_kernels.unsorted_series(t, offsets))
     if fix.size:
-        t, v, sizes = _resort(t, v, offsets, fix)
+        idx, sizes = _resort(t, offsets, fix)
+        t, v = t[idx], v[idx]
     return _nonempty_batch(labels, sizes, t, v)
 
 
-def _resort(t: np.ndarray, v: np.ndarray, offsets: np.ndarray, fix: np.ndarray,
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Series whose chained runs overlap in time: sorted, equal timestamps once (the earliest run wins)."""
-    ts = [t[offsets[i] : offsets[i + 1]] for i in range(offsets.shape[0] - 1)]
-    vs = [v[offsets[i] : offsets[i + 1]] for i in range(offsets.shape[0] - 1)]
+def _assemble_histograms(labels: list[Labels], pieces: Sequence[_Piece]) -> SampleBatch:
+    """``assemble`` for pieces holding native histograms: samples gathered by index, histogram part along."""
+    n = len(labels)
+    rel = np.concatenate([p.rel for p in pieces])
+    counts = np.concatenate([p.counts for p in pieces])
+    order = np.argsort(rel, kind="stable")
+    dst = np.empty(rel.shape[0], np.int64)
+    dst[order] = np.cumsum(counts[order]) - counts[order]
+    total = int(counts.sum())
+    src = np.cumsum(counts) - counts
+    gather = np.empty(total, np.int64)  # per output sample, its index in the pieces' concatenation
+    gather[np.repeat(dst - src, counts) + np.arange(total)] = np.arange(total)
+    t = np.concatenate([p.t for p in pieces])[gather]
+    v = np.concatenate([p.v for p in pieces])[gather]
+    hist = HistogramColumns.concat([(p.hist, int(p.t.shape[0])) for p in pieces]).take(gather)
+    sizes = np.bincount(rel, weights=counts, minlength=n).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    chained = np.bincount(rel, weights=counts > 0, minlength=n) > 1
+    fix = np.flatnonzero(chained & select_kernels.unsorted_series(t, offsets))
+    if fix.size:
+        idx, sizes = _resort(t, offsets, fix)
+        t, v, hist = t[idx], v[idx], hist.take(idx)
+    return _nonempty_batch(labels, sizes, t, v, hist=hist)
+
+
+def _resort(t: np.ndarray, offsets: np.ndarray, fix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Series whose chained runs overlap in time sorted, equal timestamps once (the earliest run wins): the
+    sample indices to take and the new series sizes."""
+    idx = [np.arange(offsets[i], offsets[i + 1]) for i in range(offsets.shape[0] - 1)]
     for i in fix.tolist():
-        ts[i], vs[i] = _sort_dedup(ts[i], vs[i])
-    sizes = np.fromiter((x.shape[0] for x in ts), np.int64, len(ts))
-    return np.concatenate(ts), np.concatenate(vs), sizes
+        idx[i] = offsets[i] + _sorted_once(t[offsets[i] : offsets[i + 1]])
+    sizes = np.fromiter((x.shape[0] for x in idx), np.int64, len(idx))
+    return np.concatenate(idx).astype(np.int64), sizes
 
 
 def _nonempty_batch(labels: list[Labels], sizes: np.ndarray, t: np.ndarray, v: np.ndarray, *,
-                    stale_free: bool = False) -> SampleBatch:
+                    stale_free: bool = False, hist: HistogramColumns | None = None) -> SampleBatch:
     nonempty = np.flatnonzero(sizes)
     offsets = np.concatenate([[0], np.cumsum(sizes[nonempty])]).astype(np.int64)
     kept = labels if nonempty.shape[0] == len(labels) else [labels[i] for i in nonempty.tolist()]
-    return SampleBatch(kept, np.full(len(kept), -1, np.int64), offsets, t, v, stale_free)
+    return SampleBatch(kept, np.full(len(kept), -1, np.int64), offsets, t, v, stale_free, hist)
 
 
 def _raw_batches(sources: list[_Source], labels: list[Labels], mint: int, maxt: int,
@@ -343,8 +372,8 @@ def _decode_copying(parts: Sequence[tuple[_Source, int, int]], labels: list[Labe
                     maxt: int) -> SampleBatch:
     pieces = []
     for s, a, b in parts:
-        counts, t, v = s.block.row_samples(s.sb, s.rows[a:b], mint, maxt)
-        pieces.append(_Piece(s.gid[a:b] - g0, counts, t, v))
+        counts, t, v, hist = s.block.row_samples(s.sb, s.rows[a:b], mint, maxt)
+        pieces.append(_Piece(s.gid[a:b] - g0, counts, t, v, hist))
     return assemble(labels, pieces) if pieces else SampleBatch.concat([])
 
 
@@ -386,7 +415,8 @@ def _decode_in_place(parts: Sequence[tuple[_Source, int, int]], labels: list[Lab
     fix = np.flatnonzero((runs > 1) & unsorted)
     if fix.size:
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        t, v, sizes = _resort(t, v, offsets, fix)
+        idx, sizes = _resort(t, offsets, fix)
+        t, v = t[idx], v[idx]
     return _nonempty_batch(labels, sizes, t, v, stale_free=stale == 0)
 
 

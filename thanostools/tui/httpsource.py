@@ -178,6 +178,9 @@ def _series(metric: dict[str, str], points: Sequence[Sequence[Any]]) -> SeriesRe
     return SeriesResult(_labels(metric), t, v)
 
 
+HISTOGRAMS_RAW_ONLY = "native histogram samples of an HTTP source are shown in the Raw tab only"
+
+
 def parse_query_data(data: Any, warnings: list[str], infos: list[str]) -> QueryResult:
     """The ``data`` object of a query response as a core ``QueryResult``."""
     if not isinstance(data, dict):
@@ -185,6 +188,8 @@ def parse_query_data(data: Any, warnings: list[str], infos: list[str]) -> QueryR
     kind = str(data.get("resultType", ""))
     result = data.get("result")
     out = QueryResult(kind, [], warnings=warnings, infos=infos)
+    if kind in ("vector", "matrix") and any("histogram" in s or "histograms" in s for s in result or []):
+        out.warnings.append(HISTOGRAMS_RAW_ONLY)
     if kind == "vector":
         out.series = [_series(s.get("metric", {}), [s["value"]]) for s in result or [] if "value" in s]
     elif kind == "matrix":

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from thanostools.core.labels import Labels
+from thanostools.core.promql.floathist import FloatHistogram
 from thanostools.core.render.apijson import (
     ERROR_STATUS,
     format_float_ts,
@@ -30,6 +31,7 @@ class FakeSeries:
     labels: Labels
     t: np.ndarray
     v: np.ndarray
+    h: list[FloatHistogram | None] | None = None
 
 
 @dataclass

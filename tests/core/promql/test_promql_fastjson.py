@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from thanostools.core.labels import Labels
+from thanostools.core.promql.floathist import FloatHistogram
 from thanostools.core.render import apijson, fastjson
 
 SPECIAL = [0.0, -0.0, np.nan, np.inf, -np.inf, 5e-324, -5e-324, 1e-7, 1e-6, 9.99e-5, 1e-4, 0.0001000001, 0.1, 1.0,
@@ -44,6 +45,7 @@ class _Series:
     labels: Labels
     t: np.ndarray
     v: np.ndarray
+    h: list[FloatHistogram | None] | None = None
 
 
 @dataclass
@@ -63,14 +65,30 @@ def _series() -> list[_Series]:
         labels = (("__name__", "m<&>"), ("i", str(i)), ("q", 'a"b\\c\n\u2028'))
         out.append(_Series(labels, grid[keep], _random_values(int(keep.sum()))[: int(keep.sum())]))
     out.append(_Series((), np.array([1000], np.int64), np.array([np.nan]).view(np.uint64)))
-    return out
+    return out + _histogram_series()
+
+
+def _histogram(i: int) -> FloatHistogram:
+    return FloatHistogram(schema=1, zero_threshold=0.001, zero_count=float(i % 3), count=10.0 + i, sum=i * 0.1,
+                          pos_idx=np.array([-2, 0, 1], np.int64), pos=np.array([1.0, 0.0, 2.5 + i]),
+                          neg_idx=np.array([3], np.int64), neg=np.array([float(i)]))
+
+
+def _histogram_series() -> list[_Series]:
+    """Native histograms only, then floats and histograms mixed (histogram points' ``v`` is meaningless)."""
+    t = np.arange(0, 60_000, 15_000, dtype=np.int64)
+    only: list[FloatHistogram | None] = [_histogram(i) for i in range(4)]
+    mixed: list[FloatHistogram | None] = [None, _histogram(5), None, _histogram(6)]
+    return [_Series((("h", "only"),), t, np.full(4, 99.0), only),
+            _Series((("h", "mixed"),), t, np.array([1.0, 99.0, 3.0, 99.0]), mixed)]
 
 
 @pytest.mark.parametrize("kind", ["matrix", "vector"])
 def test_results_match_apijson(kind: str) -> None:
     series = _series()
     if kind == "vector":
-        series = [_Series(s.labels, s.t[:1], s.v[:1]) for s in series if s.t.shape[0]]
+        series = [_Series(s.labels, s.t[:1], s.v[:1], None if s.h is None else s.h[:1]) for s in series if s.t.shape[0]]
+        series.append(_Series((("h", "vector"),), np.array([5], np.int64), np.zeros(1), [_histogram(1)]))
     result = _Result(kind, series)
     assert fastjson.query_data_json(result) == apijson.query_data_json_reference(result)
     empty = _Result(kind, [])

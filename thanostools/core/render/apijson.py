@@ -8,15 +8,23 @@ encoder does (``<``, ``>``, ``&`` as ``\\u003c`` …).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from thanostools.core.goformat import go_special
 from thanostools.core.labels import Labels
+from thanostools.core.render.histjson import histogram_json
+from thanostools.core.render.numbers import (
+    format_float_ts,
+    format_sample_ts,
+    format_sample_value,
+    format_scalar_value,
+    go_json_float,
+)
+
+if TYPE_CHECKING:
+    from thanostools.core.promql.floathist import FloatHistogram
 
 __all__ = [
     "BAD_DATA",
@@ -45,9 +53,13 @@ ERROR_STATUS = {
 
 
 class SeriesLike(Protocol):
+    """A result series: points ``t``/``v``; ``h`` (None: all floats) holds per point its native histogram or
+    None where the point is a float."""
+
     labels: Labels
     t: np.ndarray
     v: np.ndarray
+    h: list[FloatHistogram | None] | None
 
 
 class ResultLike(Protocol):
@@ -63,76 +75,6 @@ class ResultLike(Protocol):
 
     @property
     def string(self) -> tuple[int, str] | None: ...
-
-
-# --- numbers ---------------------------------------------------------------------------------------
-
-
-def _digits(x: float) -> tuple[str, int]:
-    """Shortest round-trip digits of ``|x| > 0`` and the decimal exponent of the first digit."""
-    _, digit_tuple, exp = Decimal(repr(abs(x))).as_tuple()
-    assert isinstance(exp, int)
-    digits = "".join(map(str, digit_tuple))
-    return digits.rstrip("0"), len(digits) - 1 + exp
-
-
-def _positional(digits: str, exp: int) -> str:
-    point = exp + 1  # digits before the decimal point
-    if point <= 0:
-        return "0." + "0" * -point + digits
-    if point >= len(digits):
-        return digits + "0" * (point - len(digits))
-    return digits[:point] + "." + digits[point:]
-
-
-def _exponent(digits: str, exp: int, min_exp_digits: int) -> str:
-    mant = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-    return f"{mant}e{'-' if exp < 0 else '+'}{abs(exp):0{min_exp_digits}d}"
-
-
-def format_sample_value(v: float) -> str:
-    """A vector/matrix sample value: positional between 1e-6 and 1e21, Go exponent form outside."""
-    special = go_special(v)
-    if special is not None:
-        return special
-    digits, exp = _digits(v)
-    a = abs(v)
-    text = _exponent(digits, exp, 2) if (a < 1e-6 or a >= 1e21) else _positional(digits, exp)
-    return "-" + text if v < 0 else text
-
-
-def format_scalar_value(v: float) -> str:
-    """A scalar's value: always positional (``strconv.FormatFloat(v, 'f', -1, 64)``)."""
-    special = go_special(v)
-    if special is not None:
-        return special
-    digits, exp = _digits(v)
-    text = _positional(digits, exp)
-    return "-" + text if v < 0 else text
-
-
-def go_json_float(v: float) -> str:
-    """A float as Go ``encoding/json`` writes it (shortest digits; exponent below 1e-6 or from 1e21)."""
-    if math.isnan(v) or math.isinf(v):
-        raise ValueError(f"JSON cannot represent {v}")
-    if v == 0:
-        return "-0" if math.copysign(1.0, v) < 0 else "0"
-    digits, exp = _digits(v)
-    a = abs(v)
-    text = _exponent(digits, exp, 1) if (a < 1e-6 or a >= 1e21) else _positional(digits, exp)
-    return "-" + text if v < 0 else text
-
-
-def format_sample_ts(ms: int) -> str:
-    """A vector/matrix timestamp: seconds with the millisecond part zero-padded to 3 digits when non-zero."""
-    sign = "-" if ms < 0 else ""
-    sec, frac = divmod(abs(ms), 1000)
-    return f"{sign}{sec}.{frac:03d}" if frac else f"{sign}{sec}"
-
-
-def format_float_ts(ms: int) -> str:
-    """A scalar/string timestamp: ``float64(ms)/1000`` as a Go JSON number."""
-    return go_json_float(ms / 1000)
 
 
 # --- strings ---------------------------------------------------------------------------------------
@@ -179,20 +121,45 @@ def _values(s: SeriesLike) -> list[float]:
     return floats
 
 
+def histogram_point_json(ms: int, h: FloatHistogram) -> str:
+    return f"[{format_sample_ts(ms)},{histogram_json(h)}]"
+
+
+def histograms_member(s: SeriesLike) -> str:
+    """The ``"histograms":[…]`` member of a matrix series (with its leading comma), "" when it has none."""
+    if s.h is None:
+        return ""
+    points = [histogram_point_json(t, h) for t, h in zip(s.t.tolist(), s.h, strict=True) if h is not None]
+    return ',"histograms":[' + ",".join(points) + "]" if points else ""
+
+
+def float_mask(s: SeriesLike) -> np.ndarray | None:
+    """Which points of the series are floats; None when all are."""
+    if s.h is None:
+        return None
+    return np.fromiter((h is None for h in s.h), np.bool_, len(s.h))
+
+
 def _vector_json(series: Sequence[SeriesLike]) -> str:
     items = []
     for s in series:
         t = int(s.t[0])
-        v = _values(s)[0]
-        items.append(f'{{"metric":{labels_json(s.labels)},"value":{_point(t, v)}}}')
+        h = s.h[0] if s.h is not None else None
+        point = f'"histogram":{histogram_point_json(t, h)}' if h is not None else f'"value":{_point(t, _values(s)[0])}'
+        items.append(f'{{"metric":{labels_json(s.labels)},{point}}}')
     return "[" + ",".join(items) + "]"
 
 
 def _matrix_json(series: Sequence[SeriesLike]) -> str:
     items = []
     for s in series:
-        points = ",".join(_point(t, v) for t, v in zip(s.t.tolist(), _values(s), strict=True))
-        items.append(f'{{"metric":{labels_json(s.labels)},"values":[{points}]}}')
+        mask = float_mask(s)
+        t, v = s.t.tolist(), _values(s)
+        pairs = zip(t, v, strict=True) if mask is None else \
+            ((ms, x) for ms, x, keep in zip(t, v, mask.tolist(), strict=True) if keep)
+        points = ",".join(_point(ms, x) for ms, x in pairs)
+        values = f',"values":[{points}]' if points or mask is None else ""
+        items.append(f'{{"metric":{labels_json(s.labels)}{values}{histograms_member(s)}}}')
     return "[" + ",".join(items) + "]"
 
 

@@ -9,14 +9,19 @@ matrix repeat across series (the step grid), so each distinct one is formatted o
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from thanostools.core.labels import Labels, format_labels
 from thanostools.core.render import apijson
-from thanostools.core.render.apijson import ResultLike, SeriesLike
+from thanostools.core.render.apijson import ResultLike, SeriesLike, float_mask, histogram_point_json, histograms_member
+from thanostools.core.render.histjson import histogram_json
+
+if TYPE_CHECKING:
+    from thanostools.core.promql.floathist import FloatHistogram
 
 _POINT = '[%s,"%s"]'
 
@@ -104,10 +109,17 @@ def _matrix_parts(series: Sequence[SeriesLike]) -> list[str]:
     labels = _Labels()
     parts = ["["]
     for s in series:
-        parts += ['{"metric":', labels.json(s.labels), ',"values":[', _points(times.of(s.t), sample_values(_values(s))),
-                  "]},"]
+        mask = float_mask(s)
+        if mask is None:
+            parts += ['{"metric":', labels.json(s.labels), ',"values":[',
+                      _points(times.of(s.t), sample_values(_values(s))), "]", "},"]
+            continue
+        parts += ['{"metric":', labels.json(s.labels)]
+        if mask.any():
+            parts += [',"values":[', _points(times.of(s.t[mask]), sample_values(_values(s)[mask])), "]"]
+        parts += [histograms_member(s), "},"]
     if len(parts) > 1:
-        parts[-1] = "]}"
+        parts[-1] = "}"
     parts.append("]")
     return parts
 
@@ -118,6 +130,10 @@ def _vector_parts(series: Sequence[SeriesLike]) -> list[str]:
     values = sample_values(np.array([_values(s)[0] for s in series], np.float64))
     items = []
     for s, value in zip(series, values, strict=True):
+        h = s.h[0] if s.h is not None else None
+        if h is not None:
+            items.append(f'{{"metric":{labels.json(s.labels)},"histogram":{histogram_point_json(int(s.t[0]), h)}}}')
+            continue
         point = _POINT % (times.of(s.t[:1])[0], value)
         items.append(f'{{"metric":{labels.json(s.labels)},"value":{point}}}')
     return ["[", ",".join(items), "]"]
@@ -143,13 +159,18 @@ def query_data_json(result: ResultLike) -> str:
     return "".join([f'{{"resultType":{apijson.go_json_string(kind)},"result":', *parts, "}"])
 
 
-def result_points(result: ResultLike) -> Iterator[tuple[str, int, str]]:
-    """(metric, timestamp ms, value text as the API writes it) for every sample of any result type."""
+def result_points(result: ResultLike, histogram_text: Callable[[FloatHistogram], str] = histogram_json,
+                  ) -> Iterator[tuple[str, int, str]]:
+    """(metric, timestamp ms, value text as the API writes it) for every sample of any result type; a native
+    histogram's text is ``histogram_text`` of it (by default the API's ``<histogram>`` object)."""
     if result.result_type == "scalar" and result.scalar is not None:
         yield "", result.scalar[0], apijson.format_scalar_value(result.scalar[1])
     elif result.result_type == "string" and result.string is not None:
         yield "", result.string[0], result.string[1]
     for s in result.series:
         metric = format_labels(s.labels)
-        for t, v in zip(s.t.tolist(), sample_values(s.v), strict=True):
+        texts = sample_values(s.v)
+        if s.h is not None:
+            texts = [text if h is None else histogram_text(h) for text, h in zip(texts, s.h, strict=True)]
+        for t, v in zip(s.t.tolist(), texts, strict=True):
             yield metric, t, v

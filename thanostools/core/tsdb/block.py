@@ -122,14 +122,14 @@ class Block:
         return SampleBatch([sb.labels[i] for i in nonempty.tolist()], sb.refs[nonempty], offsets, t, v, hist=hist)
 
     def row_samples(self, sb: RawSeries, rows: np.ndarray, mint: int, maxt: int, *, aggregate: Aggr = Aggr.COUNT,
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Float samples of the series ``rows`` of ``sb`` within ``[mint, maxt]``, tombstones applied
-        (histogram chunks are refused).
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, HistogramColumns | None]:
+        """Samples of the series ``rows`` of ``sb`` within ``[mint, maxt]``, tombstones applied, native
+        histograms included.
 
-        Returns (sample count per row, t, v) with the rows' samples back to back in ``rows`` order.
+        Returns (sample count per row, t, v, histogram part or None when all are floats) with the rows' samples
+        back to back in ``rows`` order.
         """
-        counts, t, v, _ = self._row_samples(sb, rows, mint, maxt, aggregate, False)
-        return counts, t, v
+        return self._row_samples(sb, rows, mint, maxt, aggregate, True)
 
     def _row_samples(self, sb: RawSeries, rows: np.ndarray, mint: int, maxt: int, aggregate: Aggr,
                      histograms: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, HistogramColumns | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -13,6 +14,7 @@ from textual.widgets import SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from thanostools.core.labels import format_labels
+from thanostools.core.promql.engine import SeriesResult
 from thanostools.core.timeutil import human_duration
 from thanostools.tui.braille import PlotSeries, color_for, render_plot
 from thanostools.tui.sources import Outcome
@@ -42,8 +44,20 @@ class Plot(Widget):
         return Text("\n").join(lines)
 
 
+def plotted_values(s: SeriesResult) -> np.ndarray:
+    """The series' values as float64, a native histogram point as its count."""
+    v = s.v.astype("float64")
+    if s.h is not None:
+        v = v.copy()
+        for i, h in enumerate(s.h):
+            if h is not None:
+                v[i] = h.count
+    return v
+
+
 class GraphView(Vertical):
-    """Range query plot. z: y axis from zero, s: stacked, a: all series on/off, space (legend): toggle one."""
+    """Range query plot. z: y axis from zero, s: stacked, a: all series on/off, space (legend): toggle one.
+    Native histogram points are drawn as their count (the Table tab's b shows a histogram's buckets)."""
 
     HELP = __doc__
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -81,7 +95,7 @@ class GraphView(Vertical):
             self._status()
             plot.refresh()
             return
-        self.all_series = [PlotSeries(s.t, s.v.astype("float64"), color_for(i))
+        self.all_series = [PlotSeries(s.t, plotted_values(s), color_for(i))
                            for i, s in enumerate(outcome.result.series)]
         plot.x0, plot.x1, plot.step_ms = outcome.start_ms, outcome.end_ms, outcome.step_ms
         self._fill_legend(outcome)

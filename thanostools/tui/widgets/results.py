@@ -11,6 +11,7 @@ from thanostools.core.timeutil import format_time_ms, human_duration
 from thanostools.tui.sources import Outcome
 from thanostools.tui.widgets.explainview import ExplainTree
 from thanostools.tui.widgets.graph import GraphView
+from thanostools.tui.widgets.histbars import BucketBars
 from thanostools.tui.widgets.table import ResultTable
 
 TABS = ("table", "graph", "explain", "raw")
@@ -49,7 +50,7 @@ class ResultTabs(TabbedContent):
 
     @staticmethod
     def panes() -> Iterator[TabPane]:
-        yield TabPane("Table", ResultTable(), id="table-tab")
+        yield TabPane("Table", ResultTable(), BucketBars(), id="table-tab")
         yield TabPane("Graph", GraphView(), id="graph-tab")
         yield TabPane("Explain", ExplainTree(), id="explain-tab")
         yield TabPane("Raw", RawView(), id="raw-tab")

@@ -1,4 +1,5 @@
-"""The Table tab: one row per series (labels, value, timestamp); sortable; rows copy to the clipboard."""
+"""The Table tab: one row per series (labels, value, timestamp); sortable; rows copy to the clipboard; a native
+histogram's buckets as bars under the table."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
 from thanostools.core.labels import format_labels
+from thanostools.core.promql.floathist import FloatHistogram
 from thanostools.core.render.apijson import format_sample_value, format_scalar_value
+from thanostools.core.render.histjson import histogram_summary
 from thanostools.core.timeutil import format_time_ms
 from thanostools.tui.sources import Outcome
+from thanostools.tui.widgets.histbars import BucketBars
 
 MAX_ROWS = 10_000
 COLUMNS = ("series", "value", "timestamp")
@@ -25,6 +29,7 @@ class Row:
     value: float
     value_text: str
     timestamp: int
+    histogram: FloatHistogram | None = None  # the value is then the histogram's count
 
     def cells(self) -> tuple[str, str, str]:
         return self.series, self.value_text, format_time_ms(self.timestamp) if self.timestamp else ""
@@ -50,16 +55,19 @@ def rows_of(outcome: Outcome) -> list[Row]:
     for s in result.series:
         if not s.t.shape[0]:
             continue
-        v = float(s.v[-1])
-        text = format_sample_value(v)
+        h = s.h[-1] if s.h is not None else None
+        v = float(s.v[-1]) if h is None else h.count
+        text = format_sample_value(v) if h is None else histogram_summary(h)
         if result.result_type == "matrix":
             text += f"  ({s.t.shape[0]} samples)"
-        rows.append(Row(format_labels(s.labels), v, text, int(s.t[-1])))
+        rows.append(Row(format_labels(s.labels), v, text, int(s.t[-1]), h))
     return rows
 
 
 class ResultTable(DataTable[str]):
-    """Result rows. s: sort by the next column, r: reverse, c: copy the row, y: copy all rows (TSV)."""
+    """Result rows. s: sort by the next column, r: reverse, c: copy the row, y: copy all rows (TSV), b: show or hide
+    the buckets of the selected row's native histogram as bars (a histogram's value column shows its count, sum
+    and populated buckets)."""
 
     HELP = __doc__
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -67,6 +75,7 @@ class ResultTable(DataTable[str]):
         Binding("r", "reverse", "Reverse"),
         Binding("c", "copy_row", "Copy row"),
         Binding("y", "copy_all", "Copy all"),
+        Binding("b", "toggle_buckets", "Buckets"),
     ]
 
     def __init__(self) -> None:
@@ -90,10 +99,34 @@ class ResultTable(DataTable[str]):
         self.shown = rows[:MAX_ROWS]
         self.clear()
         self.add_rows(r.cells() for r in self.shown)
+        self._show_buckets()
         arrow = "▼" if self.sort_reverse else "▲"
         for i, column in enumerate(self.columns.values()):
             column.label = Text(COLUMNS[i] + (f" {arrow}" if i == self.sort_column else ""))
         self.refresh()
+
+    def _bars(self) -> BucketBars | None:
+        found = self.screen.query(BucketBars)
+        return found.first() if found else None
+
+    def _show_buckets(self) -> None:
+        bars = self._bars()
+        if bars is None or not bars.display:
+            return
+        row = self.shown[self.cursor_row] if 0 <= self.cursor_row < len(self.shown) else None
+        if row is None:
+            bars.show_histogram("no row selected", None)
+        else:
+            bars.show_histogram(row.series, row.histogram)
+
+    def action_toggle_buckets(self) -> None:
+        bars = self._bars()
+        if bars is not None:
+            bars.display = not bars.display
+            self._show_buckets()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_buckets()
 
     def action_sort(self) -> None:
         self.sort_column = (self.sort_column + 1) % len(COLUMNS)
