@@ -75,10 +75,10 @@ def merge_series(streams: Sequence[Iterator[SeriesTuple]]) -> Iterator[SeriesTup
 
 
 # One series' samples with their histogram part (None: all floats), as the block merge carries them.
-_Run = tuple[Labels, np.ndarray, np.ndarray, HistogramColumns | None]
+Run = tuple[Labels, np.ndarray, np.ndarray, HistogramColumns | None]
 
 
-def _runs_of(batches: Iterable[SampleBatch]) -> Iterator[_Run]:
+def runs_of(batches: Iterable[SampleBatch]) -> Iterator[Run]:
     for b in batches:
         offs = b.offsets.tolist()
         for i, lab in enumerate(b.labels):
@@ -86,7 +86,7 @@ def _runs_of(batches: Iterable[SampleBatch]) -> Iterator[_Run]:
             yield lab, b.t[lo:hi], b.v[lo:hi], None if b.hist is None else b.hist.take(slice(lo, hi))
 
 
-def _chain_runs(lab: Labels, parts: Sequence[_Run]) -> _Run:
+def chain_runs(lab: Labels, parts: Sequence[Run]) -> Run:
     """``chain_samples`` for runs that may hold histograms (the earliest run wins on equal timestamps)."""
     if all(p[3] is None for p in parts):
         return (lab, *chain_samples([(p[1], p[2]) for p in parts]), None)
@@ -101,34 +101,34 @@ def _chain_runs(lab: Labels, parts: Sequence[_Run]) -> _Run:
     return lab, t[idx], np.concatenate([p[2] for p in parts])[idx], hist.take(idx)
 
 
-def _merge_runs(streams: Sequence[Iterator[_Run]]) -> Iterator[_Run]:
+def _merge_runs(streams: Sequence[Iterator[Run]]) -> Iterator[Run]:
     """``merge_series`` for runs that may hold histograms."""
     keyed = [(((r[0], k), r) for r in s) for k, s in enumerate(streams)]
     merged = heapq.merge(*keyed, key=lambda item: item[0])
     current: Labels | None = None
-    parts: list[_Run] = []
+    parts: list[Run] = []
     for (lab, _k), run in merged:
         if lab != current:
             if current is not None:
-                yield _chain_runs(current, parts)
+                yield chain_runs(current, parts)
             current, parts = lab, []
         parts.append(run)
     if current is not None:
-        yield _chain_runs(current, parts)
+        yield chain_runs(current, parts)
 
 
-def _batched_runs(runs: Iterator[_Run], size: int) -> Iterator[SampleBatch]:
-    pending: list[_Run] = []
+def _batched_runs(runs: Iterator[Run], size: int) -> Iterator[SampleBatch]:
+    pending: list[Run] = []
     for run in runs:
         pending.append(run)
         if len(pending) >= size:
-            yield _runs_batch(pending)
+            yield runs_batch(pending)
             pending = []
     if pending:
-        yield _runs_batch(pending)
+        yield runs_batch(pending)
 
 
-def _runs_batch(runs: list[_Run]) -> SampleBatch:
+def runs_batch(runs: list[Run]) -> SampleBatch:
     batch = _make_batch([r[0] for r in runs], [r[1] for r in runs], [r[2] for r in runs])
     if all(r[3] is None for r in runs):
         return batch
@@ -158,11 +158,11 @@ def select_blocks(
     if not histograms:
         yield from _batched(merge_series([_series_of(s) for s in streams]), batch_size)
         return
-    yield from _batched_runs(_merge_runs([_runs_of(s) for s in streams]), batch_size)
+    yield from _batched_runs(_merge_runs([runs_of(s) for s in streams]), batch_size)
 
 
 def union_selects(selects: Sequence[Iterator[SampleBatch]], batch_size: int = 20000) -> Iterator[SampleBatch]:
     """Series matching any of several selections (a series selected twice appears once)."""
     if len(selects) == 1:
         return selects[0]
-    return _batched_runs(_merge_runs([_runs_of(s) for s in selects]), batch_size)
+    return _batched_runs(_merge_runs([runs_of(s) for s in selects]), batch_size)
