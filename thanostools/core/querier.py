@@ -32,22 +32,27 @@ from thanostools.core import labels as labelset
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import Aggr, counter_reset_series
 from thanostools.core.constants import RESOLUTION_1H, RESOLUTION_5M, RESOLUTION_RAW
+from thanostools.core.downsample.readback import average_histograms, counter_histograms, hists_of
 from thanostools.core.errors import CorruptBlockError
+from thanostools.core.histograms import concat_histogram_batches, empty_histogram_batch
 from thanostools.core.inspect import BlockInfo
 from thanostools.core.kernels import select as select_kernels
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher, matches_all
 from thanostools.core.series import (
     DEFAULT_BATCH_SAMPLES,
+    KIND_FLOAT,
+    KIND_FLOAT_HISTOGRAM,
+    KIND_INT_HISTOGRAM,
     HistogramColumns,
     LabelResult,
     Querier,
     SampleBatch,
+    SampleRun,
     SelectHints,
     SeriesStream,
-    SeriesTuple,
 )
-from thanostools.core.storage import chain_samples
+from thanostools.core.storage import chain_runs, runs_of
 
 if TYPE_CHECKING:
     from thanostools.core.catalog import BlockCatalog
@@ -136,6 +141,7 @@ class _Part:
     v: NDArray[np.uint64]
     downsampled: bool
     order: tuple[int, int, str]
+    hist: HistogramColumns | None = None
 
 
 def split_external(matchers: Sequence[Matcher], ext: Labels) -> tuple[bool, list[Matcher]]:
@@ -146,59 +152,105 @@ def split_external(matchers: Sequence[Matcher], ext: Labels) -> tuple[bool, list
     return matches_all(ext_matchers, ext), rest
 
 
-def _iter_series(batches: Iterator[SampleBatch]) -> Iterator[SeriesTuple]:
-    for b in batches:
-        yield from b.each()
-
-
-def _read_average(block: Block, matchers: Sequence[Matcher], mint: int, maxt: int,
-                  ) -> Iterator[SeriesTuple]:
-    """Artificial average samples ``sum / count`` at every window of a downsampled block."""
+def _read_average(block: Block, matchers: Sequence[Matcher], mint: int, maxt: int) -> Iterator[SampleRun]:
+    """Artificial average samples ``sum / count`` at every window of a downsampled block (histogram sums
+    divided by their counts)."""
     refs = block.postings(matchers)
     for sb in block.index.iter_series(refs):
-        sums = block.samples(sb, mint, maxt, aggregate=Aggr.SUM)
-        counts = block.samples(sb, mint, maxt, aggregate=Aggr.COUNT)
-        for i in range(len(sums)):
-            lab, ts, vs = sums.series(i)
-            _, tc, vc = counts.series(i)
-            if not np.array_equal(ts, tc):
-                raise CorruptBlockError(f"series {labelset.format_labels(lab)}: sum and count timestamps differ",
-                                        block=block.ulid)
-            avg = vs.view(np.float64) / vc.view(np.float64)
-            yield lab, ts, avg.view(np.uint64)
+        sums = block.samples(sb, mint, maxt, aggregate=Aggr.SUM, histograms=True)
+        counts = block.samples(sb, mint, maxt, aggregate=Aggr.COUNT, histograms=True)
+        _check_aligned(block, sums, counts)
+        count = counts.v.view(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            avg = (sums.v.view(np.float64) / count).view(np.uint64)
+        hist = None if sums.hist is None else _average_columns(sums.hist, count)
+        yield from runs_of([SampleBatch(sums.labels, sums.refs, sums.offsets, sums.t, avg, hist=hist)])
+
+
+def _check_aligned(block: Block, sums: SampleBatch, counts: SampleBatch) -> None:
+    """Sum and count of every series have samples at the same timestamps (Thanos: "not aligned")."""
+    if sums.labels == counts.labels and np.array_equal(sums.offsets, counts.offsets) and np.array_equal(
+            sums.t, counts.t):
+        return
+    for i in range(min(len(sums), len(counts))):
+        lab, ts, _ = sums.series(i)
+        lab_c, tc, _ = counts.series(i)
+        if lab != lab_c or not np.array_equal(ts, tc):
+            break
+    raise CorruptBlockError(f"series {labelset.format_labels(lab)}: sum and count timestamps differ",
+                            block=block.ulid)
+
+
+def _average_columns(sums: HistogramColumns, count: NDArray[np.float64]) -> HistogramColumns:
+    """The histogram rows of ``sums`` divided by their counts, as float histograms."""
+    kind = sums.kind.copy()
+    row = sums.row.copy()
+    parts = []
+    base = 0
+    for k, batch in ((KIND_INT_HISTOGRAM, sums.ints), (KIND_FLOAT_HISTOGRAM, sums.floats)):
+        mine = np.flatnonzero(sums.kind == k)
+        parts.append(average_histograms(batch, sums.row[mine], count[mine]))
+        kind[mine] = KIND_FLOAT_HISTOGRAM
+        row[mine] = base + np.arange(mine.shape[0])
+        base += mine.shape[0]
+    floats = concat_histogram_batches(parts, is_float=True)
+    return HistogramColumns(kind, row, empty_histogram_batch(is_float=False), floats)
 
 
 def read_block(block: Block, matchers: Sequence[Matcher], mint: int, maxt: int, aggregate: Aggr | str,
-               ) -> Iterator[SeriesTuple]:
-    """A block's matching series: raw samples, or the chosen aggregate of a downsampled block."""
+               ) -> Iterator[SampleRun]:
+    """A block's matching series: raw samples, or the chosen aggregate of a downsampled block (native
+    histograms in each run's histogram part)."""
     res = block.meta.resolution
     if res == 0:
-        return _iter_series(block.select(matchers, mint, maxt))
+        return runs_of(block.select(matchers, mint, maxt, histograms=True))
     if aggregate == AVG:
         return _read_average(block, matchers, mint, maxt)
     assert isinstance(aggregate, Aggr)
     if aggregate == Aggr.COUNTER:
         # A chunk's true first raw value sits up to one window before its first window (§7.4): keep it.
         mint = mint - res if mint >= -(2**63) + res else mint
-    return _iter_series(block.select(matchers, mint, maxt, aggregate=aggregate))
+    return runs_of(block.select(matchers, mint, maxt, aggregate=aggregate, histograms=True))
 
 
 # --- merging ---------------------------------------------------------------------------------------
 
 
-def merge_parts(parts: list[_Part], counter: bool, mint: int, maxt: int,
-                ) -> tuple[NDArray[np.int64], NDArray[np.uint64]]:
+def merge_parts(lab: Labels, parts: list[_Part], counter: bool, mint: int, maxt: int) -> SampleRun:
     """One series' samples from its blocks: chained, or (counters over downsampled data) §7.6-adjusted."""
     parts.sort(key=lambda p: p.order)
     if counter and any(p.downsampled for p in parts):
-        # Equal timestamps must survive here: they carry the chunks' true last raw values.
-        t = np.concatenate([p.t for p in parts])
-        v = np.concatenate([p.v for p in parts])
-        order = np.argsort(t, kind="stable")
-        ct, cv = counter_reset_series(t[order], v[order])
+        return _counter_run(lab, parts, mint, maxt)
+    return chain_runs(lab, [(lab, p.t, p.v, p.hist) for p in parts])
+
+
+def _counter_run(lab: Labels, parts: list[_Part], mint: int, maxt: int) -> SampleRun:
+    """The parts' counter samples through the reset iterator: floats and histograms each made monotone."""
+    # Equal timestamps must survive here: they carry the chunks' true last raw values.
+    t = np.concatenate([p.t for p in parts])
+    v = np.concatenate([p.v for p in parts])
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], v[order]
+    if all(p.hist is None for p in parts):
+        ct, cv = counter_reset_series(t, v)
         keep = (ct >= mint) & (ct <= maxt)
-        return ct[keep], cv[keep].view(np.uint64)
-    return chain_samples([(p.t, p.v) for p in parts])
+        return lab, ct[keep], cv[keep].view(np.uint64), None
+    cols = HistogramColumns.concat([(None if p.hist is None else p.hist.compact(), int(p.t.shape[0]))
+                                    for p in parts]).take(order)
+    is_hist = cols.kind != KIND_FLOAT
+    ft, fv = counter_reset_series(t[~is_hist], v[~is_hist])
+    hist_rows = np.flatnonzero(is_hist)
+    kept, totals = counter_histograms(hists_of(cols, hist_rows))
+    ht = t[hist_rows[kept]]
+    all_t = np.concatenate([ft, ht])
+    all_v = np.concatenate([fv.view(np.uint64), totals.sum_bits])
+    kind = np.concatenate([np.full(ft.shape[0], KIND_FLOAT, np.uint8),
+                           np.full(ht.shape[0], KIND_FLOAT_HISTOGRAM, np.uint8)])
+    row = np.concatenate([np.full(ft.shape[0], -1, np.int64), np.arange(ht.shape[0], dtype=np.int64)])
+    by_time = np.argsort(all_t, kind="stable")
+    by_time = by_time[(all_t[by_time] >= mint) & (all_t[by_time] <= maxt)]
+    hist = HistogramColumns(kind[by_time], row[by_time], empty_histogram_batch(is_float=False), totals)
+    return lab, all_t[by_time], all_v[by_time], hist
 
 
 # --- streaming raw blocks --------------------------------------------------------------------------
@@ -478,10 +530,10 @@ class BlockQuerier(Querier):
                        aggregate: Aggr | str) -> SampleBatch:
         grouped = self._gather(infos, matchers, mint, maxt, aggregate)
         counter = aggregate == Aggr.COUNTER
-        merged = [(lab, *merge_parts(parts, counter, mint, maxt)) for lab, parts in grouped.items()]
+        merged = [merge_parts(lab, parts, counter, mint, maxt) for lab, parts in grouped.items()]
         merged = [s for s in merged if s[1].shape[0]]
         merged.sort(key=lambda s: s[0])
-        return SampleBatch.of(merged)
+        return SampleBatch.of_runs(merged) if merged else SampleBatch.concat([])
 
     def _plan(self, infos: Sequence[BlockInfo], matchers: Sequence[Matcher], mint: int, maxt: int) -> list[_Source]:
         """Index work only: per raw block (in time order) the matching series with chunks in range."""
@@ -517,9 +569,9 @@ class BlockQuerier(Querier):
             block = self.catalog.open_block(info.ulid)
             order = (-info.meta.resolution, info.meta.min_time, info.ulid)
             downsampled = info.meta.resolution > 0
-            for lab, t, v in read_block(block, index_matchers, mint, maxt, aggregate):
+            for lab, t, v, hist in read_block(block, index_matchers, mint, maxt, aggregate):
                 final = labelset.merge(lab, ext) if ext else lab
-                grouped[final].append(_Part(t, v, downsampled, order))
+                grouped[final].append(_Part(t, v, downsampled, order, hist))
         return grouped
 
     # --- labels ----------------------------------------------------------------------------------

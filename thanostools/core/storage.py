@@ -74,7 +74,7 @@ def merge_series(streams: Sequence[Iterator[SeriesTuple]]) -> Iterator[SeriesTup
         yield (current, *chain_samples(parts))
 
 
-def _runs_of(batches: Iterable[SampleBatch]) -> Iterator[SampleRun]:
+def runs_of(batches: Iterable[SampleBatch]) -> Iterator[SampleRun]:
     for b in batches:
         yield from b.runs()
 
@@ -143,11 +143,11 @@ def select_blocks(
     if not histograms:
         yield from _batched(merge_series([_series_of(s) for s in streams]), batch_size)
         return
-    yield from _batched_runs(merge_runs([_runs_of(s) for s in streams]), batch_size)
+    yield from _batched_runs(merge_runs([runs_of(s) for s in streams]), batch_size)
 
 
 def union_selects(selects: Sequence[Iterator[SampleBatch]], batch_size: int = 20000) -> Iterator[SampleBatch]:
     """Series matching any of several selections (a series selected twice appears once)."""
     if len(selects) == 1:
         return selects[0]
-    return _batched_runs(merge_runs([_runs_of(s) for s in selects]), batch_size)
+    return _batched_runs(merge_runs([runs_of(s) for s in selects]), batch_size)

@@ -311,3 +311,94 @@ def window_sums(t: I64, v: F64, group_off: I64, resolution: int) -> tuple[I64, I
             w += 1
         win_off[g + 1] = w
     return win_off, out_t[:w].copy(), out_v[:w].copy()
+
+
+@njit
+def _add_delta(acc: F64, acc_has: Bools, cur: F64, cur_has: Bools, last: F64, last_has: Bools) -> None:
+    """acc += cur - last, keeping every bucket any of them has."""
+    for i in range(acc.shape[0]):
+        if cur_has[i] or last_has[i]:
+            d = (cur[i] if cur_has[i] else 0.0) - (last[i] if last_has[i] else 0.0)
+            acc[i] = acc[i] + d if acc_has[i] else d
+            acc_has[i] = True
+
+
+@njit
+def counter_totals(
+    group_off: I64, t: I64, hint: U8s, schema: I64, count: F64, zc: F64, total: F64, p_off: I64, p_idx: I64,
+    p_val: F64, n_off: I64, n_idx: I64, n_val: F64,
+) -> tuple[I64, F64, F64, F64, U8s, I64, I64, F64]:
+    """The counter-reset iterator (FORMATS.md §7.6) over histogram counters: per group (one series' counter
+    histograms in time order, buckets already in one schema; ``schema`` is each sample's own) the running total.
+
+    A sample is a reset when its hint says so, its own schema is finer than the previous one's, or a count or a
+    populated bucket dropped (Prometheus detectReset); a reset adds the sample, anything else its difference to
+    the previous sample. Earlier timestamps are skipped, an equal one replaces the previous sample. Gauge samples
+    pass unchanged. Returns the emitted rows, their count, zero count, sum and hints, and buckets
+    ``b_idx/b_val[b_off[2e + side] : b_off[2e + side + 1]]`` (side 0 positive, 1 negative).
+    """
+    n = t.shape[0]
+    rows = np.empty(n, dtype=np.int64)
+    o_cnt = np.empty(n, dtype=np.float64)
+    o_zc = np.empty(n, dtype=np.float64)
+    o_sum = np.empty(n, dtype=np.float64)
+    o_hint = np.empty(n, dtype=np.uint8)
+    b_off = np.zeros(2 * n + 1, dtype=np.int64)
+    b_idx = np.zeros(16, dtype=np.int64)
+    b_val = np.zeros(16, dtype=np.float64)
+    m = 0
+    nb = 0
+    for g in range(group_off.shape[0] - 1):
+        lo, hi = group_off[g], group_off[g + 1]
+        if hi == lo:
+            continue
+        pbase, plen = _side_range(p_off, p_idx, lo, hi)
+        nbase, nlen = _side_range(n_off, n_idx, lo, hi)
+        # [0] running total, [1] previous sample, [2] current sample
+        pv = np.zeros((3, plen), dtype=np.float64)
+        ph = np.zeros((3, plen), dtype=np.bool_)
+        nv = np.zeros((3, nlen), dtype=np.float64)
+        nh = np.zeros((3, nlen), dtype=np.bool_)
+        tot_c = tot_z = tot_s = 0.0
+        last_c = last_z = last_s = 0.0
+        last_t = 0
+        last_schema = 0
+        first = True
+        for s in range(lo, hi):
+            _load(pv[2], ph[2], pbase, p_off, p_idx, p_val, s)
+            _load(nv[2], nh[2], nbase, n_off, n_idx, n_val, s)
+            gauge = hint[s] == HINT_GAUGE
+            if not first and not gauge and t[s] <= last_t:
+                if t[s] == last_t:
+                    _copy(pv, ph, nv, nh, 2, 1)
+                    last_c, last_z, last_s, last_schema = count[s], zc[s], total[s], schema[s]
+                continue
+            if first or gauge:
+                _copy(pv, ph, nv, nh, 2, 0)
+                tot_c, tot_z, tot_s = count[s], zc[s], total[s]
+            elif (hint[s] == HINT_RESET or schema[s] > last_schema or count[s] < last_c or zc[s] < last_z
+                  or _buckets_reset(pv[2], ph[2], pv[1], ph[1]) or _buckets_reset(nv[2], nh[2], nv[1], nh[1])):
+                _add_into(pv[0], ph[0], pv[2], ph[2])
+                _add_into(nv[0], nh[0], nv[2], nh[2])
+                tot_c += count[s]
+                tot_z += zc[s]
+                tot_s += total[s]
+            else:
+                _add_delta(pv[0], ph[0], pv[2], ph[2], pv[1], ph[1])
+                _add_delta(nv[0], nh[0], nv[2], nh[2], nv[1], nh[1])
+                tot_c += count[s] - last_c
+                tot_z += zc[s] - last_z
+                tot_s += total[s] - last_s
+            _copy(pv, ph, nv, nh, 2, 1)
+            last_c, last_z, last_s, last_schema, last_t = count[s], zc[s], total[s], schema[s], t[s]
+            rows[m] = s
+            o_cnt[m], o_zc[m], o_sum[m] = tot_c, tot_z, tot_s
+            o_hint[m] = HINT_GAUGE if gauge else (HINT_UNKNOWN if first else HINT_NOT_RESET)
+            b_idx, b_val, nb = _emit(pv[0], ph[0], pbase, b_idx, b_val, nb)
+            b_off[2 * m + 1] = nb
+            b_idx, b_val, nb = _emit(nv[0], nh[0], nbase, b_idx, b_val, nb)
+            b_off[2 * m + 2] = nb
+            m += 1
+            first = False
+    return (rows[:m].copy(), o_cnt[:m].copy(), o_zc[:m].copy(), o_sum[:m].copy(), o_hint[:m].copy(),
+            b_off[: 2 * m + 1].copy(), b_idx[:nb].copy(), b_val[:nb].copy())

@@ -166,6 +166,13 @@ class Block:
         located = self.locate_chunks(refs)
         batch = located if located is not None else self.chunks.read(refs)
         encs = batch.encodings
+        if histograms and encs.size and bool((encs == ENC_AGGR).all()):
+            batch = self._aggregate_spans(batch, aggregate)
+            encs = batch.encodings
+            if bool((encs != ENC_XOR).any()):
+                return self._decode_mixed(batch, refs)
+            dec = xor.decode_batch(batch.buf, batch.starts, batch.ends)
+            return dec.t, dec.v, np.diff(dec.offsets), None
         if histograms and encs.size and not bool((encs == ENC_AGGR).all()) and bool((encs != ENC_XOR).any()):
             return self._decode_mixed(batch, refs)
         dec = self._decode(batch, aggregate)
@@ -195,15 +202,22 @@ class Block:
     def _decode(self, batch: ChunkBatch, aggregate: Aggr) -> xor.DecodedBatch:
         encs = batch.encodings
         if encs.size and bool((encs == ENC_AGGR).all()):
-            starts, ends, sub_enc = aggr_spans(batch.buf, batch.starts, batch.ends, aggregate)
-            if bool((sub_enc == -1).any()):
-                raise UnsupportedError(
-                    f"block {self.ulid}: aggregate {aggregate.name.lower()} is absent from some chunks"
-                )
-            self._require_xor(sub_enc)
-            return xor.decode_batch(batch.buf, starts, ends)
+            batch = self._aggregate_spans(batch, aggregate)
+            encs = batch.encodings
         self._require_xor(encs)
         return xor.decode_batch(batch.buf, batch.starts, batch.ends)
+
+    def _aggregate_spans(self, batch: ChunkBatch, aggregate: Aggr) -> ChunkBatch:
+        """The sub-chunks of ``aggregate`` in AggrChunks, as a batch of chunks with their own encodings."""
+        starts, ends, sub_enc = aggr_spans(batch.buf, batch.starts, batch.ends, aggregate)
+        if bool((sub_enc == -1).any()):
+            name = aggregate.name.lower()
+            _, _, counter_enc = aggr_spans(batch.buf, batch.starts, batch.ends, Aggr.COUNTER)
+            if bool(np.isin(counter_enc[sub_enc == -1], HISTOGRAM_ENCODINGS).any()):
+                raise UnsupportedError(f"block {self.ulid}: aggregate {name} does not exist for native histograms "
+                                       "(their AggrChunks hold count, sum and counter)")
+            raise UnsupportedError(f"block {self.ulid}: aggregate {name} is absent from some chunks")
+        return ChunkBatch(batch.buf, starts, ends, sub_enc)
 
     def _decode_mixed(self, batch: ChunkBatch, refs: np.ndarray,
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, HistogramColumns]:
