@@ -68,6 +68,7 @@ class Evaluator:
         self.current = 0
         self.deadline = None if options.timeout_s is None else time.monotonic() + options.timeout_s
         self.hint_paths = _collect_hint_paths(expr)
+        self.stats_selectors = _collect_stats_selectors(expr)
         # Nodes whose value is consumed by an operation that reads floats only: their histogram samples are dropped.
         self.float_only: set[int] = set()
 
@@ -215,7 +216,7 @@ class Evaluator:
         selection = self._selection(node, int(ref.min()) - lookback + 1, int(ref.max()), 0)
         sink = RowSink(self, selection.bound, steps, with_ts)
         for batch in selection:
-            self.account(lookup_into(sink, batch, ref, lookback))
+            self.account(lookup_into(sink, batch, ref, lookback, stats=id(node) in self.stats_selectors))
         return sink.vector()
 
     def iter_range(self, node: Expr, ts: np.ndarray) -> RangeBatches:
@@ -231,7 +232,8 @@ class Evaluator:
             vs = inner.vector_selector
             ref = self.ref_times(vs.timestamp, vs.start_or_end, vs.offset, ts)
             selection = self._selection(vs, int(ref.min()) - inner.range + 1, int(ref.max()), inner.range)
-            return RangeBatches(selection.bound, self.held(window_parts(self, selection, ref, ts, inner.range)))
+            parts = window_parts(self, selection, ref, ts, inner.range, stats=id(vs) in self.stats_selectors)
+            return RangeBatches(selection.bound, self.held(parts))
         if isinstance(inner, SubqueryExpr):
             vec, inner_ts, ref = self._subquery_inner(inner, ts)
             return RangeBatches(len(vec), self.held(self._subquery_batches(vec, inner_ts, ref, ts, inner.range)))
@@ -265,7 +267,8 @@ class Evaluator:
         if batches:
             self.account(int(batches[-1].t.shape[0]))
         self.reserve(sum(len(b) for b in batches) * int(ts.shape[0]))
-        return batch_range_vector(SampleBatch.concat(batches), ref, ts, node.range)
+        return batch_range_vector(SampleBatch.concat(batches), ref, ts, node.range,
+                                  stats=id(vs) in self.stats_selectors)
 
     def _subquery_inner(self, node: SubqueryExpr, ts: np.ndarray) -> tuple[Vector, np.ndarray, np.ndarray]:
         """The inner expression evaluated once on the subquery's own step grid, with that grid and ``ref``."""
@@ -322,4 +325,28 @@ def _collect_hint_paths(expr: Expr) -> dict[int, tuple[str, tuple[str, ...], boo
             func = ""
         for child in children(node):
             stack.append((child, func, node))
+    return out
+
+
+_STATS_FUNCTIONS = frozenset({"histogram_count", "histogram_sum", "histogram_avg"})
+_BUCKET_FUNCTIONS = frozenset({"histogram_quantile", "histogram_quantiles", "histogram_fraction"})
+_TRIM_OPERATORS = frozenset({"</", ">/"})
+
+
+def _collect_stats_selectors(expr: Expr) -> set[int]:
+    """Ids of the vector selectors Prometheus reads for counts and sums only: below ``histogram_count``,
+    ``histogram_sum`` or ``histogram_avg``, with no subquery, bucket-reading function or trim operator anywhere
+    above them."""
+    out: set[int] = set()
+    stack: list[tuple[Expr, bool, bool]] = [(expr, False, False)]
+    while stack:
+        node, wanted, vetoed = stack.pop()
+        if isinstance(node, Call):
+            wanted = wanted or node.func.name in _STATS_FUNCTIONS
+            vetoed = vetoed or node.func.name in _BUCKET_FUNCTIONS
+        elif isinstance(node, SubqueryExpr) or (isinstance(node, BinaryExpr) and node.op in _TRIM_OPERATORS):
+            vetoed = True
+        if isinstance(node, VectorSelector) and wanted and not vetoed:
+            out.add(id(node))
+        stack.extend((child, wanted, vetoed) for child in children(node))
     return out

@@ -17,7 +17,14 @@ from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.kernels import promql as kern
 from thanostools.core.labels import Labels
 from thanostools.core.matchers import Matcher
-from thanostools.core.promql.floathist import HINT_GAUGE, HINT_UNKNOWN, from_batch
+from thanostools.core.promql.floathist import (
+    HINT_GAUGE,
+    HINT_NOT_RESET,
+    HINT_RESET,
+    HINT_UNKNOWN,
+    FloatHistogram,
+    from_batch,
+)
 from thanostools.core.promql.value import RangeVector, Vector
 from thanostools.core.series import KIND_FLOAT, SampleBatch, SelectHints
 
@@ -164,23 +171,27 @@ class RowSink:
         return Vector(self.labels, self.values[:n], self.present[:n], drop, sts, hist)
 
 
-def lookup_into(sink: RowSink, batch: SampleBatch, ref: np.ndarray, lookback: int) -> int:
+def lookup_into(sink: RowSink, batch: SampleBatch, ref: np.ndarray, lookback: int, *, stats: bool = False) -> int:
     """Instant-selector rows of one batch (the newest sample within the lookback of every step) into ``sink``;
-    returns the samples added."""
+    returns the samples added. ``stats``: see :func:`histogram_cells`."""
     vals, pres, sts = sink.rows(len(batch))
     vbits = np.ascontiguousarray(batch.v, np.uint64)
     kern.instant_lookup(np.ascontiguousarray(batch.t, np.int64), vbits.view(np.float64), vbits,
                         np.ascontiguousarray(batch.offsets, np.int64), ref, lookback, sink.sample_ts is not None,
                         vals, pres, sts)
-    cells = histogram_cells(batch)
+    cells = histogram_cells(batch, stats=stats)
     if cells is not None:
         _lookup_histograms(batch, cells, ref, lookback, pres, sink.hist_rows(len(batch)))
     return sink.commit(list(batch.labels), np.zeros(len(batch), np.bool_))
 
 
-def histogram_cells(batch: SampleBatch) -> np.ndarray | None:
+def histogram_cells(batch: SampleBatch, *, stats: bool = False) -> np.ndarray | None:
     """Per sample row of the batch: its :class:`FloatHistogram` (None for floats and stale markers); None when
-    the batch holds no histogram."""
+    the batch holds no histogram.
+
+    ``stats``: the selector is read only for counts and sums (under ``histogram_count``/``_sum``/``_avg``), where
+    Prometheus reads through an iterator that detects counter resets as it goes: a histogram with an unknown hint
+    gets "reset" or "not a reset" by comparison with the histogram read before it in the same series."""
     hist = batch.hist
     if hist is None:
         return None
@@ -190,7 +201,22 @@ def histogram_cells(batch: SampleBatch) -> np.ndarray | None:
     cells = np.full(batch.t.shape[0], None, object)
     for s in rows.tolist():
         cells[s] = from_batch(hist.batch_of(s), int(hist.row[s]))
+    if stats:
+        _detect_resets(cells, rows, batch.offsets)
     return cells
+
+
+def _detect_resets(cells: np.ndarray, rows: np.ndarray, offsets: np.ndarray) -> None:
+    series = np.searchsorted(offsets, rows, side="right") - 1
+    prev: FloatHistogram | None = None
+    prev_series = -1
+    for s, i in zip(rows.tolist(), series.tolist(), strict=True):
+        h = cells[s]
+        if i != prev_series:
+            prev, prev_series = None, i
+        if h.hint == HINT_UNKNOWN and prev is not None:
+            cells[s] = h.with_hint(HINT_RESET if h.detect_reset(prev) else HINT_NOT_RESET)
+        prev = h
 
 
 def _lookup_histograms(batch: SampleBatch, cells: np.ndarray, ref: np.ndarray, lookback: int, pres: np.ndarray,
@@ -217,12 +243,14 @@ def range_vector(labels: list[Labels], t: np.ndarray, v: np.ndarray, offsets: np
     return RangeVector(labels, t, v, offsets, lo, hi, ref, ts.astype(np.int64), rng, drop_name)
 
 
-def batch_range_vector(batch: SampleBatch, ref: np.ndarray, ts: np.ndarray, rng: int) -> RangeVector:
-    """A batch's series as a range vector (stale markers dropped) with its windows at every step."""
+def batch_range_vector(batch: SampleBatch, ref: np.ndarray, ts: np.ndarray, rng: int, *,
+                       stats: bool = False) -> RangeVector:
+    """A batch's series as a range vector (stale markers dropped) with its windows at every step (``stats``: see
+    :func:`histogram_cells`)."""
     t = np.ascontiguousarray(batch.t, np.int64)
     vbits = np.ascontiguousarray(batch.v, np.uint64)
     offsets = np.ascontiguousarray(batch.offsets, np.int64)
-    cells = histogram_cells(batch)
+    cells = histogram_cells(batch, stats=stats)
     if cells is not None:
         keep = vbits != np.uint64(STALE_NAN_BITS)
         before = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
@@ -250,7 +278,7 @@ def split_rows(batch: SampleBatch, rows: int) -> Iterator[SampleBatch]:
 
 
 def window_parts(ev: Evaluator, batches: Iterable[SampleBatch], ref: np.ndarray, ts: np.ndarray,
-                 rng: int) -> Iterator[RangeVector]:
+                 rng: int, *, stats: bool = False) -> Iterator[RangeVector]:
     """Batches of series as range vectors with windows at every step; each part's windows (one per
     series and step) are reserved against the sample limit before they are made (its samples are
     the selection's, counted there)."""
@@ -258,7 +286,7 @@ def window_parts(ev: Evaluator, batches: Iterable[SampleBatch], ref: np.ndarray,
     for batch in batches:
         for part in split_rows(batch, max(1, ev.batch_samples // max(1, steps))):
             ev.reserve(len(part) * steps)
-            yield batch_range_vector(part, ref, ts, rng)
+            yield batch_range_vector(part, ref, ts, rng, stats=stats)
 
 
 def row_batches(vec: Vector, batch_samples: int, windows: int) -> Iterator[np.ndarray]:
