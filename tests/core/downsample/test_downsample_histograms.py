@@ -13,8 +13,8 @@ from thanostools.cli.main import cli
 from thanostools.core.chunkenc import histogram as hc
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import Aggr, split_aggr
-from thanostools.core.downsample import downsample_block
-from thanostools.core.errors import CorruptBlockError
+from thanostools.core.downsample import downsample_block, histseries
+from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.pipeline.read import each_series
 from thanostools.core.tsdb.block import Block
 from thanostools.core.tsdb.writer import BlockWriter
@@ -153,3 +153,31 @@ def test_corrupt_histogram_chunk_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CorruptBlockError, match="histogram chunk 0: shorter than its 3-byte header"):
         downsample_block(Block.open_dir(w.dir), RES, str(tmp_path / "out"))
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def _hists(thresholds: list[float], pos: list[list[tuple[int, float]]]) -> histseries.FloatHists:
+    n = len(thresholds)
+    sizes = [len(p) for p in pos]
+    off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return histseries.FloatHists(
+        t=np.arange(n, dtype=np.int64), hint=np.zeros(n, np.uint8), schema=np.zeros(n, np.int64),
+        zero_threshold=np.array(thresholds), count=np.zeros(n), zero_count=np.zeros(n), total=np.zeros(n),
+        p_off=off, p_idx=np.array([i for p in pos for i, _ in p], np.int64),
+        p_val=np.array([v for p in pos for _, v in p], np.float64), n_off=np.zeros(n + 1, np.int64),
+        n_idx=np.zeros(0, np.int64), n_val=np.zeros(0))
+
+
+def test_narrower_zero_buckets_widen_to_the_chunks_widest() -> None:
+    # schema 0: bucket -1 is (0.25, 0.5], 0 is (0.5, 1], 1 is (1, 2]
+    h = _hists([0.0, 0.5], [[(-1, 1.0), (0, 2.0), (1, 3.0)], [(0, 5.0)]])
+    out = histseries.widen_zero_buckets(h, np.array([0.5, 0.5]), "B")
+    assert out.zero_threshold.tolist() == [0.5, 0.5]
+    assert out.zero_count.tolist() == [1.0, 0.0]
+    assert out.p_off.tolist() == [0, 2, 3] and out.p_idx.tolist() == [0, 1, 0]
+    assert out.p_val.tolist() == [2.0, 3.0, 5.0]
+
+
+def test_zero_bucket_widening_into_a_populated_bucket_is_refused() -> None:
+    h = _hists([0.0, 0.7], [[(0, 2.0)], []])
+    with pytest.raises(UnsupportedError, match=r"^block B: .*zero bucket widens into a populated bucket.*t=0\)$"):
+        histseries.widen_zero_buckets(h, np.array([0.7, 0.7]), "B")

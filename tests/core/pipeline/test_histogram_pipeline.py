@@ -19,7 +19,6 @@ from thanostools.core.chunkenc import xor
 from thanostools.core.compact.merge import DEDUP_CHAIN, DEDUP_PENALTY, compact_blocks
 from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.downsample.block import downsample_block
-from thanostools.core.errors import UnsupportedError
 from thanostools.core.labels import Labels
 from thanostools.core.pipeline.read import each_series
 from thanostools.core.relabel import load_deletion_requests, load_relabel_configs
@@ -282,12 +281,11 @@ def test_prometheus_answers_the_same_for_a_merged_block(tmp_path: Path, promethe
     assert answers[0][0]["data"]["result"] and answers[0] == answers[1]
 
 
-def test_downsampling_refuses_a_zero_threshold_change_naming_block_and_reason(tmp_path: Path) -> None:
-    """Prometheus's own block has a series whose zero bucket widens mid-chunk, which one aggregate chunk cannot
-    hold (Thanos cannot either): one line naming the block, the reason and the time; nothing is written."""
+def test_downsampling_a_real_block_with_a_zero_width_change_keeps_every_series(tmp_path: Path) -> None:
+    """Prometheus's own block (floats, native histograms, a series whose zero bucket widens mid-chunk) downsamples:
+    every series comes out and reads back (the aggregates themselves: tests/core/downsample/)."""
     block = copy_block(MAIN, tmp_path / "in")
-    with pytest.raises(UnsupportedError) as err:
-        downsample_block(block, 300_000, str(tmp_path / "out"))
-    message = str(err.value)
-    assert "\n" not in message and block.ulid in message and "zero threshold changes" in message
-    assert not any((tmp_path / "out").glob("*/meta.json"))
+    meta = downsample_block(block, 300_000, str(tmp_path / "out"))
+    out = Block.open_dir(str(tmp_path / "out" / meta.ulid))
+    assert meta.stats.num_series == block.meta.stats.num_series
+    assert sum(len(b) for b in out.select([], histograms=True)) == meta.stats.num_series

@@ -7,8 +7,10 @@ min and max are absent, the counter has no extra first/last samples. Every outpu
 schema of its input batch. Integer histograms are aggregated as float histograms.
 
 Sub-chunks are written as Prometheus 3.x writes them (no 2.x trailing byte) with one layout per sub-chunk: the
-union of its samples' buckets, which is where the appender's recoding ends. Histograms with custom buckets, or
-different zero thresholds in one batch, are refused (Thanos cannot aggregate them either).
+union of its samples' buckets, which is where the appender's recoding ends. Within one output chunk every
+histogram gets the widest zero bucket of the chunk (its buckets inside it join the zero count, as Prometheus
+adds histograms of different zero widths). Refused: histograms with custom buckets (Thanos cannot aggregate them
+either), and the rare zero-width change where a populated bucket straddles the wider zero bucket's edge.
 """
 
 from __future__ import annotations
@@ -148,13 +150,9 @@ def aggregate(h: FloatHists, group_off: I64, resolution: int, *, block: str | No
     zt = np.zeros(sizes.shape[0], dtype=np.float64)
     if len(h):
         schema[nonempty] = np.minimum.reduceat(h.schema, starts)
-        zt[nonempty] = h.zero_threshold[starts]
+        zt[nonempty] = np.maximum.reduceat(h.zero_threshold, starts)
         group_of = np.repeat(np.arange(sizes.shape[0]), sizes)
-        odd = np.flatnonzero(h.zero_threshold != zt[group_of])
-        if odd.size:
-            where = f"block {block}: " if block else ""
-            raise UnsupportedError(f"{where}cannot downsample native histograms whose zero threshold changes "
-                                   f"within one output chunk (at t={int(h.t[odd[0]])})")
+        h = widen_zero_buckets(h, zt[group_of], block)
         delta = h.schema - schema[group_of]
     else:
         delta = np.zeros(0, dtype=np.int64)
@@ -165,6 +163,38 @@ def aggregate(h: FloatHists, group_off: I64, resolution: int, *, block: str | No
             group_off, schema, int(resolution), h.t, h.hint, h.schema, h.count, h.zero_count, h.total,
             p_off, p_idx, p_val, n_off, n_idx, n_val)
     return HistWindows(*out, schema=schema, zero_threshold=zt)
+
+
+def widen_zero_buckets(h: FloatHists, threshold: F64, block: str | None) -> FloatHists:
+    """Every histogram with the zero bucket ``threshold[i]`` wide (never narrower than its own): buckets that start
+    inside it join its zero count. Zero-width changes are rare, so the few histograms that have one are walked one
+    by one."""
+    narrow = np.flatnonzero(h.zero_threshold < threshold)
+    if narrow.size == 0:
+        return h
+    zero_count = h.zero_count.copy()
+    keep_p = np.ones(h.p_idx.shape[0], dtype=np.bool_)
+    keep_n = np.ones(h.n_idx.shape[0], dtype=np.bool_)
+    for s in narrow.tolist():
+        thr, schema = float(threshold[s]), int(h.schema[s])
+        for off, idx, val, keep in ((h.p_off, h.p_idx, h.p_val, keep_p), (h.n_off, h.n_idx, h.n_val, keep_n)):
+            for j in range(int(off[s]), int(off[s + 1])):
+                i = int(idx[j])
+                if hc.bucket_upper(schema, i - 1) >= thr:
+                    break
+                if hc.bucket_upper(schema, i) > thr and val[j] != 0:
+                    where = f"block {block}: " if block else ""
+                    raise UnsupportedError(f"{where}cannot downsample native histograms whose zero bucket widens "
+                                           f"into a populated bucket within one output chunk (at t={int(h.t[s])})")
+                zero_count[s] += val[j]
+                keep[j] = False
+    p_owner = np.repeat(np.arange(len(h)), np.diff(h.p_off))
+    n_owner = np.repeat(np.arange(len(h)), np.diff(h.n_off))
+    return FloatHists(
+        h.t, h.hint, h.schema, np.maximum(h.zero_threshold, threshold), h.count, zero_count, h.total,
+        _bounds(np.bincount(p_owner[keep_p], minlength=len(h)).astype(np.int64)), h.p_idx[keep_p], h.p_val[keep_p],
+        _bounds(np.bincount(n_owner[keep_n], minlength=len(h)).astype(np.int64)), h.n_idx[keep_n], h.n_val[keep_n],
+    )
 
 
 def encode_windows(w: HistWindows, which: int, headers: U8) -> tuple[U8, I64]:
