@@ -25,6 +25,7 @@ from thanostools.core.promql.parser.ast import (
     SubqueryExpr,
     UnaryExpr,
     VectorSelector,
+    children,
 )
 
 _MAX_SECONDS = float(1 << 63) / 1e9
@@ -98,22 +99,25 @@ def format_duration_expr(e: DurationExpr, top: bool = True) -> str:
     return text if top else f"({text})"
 
 
-def needs_resolving(node: Expr) -> bool:
+def _own_durations(node: Expr) -> tuple[DurationExpr | None, ...]:
     if isinstance(node, VectorSelector):
-        return node.offset_expr is not None
+        return (node.offset_expr,)
     if isinstance(node, MatrixSelector):
-        return node.range_expr is not None or needs_resolving(node.vector_selector)
+        return (node.range_expr,)
     if isinstance(node, SubqueryExpr):
-        return any(x is not None for x in (node.range_expr, node.step_expr, node.offset_expr)) or \
-            needs_resolving(node.expr)
-    if isinstance(node, ParenExpr | UnaryExpr):
-        return needs_resolving(node.expr)
-    if isinstance(node, BinaryExpr):
-        return needs_resolving(node.lhs) or needs_resolving(node.rhs)
-    if isinstance(node, AggregateExpr):
-        return needs_resolving(node.expr) or (node.param is not None and needs_resolving(node.param))
-    if isinstance(node, Call):
-        return any(needs_resolving(a) for a in node.args)
+        return node.range_expr, node.step_expr, node.offset_expr
+    return ()
+
+
+def needs_resolving(node: Expr) -> bool:
+    """Whether some duration in the tree waits for the query's step or range (an explicit stack: chains of
+    ``a + b + …`` are deep)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if any(e is not None for e in _own_durations(n)):
+            return True
+        stack.extend(children(n))
     return False
 
 
@@ -136,7 +140,13 @@ def resolve(node: Expr, step_ms: int, range_ms: int) -> Expr:
         if isinstance(n, ParenExpr | UnaryExpr):
             return dataclasses.replace(n, expr=go(n.expr))
         if isinstance(n, BinaryExpr):
-            return dataclasses.replace(n, lhs=go(n.lhs), rhs=go(n.rhs))
+            spine = [n]  # left-deep chains iteratively, as the evaluator walks them
+            while isinstance(spine[-1].lhs, BinaryExpr):
+                spine.append(spine[-1].lhs)
+            acc = go(spine[-1].lhs)
+            for b in reversed(spine):
+                acc = dataclasses.replace(b, lhs=acc, rhs=go(b.rhs))
+            return acc
         if isinstance(n, AggregateExpr):
             return dataclasses.replace(n, expr=go(n.expr), param=None if n.param is None else go(n.param))
         if isinstance(n, Call):
