@@ -88,6 +88,22 @@ def test_mark_and_unmark(bucket_dir: dict[str, str]) -> None:
     assert not (Path(root) / bucket_dir["old"] / "no-downsample-mark.json").exists()
 
 
+def test_mark_with_thanos_flags(bucket_dir: dict[str, str]) -> None:
+    """`thanos tools bucket mark --id X --marker no-compact-mark.json --details …` and `--remove`, as in Thanos."""
+    root, old = bucket_dir["root"], bucket_dir["old"]
+    res = run_cli("bucket", "mark", "--bucket", root, "--id", old, "--marker", "no-compact-mark.json",
+                  "--details", "investigating", "--no-dry-run")
+    assert res.exit_code == 0, res.stderr
+    mark = json.loads((Path(root) / old / "no-compact-mark.json").read_text())
+    assert mark["details"] == "investigating"
+    res = run_cli("bucket", "mark", "--bucket", root, "--id", old, "--marker", "no-compact-mark.json", "--remove")
+    assert res.exit_code == 0 and "dry run:" in res.stderr and (Path(root) / old / "no-compact-mark.json").exists()
+    res = run_cli("bucket", "mark", "--bucket", root, "--id", old, "--marker", "no-compact-mark.json", "--remove",
+                  "--no-dry-run")
+    assert res.exit_code == 0, res.stderr
+    assert not (Path(root) / old / "no-compact-mark.json").exists()
+
+
 def test_mark_errors(bucket_dir: dict[str, str]) -> None:
     root = bucket_dir["root"]
     res = run_cli("bucket", "mark", "--bucket", root, "--kind", "deletion")
@@ -96,6 +112,13 @@ def test_mark_errors(bucket_dir: dict[str, str]) -> None:
     assert res.exit_code == 1 and "not found" in res.stderr
     res = run_cli("bucket", "mark", "--bucket", root, "--kind", "bogus", "--id", bucket_dir["old"])
     assert res.exit_code == 2
+    res = run_cli("bucket", "mark", "--bucket", root, "--id", bucket_dir["old"])
+    assert res.exit_code == 2 and "--kind" in res.stderr and "--marker" in res.stderr
+    res = run_cli("bucket", "mark", "--bucket", root, "--marker", "meta.json", "--id", bucket_dir["old"])
+    assert res.exit_code == 2 and "unknown marker kind 'meta.json'" in res.stderr
+    res = run_cli("bucket", "mark", "--bucket", root, "--kind", "deletion", "--marker", "no-compact-mark.json",
+                  "--id", bucket_dir["old"])
+    assert res.exit_code == 2 and "name different markers" in res.stderr
 
 
 def test_retention(bucket_dir: dict[str, str]) -> None:

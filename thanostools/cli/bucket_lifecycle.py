@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from thanostools.core.inspect import BlockFilter
     from thanostools.core.lifecycle import Plan
     from thanostools.core.objstore.bucket import Bucket
+    from thanostools.core.tsdb.markers import MarkerKind
 
 KINDS = ("deletion", "no-compact", "no-downsample")
 PLAN_COLUMNS = [("ACTION", "action"), ("BLOCK", "block"), ("STATUS", "status"), ("REASON", "reason"),
@@ -88,23 +89,45 @@ def open_other_bucket(url: str | None, config_file: str | None, what: str) -> Bu
 
 @click.command("mark")
 @bucket_options
-@click.option("--kind", type=click.Choice(KINDS), required=True, help="Which marker to write.")
+@click.option("--kind", type=click.Choice(KINDS), help="Which marker to write.")
+@click.option("--marker", metavar="FILE", help="The marker as Thanos names it: deletion-mark.json, "
+              "no-compact-mark.json or no-downsample-mark.json (same as --kind).")
 @select_options
 @click.option("--details", default="", help="Human readable note stored in the marker.")
 @click.option("--reason", default="manual", show_default=True, help="Reason (no-compact / no-downsample marks).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing marker of the same kind.")
+@click.option("--remove", is_flag=True, help="Remove the marker instead (as `bucket unmark`; Thanos's spelling).")
 @dry_run_option
 @output_option(("table", "json"))
-def mark_cmd(kind: str, block_ids: tuple[str, ...], details: str, reason: str, overwrite: bool, dry_run: bool,
-             output: str, **kw: Any) -> None:
-    """Mark blocks for deletion, no-compact or no-downsample (by --id or by filters)."""
+def mark_cmd(kind: str | None, marker: str | None, block_ids: tuple[str, ...], details: str, reason: str,
+             overwrite: bool, remove: bool, dry_run: bool, output: str, **kw: Any) -> None:
+    """Mark blocks for deletion, no-compact or no-downsample (by --id or by filters); Thanos's
+    `--marker FILE` and `--remove` work too."""
     from thanostools.core import lifecycle
 
+    chosen = _marker_kind(kind, marker)
     flt = block_filter(kw)
     workspace = open_workspace(kw)
-    plan = lifecycle.mark(workspace.bucket, lifecycle.parse_kind(kind), ids=block_ids, flt=flt, details=details,
-                          reason=reason, overwrite=overwrite, dry_run=dry_run)
+    if remove:
+        plan = lifecycle.unmark(workspace.bucket, chosen, ids=block_ids, flt=flt, dry_run=dry_run)
+    else:
+        plan = lifecycle.mark(workspace.bucket, chosen, ids=block_ids, flt=flt, details=details, reason=reason,
+                              overwrite=overwrite, dry_run=dry_run)
     render_plan(plan, output)
+
+
+def _marker_kind(kind: str | None, marker: str | None) -> MarkerKind:
+    from thanostools.core import lifecycle
+
+    if kind is None and marker is None:
+        raise click.UsageError("name the marker: --kind (deletion, no-compact, no-downsample) or --marker FILE")
+    try:
+        chosen = [lifecycle.parse_kind(name) for name in (kind, marker) if name is not None]
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--marker") from None
+    if len(set(chosen)) > 1:
+        raise click.UsageError(f"--kind {kind} and --marker {marker} name different markers")
+    return chosen[0]
 
 
 @click.command("unmark")

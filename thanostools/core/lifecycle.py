@@ -32,6 +32,7 @@ from thanostools.core.tsdb.markers import (
     MarkerKind,
     NoCompactMark,
     NoDownsampleMark,
+    marker_kind_from_filename,
 )
 from thanostools.core.tsdb.meta import META_FILENAME
 from thanostools.core.tsdb.tombstones import EMPTY_TOMBSTONES
@@ -51,10 +52,13 @@ def kind_name(kind: MarkerKind) -> str:
 
 
 def parse_kind(name: str) -> MarkerKind:
-    try:
-        return KIND_NAMES[name]
-    except KeyError:
-        raise ConfigError(f"unknown marker kind {name!r} (use {', '.join(KIND_NAMES)})") from None
+    """A marker kind by our name (``no-compact``) or by its file name, as Thanos's ``--marker`` takes it
+    (``no-compact-mark.json``)."""
+    kind = KIND_NAMES.get(name) or marker_kind_from_filename(name)
+    if kind is None or "/" in name:
+        raise ConfigError(f"unknown marker kind {name!r} (use {', '.join(KIND_NAMES)} or "
+                          f"{', '.join(k.filename for k in MarkerKind)})")
+    return kind
 
 
 # --- plans -------------------------------------------------------------------------------------------
