@@ -1046,3 +1046,26 @@ def test_random_expressions_round_trip(src: str) -> None:
     assert parse_expr(printed) == expr
     assert format_expr(parse_expr(printed)) == printed
     assert parse_expr(pretty(expr, max_width=20)) == expr
+
+
+@pytest.mark.parametrize(("expr", "message", "position"), [
+    ("rate(x[5m] anchored)", "anchored modifier is experimental and not enabled", 5),
+    ("x smoothed", "smoothed modifier is experimental and not enabled", 0),
+    ("a + on(b) fill(0) c", "binop fill modifiers are experimental and not enabled", 0),
+    ("sum(a) * fill_left(1) c", "binop fill modifiers are experimental and not enabled", 0),
+])
+def test_extended_selectors_and_fill_need_their_features(expr: str, message: str, position: int) -> None:
+    only_functions = frozenset({"promql-experimental-functions"})
+    with pytest.raises(ParseError) as info:
+        parse_expr(expr, features=only_functions)
+    assert (info.value.reason, info.value.position) == (message, position)
+    assert format_expr(parse_expr(expr)) != ""
+
+
+def test_fill_modifiers_are_parsed_and_printed() -> None:
+    node = parse_expr("a + on(x) group_left(y) fill_left(1) fill_right(-2) b")
+    assert isinstance(node, BinaryExpr) and node.matching is not None
+    assert (node.matching.fill_lhs, node.matching.fill_rhs) == (1.0, -2.0)
+    assert format_expr(node) == "a + on (x) group_left (y) fill_left (1) fill_right (-2) b"
+    assert format_expr(parse_expr("a / fill(NaN) b")) == "a / fill (NaN) b"
+    assert format_expr(parse_expr("a + fill")) == "a + fill"
