@@ -207,6 +207,21 @@ def test_experimental_functions_need_the_feature_flag(bucket: Path) -> None:
     assert [s["metric"]["job"] for s in json.loads(out)["result"]] == ["api", "db"]
 
 
+@pytest.mark.parametrize(("expr", "feature", "message"), [
+    ("increase(reqs_total[1m] anchored)", "promql-extended-range-selectors",
+     "anchored modifier is experimental and not enabled"),
+    ("up + fill(0) up", "promql-binop-fill-modifiers", "binop fill modifiers are experimental and not enabled"),
+])
+def test_experimental_modifiers_need_their_feature_flag(bucket: Path, expr: str, feature: str, message: str) -> None:
+    at = str(START_MS + 60_000)
+    code, out, err = query(bucket, expr, "--time", at, "--enable-feature", "promql-experimental-functions")
+    assert code == 1 and out == ""
+    assert message in err and err.count("\n") == 1
+    code, out, err = query(bucket, expr, "--time", at, "-o", "json", "--enable-feature", feature)
+    assert code == 0, err
+    assert json.loads(out)["result"]
+
+
 def test_first_over_time_needs_no_flag(bucket: Path) -> None:
     code, out, err = query(bucket, "first_over_time(reqs_total[1m])", "--time", str(START_MS + 60_000),
                            "-o", "json")

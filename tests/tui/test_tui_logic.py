@@ -160,7 +160,7 @@ def test_experimental_functions_follow_the_feature_flag(tmp_path: Path) -> None:
     query = 'sort_by_label(up, "job")'
     with pytest.raises(ParseError, match='function "sort_by_label" is not enabled'):
         source.instant(query, NOW, QuerySettings(), CancelToken())
-    enabled = QuerySettings(experimental_functions=True)
+    enabled = QuerySettings(promql_features=frozenset({"promql-experimental-functions"}))
     out = source.instant(query, NOW, enabled, CancelToken())
     assert out.result.series
     assert query_command(out, source, enabled).endswith(" --enable-feature=promql-experimental-functions")

@@ -10,7 +10,13 @@ from typing import Any
 import click
 
 from thanostools.core.errors import ConfigError
-from thanostools.core.promql.features import EXPERIMENTAL_FUNCTIONS, Features, parse_features
+from thanostools.core.promql.features import (
+    BINOP_FILL_MODIFIERS,
+    EXPERIMENTAL_FUNCTIONS,
+    EXTENDED_RANGE_SELECTORS,
+    Features,
+    parse_features,
+)
 from thanostools.core.timeutil import parse_time_ms
 from thanostools.core.workspace import BucketWorkspace
 
@@ -100,7 +106,9 @@ def enable_feature_option(func: F) -> F:
     """``--enable-feature NAME[,NAME]`` (repeatable) as the ``features`` argument; unknown names are warned about."""
     return click.option("--enable-feature", "features", multiple=True, metavar="NAME", callback=_features,
                         help=f"Enable a feature Prometheus keeps behind a flag (repeatable, comma-separated): "
-                             f"{EXPERIMENTAL_FUNCTIONS} allows experimental PromQL functions.")(func)
+                             f"{EXPERIMENTAL_FUNCTIONS} allows experimental PromQL functions, "
+                             f"{EXTENDED_RANGE_SELECTORS} the anchored and smoothed range modifiers, "
+                             f"{BINOP_FILL_MODIFIERS} fill() modifiers on binary operators.")(func)
 
 
 def parse_label_args(values: tuple[str, ...], what: str = "--label") -> dict[str, str]:

@@ -111,7 +111,7 @@ def test_cmd(files: tuple[str, ...], features: Features) -> None:
     from thanostools.core.promql.engine import QueryOptions
     from thanostools.core.promql.testrunner import run_files
 
-    summary = run_files(list(files), QueryOptions(experimental=features.experimental_functions))
+    summary = run_files(list(files), QueryOptions(features=features.promql))
     for path, report in zip(files, summary.reports, strict=True):
         for failure in report.failures:
             where = f"{path}:{failure.line}" if failure.line else path

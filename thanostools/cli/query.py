@@ -138,11 +138,10 @@ def query(expr: str, time_ms: int | None, start: int | None, end: int | None, st
         raise ConfigError("zero or negative query resolution step widths are not accepted")
     if is_range and end is not None and start is not None and end < start:
         raise ConfigError("end timestamp must not be before start time")
-    experimental = features.experimental_functions
-    parse_expr(expr, experimental=experimental)  # syntax errors before the bucket is opened
+    parse_expr(expr, features=features.promql)  # syntax errors before the bucket is opened
     options = QueryOptions(lookback_delta_ms=parse_step_ms(lookback_delta, "--lookback-delta"),
                            timeout_s=parse_step_ms(timeout, "--timeout") / 1000, max_samples=max_samples,
-                           experimental=experimental)
+                           features=features.promql)
     workspace = open_workspace(kw)
     blocks = bucket_querier(workspace.catalog.view(CompactionLeftovers()), PartialResponse(partial_response),
                             max_source_resolution_ms=parse_max_source_resolution(max_source_resolution, step_ms))

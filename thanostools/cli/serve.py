@@ -176,5 +176,5 @@ def _config(ctx: click.Context, kw: dict[str, Any]) -> Any:
         auth_failure_rate=auth_rate, auth_failure_burst=auth_burst, authz_config_file=kw["authz_config_file"],
         query_log_file=kw["query_log_file"], grace_period_s=parse_step_ms(kw["grace_period"], "--grace-period") / 1000,
         lookback_delta_ms=round(_seconds(kw["lookback_delta"], "--lookback-delta") * 1000), flags=_flags(ctx),
-        experimental_functions=kw["features"].experimental_functions,
+        promql_features=kw["features"].promql,
     )

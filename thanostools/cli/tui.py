@@ -104,4 +104,4 @@ def tui(endpoints: tuple[str, ...], url: str | None, bearer_token_file: str | No
 
     _log_to_file()
     ThanosToolsApp(AppConfig(source, allow_admin=allow_admin, initial_query=initial_query,
-                             experimental_functions=features.experimental_functions)).run()
+                             promql_features=features.promql)).run()

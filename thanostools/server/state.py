@@ -38,6 +38,7 @@ from thanostools.core.matchers import Matcher
 from thanostools.core.objstore.bucket import BUCKET_ENV, Bucket, open_bucket
 from thanostools.core.objstore.cache import RangeCache
 from thanostools.core.partial import SecurityHook
+from thanostools.core.promql.features import NO_PROMQL_FEATURES
 from thanostools.core.series import Querier
 from thanostools.core.timeutil import parse_time_ms
 
@@ -84,7 +85,7 @@ class ServerConfig:
     query_log_file: str | None = None
     grace_period_s: float = 120.0
     lookback_delta_ms: int = 300_000
-    experimental_functions: bool = False  # --enable-feature=promql-experimental-functions
+    promql_features: frozenset[str] = NO_PROMQL_FEATURES  # --enable-feature names that change PromQL
     flags: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property

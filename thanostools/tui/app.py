@@ -16,6 +16,7 @@ from textual.worker import Worker, WorkerState
 
 from thanostools.core.errors import ThanosToolsError
 from thanostools.core.inspect import BlockInfo
+from thanostools.core.promql.features import NO_PROMQL_FEATURES
 from thanostools.core.timeutil import now_ms
 from thanostools.tui.complete import CompletionCache
 from thanostools.tui.history import History
@@ -32,7 +33,7 @@ class AppConfig:
     allow_admin: bool = False
     history: History | None = None
     initial_query: str = ""
-    experimental_functions: bool = False
+    promql_features: frozenset[str] = NO_PROMQL_FEATURES
     now: Callable[[], int] = now_ms  # tests fix the clock
     cursor_blink: bool = True
     follow_data: bool = True  # start with the time range on the newest block when "now" shows nothing
@@ -63,7 +64,7 @@ class ThanosToolsApp(App[None]):
     def on_mount(self) -> None:
         self.sub_title = self.source.describe()
         self.push_screen(ConsoleScreen(self.config.initial_query,
-                                       experimental_functions=self.config.experimental_functions))
+                                       promql_features=self.config.promql_features))
         if self.history.load_error:
             self.notify(self.history.load_error, severity="warning")
         if self.config.follow_data and isinstance(self.source, BucketSource):

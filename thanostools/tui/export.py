@@ -7,7 +7,6 @@ import io
 import shlex
 from pathlib import Path
 
-from thanostools.core.promql.features import EXPERIMENTAL_FUNCTIONS
 from thanostools.core.render.apijson import format_sample_ts
 from thanostools.core.render.fastjson import result_points
 from thanostools.core.timeutil import format_time_ms
@@ -50,8 +49,8 @@ def query_command(outcome: Outcome, source: Source, settings: QuerySettings) -> 
         args += ["--max-source-resolution", settings.max_source_resolution]
     if source.workspace is not None:
         args += ["--bucket", source.workspace.bucket.url]
-    if settings.experimental_functions:
-        args.append(f"--enable-feature={EXPERIMENTAL_FUNCTIONS}")
+    if settings.promql_features:
+        args.append(f"--enable-feature={','.join(sorted(settings.promql_features))}")
     if outcome.query.startswith("-"):
         args.insert(2, "--")
     return shlex.join(args)

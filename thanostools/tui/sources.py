@@ -18,6 +18,7 @@ from thanostools.core.inspect import BlockInfo
 from thanostools.core.labels import METRIC_NAME, Labels
 from thanostools.core.matchers import Matcher
 from thanostools.core.promql.engine import QueryResult
+from thanostools.core.promql.features import NO_PROMQL_FEATURES
 from thanostools.core.series import DEFAULT_BATCH_SAMPLES, LabelResult, Querier, SelectHints, SeriesStream
 from thanostools.tui.httpsource import PromHTTPClient
 
@@ -39,7 +40,7 @@ class QuerySettings:
     max_source_resolution: str = "auto"  # auto, raw, 5m, 1h
     lookback_delta_ms: int = 300_000
     timeout_s: float = 120.0
-    experimental_functions: bool = False  # --enable-feature=promql-experimental-functions
+    promql_features: frozenset[str] = NO_PROMQL_FEATURES  # --enable-feature names that change PromQL
 
     def resolution_ms(self, step_ms: int) -> int:
         """``auto`` is step/5 for range queries and raw for instant ones (the Thanos querier's rule)."""
@@ -197,7 +198,7 @@ class QuerierSource(Source):
         querier = _CancellableQuerier(self.querier(settings, settings.resolution_ms(step_ms)), cancel)
         return PromQLEngine(querier, QueryOptions(lookback_delta_ms=settings.lookback_delta_ms,
                                                   timeout_s=settings.timeout_s,
-                                                  experimental=settings.experimental_functions))
+                                                  features=settings.promql_features))
 
     @staticmethod
     def _finish(result: QueryResult) -> str:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from thanostools.core.errors import ParseError
 from thanostools.core.matchers import Matcher, MatchType
+from thanostools.core.promql.features import NO_PROMQL_FEATURES, PROMQL_FEATURES
 from thanostools.core.promql.parser.ast import (
     AggregateExpr,
     BinaryExpr,
@@ -529,8 +530,8 @@ INVALID: list[tuple[str, int, str]] = [
     ("foo[5m:(1m-2m)]", 7, "duration must be greater than 0"),
     ("foo[5m+]", 7, 'unexpected "]" in subquery or range selector, expected number, duration, step(), or range()'),
     ("foo[max(1m)]", 10, 'unexpected ")" in subquery or range selector, expected ","'),
-    ("foo anchored", 0, "anchored modifier is experimental and not enabled"),
-    ("foo[5m] smoothed", 0, "smoothed modifier is experimental and not enabled"),
+    ("foo anchored smoothed", 0, "anchored and smoothed modifiers cannot be used together"),
+    ("foo[5m:1m] smoothed", 0, "smoothed modifier is not supported for subqueries"),
     ('sum by ("foo)(some_metric{})', 8, "unterminated quoted string"),
     ('sum by ("") (x)', 8, 'invalid label name for grouping: ""'),
     ("sum without(==)(some_metric)", 12, "unexpected <op:==> in grouping opts, expected label"),
@@ -633,14 +634,14 @@ def test_grammar_errors_win_over_type_errors() -> None:
 
 def test_experimental_features_can_be_disabled() -> None:
     with pytest.raises(ParseError) as info:
-        parse_expr("limitk(2, x)", experimental=False)
+        parse_expr("limitk(2, x)", features=NO_PROMQL_FEATURES)
     assert info.value.reason == (
         "limitk() is experimental and must be enabled with --enable-feature=promql-experimental-functions"
     )
     with pytest.raises(ParseError) as info:
-        parse_expr("sort_by_label(x, \"a\")", experimental=False)
+        parse_expr("sort_by_label(x, \"a\")", features=NO_PROMQL_FEATURES)
     assert info.value.reason == 'function "sort_by_label" is not enabled'
-    assert isinstance(parse_expr("rate(x[5m])", experimental=False), Call)
+    assert isinstance(parse_expr("rate(x[5m])", features=NO_PROMQL_FEATURES), Call)
 
 
 @pytest.mark.parametrize("expr, name", [
@@ -650,19 +651,19 @@ def test_experimental_features_can_be_disabled() -> None:
 ])
 def test_experimental_functions_are_refused_when_disabled(expr: str, name: str) -> None:
     with pytest.raises(ParseError) as info:
-        parse_expr(expr, experimental=False)
+        parse_expr(expr, features=NO_PROMQL_FEATURES)
     assert info.value.reason == f'function "{name}" is not enabled'
-    assert isinstance(parse_expr(expr, experimental=True), Call)
+    assert isinstance(parse_expr(expr, features=PROMQL_FEATURES), Call)
 
 
 def test_limit_ratio_is_refused_when_disabled() -> None:
     with pytest.raises(ParseError) as info:
-        parse_expr("limit_ratio(0.5, x)", experimental=False)
+        parse_expr("limit_ratio(0.5, x)", features=NO_PROMQL_FEATURES)
     assert info.value.reason.startswith("limit_ratio() is experimental")
 
 
 def test_first_over_time_is_stable() -> None:
-    node = parse_expr("first_over_time(x[5m])", experimental=False)
+    node = parse_expr("first_over_time(x[5m])", features=NO_PROMQL_FEATURES)
     assert isinstance(node, Call) and node.func.name == "first_over_time"
 
 
@@ -1045,3 +1046,26 @@ def test_random_expressions_round_trip(src: str) -> None:
     assert parse_expr(printed) == expr
     assert format_expr(parse_expr(printed)) == printed
     assert parse_expr(pretty(expr, max_width=20)) == expr
+
+
+@pytest.mark.parametrize(("expr", "message", "position"), [
+    ("rate(x[5m] anchored)", "anchored modifier is experimental and not enabled", 5),
+    ("x smoothed", "smoothed modifier is experimental and not enabled", 0),
+    ("a + on(b) fill(0) c", "binop fill modifiers are experimental and not enabled", 0),
+    ("sum(a) * fill_left(1) c", "binop fill modifiers are experimental and not enabled", 0),
+])
+def test_extended_selectors_and_fill_need_their_features(expr: str, message: str, position: int) -> None:
+    only_functions = frozenset({"promql-experimental-functions"})
+    with pytest.raises(ParseError) as info:
+        parse_expr(expr, features=only_functions)
+    assert (info.value.reason, info.value.position) == (message, position)
+    assert format_expr(parse_expr(expr)) != ""
+
+
+def test_fill_modifiers_are_parsed_and_printed() -> None:
+    node = parse_expr("a + on(x) group_left(y) fill_left(1) fill_right(-2) b")
+    assert isinstance(node, BinaryExpr) and node.matching is not None
+    assert (node.matching.fill_lhs, node.matching.fill_rhs) == (1.0, -2.0)
+    assert format_expr(node) == "a + on (x) group_left (y) fill_left (1) fill_right (-2) b"
+    assert format_expr(parse_expr("a / fill(NaN) b")) == "a / fill (NaN) b"
+    assert format_expr(parse_expr("a + fill")) == "a + fill"

@@ -306,9 +306,11 @@ def vector_vector(ev: Evaluator, op: str, lhs: Vector, rhs: Vector, matching: Ve
     steps = lhs.values.shape[1]
     swapped = matching.card is Cardinality.ONE_TO_MANY
     many, one = (rhs, lhs) if swapped else (lhs, rhs)
-    if not len(many) or not len(one):
+    if (not len(many) and not len(one)) or ((not len(many) or not len(one)) and not matching.fills):
         return Vector.empty(steps)
     msig, osig, nsig = signature_ids(many, one, matching)
+    if matching.fills:
+        many, one, msig, osig = _filled(many, one, msig, osig, nsig, matching)
     _check_one_side(many, one, osig, nsig, matching, swapped)
     # Every pair of series with the same signature is a row of the result; sides with series present
     # at different steps can pair up far more rows than either holds. (Counts are at most the series
@@ -358,6 +360,41 @@ def vector_vector(ev: Evaluator, op: str, lhs: Vector, rhs: Vector, matching: Ve
     name_side = one.drop_name[io] if METRIC_NAME in matching.include else many.drop_name[im]
     drop = name_side | return_bool
     return merge_duplicates(Vector(labels, values, present, drop, hist=hist).nonempty(), ev.check_deadline)
+
+
+def _filled(many: Vector, one: Vector, msig: np.ndarray, osig: np.ndarray, nsig: int,
+            matching: VectorMatching) -> tuple[Vector, Vector, np.ndarray, np.ndarray]:
+    """The sides with the fill modifiers' synthetic series: per match signature, one series on a side
+    that is present where the other side has the signature and this side does not. As in Prometheus,
+    ``fill_right`` fills the "one" side and ``fill_left`` the "many" side (after group_right's swap)."""
+    many_has = group_count(many.present, msig, nsig) > 0
+    one_has = group_count(one.present, osig, nsig) > 0
+    fill_many, fill_one = matching.fill_lhs, matching.fill_rhs
+    new_many, new_msig = _with_fill_rows(many, msig, one, osig, one_has & ~many_has, fill_many, matching)
+    new_one, new_osig = _with_fill_rows(one, osig, many, msig, many_has & ~one_has, fill_one, matching)
+    return new_many, new_one, new_msig, new_osig
+
+
+def _with_fill_rows(side: Vector, sig: np.ndarray, other: Vector, other_sig: np.ndarray, missing: np.ndarray,
+                    fill: float | None, matching: VectorMatching) -> tuple[Vector, np.ndarray]:
+    """``side`` plus a series of value ``fill`` per signature, present at the steps ``missing`` marks; its
+    labels are the other side's match labels (``on`` labels, or all but the ``ignoring`` ones and the name)."""
+    fill_sigs = np.flatnonzero(missing.any(axis=1)) if fill is not None else np.zeros(0, np.int64)
+    if not fill_sigs.size:
+        return side, sig
+    first_row: dict[int, int] = {}
+    for row, s in enumerate(other_sig.tolist()):
+        first_row.setdefault(s, row)
+    labels = [matched_labels(other.labels[first_row[s]], matching) for s in fill_sigs.tolist()]
+    steps = side.values.shape[1]
+    values = np.full((fill_sigs.size, steps), fill, np.float64)
+    hist = None
+    if side.hist is not None:
+        hist = np.concatenate([side.hist, np.full((fill_sigs.size, steps), None, object)])
+    out = Vector(side.labels + labels, np.concatenate([side.values, values]),
+                 np.concatenate([side.present, missing[fill_sigs]]),
+                 np.concatenate([side.drop_name, np.zeros(fill_sigs.size, np.bool_)]), hist=hist)
+    return out, np.concatenate([sig, fill_sigs.astype(np.int64)])
 
 
 _PairHistograms = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]

@@ -11,6 +11,7 @@ from thanostools.core.errors import EvalError
 from thanostools.core.labels import Labels
 from thanostools.core.promql import annotations as ann
 from thanostools.core.promql.evaluator import Evaluator
+from thanostools.core.promql.features import PROMQL_FEATURES
 from thanostools.core.promql.floathist import FloatHistogram
 from thanostools.core.promql.parser.ast import Call, Expr, ValueType, type_of, walk
 from thanostools.core.promql.parser.durations import needs_resolving, resolve
@@ -33,7 +34,7 @@ class QueryOptions:
     timeout_s: float | None = 120.0
     max_samples: int = 50_000_000
     max_series: int = 0
-    experimental: bool = True
+    features: frozenset[str] = PROMQL_FEATURES  # --enable-feature names that change PromQL
     default_subquery_step_ms: int = 60_000  # subqueries without a step use this (Prometheus' evaluation interval)
     batch_samples: int = 500_000  # selections are read and evaluated in batches of about this many samples
 
@@ -95,7 +96,7 @@ class PromQLEngine:
 
     def _run(self, query: str | Expr, start: int, end: int, step: int) -> QueryResult:
         if isinstance(query, str):
-            text, expr = query, parse_expr(query, experimental=self.options.experimental)
+            text, expr = query, parse_expr(query, features=self.options.features)
         else:
             text, expr = "", query
         if needs_resolving(expr):

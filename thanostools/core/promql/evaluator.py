@@ -13,6 +13,7 @@ from thanostools.core.promql.aggregate import eval_aggregate
 from thanostools.core.promql.annotations import Annotations
 from thanostools.core.promql.binop import eval_binary, negated
 from thanostools.core.promql.calls import eval_call
+from thanostools.core.promql.extended import eval_extended_selector, extended_selector
 from thanostools.core.promql.parser.ast import (
     AggregateExpr,
     BinaryExpr,
@@ -159,6 +160,8 @@ class Evaluator:
             return self.eval(node.expr, ts)
         if isinstance(node, UnaryExpr):
             return self._unary(node, ts)
+        if isinstance(node, VectorSelector | MatrixSelector) and extended_selector(node):
+            return eval_extended_selector(self, node, ts)
         if isinstance(node, VectorSelector):
             return self.select_vector(node, ts)
         if isinstance(node, MatrixSelector):

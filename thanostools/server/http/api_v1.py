@@ -172,12 +172,12 @@ def _range_params(p: Params) -> tuple[int, int, int]:
     return start, end, step
 
 
-def _parse_query(p: Params, experimental: bool) -> Expr:
+def _parse_query(p: Params, features: frozenset[str]) -> Expr:
     from thanostools.core.errors import ParseError
     from thanostools.core.promql.parser.parse import parse_expr
 
     try:
-        return parse_expr(p.get("query"), experimental=experimental)
+        return parse_expr(p.get("query"), features=features)
     except ParseError as exc:
         raise invalid_param("query", prometheus_parse_message(exc)) from None
 
@@ -247,7 +247,7 @@ class ApiV1:
         def make(timeout_s: float) -> PromQLEngine:
             options = QueryOptions(lookback_delta_ms=lookback, timeout_s=timeout_s,
                                    max_samples=self.config.max_samples, max_series=self.config.max_series,
-                                   experimental=self.config.experimental_functions)
+                                   features=self.config.promql_features)
             return PromQLEngine(self.state.querier(opts, self.on_security_event), options)
 
         return make
@@ -260,7 +260,7 @@ class ApiV1:
         tenant = self._restriction(request)
         at = _time(p, "time", now_ms())
         timeout_s = self._timeout_s(p)
-        expr = restrict_expr(_parse_query(p, self.config.experimental_functions), tenant)
+        expr = restrict_expr(_parse_query(p, self.config.promql_features), tenant)
         make = self._prepare(p, self._querier_options(p, None))
         out = _Output(_limit(p), bool(p.get("stats")), time.monotonic() + timeout_s)
         body = await self.runner.heavy(
@@ -273,7 +273,7 @@ class ApiV1:
         tenant = self._restriction(request)
         start, end, step = _range_params(p)
         timeout_s = self._timeout_s(p)
-        expr = restrict_expr(_parse_query(p, self.config.experimental_functions), tenant)
+        expr = restrict_expr(_parse_query(p, self.config.promql_features), tenant)
         kind = type_of(expr)
         if kind not in (ValueType.SCALAR, ValueType.VECTOR):
             raise invalid_param("query", f'invalid expression type "{kind.documented}" for range query, '
@@ -392,13 +392,13 @@ class ApiV1:
     async def format_query(self, request: web.Request) -> web.Response:
         from thanostools.core.promql.parser.printer import pretty
 
-        expr = _parse_query(await read_params(request), self.config.experimental_functions)
+        expr = _parse_query(await read_params(request), self.config.promql_features)
         return _json(render_success(go_json_string(pretty(expr))))
 
     async def parse_query(self, request: web.Request) -> web.Response:
         from thanostools.server.http.astjson import ast_json
 
-        expr = _parse_query(await read_params(request), self.config.experimental_functions)
+        expr = _parse_query(await read_params(request), self.config.promql_features)
         return _json(render_success(ast_json(expr)))
 
     async def query_exemplars(self, request: web.Request) -> web.Response:
@@ -408,7 +408,7 @@ class ApiV1:
         start, end = self._range(p)
         if end < start:
             raise invalid_param("end", "end timestamp must not be before start timestamp")
-        _parse_query(p, self.config.experimental_functions)
+        _parse_query(p, self.config.promql_features)
         return _json(render_success("[]"))
 
     async def metadata(self, request: web.Request) -> web.Response:

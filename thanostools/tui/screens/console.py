@@ -18,6 +18,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Header, Input, Static, TabbedContent
 
 from thanostools.core.errors import ConfigError, ParseError, ThanosToolsError
+from thanostools.core.promql.features import NO_PROMQL_FEATURES
 from thanostools.tui import complete
 from thanostools.tui.complete import CompletionCache, Context, Where
 from thanostools.tui.explain import ExplainNode, build_tree, flatten, summarize
@@ -98,11 +99,11 @@ class ConsoleScreen(Screen[None]):
         Binding("e", "focus_editor", "Editor", show=False),
     ]
 
-    def __init__(self, initial_query: str = "", *, experimental_functions: bool = False) -> None:
+    def __init__(self, initial_query: str = "", *, promql_features: frozenset[str] = NO_PROMQL_FEATURES) -> None:
         super().__init__(id="console")
         self.initial_query = initial_query
         self.time_state = TimeState()
-        self.settings = QuerySettings(experimental_functions=experimental_functions)
+        self.settings = QuerySettings(promql_features=promql_features)
         self.instant: Outcome | None = None
         self.range_outcome: Outcome | None = None
         self.query_text = ""
@@ -238,7 +239,7 @@ class ConsoleScreen(Screen[None]):
     def _run_explain(self, plan: Plan) -> None:
         from thanostools.core.promql.parser.parse import parse_expr
 
-        root = build_tree(parse_expr(plan.query, experimental=self.settings.experimental_functions))
+        root = build_tree(parse_expr(plan.query, features=self.settings.promql_features))
         self.app.call_from_thread(self._show_explain, plan, root, None, "")
         for i, node in enumerate(flatten(root)):
             plan.token.check()
@@ -368,7 +369,7 @@ class ConsoleScreen(Screen[None]):
         error = self.query_one("#parse-error", Static)
         try:
             if text.strip():
-                parse_expr(text, experimental=self.settings.experimental_functions)
+                parse_expr(text, features=self.settings.promql_features)
         except ParseError as exc:
             self.editor.mark_error(exc.position)
             if show:

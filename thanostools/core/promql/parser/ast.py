@@ -124,6 +124,10 @@ class DurationExpr:
     pos: int = field(default=0, compare=False)
 
 
+ANCHORED = "anchored"
+SMOOTHED = "smoothed"
+
+
 @dataclass(frozen=True)
 class VectorSelector:
     """``name{matchers} @ t offset o``. ``matchers`` includes ``__name__="name"`` (last) when
@@ -138,6 +142,7 @@ class VectorSelector:
     pos: int = field(default=0, compare=False)
     end: int = field(default=0, compare=False)
     offset_expr: DurationExpr | None = None
+    extended: str = ""  # ANCHORED or SMOOTHED (promql-extended-range-selectors), else ""
     matcher_key: tuple[tuple[str, str, str], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -206,6 +211,12 @@ class VectorMatching:
     matching_labels: tuple[str, ...] = ()
     on: bool = False
     include: tuple[str, ...] = ()
+    fill_lhs: float | None = None  # fill_left(v) / fill(v): the value for a missing left-hand side
+    fill_rhs: float | None = None  # fill_right(v) / fill(v): the value for a missing right-hand side
+
+    @property
+    def fills(self) -> bool:
+        return self.fill_lhs is not None or self.fill_rhs is not None
 
 
 @dataclass(frozen=True)

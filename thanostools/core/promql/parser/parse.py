@@ -2,9 +2,10 @@
 
 Errors are reported like Prometheus reports its first error: grammar-level errors in the order
 the text is read, then (only for syntactically valid input) type-checking errors in
-Prometheus' check order. Experimental functions and aggregations are accepted unless
-``experimental=False``; the anchored/smoothed range modifiers are rejected with Prometheus' "not enabled"
-messages. Duration expressions (ranges, subquery steps and offsets) are on, as in Prometheus 3.14
+Prometheus' check order. The experimental constructs (functions and aggregations, the anchored/smoothed
+selector modifiers, fill() modifiers on binary operators) are accepted when their feature is in
+``features`` (all of them by default), else refused with Prometheus' "not enabled" messages.
+Duration expressions (ranges, subquery steps and offsets) are on, as in Prometheus 3.14
 (``parser/durations.py``).
 """
 
@@ -18,6 +19,12 @@ from typing import NoReturn
 from thanostools.core.errors import ParseError
 from thanostools.core.goformat import format_f6, go_quote
 from thanostools.core.matchers import Matcher, MatchType
+from thanostools.core.promql.features import (
+    BINOP_FILL_MODIFIERS,
+    EXPERIMENTAL_FUNCTIONS,
+    EXTENDED_RANGE_SELECTORS,
+    PROMQL_FEATURES,
+)
 from thanostools.core.promql.parser.ast import (
     COMPARISON_OPS,
     PARAMETRIC_AGGREGATIONS,
@@ -110,10 +117,10 @@ def _to_parse_error(text: str, exc: _Fail) -> ParseError:
 # Public API.
 
 
-def parse_expr(text: str, *, experimental: bool = True) -> Expr:
-    """Parse and type-check a PromQL expression."""
+def parse_expr(text: str, *, features: frozenset[str] = PROMQL_FEATURES) -> Expr:
+    """Parse and type-check a PromQL expression; ``features`` are the ``--enable-feature`` names enabled."""
     try:
-        return _Parser(text, experimental).parse_expression()
+        return _Parser(text, features).parse_expression()
     except _Fail as exc:
         raise _to_parse_error(text, exc) from None
 
@@ -121,7 +128,7 @@ def parse_expr(text: str, *, experimental: bool = True) -> Expr:
 def parse_selector(text: str) -> list[Matcher]:
     """Matchers of a series selector such as ``up{job="x"}`` (the name becomes ``__name__``)."""
     try:
-        return _Parser(text, True).parse_selector_only()
+        return _Parser(text, PROMQL_FEATURES).parse_selector_only()
     except _Fail as exc:
         raise _to_parse_error(text, exc) from None
 
@@ -243,11 +250,11 @@ def _valid_label_name(name: str) -> bool:
 
 
 class _Parser:
-    def __init__(self, text: str, experimental: bool) -> None:
+    def __init__(self, text: str, features: frozenset[str]) -> None:
         self.text = text
         self.lexer = Lexer(text)
         self.buf: list[Token] = []
-        self.experimental = experimental
+        self.features = features
         self.last_closing = 0
         self.depth = 0
 
@@ -321,7 +328,7 @@ class _Parser:
                 if prec is None or prec < min_prec:
                     return lhs
                 self.advance()
-                return_bool, matching = self.binary_modifiers()
+                return_bool, matching = self.binary_modifiers(lhs.pos)
                 rhs = self.expr(prec if op_tok.kind is T.POW else prec + 1)
                 lhs = _binary(op_tok, lhs, rhs, return_bool, matching)
         finally:
@@ -340,13 +347,13 @@ class _Parser:
             return replace(operand, value=value, pos=tok.pos)
         return UnaryExpr(op, operand, pos=tok.pos, end=operand.end)
 
-    def binary_modifiers(self) -> tuple[bool, VectorMatching]:
+    def binary_modifiers(self, binary_pos: int) -> tuple[bool, VectorMatching]:
         return_bool = False
         if self.peek().kind is T.BOOL:
             self.advance()
             return_bool = True
         if self.peek().kind not in (T.ON, T.IGNORING):
-            return return_bool, VectorMatching()
+            return return_bool, self.fill_modifiers(VectorMatching(), binary_pos)
         on = self.advance().kind is T.ON
         labels = self.grouping_labels()
         card = Cardinality.ONE_TO_ONE
@@ -356,7 +363,38 @@ class _Parser:
             card = Cardinality.MANY_TO_ONE if left else Cardinality.ONE_TO_MANY
             if self.peek().kind is T.LEFT_PAREN:
                 include = self.grouping_labels()
-        return return_bool, VectorMatching(card, labels, on, include)
+        return return_bool, self.fill_modifiers(VectorMatching(card, labels, on, include), binary_pos)
+
+    def fill_modifiers(self, matching: VectorMatching, binary_pos: int) -> VectorMatching:
+        """``fill(v)`` | ``fill_left(v)`` [``fill_right(v)``] | ``fill_right(v)`` after the matching modifiers."""
+        fills: dict[str, float] = {}
+        while self.at_fill_modifier() and not ("fill" in fills or (fills and self.peek().val in (*fills, "fill"))):
+            name = self.advance().val
+            self.advance()
+            fills[name] = self.fill_value()
+            self.expect(T.RIGHT_PAREN, "fill modifier", '")"')
+        if not fills:
+            return matching
+        if BINOP_FILL_MODIFIERS not in self.features:
+            _fail("binop fill modifiers are experimental and not enabled", binary_pos)
+        both = fills.get("fill")
+        return replace(matching, fill_lhs=fills.get("fill_left", both), fill_rhs=fills.get("fill_right", both))
+
+    def at_fill_modifier(self) -> bool:
+        tok = self.peek()
+        return tok.kind is T.IDENTIFIER and tok.val in _FILL_MODIFIERS and self.peek(1).kind is T.LEFT_PAREN
+
+    def fill_value(self) -> float:
+        tok = self.peek()
+        negative = tok.kind is T.SUB
+        if tok.kind in (T.ADD, T.SUB):
+            self.advance()
+            tok = self.peek()
+        if tok.kind is not T.NUMBER:
+            self.unexpected(tok, "fill modifier", "number")
+        self.advance()
+        value = self.number(tok)
+        return -value if negative else value
 
     def postfix(self, expr: Expr) -> Expr:
         while True:
@@ -368,7 +406,8 @@ class _Parser:
             elif tok.kind is T.AT:
                 expr = self.at(expr)
             elif tok.kind in (T.ANCHORED, T.SMOOTHED):
-                _fail(f"{tok.val.lower()} modifier is experimental and not enabled", expr.pos)
+                self.advance()
+                expr = self.set_extended(expr, tok.val.lower())
             else:
                 return expr
 
@@ -440,7 +479,7 @@ class _Parser:
         fn = FUNCTIONS.get(name)
         if fn is None:
             _fail(f"unknown function with name {go_quote(name)}", name_tok.pos)
-        if fn.experimental and not self.experimental:
+        if fn.experimental and EXPERIMENTAL_FUNCTIONS not in self.features:
             _fail(f"function {go_quote(name)} is not enabled", name_tok.pos)
         return Call(fn, args, pos=name_tok.pos, end=end)
 
@@ -463,7 +502,7 @@ class _Parser:
                 end = self.last_closing
         if not args:
             _fail("no arguments for aggregate expression provided", op_tok.pos)
-        if AGGREGATIONS[op].experimental and not self.experimental:
+        if AGGREGATIONS[op].experimental and EXPERIMENTAL_FUNCTIONS not in self.features:
             _fail(f"{op}() is experimental and must be enabled with "
                   "--enable-feature=promql-experimental-functions", op_tok.pos)
         wanted = 2 if op in PARAMETRIC_AGGREGATIONS else 1
@@ -727,6 +766,22 @@ class _Parser:
         value = self.duration_tok_ns(tok) / 1e9 if tok.kind is T.DURATION else self.number(tok)
         return -value if negative else value
 
+    def set_extended(self, expr: Expr, modifier: str) -> Expr:
+        """The ``anchored``/``smoothed`` modifier on an instant or range vector selector."""
+        if EXTENDED_RANGE_SELECTORS not in self.features:
+            _fail(f"{modifier} modifier is experimental and not enabled", expr.pos)
+        if isinstance(expr, SubqueryExpr):
+            _fail(f"{modifier} modifier is not supported for subqueries", expr.pos)
+        vs = expr.vector_selector if isinstance(expr, MatrixSelector) else expr
+        if not isinstance(vs, VectorSelector):
+            _fail(f"{modifier} modifier not implemented", expr.pos)
+        if vs.extended and vs.extended != modifier:
+            _fail("anchored and smoothed modifiers cannot be used together", expr.pos)
+        new_vs = replace(vs, extended=modifier)
+        if isinstance(expr, MatrixSelector):
+            return replace(expr, vector_selector=new_vs)
+        return new_vs
+
     def set_at(self, expr: Expr, timestamp: int | None, preprocessor: StartOrEnd | None) -> Expr:
         end = self.last_closing
         if isinstance(expr, MatrixSelector):
@@ -742,6 +797,8 @@ class _Parser:
         _fail(f"@ modifier {_PRECEDED}", expr.pos)
 
 
+_FILL_MODIFIERS = ("fill", "fill_left", "fill_right")
+
 _OP_NAMES = {
     T.ADD: "+", T.SUB: "-", T.MUL: "*", T.DIV: "/", T.MOD: "%", T.POW: "^", T.EQLC: "==",
     T.NEQ: "!=", T.LTE: "<=", T.LSS: "<", T.GTE: ">=", T.GTR: ">", T.LAND: "and", T.LOR: "or",
@@ -754,6 +811,8 @@ def _binary(op_tok: Token, lhs: Expr, rhs: Expr, return_bool: bool, parsed: Vect
     matching: VectorMatching | None = None
     if type_of(lhs) is ValueType.VECTOR and type_of(rhs) is ValueType.VECTOR:
         matching = parsed
+        if op in SET_OPS and parsed.fills:
+            _fail(f"fill modifiers are not allowed with the set operator {op}", lhs.pos)
         if op in SET_OPS and parsed.card is Cardinality.ONE_TO_ONE:
             matching = replace(parsed, card=Cardinality.MANY_TO_MANY)
     return BinaryExpr(op, lhs, rhs, return_bool, matching, parsed_matching=parsed,

@@ -135,7 +135,12 @@ def _selector_core(node: VectorSelector) -> str:
 
 
 def _vector_selector(node: VectorSelector) -> str:
-    return _selector_core(node) + _at(node.timestamp, node.start_or_end) + _offset(node.offset, node.offset_expr)
+    return (_selector_core(node) + _at(node.timestamp, node.start_or_end) + _offset(node.offset, node.offset_expr)
+            + _extended(node))
+
+
+def _extended(node: VectorSelector) -> str:
+    return f" {node.extended}" if node.extended else ""
 
 
 def _duration(ms: int, expr: DurationExpr | None) -> str:
@@ -145,7 +150,7 @@ def _duration(ms: int, expr: DurationExpr | None) -> str:
 def _matrix(node: MatrixSelector) -> str:
     vs = node.vector_selector
     return (f"{_selector_core(vs)}[{_duration(node.range, node.range_expr)}]"
-            + _at(vs.timestamp, vs.start_or_end) + _offset(vs.offset, vs.offset_expr))
+            + _at(vs.timestamp, vs.start_or_end) + _offset(vs.offset, vs.offset_expr) + _extended(vs))
 
 
 def _subquery_suffix(node: SubqueryExpr) -> str:
@@ -164,7 +169,18 @@ def _matching(vm: VectorMatching | None) -> str:
     if grouped:
         side = "left" if vm.card is Cardinality.MANY_TO_ONE else "right"
         out += f" group_{side} ({_labels(vm.include)})"
-    return out
+    return out + _fills(vm)
+
+
+def _fills(vm: VectorMatching) -> str:
+    if vm.fill_lhs is not None and vm.fill_rhs is not None and _same_fill(vm.fill_lhs, vm.fill_rhs):
+        return f" fill ({format_float(vm.fill_lhs)})"
+    out = "" if vm.fill_lhs is None else f" fill_left ({format_float(vm.fill_lhs)})"
+    return out + ("" if vm.fill_rhs is None else f" fill_right ({format_float(vm.fill_rhs)})")
+
+
+def _same_fill(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
 
 
 def _operator(node: BinaryExpr) -> str:
