@@ -9,7 +9,7 @@ import numpy as np
 from thanostools.core.errors import EvalError
 
 # Imported for their registrations in HANDLERS.
-from thanostools.core.promql import fn_hist, fn_labels, fn_math, fn_window  # noqa: F401
+from thanostools.core.promql import fn_hist, fn_info, fn_labels, fn_math, fn_window  # noqa: F401
 from thanostools.core.promql.extended import eval_extended_call, extended_selector
 from thanostools.core.promql.handlers import HANDLERS, HISTOGRAM_AWARE
 from thanostools.core.promql.parser.ast import Call, MatrixSelector
