@@ -106,17 +106,17 @@ class MergeEqual:
         for s in np.unique(series).tolist():
             payloads = [rows.payload(i) for i in np.flatnonzero(series == s).tolist()]
             cut = stones.get(int(rows.ref[series == s][0]))
-            inputs.append([p for p in (_refiltered(p, cut) if cut else p for p in payloads) if p])
-        merged = aggrops.merge_aggr_series(inputs)
-        after = sum(0 if a[0] is None else int(a[0][0].shape[0]) for a in merged)
+            inputs.append([p for p in (_refiltered(p, cut, self.block) if cut else p for p in payloads) if p])
+        merged = aggrops.merge_aggr_series(inputs, block=self.block)
+        after = sum(0 if (c := a[0]) is None else int(aggrops.aggregate_times(c).shape[0]) for a in merged)
         self.stats.samples_deduplicated += samples - after
         self.stats.chunks_reencoded += len(rows)
         self.merged[ref] = samples
         return encoded_parts([p for p in map(aggr_part, merged) if p is not None])
 
 
-def _refiltered(payload: bytes, intervals: Intervals) -> bytes:
-    aggs = aggrops.filter_aggr(aggrops.decode_aggr(payload), intervals)
+def _refiltered(payload: bytes, intervals: Intervals, block: str) -> bytes:
+    aggs = aggrops.filter_aggr(aggrops.decode_aggr(payload, block=block), intervals)
     if aggrops.window_range(aggs) is None:
         return b""
     buf, _ = aggrops.encode_aggr([aggs])
