@@ -17,10 +17,14 @@ from thanostools.core.catalog import CompactionLeftovers
 from thanostools.core.chunkenc import histogram as hc
 from thanostools.core.chunkenc import xor
 from thanostools.core.chunkenc.aggr import Aggr, split_aggr
+from thanostools.core.downsample import downsample_block
+from thanostools.core.histograms import HistogramSample, build_batch
 from thanostools.core.labels import Labels
 from thanostools.core.querier import BlockQuerier
-from thanostools.core.series import KIND_FLOAT, SampleBatch, SelectHints
+from thanostools.core.series import KIND_FLOAT, KIND_INT_HISTOGRAM, HistogramColumns, SampleBatch, SelectHints
 from thanostools.core.tsdb.block import Block
+from thanostools.core.tsdb.tombstones import encode_tombstones
+from thanostools.core.tsdb.writer import BlockWriter
 from thanostools.core.workspace import BucketWorkspace
 
 RES = 300_000
@@ -204,3 +208,60 @@ def test_merging_overlapping_histogram_series_is_refused(downsampled: tuple[Path
     assert res.stderr.strip().splitlines()[-1] == (
         f"error: block {five}: cannot merge overlapping downsampled native-histogram series (their histogram "
         "sums and counters would have to be re-aggregated)")
+
+
+# --- series made equal by relabelling, disjoint in time, with tombstones ---------------------------------------
+
+
+def disjoint_block(root: Path) -> str:
+    """Two histogram series, ``v="a"`` for hours 0–20 and ``v="b"`` for hours 24–44 (every 60 s), downsampled to
+    5m; the raw block is removed."""
+    step, n = 60_000, 20 * 60
+    labels = [(("__name__", "h"), ("v", "a")), (("__name__", "h"), ("v", "b"))]
+    hs = [HistogramSample(t=START + k * 24 * HOUR + i * step, count=float(3 * i + 3), zero_count=0.0, sum=float(i),
+                          schema=0, positive_spans=((k, 3),), positive_buckets=(float(i), float(i + 1), float(i + 2)))
+          for k in range(2) for i in range(n)]
+    ints = build_batch(hs, is_float=False)
+    batch = SampleBatch(labels, np.array([-1, -1]), np.array([0, n, 2 * n]), np.array([h.t for h in hs], np.int64),
+                        ints.sum_bits, hist=HistogramColumns(np.full(2 * n, KIND_INT_HISTOGRAM, np.uint8),
+                                                             np.arange(2 * n, dtype=np.int64), ints,
+                                                             build_batch([], is_float=True)))
+    raw = root / "raw"
+    w = BlockWriter(str(raw), min_time=START, max_time=START + 48 * HOUR)
+    w.add_sample_batch(batch)
+    meta = downsample_block(Block.open_dir(str(raw / w.finish().ulid)), RES, str(root))
+    shutil.rmtree(raw)
+    return meta.ulid
+
+
+STONES = [(START + 5 * HOUR + 3 * MINUTE, START + 6 * HOUR + 11 * MINUTE),
+          (START + 30 * HOUR, START + 31 * HOUR + 7 * MINUTE)]
+
+
+def test_equal_disjoint_histogram_series_lose_their_tombstones(tmp_path: Path) -> None:
+    root = tmp_path / "bucket"
+    root.mkdir()
+    five = disjoint_block(root)
+    block = Block.open_dir(str(root / five))
+    sb = block.index.series(block.index.all_postings())
+    (root / five / "tombstones").write_bytes(encode_tombstones({int(r): STONES for r in sb.refs.tolist()}))
+    before = block_chunks(root / five)
+    config = tmp_path / "relabel.yaml"
+    config.write_text("- action: labeldrop\n  regex: v\n")
+    res = run_cli("bucket", "relabel", "--bucket", str(root), "--id", five, "--relabel-config-file", str(config),
+                  "--no-dry-run", "-o", "json")
+    assert res.exit_code == 0, res.stderr
+    (out,) = res.json()["blocks"]
+    after = block_chunks(root / out["new_ulid"])
+    assert list(after) == [(("__name__", "h"),)]
+    chunks = [c for lab in sorted(before) for c in before[lab]]
+    outside = [c for c in chunks if not any(a <= c[1] and c[0] <= b for a, b in STONES)]
+    assert outside and all(c in after[(("__name__", "h"),)] for c in outside)
+
+    def kept(t: int) -> bool:
+        return not any(a <= t <= b for a, b in STONES)
+
+    expected = [[(t, v) for t, v in samples if kept(t)] for samples in samples_per_aggregate(chunks)]
+    assert samples_per_aggregate(after[(("__name__", "h"),)]) == expected
+    assert len(expected[Aggr.COUNT]) < sum(len(x) for x in samples_per_aggregate(chunks)[Aggr.COUNT])
+    assert out["stats"]["samples_deduplicated"] == 0

@@ -70,6 +70,12 @@ def decode_aggr(payload: bytes, *, block: str | None = None) -> list[Aggregate |
     return out
 
 
+def holds_histograms(payload: bytes) -> bool:
+    """Whether an AggrChunk belongs to a native-histogram series (its counter is a histogram chunk)."""
+    counter = split_aggr(payload)[Aggr.COUNTER]
+    return counter is not None and counter[0] in (hc.ENC_HISTOGRAM, hc.ENC_FLOAT_HISTOGRAM)
+
+
 def _decode_hist(encoding: int, data: bytes) -> HistAggregate:
     buf = np.frombuffer(data, dtype=np.uint8)
     chunk = hc.decode_batch(buf, np.zeros(1, np.int64), np.full(1, buf.shape[0], np.int64),
