@@ -217,7 +217,7 @@ def disjoint_block(root: Path) -> str:
     """Two histogram series, ``v="a"`` for hours 0–20 and ``v="b"`` for hours 24–44 (every 60 s), downsampled to
     5m; the raw block is removed."""
     step, n = 60_000, 20 * 60
-    labels = [(("__name__", "h"), ("v", "a")), (("__name__", "h"), ("v", "b"))]
+    labels: list[Labels] = [(("__name__", "h"), ("v", "a")), (("__name__", "h"), ("v", "b"))]
     hs = [HistogramSample(t=START + k * 24 * HOUR + i * step, count=float(3 * i + 3), zero_count=0.0, sum=float(i),
                           schema=0, positive_spans=((k, 3),), positive_buckets=(float(i), float(i + 1), float(i + 2)))
           for k in range(2) for i in range(n)]
