@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TypeGuard
 
 import numpy as np
 from numpy.typing import NDArray
@@ -95,14 +96,21 @@ def _kept_hist(sub: HistAggregate, keep: NDArray[np.bool_]) -> HistAggregate:
 
 def encode_aggr(chunks: Sequence[Sequence[Aggregate | None]]) -> tuple[NDArray[np.uint8], I64]:
     """AggrChunk payloads from per-chunk aggregates (absent or empty → absent): (buf, offsets)."""
-    if any(isinstance(sub, HistAggregate) for aggs in chunks for sub in aggs):
-        return _encode_mixed(chunks)
+    if _all_xor(chunks):
+        return _encode_xor(chunks)
+    return _encode_mixed(chunks)
+
+
+def _all_xor(chunks: Sequence[Sequence[Aggregate | None]]) -> TypeGuard[Sequence[Sequence[Series | None]]]:
+    return not any(isinstance(sub, HistAggregate) for aggs in chunks for sub in aggs)
+
+
+def _encode_xor(chunks: Sequence[Sequence[Series | None]]) -> tuple[NDArray[np.uint8], I64]:
     ts: list[I64] = []
     vs: list[U64] = []
     bounds = [0]
     for aggs in chunks:
         for sub in aggs:
-            assert not isinstance(sub, HistAggregate)
             if sub is not None:
                 ts.append(sub[0])
                 vs.append(sub[1])
