@@ -171,7 +171,7 @@ class Deletions:
             t, v = t[keep], v[keep]
             return [(ENC_XOR, xor.encode(t, v), int(t[0]), int(t[-1]))]
         if enc == ENC_AGGR:
-            part = aggr_part(aggrops.filter_aggr(aggrops.decode_aggr(c.payload(i)), cut))
+            part = aggr_part(aggrops.filter_aggr(aggrops.decode_aggr(c.payload(i), block=self.block), cut))
             return [] if part is None else [part]
         if enc in (ENC_HISTOGRAM, ENC_FLOAT_HISTOGRAM):
             chunks = self._reencoded(c.pick(np.array([i])), cut, MAX_SAMPLES_PER_CHUNK)
@@ -198,7 +198,7 @@ class Deletions:
                                                              strict=True), intervals))
         if bool((c.enc[a:b] == ENC_AGGR).all()):
             parts = [p for i in range(a, b) if (p := aggr_part(aggrops.filter_aggr(
-                aggrops.decode_aggr(c.payload(i)), intervals))) is not None]
+                aggrops.decode_aggr(c.payload(i), block=self.block), intervals))) is not None]
             chunks = encoded_parts(parts)
         elif bool(np.isin(c.enc[a:b], MERGEABLE_ENCODINGS).all()):
             chunks = self._reencoded(c.pick(rows), intervals, SAMPLES_PER_CHUNK)
@@ -234,7 +234,7 @@ def _replace(batch: ChunkedSeries, replaced: np.ndarray, fresh: Sequence[_Replac
     return ChunkedSeries(batch.labels, batch.refs, both.pick(np.lexsort((within, place))))
 
 
-def aggr_part(aggs: Sequence[aggrops.Series | None]) -> tuple[int, bytes, int, int] | None:
+def aggr_part(aggs: Sequence[aggrops.Aggregate | None]) -> tuple[int, bytes, int, int] | None:
     """One AggrChunk of ``aggs`` (None when they hold no sample): encoding, payload, mint, maxt."""
     span = aggrops.window_range(aggs)
     if span is None:

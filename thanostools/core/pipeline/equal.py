@@ -3,7 +3,8 @@
 Runs of equal label sets come adjacent and whole within a batch, in index order. Float series are decoded
 together (the block's tombstones applied), chained — of equal timestamps the series first in index order wins —
 and re-encoded at 120 samples a chunk, as Thanos does. Downsampled series whose chunks do not overlap keep their
-AggrChunks, ordered by time; overlapping ones (or tombstoned ones) are merged aggregate by aggregate.
+AggrChunks, ordered by time; overlapping ones (or tombstoned ones) are merged aggregate by aggregate. Native-histogram
+AggrChunks are not merged: disjoint ones lose their tombstoned samples chunk by chunk, overlapping ones are refused.
 """
 
 from __future__ import annotations
@@ -102,21 +103,38 @@ class MergeEqual:
         stones = self._stones(rows)
         if disjoint and not stones:
             return rows.pick(order)
+        if disjoint and any(aggrops.holds_histograms(rows.payload(i)) for i in range(len(rows))):
+            return self._cut_each(rows.pick(order), stones, ref, samples)
         inputs = []
         for s in np.unique(series).tolist():
             payloads = [rows.payload(i) for i in np.flatnonzero(series == s).tolist()]
             cut = stones.get(int(rows.ref[series == s][0]))
-            inputs.append([p for p in (_refiltered(p, cut) if cut else p for p in payloads) if p])
-        merged = aggrops.merge_aggr_series(inputs)
-        after = sum(0 if a[0] is None else int(a[0][0].shape[0]) for a in merged)
+            inputs.append([p for p in (_refiltered(p, cut, self.block) if cut else p for p in payloads) if p])
+        merged = aggrops.merge_aggr_series(inputs, block=self.block)
+        after = sum(0 if (c := a[0]) is None else int(aggrops.aggregate_times(c).shape[0]) for a in merged)
         self.stats.samples_deduplicated += samples - after
         self.stats.chunks_reencoded += len(rows)
         self.merged[ref] = samples
         return encoded_parts([p for p in map(aggr_part, merged) if p is not None])
 
+    def _cut_each(self, rows: ChunkTable, stones: Mapping[int, Intervals], ref: int, samples: int) -> ChunkTable:
+        """Disjoint AggrChunks (in time order), each without its series' tombstoned samples."""
+        parts: list[tuple[int, bytes, int, int]] = []
+        for i in range(len(rows)):
+            cut = stones.get(int(rows.ref[i]))
+            if not cut:
+                parts.append((ENC_AGGR, rows.payload(i), int(rows.mint[i]), int(rows.maxt[i])))
+                continue
+            self.stats.chunks_reencoded += 1
+            part = aggr_part(aggrops.filter_aggr(aggrops.decode_aggr(rows.payload(i), block=self.block), cut))
+            if part is not None:
+                parts.append(part)
+        self.merged[ref] = samples
+        return encoded_parts(parts)
 
-def _refiltered(payload: bytes, intervals: Intervals) -> bytes:
-    aggs = aggrops.filter_aggr(aggrops.decode_aggr(payload), intervals)
+
+def _refiltered(payload: bytes, intervals: Intervals, block: str) -> bytes:
+    aggs = aggrops.filter_aggr(aggrops.decode_aggr(payload, block=block), intervals)
     if aggrops.window_range(aggs) is None:
         return b""
     buf, _ = aggrops.encode_aggr([aggs])
