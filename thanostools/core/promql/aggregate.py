@@ -9,7 +9,7 @@ import numpy as np
 from thanostools.core.errors import EvalError
 from thanostools.core.goformat import format_f, go_quote
 from thanostools.core.kernels import promql as kern
-from thanostools.core.labels import METRIC_NAME, Labels, get, label_hash
+from thanostools.core.labels import METRIC_NAME, NAME_LABELS, Labels, get, label_hash
 from thanostools.core.promql import annotations as ann
 from thanostools.core.promql.floathist import HINT_NOT_RESET, HINT_RESET, FloatHistogram, IncompatibleSchemaError
 from thanostools.core.promql.parser.ast import AggregateExpr, StringLiteral
@@ -33,7 +33,7 @@ _INT64_LIMIT = float(2**63)
 
 def group_labels(labels: Labels, grouping: tuple[str, ...], without: bool) -> Labels:
     if without:
-        drop = set(grouping) | {METRIC_NAME}
+        drop = set(grouping) | NAME_LABELS
         return tuple(p for p in labels if p[0] not in drop)
     keep = set(grouping)
     return tuple(p for p in labels if p[0] in keep)

@@ -14,7 +14,7 @@ import numpy as np
 
 from thanostools.core.errors import EvalError
 from thanostools.core.goformat import go_labels_string
-from thanostools.core.labels import METRIC_NAME, Labels, get
+from thanostools.core.labels import METRIC_NAME, NAME_LABELS, Labels, get
 from thanostools.core.promql import annotations as ann
 from thanostools.core.promql.floathist import HINT_GAUGE, FloatHistogram, IncompatibleSchemaError, hints_collide
 from thanostools.core.promql.parser.ast import (
@@ -481,7 +481,8 @@ def _result_labels(many: Vector, one: Vector, im: np.ndarray, io: np.ndarray, op
         if lbls is None:
             d = dict(many.labels[i])
             if drop_name:
-                d.pop(METRIC_NAME, None)
+                for name in NAME_LABELS:
+                    d.pop(name, None)
             if matching.card is Cardinality.ONE_TO_ONE:
                 d = {k: v for k, v in d.items() if (k in keep) == matching.on}
             for name in matching.include:
