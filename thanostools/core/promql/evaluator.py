@@ -77,6 +77,10 @@ class Evaluator:
     def is_instant(self) -> bool:
         return self.step == 0
 
+    @property
+    def lookback_ms(self) -> int:
+        return self.options.lookback_delta_ms or DEFAULT_LOOKBACK_MS
+
     # -- bookkeeping ---------------------------------------------------------------------------
 
     def check_deadline(self) -> None:
@@ -215,7 +219,7 @@ class Evaluator:
         if steps == 0:
             return Vector.empty(0)
         ref = self.ref_times(node.timestamp, node.start_or_end, node.offset, ts)
-        lookback = self.options.lookback_delta_ms or DEFAULT_LOOKBACK_MS
+        lookback = self.lookback_ms
         selection = self._selection(node, int(ref.min()) - lookback + 1, int(ref.max()), 0)
         sink = RowSink(self, selection.bound, steps, with_ts)
         for batch in selection:

@@ -42,7 +42,7 @@ def eval_extended_call(ev: Evaluator, node: Call, ts: np.ndarray) -> Vector:
     if name not in _ALLOWED[modifier]:
         raise EvalError(f"{modifier} modifier can only be used with: {', '.join(_ALLOWED[modifier])} "
                         f"- not with {name}")
-    lookback = _lookback(ev)
+    lookback = ev.lookback_ms
     rv = _widened_range(ev, ms, ts, lookback)
     steps = int(ts.shape[0])
     out = np.zeros((len(rv), steps))
@@ -60,7 +60,7 @@ def eval_extended_selector(ev: Evaluator, node: VectorSelector | MatrixSelector,
                         f"as the argument of {', '.join(_ALLOWED['anchored'])} by this engine")
     if node.extended != SMOOTHED:
         return ev.select_vector(replace(node, extended=""), ts)  # anchored picks the sample as lookback does
-    lookback = _lookback(ev)
+    lookback = ev.lookback_ms
     steps = int(ts.shape[0])
     # The samples from a lookback delta before each step to a lookback delta after it.
     ms = MatrixSelector(replace(node, extended="", offset=node.offset - lookback), 2 * lookback, pos=node.pos)
@@ -73,10 +73,6 @@ def eval_extended_selector(ev: Evaluator, node: VectorSelector | MatrixSelector,
     return Vector(rv.labels, out, outp, np.zeros(len(rv), np.bool_)).nonempty()
 
 
-def _lookback(ev: Evaluator) -> int:
-    from thanostools.core.promql.evaluator import DEFAULT_LOOKBACK_MS  # the evaluator imports this module
-
-    return ev.options.lookback_delta_ms or DEFAULT_LOOKBACK_MS
 
 
 def _widened_range(ev: Evaluator, ms: MatrixSelector, ts: np.ndarray, lookback: int) -> RangeVector:
