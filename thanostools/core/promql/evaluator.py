@@ -119,17 +119,21 @@ class Evaluator:
             self.stats.samples.peak = self.points + points
 
     def read_windows(self, parts: Iterator[RangeVector]) -> Iterator[RangeVector]:
-        """Range-vector parts whose windows count as read at their steps. Prometheus holds one series' window
-        at a time on top of the outputs of the series before it (taken to be one per non-empty window)."""
+        """Range-vector parts whose windows count as read at their steps.
+
+        Prometheus goes series by series: it holds the window of the step it is at on top of the outputs of the
+        series before it, and once a series is done, its outputs (taken to be one per non-empty window) with its
+        last window."""
         done = 0
         for rv in parts:
             if len(rv):
                 sizes = window_points(rv)
                 self.counter.add(sizes.sum(axis=0))
                 outputs = np.count_nonzero(rv.hi > rv.lo, axis=1)
-                before = np.cumsum(outputs) - outputs + done
-                self.hold_points(int((before + sizes.max(axis=1)).max()))
-                done += int(outputs.sum())
+                until = np.cumsum(outputs) + done
+                during = until - outputs + sizes.max(axis=1)
+                self.hold_points(int(np.maximum(during, until + sizes[:, -1]).max()))
+                done = int(until[-1])
             yield rv
 
     def held(self, parts: Iterator[RangeVector]) -> Iterator[RangeVector]:
