@@ -137,8 +137,9 @@ class PromQLEngine:
         result = self._result(ev, value, ts)
         result.warnings = ev.storage_warnings + ev.annotations.warnings
         result.infos = ev.annotations.infos
-        assert ev.counter.per_step is not None
-        stats.samples.step_times_ms, stats.samples.per_step = ts, ev.counter.per_step
+        per_step = ev.counter.per_step()
+        assert per_step is not None
+        stats.samples.step_times_ms, stats.samples.per_step = ts, per_step
         stats.samples.total = ev.counter.total
         ended = time.perf_counter()
         _record_timings(stats.timings, began, eval_began, sort_began, ended)

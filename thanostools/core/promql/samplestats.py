@@ -33,24 +33,34 @@ class QueryTimings:
 
 
 class StepCounter:
-    """Samples read, in total and per query step (``per_step`` is None for a subquery's inner evaluation)."""
+    """Samples read, in total and per query step (not per step for a subquery's inner evaluation: ``steps`` None).
+
+    The per-step array is made at the first count: by then the evaluator has reserved room for the step grid."""
 
     def __init__(self, steps: int | None) -> None:
         self.total = 0
-        self.per_step = None if steps is None else np.zeros(steps, np.int64)
+        self.steps = steps
+        self._per_step: np.ndarray | None = None
 
     def child(self) -> StepCounter:
         return StepCounter(None)
 
+    def per_step(self) -> np.ndarray | None:
+        if self._per_step is None and self.steps is not None:
+            self._per_step = np.zeros(self.steps, np.int64)
+        return self._per_step
+
     def add(self, per_step: np.ndarray) -> None:
         self.total += int(per_step.sum())
-        if self.per_step is not None:
-            self.per_step += per_step
+        counts = self.per_step()
+        if counts is not None:
+            counts += per_step
 
     def add_at_last_step(self, samples: int) -> None:
         self.total += samples
-        if self.per_step is not None and self.per_step.shape[0]:
-            self.per_step[-1] += samples
+        counts = self.per_step()
+        if counts is not None and counts.shape[0]:
+            counts[-1] += samples
 
 
 @dataclass
