@@ -126,7 +126,7 @@ class Evaluator:
         last window."""
         done = 0
         for rv in parts:
-            if len(rv):
+            if len(rv) and rv.steps:
                 sizes = window_points(rv)
                 self.counter.add(sizes.sum(axis=0))
                 outputs = np.count_nonzero(rv.hi > rv.lo, axis=1)
