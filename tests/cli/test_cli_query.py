@@ -234,3 +234,25 @@ def test_unknown_feature_is_a_warning(bucket: Path) -> None:
                            "--enable-feature", "no-such-thing,promql-experimental-functions")
     assert code == 0 and out
     assert err == "warning: Unknown option for --enable-feature: no-such-thing\n"
+
+
+def test_stats_in_json_and_on_stderr(bucket: Path) -> None:
+    at = START_MS + 5 * 60_000 + 1
+    # rate(reqs_total[2m]) reads the 8 samples of its window (one series); both up series are read once each.
+    code, out, err = query(bucket, "rate(reqs_total[2m]) + on() group_left sum(up)", "--time", str(at), "-o", "json",
+                           "--per-step-stats")
+    assert code == 0, err
+    stats = json.loads(out)["stats"]
+    assert list(stats["timings"]) == ["evalTotalTime", "resultSortTime", "queryPreparationTime", "innerEvalTime",
+                                      "execQueueTime", "execTotalTime"]
+    assert stats["samples"]["totalQueryableSamplesPerStep"] == [[at / 1000, 10]]
+    assert stats["samples"]["totalQueryableSamples"] == 10
+    code, out, err = query(bucket, "up", "--start", str(START_MS + 1), "--end", str(START_MS + 30_001), "--step", "15",
+                           "--stats")
+    assert code == 0 and "up" in out
+    line = err.strip()
+    assert line.startswith("stats: ")
+    samples = json.loads(line.removeprefix("stats: "))["samples"]
+    assert samples == {"totalQueryableSamples": 6, "peakSamples": 6}
+    code, out, _ = query(bucket, "up", "--time", str(at), "-o", "json")
+    assert code == 0 and "stats" not in json.loads(out)

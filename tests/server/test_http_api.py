@@ -84,7 +84,12 @@ def test_range_matrix_timestamps_and_stats(server: Serve) -> None:
     stats = server.api("/api/v1/query_range", **params, stats="all")["stats"]
     assert set(stats["timings"]) == {"evalTotalTime", "resultSortTime", "queryPreparationTime", "innerEvalTime",
                                      "execQueueTime", "execTotalTime"}
-    assert stats["samples"]["totalQueryableSamples"] > 0
+    assert stats["samples"] == {"totalQueryableSamplesPerStep": [[BASE, 1], [BASE + 15.25, 1], [BASE + 30.5, 1]],
+                                "totalQueryableSamples": 3, "peakSamples": 3}
+    timings = stats["timings"]
+    assert timings["execTotalTime"] >= timings["evalTotalTime"] >= timings["innerEvalTime"] > 0
+    summary = server.api("/api/v1/query_range", **params, stats="1")["stats"]
+    assert summary["samples"] == {"totalQueryableSamples": 3, "peakSamples": 3}
 
 
 def test_post_form_and_body_wins(server: Serve) -> None:

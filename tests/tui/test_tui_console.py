@@ -85,6 +85,19 @@ def test_typing_a_query_and_running_it_shows_the_rows(bucket: Path, tmp_path: Pa
     drive(make_app(bucket, tmp_path), scenario)
 
 
+def test_stats_line_shows_prometheus_sample_counts(bucket: Path, tmp_path: Path) -> None:
+    async def scenario(app: ThanosToolsApp, pilot: Any) -> None:
+        await run_query(app, pilot, 'up{job="api"}')
+        assert "instant · 2 series · 2 samples queried · peak 2 · " in screen_text(app)
+        # The samples a range selector reads are what count_over_time counts in its windows.
+        await run_query(app, pilot, 'count_over_time(up{job="api"}[5m])')
+        counted = sum(r.value for r in app.screen.query_one(ResultTable).shown)
+        assert counted > 2
+        assert f"instant · 2 series · {counted:,.0f} samples queried · " in screen_text(app)
+
+    drive(make_app(bucket, tmp_path), scenario)
+
+
 def test_parse_error_is_shown_inline_with_its_position(bucket: Path, tmp_path: Path) -> None:
     async def scenario(app: ThanosToolsApp, pilot: Any) -> None:
         await run_query(app, pilot, "sum(rate(up[5m])")

@@ -44,6 +44,10 @@ def test_queries_and_labels_against_prometheus(prom_url: str) -> None:
     assert out.result.result_type == "vector" and out.series_count > 1
     body = json.loads(out.raw_json)  # the Raw tab shows the server's own bytes
     assert body["status"] == "success" and len(body["data"]["result"]) == out.series_count
+    # The stats line shows Prometheus's own totalQueryableSamples and peakSamples (asked for with stats=all).
+    assert out.samples_what == "samples queried"
+    assert out.samples == body["data"]["stats"]["samples"]["totalQueryableSamples"] > 0
+    assert out.peak_samples == body["data"]["stats"]["samples"]["peakSamples"]
     rng = source.range("up", AT - 600_000, AT, 60_000, QuerySettings(), CancelToken())
     assert rng.result.result_type == "matrix" and all(s.t.shape[0] == 11 for s in rng.result.series)
     assert rng.result.series[0].t[0] == AT - 600_000
@@ -125,6 +129,7 @@ def test_auth_thanos_params_and_errors(stub_url: str, tmp_path: Path) -> None:
     source = HttpSource(PromHTTPClient(stub_url, auth=HttpAuth.from_files(str(token))))
     out = source.instant("x", 12_500, QuerySettings(dedup=False, replica_labels=("rep",)), CancelToken())
     assert out.result.scalar == (12_500, 7.0) and out.warnings == ["w1"]
+    assert (out.samples, out.samples_what, out.peak_samples) == (1, "samples returned", None)  # no stats object
     form = _Stub.seen[-1]["form"]
     assert "dedup=false" in form and "replicaLabels%5B%5D=rep" in form and "partial_response=true" in form
     password = tmp_path / "pw"

@@ -67,11 +67,18 @@ def _csv(result: QueryResult) -> str:
     return buf.getvalue()
 
 
-def render(result: QueryResult, output: str) -> str:
+def render(result: QueryResult, output: str, stats: str = "") -> str:
+    """The result as ``output``; ``stats`` ("", "on" or "all"): json gets the API's ``stats`` object in its data
+    object, the other formats print it to stderr."""
     from thanostools.core.render.fastjson import query_data_json
+    from thanostools.core.render.statsjson import stats_json
 
+    stats_text = stats_json(result.stats, per_step=stats == "all") if stats else ""
     if output == "json":
-        return query_data_json(result) + "\n"
+        data = query_data_json(result)
+        return (data[:-1] + f',"stats":{stats_text}}}' if stats else data) + "\n"
+    if stats:
+        click.echo(f"stats: {stats_text}", err=True)
     if output == "csv":
         return _csv(result)
     return _table(result)
@@ -116,11 +123,17 @@ def _check_range(time_ms: int | None, start: int | None, end: int | None, step: 
 @click.option("--partial-response/--no-partial-response", default=True, show_default=True,
               help="Answer from the readable blocks with a warning per block left out (as the Thanos querier "
                    "does by default), or fail when a block's meta.json or data cannot be read.")
+@click.option("--stats", "stats", flag_value="on", default="",
+              help="Add Prometheus's query statistics (timings, samples read, peak samples held): inside the data "
+                   "object with -o json, else on stderr.")
+@click.option("--per-step-stats", "stats", flag_value="all",
+              help="As --stats, with the samples read at each step (the API's stats=all).")
 @enable_feature_option
 @bucket_options
 def query(expr: str, time_ms: int | None, start: int | None, end: int | None, step: str | None, output: str,
           lookback_delta: str, dedup: bool, replica_labels: tuple[str, ...], max_source_resolution: str,
-          timeout: str, max_samples: int, partial_response: bool, features: Features, **kw: Any) -> None:
+          timeout: str, max_samples: int, partial_response: bool, stats: str, features: Features,
+          **kw: Any) -> None:
     """Evaluate the PromQL expression EXPR over the bucket's blocks (instant, or range with --start/--end/--step).
 
     Put `--` before an EXPR that starts with a minus sign: `thanos-tools query -- -up`.
@@ -153,4 +166,4 @@ def query(expr: str, time_ms: int | None, start: int | None, end: int | None, st
     else:
         result = engine.instant(expr, time_ms if time_ms is not None else now_ms())
     _report(result)
-    emit(render(result, output))
+    emit(render(result, output, stats))

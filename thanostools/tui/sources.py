@@ -20,7 +20,7 @@ from thanostools.core.matchers import Matcher
 from thanostools.core.promql.engine import QueryResult
 from thanostools.core.promql.features import NO_PROMQL_FEATURES
 from thanostools.core.series import DEFAULT_BATCH_SAMPLES, LabelResult, Querier, SelectHints, SeriesStream
-from thanostools.tui.httpsource import PromHTTPClient
+from thanostools.tui.httpsource import ApiResponse, PromHTTPClient
 
 if TYPE_CHECKING:
     from thanostools.core.catalog import BlockCatalog
@@ -86,7 +86,8 @@ class Outcome:
     start_ms: int = 0
     end_ms: int = 0
     step_ms: int = 0
-    samples_what: str = "samples loaded"
+    samples_what: str = "samples queried"  # Prometheus's totalQueryableSamples, or what the source could tell
+    peak_samples: int | None = None  # Prometheus's peakSamples, when known
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -213,8 +214,9 @@ class QuerierSource(Source):
         began = self.clock()
         result = engine.instant(query, time_ms)
         elapsed = self.clock() - began
-        return Outcome(query, "instant", result, self._finish(result), elapsed,
-                       result.stats.samples_loaded, time_ms=time_ms, warnings=[*result.warnings, *result.infos])
+        return Outcome(query, "instant", result, self._finish(result), elapsed, result.stats.samples.total,
+                       time_ms=time_ms, peak_samples=result.stats.samples.peak,
+                       warnings=[*result.warnings, *result.infos])
 
     def range(self, query: str, start_ms: int, end_ms: int, step_ms: int, settings: QuerySettings,
               cancel: CancelToken) -> Outcome:
@@ -222,8 +224,9 @@ class QuerierSource(Source):
         began = self.clock()
         result = engine.range(query, start_ms, end_ms, step_ms)
         elapsed = self.clock() - began
-        return Outcome(query, "range", result, self._finish(result), elapsed, result.stats.samples_loaded,
-                       start_ms=start_ms, end_ms=end_ms, step_ms=step_ms, warnings=[*result.warnings, *result.infos])
+        return Outcome(query, "range", result, self._finish(result), elapsed, result.stats.samples.total,
+                       start_ms=start_ms, end_ms=end_ms, step_ms=step_ms, peak_samples=result.stats.samples.peak,
+                       warnings=[*result.warnings, *result.infos])
 
     def label_names(self, selector: str | None, start_ms: int, end_ms: int) -> list[str]:
         return self.label_querier().label_names(_matchers(selector), start_ms, end_ms).values
@@ -313,6 +316,20 @@ class StoreSource(QuerierSource):
 # --- an HTTP query API ------------------------------------------------------------------------------
 
 
+STATS_PARAM = ("stats", "all")  # ask for the query's stats, as Grafana's query inspector does
+
+
+def _sample_stats(result: QueryResult, resp: ApiResponse) -> tuple[int, str, int | None]:
+    """(samples, what they are, peak) from the answer's ``stats`` object; the samples returned when there is none
+    (an API that ignores ``stats``)."""
+    stats = resp.data.get("stats") if isinstance(resp.data, dict) else None
+    samples = stats.get("samples") if isinstance(stats, dict) else None
+    if isinstance(samples, dict) and isinstance(samples.get("totalQueryableSamples"), int):
+        peak = samples.get("peakSamples")
+        return samples["totalQueryableSamples"], "samples queried", peak if isinstance(peak, int) else None
+    return returned_samples(result), "samples returned", None
+
+
 class HttpSource(Source):
     """Any Prometheus-compatible HTTP API; Thanos options are sent as the Thanos querier's parameters."""
 
@@ -338,19 +355,22 @@ class HttpSource(Source):
     def instant(self, query: str, time_ms: int, settings: QuerySettings, cancel: CancelToken) -> Outcome:
         cancel.check()
         began = self.clock()
-        result, resp = self.client.query(query, time_ms, self.thanos_params(settings))
+        result, resp = self.client.query(query, time_ms, [*self.thanos_params(settings), STATS_PARAM])
         cancel.check()
-        return Outcome(query, "instant", result, resp.body, self.clock() - began, returned_samples(result),
-                       time_ms=time_ms, samples_what="samples returned", warnings=[*resp.warnings, *resp.infos])
+        samples, what, peak = _sample_stats(result, resp)
+        return Outcome(query, "instant", result, resp.body, self.clock() - began, samples, time_ms=time_ms,
+                       samples_what=what, peak_samples=peak, warnings=[*resp.warnings, *resp.infos])
 
     def range(self, query: str, start_ms: int, end_ms: int, step_ms: int, settings: QuerySettings,
               cancel: CancelToken) -> Outcome:
         cancel.check()
         began = self.clock()
-        result, resp = self.client.query_range(query, start_ms, end_ms, step_ms, self.thanos_params(settings))
+        result, resp = self.client.query_range(query, start_ms, end_ms, step_ms,
+                                               [*self.thanos_params(settings), STATS_PARAM])
         cancel.check()
-        return Outcome(query, "range", result, resp.body, self.clock() - began, returned_samples(result),
-                       start_ms=start_ms, end_ms=end_ms, step_ms=step_ms, samples_what="samples returned",
+        samples, what, peak = _sample_stats(result, resp)
+        return Outcome(query, "range", result, resp.body, self.clock() - began, samples, start_ms=start_ms,
+                       end_ms=end_ms, step_ms=step_ms, samples_what=what, peak_samples=peak,
                        warnings=[*resp.warnings, *resp.infos])
 
     def label_names(self, selector: str | None, start_ms: int, end_ms: int) -> list[str]:

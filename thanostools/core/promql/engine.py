@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,7 @@ from thanostools.core.promql.floathist import FloatHistogram
 from thanostools.core.promql.parser.ast import Call, Expr, ValueType, type_of, walk
 from thanostools.core.promql.parser.durations import needs_resolving, resolve
 from thanostools.core.promql.parser.parse import parse_expr
+from thanostools.core.promql.samplestats import QueryTimings, SampleStats
 from thanostools.core.promql.value import RangeVector, Scalar, String, Value, Vector
 from thanostools.core.promql.vecops import DUPLICATE_LABELSET, without_name
 from thanostools.core.series import Querier
@@ -63,9 +65,14 @@ class SeriesResult:
 
 @dataclass
 class QueryStats:
+    """``samples_loaded``/``peak_samples``: samples decoded and cells held by this evaluator (its own work and
+    memory); ``samples``: Prometheus's count of the samples the query reads, and of the peak it would hold."""
+
     samples_loaded: int = 0
     series_loaded: int = 0
     peak_samples: int = 0
+    samples: SampleStats = field(default_factory=SampleStats)
+    timings: QueryTimings = field(default_factory=QueryTimings)
 
 
 @dataclass
@@ -95,6 +102,7 @@ class PromQLEngine:
         return self._run(query, start_ms, end_ms, step_ms)
 
     def _run(self, query: str | Expr, start: int, end: int, step: int) -> QueryResult:
+        began = time.perf_counter()
         if isinstance(query, str):
             text, expr = query, parse_expr(query, features=self.options.features)
         else:
@@ -120,14 +128,22 @@ class PromQLEngine:
         # Python's default limit of 1,000 frames does not always hold (pytest, thread pools add their own frames).
         if sys.getrecursionlimit() < _EVAL_RECURSION_LIMIT:
             sys.setrecursionlimit(_EVAL_RECURSION_LIMIT)
+        eval_began = time.perf_counter()
         try:
             value = ev.eval(expr, ts)
         except RecursionError:
             # The parser bounds nesting so that this does not happen from a normal call depth.
             raise EvalError("expression nested too deeply to evaluate") from None
+        sort_began = time.perf_counter()
         result = self._result(ev, value, ts)
         result.warnings = ev.storage_warnings + ev.annotations.warnings
         result.infos = ev.annotations.infos
+        per_step = ev.counter.per_step()
+        assert per_step is not None
+        stats.samples.step_times_ms, stats.samples.per_step = ts, per_step
+        stats.samples.total = ev.counter.total
+        ended = time.perf_counter()
+        _record_timings(stats.timings, began, eval_began, sort_began, ended)
         result.stats = stats
         return result
 
@@ -145,6 +161,15 @@ class PromQLEngine:
             return QueryResult("vector", series)
         series.sort(key=lambda s: s.labels)
         return QueryResult("matrix", series)
+
+
+def _record_timings(t: QueryTimings, began: float, eval_began: float, sort_began: float, ended: float) -> None:
+    """Timings from the moments the query started, its evaluation started, its result was sorted and it ended;
+    ``t.query_preparation`` (time spent opening series sets, inside the evaluation) is already set."""
+    t.inner_eval = max(0.0, sort_began - eval_began - t.query_preparation)
+    t.result_sort = ended - sort_began
+    t.eval_total = ended - eval_began
+    t.exec_total = ended - began
 
 
 def _vector_series(v: Vector, ts: np.ndarray) -> list[SeriesResult]:

@@ -29,6 +29,7 @@ from thanostools.core.promql.parser.ast import (
     VectorSelector,
     children,
 )
+from thanostools.core.promql.samplestats import StepCounter, value_points, vector_points, window_points
 from thanostools.core.promql.selection import (
     RangeBatches,
     RowSink,
@@ -70,6 +71,10 @@ class Evaluator:
         self.deadline = None if options.timeout_s is None else time.monotonic() + options.timeout_s
         self.hint_paths = _collect_hint_paths(expr)
         self.stats_selectors = _collect_stats_selectors(expr)
+        self.bare_subquery = id(unwrap_parens(expr)) if isinstance(unwrap_parens(expr), SubqueryExpr) else None
+        # Prometheus's view of the query: samples read per step, and samples held (``points``) for its peak.
+        self.counter = StepCounter((end - start) // step + 1 if step else 1)
+        self.points = 0
         # Nodes whose value is consumed by an operation that reads floats only: their histogram samples are dropped.
         self.float_only: set[int] = set()
 
@@ -113,6 +118,29 @@ class Evaluator:
         """How many more ``steps``-wide rows fit under the limit."""
         return max(0, self.options.max_samples - self.current) // max(1, steps)
 
+    def hold_points(self, points: int) -> None:
+        """Prometheus's peak: ``points`` samples held on top of those the evaluation holds now."""
+        if self.points + points > self.stats.samples.peak:
+            self.stats.samples.peak = self.points + points
+
+    def read_windows(self, parts: Iterator[RangeVector]) -> Iterator[RangeVector]:
+        """Range-vector parts whose windows count as read at their steps.
+
+        Prometheus goes series by series: it holds the window of the step it is at on top of the outputs of the
+        series before it, and once a series is done, its outputs (taken to be one per non-empty window) with its
+        last window."""
+        done = 0
+        for rv in parts:
+            if len(rv) and rv.steps:
+                sizes = window_points(rv)
+                self.counter.add(sizes.sum(axis=0))
+                outputs = np.count_nonzero(rv.hi > rv.lo, axis=1)
+                until = np.cumsum(outputs) + done
+                during = until - outputs + sizes.max(axis=1)
+                self.hold_points(int(np.maximum(during, until + sizes[:, -1]).max()))
+                done = int(until[-1])
+            yield rv
+
     def held(self, parts: Iterator[RangeVector]) -> Iterator[RangeVector]:
         """Range vectors whose windows count against the limit while their consumer works on them."""
         for rv in parts:
@@ -126,7 +154,7 @@ class Evaluator:
 
     def eval(self, node: Expr, ts: np.ndarray) -> Value:
         self.check_deadline()
-        before = self.current
+        before, points_before = self.current, self.points
         result = self._dispatch(node, ts)
         if id(node) in self.float_only and isinstance(result, Vector | RangeVector):
             result = result.floats_only()
@@ -134,6 +162,10 @@ class Evaluator:
             result = result.nonempty()
         self.current = before
         self.account(value_size(result))
+        points = value_points(result)
+        if not isinstance(node, SubqueryExpr):  # a subquery's result is the inner result, already held
+            self.hold_points(points)  # the operands are still held while the result is made
+        self.points = points_before + points
         return result
 
     def eval_vector(self, node: Expr, ts: np.ndarray) -> Vector:
@@ -224,7 +256,9 @@ class Evaluator:
         sink = RowSink(self, selection.bound, steps, with_ts)
         for batch in selection:
             self.account(lookup_into(sink, batch, ref, lookback, stats=id(node) in self.stats_selectors))
-        return sink.vector()
+        vec = sink.vector()
+        self.counter.add(vector_points(vec))
+        return vec
 
     def iter_range(self, node: Expr, ts: np.ndarray) -> RangeBatches:
         """A range-vector argument as consecutive batches of series (one batch unless it can stream)."""
@@ -240,10 +274,11 @@ class Evaluator:
             ref = self.ref_times(vs.timestamp, vs.start_or_end, vs.offset, ts)
             selection = self._selection(vs, int(ref.min()) - inner.range + 1, int(ref.max()), inner.range)
             parts = window_parts(self, selection, ref, ts, inner.range, stats=id(vs) in self.stats_selectors)
-            return RangeBatches(selection.bound, self.held(parts))
+            return RangeBatches(selection.bound, self.held(self.read_windows(parts)))
         if isinstance(inner, SubqueryExpr):
-            vec, inner_ts, ref = self._subquery_inner(inner, ts)
-            return RangeBatches(len(vec), self.held(self._subquery_batches(vec, inner_ts, ref, ts, inner.range)))
+            vec, inner_ts, ref, _ = self._subquery_inner(inner, ts)
+            parts = self._subquery_batches(vec, inner_ts, ref, ts, inner.range)
+            return RangeBatches(len(vec), self.held(self.read_windows(parts)))
         rv = self.eval_range(node, ts)
         return RangeBatches(len(rv), iter([rv]))
 
@@ -274,11 +309,12 @@ class Evaluator:
         if batches:
             self.account(int(batches[-1].t.shape[0]))
         self.reserve(sum(len(b) for b in batches) * int(ts.shape[0]))
-        return batch_range_vector(SampleBatch.concat(batches), ref, ts, node.range,
-                                  stats=id(vs) in self.stats_selectors)
+        rv = batch_range_vector(SampleBatch.concat(batches), ref, ts, node.range, stats=id(vs) in self.stats_selectors)
+        return next(self.read_windows(iter([rv])))
 
-    def _subquery_inner(self, node: SubqueryExpr, ts: np.ndarray) -> tuple[Vector, np.ndarray, np.ndarray]:
-        """The inner expression evaluated once on the subquery's own step grid, with that grid and ``ref``."""
+    def _subquery_inner(self, node: SubqueryExpr, ts: np.ndarray) -> tuple[Vector, np.ndarray, np.ndarray, int]:
+        """The inner expression evaluated once on the subquery's own step grid, with that grid, ``ref`` and the
+        samples the inner evaluation read (which Prometheus counts apart)."""
         ref = self.ref_times(node.timestamp, node.start_or_end, node.offset, ts)
         step = node.step or self.options.default_subquery_step_ms or DEFAULT_SUBQUERY_STEP_MS
         if ts.shape[0] == 0:
@@ -288,15 +324,24 @@ class Evaluator:
             last = int(ref.max())
             self.reserve(max(0, (last - first) // step + 1))  # the grid holds a value per step
             inner_ts = np.arange(first, last + 1, step, dtype=np.int64)
-        inner = self.eval(node.expr, inner_ts)
+        outer, self.counter = self.counter, self.counter.child()
+        try:
+            inner = self.eval(node.expr, inner_ts)
+            read = self.counter.total
+        finally:
+            self.counter = outer
         if not isinstance(inner, Vector):
             raise EvalError("subquery is only allowed on instant vector")
-        return inner, inner_ts, ref
+        return inner, inner_ts, ref, read
 
     def subquery(self, node: SubqueryExpr, ts: np.ndarray) -> RangeVector:
-        inner, inner_ts, ref = self._subquery_inner(node, ts)
+        inner, inner_ts, ref, read = self._subquery_inner(node, ts)
         self.reserve(self._windows_size(inner.present, int(ts.shape[0])))
-        return vector_range_vector(inner, inner_ts, ref, ts, node.range)
+        rv = vector_range_vector(inner, inner_ts, ref, ts, node.range)
+        if id(node) == self.bare_subquery:
+            self.counter.add_at_last_step(read)
+            return rv
+        return next(self.read_windows(iter([rv])))
 
     # -- output ------------------------------------------------------------------------------
 

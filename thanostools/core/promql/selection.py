@@ -7,6 +7,7 @@ one batch at a time.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -43,7 +44,9 @@ class Selection:
     def __init__(self, ev: Evaluator, matchers: list[Matcher], mint: int, maxt: int, hints: SelectHints) -> None:
         self.ev = ev
         size = ev.batch_samples
+        began = time.perf_counter()
         stream = ev.querier.select(matchers, mint, maxt, hints, batch_samples=size)
+        ev.stats.timings.query_preparation += time.perf_counter() - began
         self.bound = stream.series_bound
         self._batches, self._warnings = stream.batches, stream.warnings  # the list may grow while reading
         self._note_warnings()

@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -150,8 +150,9 @@ def _limit(p: Params) -> int:
 @dataclass(frozen=True)
 class _Output:
     limit: int
-    stats: bool
+    stats: str  # the ``stats`` parameter: empty, or any value for the stats object (``all``: with steps)
     deadline: float  # time.monotonic() by which the answer must be ready
+    received: float = field(default_factory=time.monotonic)  # when the query was asked for
 
 
 def _range_params(p: Params) -> tuple[int, int, int]:
@@ -262,7 +263,7 @@ class ApiV1:
         timeout_s = self._timeout_s(p)
         expr = restrict_expr(_parse_query(p, self.config.promql_features), tenant)
         make = self._prepare(p, self._querier_options(p, None))
-        out = _Output(_limit(p), bool(p.get("stats")), time.monotonic() + timeout_s)
+        out = _Output(_limit(p), p.get("stats"), time.monotonic() + timeout_s)
         body = await self.runner.heavy(
             lambda: self._evaluate(entry, "query", lambda e: e.instant(expr, at), make, out), timeout_s)
         return _json(body)
@@ -279,7 +280,7 @@ class ApiV1:
             raise invalid_param("query", f'invalid expression type "{kind.documented}" for range query, '
                                          "must be Scalar or instant Vector")
         make = self._prepare(p, self._querier_options(p, step))
-        out = _Output(_limit(p), bool(p.get("stats")), time.monotonic() + timeout_s)
+        out = _Output(_limit(p), p.get("stats"), time.monotonic() + timeout_s)
         body = await self.runner.heavy(
             lambda: self._evaluate(entry, "query_range", lambda e: e.range(expr, start, end, step), make, out),
             timeout_s)
@@ -296,12 +297,14 @@ class ApiV1:
             raise QueryTimeoutError("query timed out in query execution")
         result = run(make(out.deadline - t0))
         eval_s = time.monotonic() - t0
+        result.stats.timings.exec_queue = t0 - out.received
+        result.stats.timings.exec_total += t0 - out.received
         self.observe_query(endpoint, eval_s)
         entry.series = result.stats.series_loaded
         entry.samples = result.stats.samples_loaded
         if time.monotonic() > out.deadline:  # the evaluator checks between steps; a long last step ends here
             raise QueryTimeoutError("query timed out in expression evaluation")
-        return query_body(result, limit=out.limit, with_stats=out.stats, eval_s=eval_s)
+        return query_body(result, limit=out.limit, stats=out.stats)
 
     # --- series and labels -----------------------------------------------------------------------
 

@@ -64,11 +64,14 @@ class ResultTabs(TabbedContent):
 
 
 def stats_text(outcome: Outcome, other: Outcome | None = None) -> Text:
-    """``instant · 12 series · 3,456 samples loaded · 42 ms · 0 warnings``."""
+    """``instant · 12 series · 3,456 samples queried · peak 120 · 42 ms · 0 warnings`` (the samples and peak
+    are Prometheus's ``totalQueryableSamples`` and ``peakSamples``)."""
     text = Text()
     text.append(outcome.kind, style="bold")
-    text.append(f" · {outcome.series_count:,} series · {outcome.samples:,} {outcome.samples_what} · "
-                f"{outcome.elapsed_s * 1000:,.0f} ms")
+    text.append(f" · {outcome.series_count:,} series · {outcome.samples:,} {outcome.samples_what}")
+    if outcome.peak_samples is not None:
+        text.append(f" · peak {outcome.peak_samples:,}")
+    text.append(f" · {outcome.elapsed_s * 1000:,.0f} ms")
     n = len(outcome.warnings)
     text.append(f" · {n} warning{'s' if n != 1 else ''}", style="bold yellow" if n else "")
     if n:
