@@ -17,7 +17,7 @@ from thanostools.core.errors import CorruptBlockError
 
 
 def bits(x: float) -> int:
-    return struct.unpack(">Q", struct.pack(">d", x))[0]
+    return int(struct.unpack(">Q", struct.pack(">d", x))[0])
 
 
 def decode_one(data: bytes) -> tuple[list[int], list[int], list[int]]:
@@ -146,7 +146,7 @@ def test_bad_window_and_bad_varint() -> None:
 
 
 def test_flipped_bits_never_crash() -> None:
-    data = encode_xor2(list(range(0, 3000, 15)) + [5000], [bits(float(i)) for i in range(201)], [3] * 201)
+    data = encode_xor2([*range(0, 3000, 15), 5000], [bits(float(i)) for i in range(201)], [3] * 201)
     for i in range(3, len(data)):
         for b in (0x01, 0x10, 0x80):
             flipped = bytearray(data)
