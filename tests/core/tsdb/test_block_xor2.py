@@ -115,22 +115,26 @@ def test_dump_verify_and_analyze(buckets: tuple[Path, Path, str]) -> None:
     assert analyzed.exit_code == 0, analyzed.stderr
 
 
-def test_compaction_writes_xor(buckets: tuple[Path, Path, str], tmp_path: Path) -> None:
+def _compacted(blocks: list[Block], out: Path) -> Block:
+    result = compact_blocks(blocks, str(out), external_labels={}, resolution=0)
+    assert result.meta is not None
+    return Block.open_dir(str(out / result.meta.ulid))
+
+
+@pytest.mark.parametrize("shift", [H2, 1000], ids=["adjacent", "overlapping"])
+def test_compaction_writes_xor(buckets: tuple[Path, Path, str], tmp_path: Path, shift: int) -> None:
     xor2_dir, xor_dir, ulid = buckets
-    later = write_block(tmp_path / "in", as_xor2=True, shift=H2)
-    overlapping = write_block(tmp_path / "in", as_xor2=True, shift=1000)
-    for inputs in ([ulid, later], [ulid, overlapping]):
-        blocks = [Block.open_dir(str(xor2_dir / u)) if u == ulid else Block.open_dir(str(tmp_path / "in" / u))
-                  for u in inputs]
-        result = compact_blocks(blocks, str(tmp_path / "out"), external_labels={}, resolution=0)
-        assert result.meta is not None
-        out = Block.open_dir(str(tmp_path / "out" / result.meta.ulid))
-        assert _encodings(out) == {ENC_XOR}
-        merged = _samples(out)
-        first = _samples(blocks[0])
-        for name, (t, v) in first.items():
-            keep = [i for i, x in enumerate(merged[name][0]) if x in set(t)]
-            assert [merged[name][1][i] for i in keep] == v
+    (xor_ulid,) = [p.name for p in xor_dir.iterdir()]
+    other = write_block(tmp_path / "in", as_xor2=True, shift=shift)
+    other_xor = write_block(tmp_path / "ref", as_xor2=False, shift=shift)
+    out = _compacted([Block.open_dir(str(xor2_dir / ulid)), Block.open_dir(str(tmp_path / "in" / other))],
+                     tmp_path / "out")
+    assert _encodings(out) == {ENC_XOR}
+    twin = _compacted([Block.open_dir(str(xor_dir / xor_ulid)), Block.open_dir(str(tmp_path / "ref" / other_xor))],
+                      tmp_path / "out-ref")
+    merged = _samples(out)
+    assert merged == _samples(twin)
+    assert len(merged['xor2_demo{case="long"}'][0]) == 700
 
 
 def _damage(block_dir: Path, cut: bool) -> int:
