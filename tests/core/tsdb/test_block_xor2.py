@@ -109,6 +109,12 @@ def test_dump_verify_and_analyze(buckets: tuple[Path, Path, str]) -> None:
     assert dumped.exit_code == 0, dumped.stderr
     assert dumped.stdout == run_cli("bucket", "dump", "--bucket", str(xor_dir)).stdout
     assert 'case="long"' in dumped.stdout
+    window = ("--start", str(T0), "--end", str(T0 + H2), "--step", "60", "-o", "json")
+    for expr in ("xor2_demo", "sum_over_time(xor2_demo[10m])"):
+        queried = run_cli("query", "--bucket", str(xor2_dir), expr, *window)
+        assert queried.exit_code == 0, queried.stderr
+        assert queried.stdout == run_cli("query", "--bucket", str(xor_dir), expr, *window).stdout
+        assert '"values":[[' in queried.stdout
     verified = run_cli("bucket", "verify", "--bucket", str(xor2_dir), "--deep")
     assert verified.exit_code == 0, verified.stdout + verified.stderr
     analyzed = run_cli("bucket", "analyze", "--bucket", str(xor2_dir), "--id", ulid, "--extended", "-o", "json")
