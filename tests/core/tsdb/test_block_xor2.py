@@ -18,6 +18,7 @@ from thanostools.core.compact.merge import compact_blocks
 from thanostools.core.constants import STALE_NAN_BITS
 from thanostools.core.errors import CorruptBlockError
 from thanostools.core.kernels import binary as kb
+from thanostools.core.rewrite import RewriteSpec, rewrite_block
 from thanostools.core.tsdb.block import Block
 from thanostools.core.tsdb.chunks import ENC_XOR, ENC_XOR2
 from thanostools.core.tsdb.writer import BlockWriter
@@ -192,3 +193,13 @@ def test_damaged_xor2_chunks_give_located_errors(buckets: tuple[Path, Path, str]
     with pytest.raises(CorruptBlockError, match=f"offset {offset}"):
         compact_blocks([Block.open_dir(str(tmp_path / "b" / ulid))], str(tmp_path / "out"), external_labels={},
                        resolution=0)
+
+
+def test_rewrite_writes_xor(buckets: tuple[Path, Path, str], tmp_path: Path) -> None:
+    xor2_dir, _, ulid = buckets
+    block = Block.open_dir(str(xor2_dir / ulid))
+    res = rewrite_block(block, RewriteSpec(set_labels=(("cluster", "c1"),)), str(tmp_path))
+    assert res.meta is not None
+    out = Block.open_dir(str(tmp_path / res.meta.ulid))
+    assert _encodings(out) == {ENC_XOR}
+    assert _samples(out) == _samples(block)
