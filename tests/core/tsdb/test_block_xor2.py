@@ -14,8 +14,10 @@ from tests.clihelp import run_cli
 from tests.xor2_encoder import encode_xor2
 from thanostools.core import labels as labelset
 from thanostools.core.chunkenc import xor
+from thanostools.core.chunkenc.aggr import Aggr
 from thanostools.core.compact.merge import compact_blocks
-from thanostools.core.constants import STALE_NAN_BITS
+from thanostools.core.constants import RESOLUTION_5M, STALE_NAN_BITS
+from thanostools.core.downsample.block import downsample_block
 from thanostools.core.errors import CorruptBlockError
 from thanostools.core.kernels import binary as kb
 from thanostools.core.rewrite import RewriteSpec, rewrite_block
@@ -203,3 +205,15 @@ def test_rewrite_writes_xor(buckets: tuple[Path, Path, str], tmp_path: Path) -> 
     out = Block.open_dir(str(tmp_path / res.meta.ulid))
     assert _encodings(out) == {ENC_XOR}
     assert _samples(out) == _samples(block)
+
+
+def test_downsampling_reads_xor2(buckets: tuple[Path, Path, str], tmp_path: Path) -> None:
+    xor2_dir, xor_dir, ulid = buckets
+    (xor_ulid,) = [p.name for p in xor_dir.iterdir()]
+    metas = [downsample_block(Block.open_dir(str(d / u)), RESOLUTION_5M, str(tmp_path / d.name))
+             for d, u in ((xor2_dir, ulid), (xor_dir, xor_ulid))]
+    blocks = [Block.open_dir(str(tmp_path / d / m.ulid)) for d, m in zip(("xor2", "xor"), metas, strict=True)]
+    for aggregate in (Aggr.COUNT, Aggr.SUM, Aggr.MIN, Aggr.MAX, Aggr.COUNTER):
+        got, want = ([(b.labels, b.t.tolist(), b.v.tolist()) for b in block.select(aggregate=aggregate)]
+                     for block in blocks)
+        assert got == want and got
