@@ -163,3 +163,16 @@ def test_unknown_float_encoding_is_refused() -> None:
     buf = np.frombuffer(TINY, dtype=np.uint8)
     with pytest.raises(CorruptBlockError, match="not a float chunk encoding"):
         decode_batch(buf, np.array([0]), np.array([len(buf)]), np.array([2]))
+
+
+@pytest.mark.parametrize(("dod", "control_bits"), [
+    (-4096, 16), (4095, 16), (4096, 24), (-4097, 24), (-524288, 24), (524287, 24), (524288, 69), (-524289, 69),
+    (1 << 62, 69), (-(1 << 62), 69),
+])
+def test_dod_rows_at_their_bounds(dod: int, control_bits: int) -> None:
+    t = [0, 1000, 2000 + dod]
+    data = encode_xor2(t, [0, 0, 0])
+    # t0 varint (8 bits), v0 (64), t1 - t0 uvarint (16), `0` (value unchanged); sample 2: control + dod, `0`
+    assert len(data) == 3 + (8 + 64 + 16 + 1 + control_bits + 1 + 7) // 8
+    got_t, got_v, _ = decode_one(data)
+    assert got_t == t and got_v == [0, 0, 0]
