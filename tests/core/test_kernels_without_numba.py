@@ -11,7 +11,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 # Fast without numba: the unit tests of the xor, binary, CRC and label-key kernels.
 KERNEL_TESTS = ["tests/core/test_kernels_binary.py", "tests/core/test_kernels_labelkeys.py",
-                "tests/core/test_crc32c_kernel.py", "tests/core/chunkenc/test_chunkenc_xor.py"]
+                "tests/core/test_crc32c_kernel.py", "tests/core/chunkenc/test_chunkenc_xor.py",
+                "tests/core/chunkenc/test_chunkenc_xor2.py"]
 
 
 def test_kernel_tests_pass_without_numba() -> None:

@@ -92,8 +92,9 @@ def bucket(tmp_path_factory: pytest.TempPathFactory) -> Path:
                        (("__name__", "x"), ("job", "q"))]):
         w.add_samples(lab, t, np.arange(t.size, dtype=np.float64))
     w.finish()
-    # Native histogram chunks are passed through (not decoded); TSDB encodings 4+ cannot be sent at all.
-    for cluster, encodings in (("hist", [2, 3]), ("st", [4])):
+    # Native histogram chunks are passed through (not decoded); encodings 5 and 6 (histogram ST) cannot be sent at
+    # all (XOR2, encoding 4, is sent re-encoded as XOR: tests/server/test_storeapi_xor2.py).
+    for cluster, encodings in (("hist", [2, 3]), ("st", [5])):
         hw = BlockWriter(str(root), external_labels={"cluster": cluster}, min_time=DS_START, max_time=DS_END)
         payloads = [HIST_PAYLOADS[i] for i in range(len(encodings))]
         offsets = np.cumsum([0] + [len(p) for p in payloads])
@@ -272,7 +273,7 @@ def test_histogram_chunks_pass_through_with_storepb_types(store: StoreClient) ->
     assert [labelset.get(labels_of(s), "cluster") for s in got] == ["hist"]
     assert [(c.raw.type, c.raw.data) for c in got[0].chunks] == [
         (types_pb2.Chunk.HISTOGRAM, HIST_PAYLOADS[0]), (types_pb2.Chunk.FLOAT_HISTOGRAM, HIST_PAYLOADS[1])]
-    assert len(warnings_of(frames)) == 1 and "encoding 4" in warnings_of(frames)[0]
+    assert len(warnings_of(frames)) == 1 and "encoding 5" in warnings_of(frames)[0]
 
 
 def test_skip_chunks_limit_and_batches(store: StoreClient) -> None:

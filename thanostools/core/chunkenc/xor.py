@@ -14,6 +14,12 @@ from numpy.typing import ArrayLike, NDArray
 from thanostools.core.errors import CorruptBlockError
 from thanostools.core.kernels import select as select_kernels
 from thanostools.core.kernels import xor as kernels
+from thanostools.core.kernels import xor2 as xor2_kernels
+
+ENC_XOR = xor2_kernels.ENC_XOR
+ENC_XOR2 = xor2_kernels.ENC_XOR2
+# Encodings of float chunks, read alike (XOR2, HISTOGRAMS.md H11.3, is read only: our writers emit XOR).
+FLOAT_ENCODINGS = (ENC_XOR, ENC_XOR2)
 
 NORMAL_NAN_BITS: int = 0x7FF8000000000001
 
@@ -24,7 +30,9 @@ _ERRORS = {
     kernels.ERR_TRUNCATED: "bit stream ends early",
     kernels.ERR_VARINT: "varint overflows 64 bits",
     kernels.ERR_WINDOW: "XOR window wider than 64 bits",
+    xor2_kernels.ERR_ENCODING: "not a float chunk encoding (1 or 4)",
 }
+_SHORT_XOR2 = "shorter than its 3-byte header"
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ class DecodedBatch:
     offsets: NDArray[np.int64]
     t: NDArray[np.int64]
     v: NDArray[np.uint64]
+    st: NDArray[np.int64] | None = None  # start timestamps (H11.1) when XOR2 chunks were decoded, else None
 
     def chunk(self, i: int) -> tuple[NDArray[np.int64], NDArray[np.uint64]]:
         lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
@@ -80,20 +89,41 @@ def _check_spans(buf: NDArray[np.uint8], starts: NDArray[np.int64], ends: NDArra
         )
 
 
-def decode_batch(buf: NDArray[np.uint8], starts: NDArray[np.int64], ends: NDArray[np.int64]) -> DecodedBatch:
-    """Decode the XOR payloads buf[starts[i]:ends[i]] (each beginning with its be16 sample count).
+def decode_batch(buf: NDArray[np.uint8], starts: NDArray[np.int64], ends: NDArray[np.int64],
+                 encodings: ArrayLike | None = None) -> DecodedBatch:
+    """Decode the float chunk payloads buf[starts[i]:ends[i]] (each beginning with its be16 sample count).
 
-    Both the Prometheus 2.x form (a possible extra trailing zero byte) and the 3.x form are accepted.
+    ``encodings`` (one per chunk, 1 = XOR or 4 = XOR2) may be left out when all chunks are XOR. Both the
+    Prometheus 2.x form (a possible extra trailing zero byte) and the 3.x form are accepted. When XOR2 chunks
+    are present, the batch carries their start timestamps (``st``; 0 for XOR chunks).
     """
     data = as_u8(buf)
     s = np.ascontiguousarray(starts, dtype=np.int64)
     e = np.ascontiguousarray(ends, dtype=np.int64)
     _check_spans(data, s, e)
+    if encodings is not None:
+        encs = np.ascontiguousarray(encodings, dtype=np.int64)
+        if encs.shape != s.shape:
+            raise ValueError("encodings needs one entry per chunk")
+        if bool((encs != ENC_XOR).any()):
+            return _decode_mixed(data, s, e, encs)
     with np.errstate(over="ignore"):
         offsets, tb, vb, bad, status = kernels.decode_chunks(data, s, e)
     if status != kernels.OK:
         raise CorruptBlockError(f"XOR chunk {bad}: {_ERRORS[status]}", offset=int(s[bad]))
     return DecodedBatch(offsets=offsets, t=tb.view(np.int64), v=vb)
+
+
+def _decode_mixed(data: NDArray[np.uint8], s: NDArray[np.int64], e: NDArray[np.int64],
+                  encs: NDArray[np.int64]) -> DecodedBatch:
+    with np.errstate(over="ignore"):
+        offsets, tb, vb, stb, bad, status, bit = xor2_kernels.decode_chunks(data, s, e, encs)
+    if status != kernels.OK:
+        name = "XOR2" if int(encs[bad]) == ENC_XOR2 else "XOR"
+        reason = _SHORT_XOR2 if status == kernels.ERR_SHORT and name == "XOR2" else _ERRORS[status]
+        where = f" (bit {bit} of the chunk)" if name == "XOR2" and status != kernels.ERR_SHORT else ""
+        raise CorruptBlockError(f"{name} chunk {bad}: {reason}{where}", offset=int(s[bad]) + bit // 8)
+    return DecodedBatch(offsets=offsets, t=tb.view(np.int64), v=vb, st=stb.view(np.int64))
 
 
 def decode_batch_into(buf: NDArray[np.uint8], starts: NDArray[np.int64], ends: NDArray[np.int64],
@@ -108,10 +138,12 @@ def decode_batch_into(buf: NDArray[np.uint8], starts: NDArray[np.int64], ends: N
         raise CorruptBlockError(f"XOR chunk {bad}: {_ERRORS[status]}", offset=int(starts[bad]))
 
 
-def decode(data: bytes | memoryview | NDArray[np.uint8]) -> tuple[NDArray[np.int64], NDArray[np.uint64]]:
-    """Decode one XOR chunk payload -> (timestamps int64, value bits uint64)."""
+def decode(data: bytes | memoryview | NDArray[np.uint8],
+           encoding: int = ENC_XOR) -> tuple[NDArray[np.int64], NDArray[np.uint64]]:
+    """Decode one XOR (or XOR2) chunk payload -> (timestamps int64, value bits uint64)."""
     buf = as_u8(data)
-    batch = decode_batch(buf, np.zeros(1, dtype=np.int64), np.full(1, buf.shape[0], dtype=np.int64))
+    batch = decode_batch(buf, np.zeros(1, dtype=np.int64), np.full(1, buf.shape[0], dtype=np.int64),
+                         np.full(1, encoding, dtype=np.int64))
     return batch.t, batch.v
 
 

@@ -5,6 +5,10 @@ series up to the smallest "last label set" of the current batches, so equal labe
 round (FORMATS.md §8.4). Label sets never become strings: every input's symbols map into one sorted union
 table (``tsdb/labelkeys.py``). Local chunks are located in the mmapped segments (CRCs checked once), others are
 read as whole records; either way the table points at framed records.
+
+XOR2 chunks (encoding 4, HISTOGRAMS.md H11.3) are re-encoded as XOR right here, one for one (same samples, same
+chunk bounds; start timestamps are dropped): every pipeline writes blocks for Thanos and Prometheus < 3.11,
+which cannot read XOR2, so none of them ever copies an XOR2 chunk verbatim.
 """
 
 from __future__ import annotations
@@ -81,7 +85,8 @@ class _Cursor:
                 self.sb = sb
                 self.keys = self.symbols.keys_of(self.k, sb)
                 located = self.block.locate_chunks(sb.chunk_ref)
-                self.cb = located if located is not None else self.block.chunks.read(sb.chunk_ref, framed=True)
+                cb = located if located is not None else self.block.chunks.read(sb.chunk_ref, framed=True)
+                self.cb = self.block.xor2_as_xor(cb, sb.chunk_ref)
                 self.pos = 0
                 return True
         return False

@@ -27,10 +27,12 @@ from thanostools.core.tsdb.bytesource import BucketSource, ByteSource, MmapSourc
 from thanostools.core.tsdb.chunks import (
     ENC_AGGR,
     ENC_XOR,
+    ENC_XOR2,
     ENCODING_NAMES,
     SEGMENT_HEADER_SIZE,
     ChunkBatch,
     ChunkReader,
+    frame_records,
     split_refs,
 )
 from thanostools.core.tsdb.index import IndexReader, RawSeries, SeriesBatch
@@ -169,14 +171,39 @@ class Block:
         if histograms and encs.size and bool((encs == ENC_AGGR).all()):
             batch = self._aggregate_spans(batch, aggregate)
             encs = batch.encodings
-            if bool((encs != ENC_XOR).any()):
+            if bool((~np.isin(encs, xor.FLOAT_ENCODINGS)).any()):
                 return self._decode_mixed(batch, refs)
-            dec = xor.decode_batch(batch.buf, batch.starts, batch.ends)
+            dec = self._decode_floats(batch, refs)
             return dec.t, dec.v, np.diff(dec.offsets), None
-        if histograms and encs.size and not bool((encs == ENC_AGGR).all()) and bool((encs != ENC_XOR).any()):
+        if histograms and encs.size and not bool((encs == ENC_AGGR).all()) and bool(
+                np.isin(encs, HISTOGRAM_ENCODINGS).any()):
             return self._decode_mixed(batch, refs)
-        dec = self._decode(batch, aggregate)
+        dec = self._decode(batch, refs, aggregate)
         return dec.t, dec.v, np.diff(dec.offsets), None
+
+    def xor2_as_xor(self, batch: ChunkBatch, refs: np.ndarray) -> ChunkBatch:
+        """``batch`` (chunks ``refs``) with its XOR2 chunks re-encoded as XOR, one for one (same samples and
+        chunk bounds, start timestamps dropped), as a framed batch; ``batch`` itself when it holds none. For
+        what leaves us as chunk bytes (written blocks, the StoreAPI): Thanos and Prometheus < 3.11 cannot read
+        XOR2."""
+        mine = np.flatnonzero(batch.encodings == ENC_XOR2)
+        if mine.size == 0:
+            return batch
+        try:
+            dec = xor.decode_batch(batch.buf, batch.starts[mine], batch.ends[mine], batch.encodings[mine])
+        except CorruptBlockError as exc:
+            raise self.locate_decode_error(exc, batch, refs, mine) from None
+        fresh, fresh_offsets = xor.encode_batch(dec.t, dec.v, dec.offsets)
+        encodings = batch.encodings.astype(np.int64)
+        lengths = batch.ends - batch.starts
+        lengths[mine] = np.diff(fresh_offsets)
+        encodings[mine] = ENC_XOR
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        payloads = np.empty(int(offsets[-1]), dtype=np.uint8)
+        kept = np.flatnonzero(batch.encodings != ENC_XOR2)
+        kb.scatter_spans(batch.buf, batch.starts[kept], batch.ends[kept], payloads, offsets[kept])
+        kb.scatter_spans(fresh, fresh_offsets[:-1], fresh_offsets[1:], payloads, offsets[mine])
+        return frame_records(encodings, payloads, offsets)
 
     def locate_chunks(self, refs: np.ndarray) -> ChunkBatch | None:
         """The chunk records where they lie, without a copy, when all are in one memory-mapped segment (CRCs
@@ -199,13 +226,21 @@ class Block:
                                     offset=int(offsets[bad]))
         return ChunkBatch(data, starts, ends, encs, framed=True)
 
-    def _decode(self, batch: ChunkBatch, aggregate: Aggr) -> xor.DecodedBatch:
+    def _decode(self, batch: ChunkBatch, refs: np.ndarray, aggregate: Aggr) -> xor.DecodedBatch:
         encs = batch.encodings
         if encs.size and bool((encs == ENC_AGGR).all()):
             batch = self._aggregate_spans(batch, aggregate)
             encs = batch.encodings
-        self._require_xor(encs)
-        return xor.decode_batch(batch.buf, batch.starts, batch.ends)
+        self._require_floats(encs)
+        return self._decode_floats(batch, refs)
+
+    def _decode_floats(self, batch: ChunkBatch, refs: np.ndarray) -> xor.DecodedBatch:
+        """XOR and XOR2 chunks in one decoder call (start timestamps are not kept: no API carries them)."""
+        encs = batch.encodings
+        try:
+            return xor.decode_batch(batch.buf, batch.starts, batch.ends, encs if (encs == ENC_XOR2).any() else None)
+        except CorruptBlockError as exc:
+            raise self.locate_decode_error(exc, batch, refs, np.arange(encs.shape[0])) from None
 
     def _aggregate_spans(self, batch: ChunkBatch, aggregate: Aggr) -> ChunkBatch:
         """The sub-chunks of ``aggregate`` in AggrChunks, as a batch of chunks with their own encodings."""
@@ -223,14 +258,15 @@ class Block:
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, HistogramColumns]:
         """XOR and histogram chunks: one decoding call per kind, samples put back in chunk order."""
         encs = batch.encodings.astype(np.int64)
-        is_xor = encs == ENC_XOR
-        self._require_xor(encs[~is_xor & ~np.isin(encs, HISTOGRAM_ENCODINGS)])
-        floats = xor.decode_batch(batch.buf, batch.starts[is_xor], batch.ends[is_xor])
+        is_xor = np.isin(encs, xor.FLOAT_ENCODINGS)
+        self._require_floats(encs[~is_xor & ~np.isin(encs, HISTOGRAM_ENCODINGS)])
+        floats = self._decode_floats(ChunkBatch(batch.buf, batch.starts[is_xor], batch.ends[is_xor], encs[is_xor]),
+                                     refs[is_xor])
         hist = ~is_xor
         try:
             ints, flts, is_float = histogram.decode_by_kind(batch.buf, batch.starts[hist], batch.ends[hist], encs[hist])
         except CorruptBlockError as exc:
-            raise self._locate_histogram_error(exc, batch, refs) from None
+            raise self.locate_decode_error(exc, batch, refs, np.flatnonzero(hist)) from None
         sizes = np.zeros(encs.shape[0], np.int64)
         sizes[is_xor] = np.diff(floats.offsets)
         hist_idx = np.flatnonzero(hist)
@@ -251,20 +287,21 @@ class Block:
         row = np.concatenate([np.full(n_x, -1, np.int64), np.arange(n_i), np.arange(n_f)])[order]
         return t, v, sizes, HistogramColumns(kind, row, ints, flts)
 
-    def _locate_histogram_error(self, exc: CorruptBlockError, batch: ChunkBatch, refs: np.ndarray,
-                                ) -> CorruptBlockError:
-        """The decoder's error located at the chunk record in its segment file."""
-        hist = np.flatnonzero(batch.encodings != ENC_XOR)
-        inside = np.flatnonzero((batch.starts[hist] <= (exc.offset or 0)) & ((exc.offset or 0) < batch.ends[hist]))
-        i = int(hist[inside[0]]) if inside.size else int(hist[0])
+    def locate_decode_error(self, exc: CorruptBlockError, batch: ChunkBatch, refs: np.ndarray,
+                             decoded: np.ndarray) -> CorruptBlockError:
+        """The decoder's error (about one of the chunks ``decoded``) located at its chunk record in its segment
+        file."""
+        at = exc.offset or 0
+        inside = np.flatnonzero((batch.starts[decoded] <= at) & (at < batch.ends[decoded]))
+        i = int(decoded[inside[0]]) if inside.size else int(decoded[0])
         segs, offsets = split_refs(refs[i : i + 1])
         name = self.chunks.names[int(segs[0])] if int(segs[0]) < len(self.chunks.names) else str(int(segs[0]))
-        detail = exc.reason.split(": ", 1)[-1]
-        return CorruptBlockError(f"histogram chunk: {detail}", block=self.ulid, file=f"chunks/{name}",
-                                 offset=int(offsets[0]))
+        kind, detail = exc.reason.split(": ", 1) if ": " in exc.reason else ("chunk", exc.reason)
+        what = kind.rsplit(" ", 1)[0] if kind.rsplit(" ", 1)[-1].isdigit() else kind
+        return CorruptBlockError(f"{what}: {detail}", block=self.ulid, file=f"chunks/{name}", offset=int(offsets[0]))
 
-    def _require_xor(self, encs: np.ndarray) -> None:
-        bad = encs[encs != ENC_XOR]
+    def _require_floats(self, encs: np.ndarray) -> None:
+        bad = encs[~np.isin(encs, xor.FLOAT_ENCODINGS)]
         if bad.size:
             code = int(bad[0])
             name = ENCODING_NAMES.get(code, "unknown")

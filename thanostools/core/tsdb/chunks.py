@@ -24,6 +24,7 @@ SMALL_WRITE = 256 * 1024  # bytes of records written on the caller's thread
 ENC_XOR = 1
 ENC_HISTOGRAM = 2
 ENC_FLOAT_HISTOGRAM = 3
+ENC_XOR2 = 4  # read only (HISTOGRAMS.md H11.3): what we write is XOR
 ENC_AGGR = 0xFF
 ENCODING_NAMES = {1: "XOR", 2: "histogram", 3: "float histogram", 4: "XOR2", 5: "histogram ST",
                   6: "float histogram ST", 0xFF: "aggr"}

@@ -12,7 +12,6 @@ from thanostools.core.labels import format_labels
 from thanostools.core.pipeline.read import each_series
 from thanostools.core.pipeline.table import ChunkedSeries
 from thanostools.core.tsdb.block import Block
-from thanostools.core.tsdb.chunks import ENC_XOR
 
 
 @dataclass(frozen=True)
@@ -23,10 +22,10 @@ class Comparison:
 
 
 def _samples(s: ChunkedSeries) -> tuple[np.ndarray, np.ndarray] | None:
-    """All samples of an XOR series, or None for other encodings (compared as bytes only)."""
-    if not bool((s.chunks.enc == ENC_XOR).all()):
+    """All samples of a float (XOR, XOR2) series, or None for other encodings (compared as bytes only)."""
+    if not bool(np.isin(s.chunks.enc, xor.FLOAT_ENCODINGS).all()):
         return None
-    dec = xor.decode_batch(*s.chunks.one_buffer())
+    dec = xor.decode_batch(*s.chunks.one_buffer(), s.chunks.enc)
     return dec.t, dec.v
 
 

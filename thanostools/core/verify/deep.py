@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from thanostools.core.chunkenc import histogram
+from thanostools.core.chunkenc import histogram, xor
 from thanostools.core.errors import CorruptBlockError, UnsupportedError
 from thanostools.core.inspect import BlockInfo
 from thanostools.core.objstore.bucket import Bucket
 from thanostools.core.timeutil import human_duration, now_ms
 from thanostools.core.tsdb.block import HISTOGRAM_ENCODINGS
-from thanostools.core.tsdb.chunks import ChunkReader, segment_name, split_refs, unsigned_ref
+from thanostools.core.tsdb.chunks import ENC_XOR2, ChunkReader, segment_name, split_refs, unsigned_ref
 from thanostools.core.tsdb.markers import MARKER_FILENAMES
 from thanostools.core.tsdb.meta import HASH_SHA256, META_FILENAME
 from thanostools.core.ulid import ulid_time_ms
@@ -76,16 +76,16 @@ def check_index_crcs(ctx: VerifyContext) -> list[Issue]:
 # --- chunk CRCs --------------------------------------------------------------------------------------
 
 
-UNDECODABLE = "histogram chunk does not decode: "
+UNDECODABLE = " chunk does not decode: "
 
 
 def _bad_chunks(reader: ChunkReader, refs: np.ndarray, limit: int) -> list[tuple[int, CorruptBlockError]]:
-    """Refs whose record is damaged or whose native-histogram chunk does not decode, found by bisecting
+    """Refs whose record is damaged or whose native-histogram or XOR2 chunk does not decode, found by bisecting
     batches that fail."""
     if limit <= 0 or refs.shape[0] == 0:
         return []
     try:
-        _read_and_decode_histograms(reader, refs)
+        _read_and_decode(reader, refs)
         return []
     except CorruptBlockError as exc:
         if refs.shape[0] == 1:
@@ -95,18 +95,29 @@ def _bad_chunks(reader: ChunkReader, refs: np.ndarray, limit: int) -> list[tuple
     return left + _bad_chunks(reader, refs[mid:], limit - len(left))
 
 
-def _read_and_decode_histograms(reader: ChunkReader, refs: np.ndarray) -> None:
-    """Read the records (CRCs checked) and decode the native-histogram chunks among them (one call per kind)."""
+def _read_and_decode(reader: ChunkReader, refs: np.ndarray) -> None:
+    """Read the records (CRCs checked) and decode the chunks whose CRC says little about their bits: native
+    histograms (one call per kind) and XOR2 (one call). XOR chunks are left to the CRCs, as Thanos does."""
     batch = reader.read(refs, check_crc=True)
     hist = np.isin(batch.encodings, HISTOGRAM_ENCODINGS)
-    if not bool(hist.any()):
-        return
+    xor2 = batch.encodings == ENC_XOR2
     try:
-        histogram.decode_by_kind(batch.buf, batch.starts[hist], batch.ends[hist], batch.encodings[hist])
+        if bool(hist.any()):
+            histogram.decode_by_kind(batch.buf, batch.starts[hist], batch.ends[hist], batch.encodings[hist])
     except CorruptBlockError as exc:
-        seg, offsets = split_refs(refs[np.flatnonzero(hist)[:1]])
-        raise CorruptBlockError(UNDECODABLE + exc.reason.split(": ", 1)[-1],
-                                file=f"chunks/{segment_name(int(seg[0]))}", offset=int(offsets[0])) from None
+        raise _undecodable("histogram", exc, refs[hist]) from None
+    try:
+        if bool(xor2.any()):
+            xor.decode_batch(batch.buf, batch.starts[xor2], batch.ends[xor2], batch.encodings[xor2])
+    except CorruptBlockError as exc:
+        raise _undecodable("XOR2", exc, refs[xor2]) from None
+
+
+def _undecodable(kind: str, exc: CorruptBlockError, refs: np.ndarray) -> CorruptBlockError:
+    """The decoder's error at the first of ``refs`` (batches are bisected down to one chunk)."""
+    seg, offsets = split_refs(refs[:1])
+    return CorruptBlockError(kind + UNDECODABLE + exc.reason.split(": ", 1)[-1],
+                             file=f"chunks/{segment_name(int(seg[0]))}", offset=int(offsets[0]))
 
 
 def _chunk_findings(ctx: VerifyContext, info: BlockInfo) -> tuple[int, list[dict[str, Any]]]:
@@ -127,7 +138,7 @@ def _chunk_findings(ctx: VerifyContext, info: BlockInfo) -> tuple[int, list[dict
                         "error": f"{name} offset {int(offsets[first])}: {int(missing.sum())} chunks are in {name}, "
                                  "which does not exist"})
         for ref, exc in _bad_chunks(block.chunks, refs[~missing], MAX_BAD_CHUNKS - len(bad)):
-            undecodable = {"undecodable": True} if exc.reason.startswith(UNDECODABLE) else {}
+            undecodable = {"undecodable": True} if UNDECODABLE in exc.reason else {}
             bad.append(_finding(exc, ref=unsigned_ref(ref), **undecodable))
         if len(bad) >= MAX_BAD_CHUNKS:
             break

@@ -109,7 +109,7 @@ def _read_chunks(block: Block, refs: np.ndarray, q: SeriesQuery) -> _BlockChunks
     # Local chunks are served from the mmapped segment where they lie (CRCs checked either way): the page
     # cache holds them once for every request instead of one heap copy per request.
     located = block.locate_chunks(refs)
-    batch = located if located is not None else block.chunks.read(refs, check_crc=True)
+    batch = block.xor2_as_xor(located if located is not None else block.chunks.read(refs, check_crc=True), refs)
     n = refs.shape[0]
 
     def field(pos: np.ndarray, starts: np.ndarray, ends: np.ndarray, types: np.ndarray,
