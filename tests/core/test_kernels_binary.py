@@ -88,3 +88,16 @@ def test_chunk_records_with_a_huge_length_are_truncated() -> None:
     seg = np.array([0] * 8 + [0xFF] * 9 + [1, 1, 0, 0, 0, 0], np.uint8)
     assert kb.locate_chunk_records(seg, np.array([8]), True)[3:] == (0, 1)
     assert kb.chunk_record_headers(seg, np.array([8]))[3] == 0
+
+
+@pytest.mark.parametrize(("encoding", "header", "samples"), [
+    (1, [0x01, 0x2C], 300),  # XOR: be16 count
+    (2, [0x00, 0x78, 0x80], 120),  # histogram: be16 count, reset header in the third byte
+    (5, [0xC0 | 0x01, 0x2C, 0x00], 300),  # histogram ST: the top two bits are the reset header (H11.2)
+    (6, [0x80, 0x07, 0x00], 7),
+])
+def test_chunk_record_headers_read_each_encodings_sample_count(encoding: int, header: list[int], samples: int) -> None:
+    payload = header + [0] * 5
+    seg = np.array([len(payload), encoding, *payload, 0, 0, 0, 0], np.uint8)
+    encs, lens, counts, bad = kb.chunk_record_headers(seg, np.array([0]))
+    assert (int(encs[0]), int(lens[0]), int(counts[0]), bad) == (encoding, len(payload), samples, -1)

@@ -473,7 +473,8 @@ def encode_chunk_records(
 def chunk_record_headers(seg: U8, offsets: I64) -> tuple[I64, I64, I64, int]:
     """Encoding, payload length and sample count of each record at ``offsets``, without copying payloads.
 
-    For AggrChunks (0xFF) the sample count is that of the count sub-chunk. Returns -1 or the index
+    For AggrChunks (0xFF) the sample count is that of the count sub-chunk; for encodings 5 and 6 the 14-bit count of
+    HISTOGRAMS.md H11.2. Returns -1 or the index
     of the first record whose header runs past the buffer.
     """
     n = offsets.shape[0]
@@ -497,7 +498,9 @@ def chunk_record_headers(seg: U8, offsets: I64) -> tuple[I64, I64, I64, int]:
             if sub_len < 2:
                 continue
         if p + 2 <= end:
-            samples[i] = (int(seg[p]) << 8) | int(seg[p + 1])
+            # Encodings 5 and 6 (histograms with start timestamps) keep the counter-reset header in the top two bits.
+            high = int(seg[p]) & 0x3F if enc == 5 or enc == 6 else int(seg[p])
+            samples[i] = (high << 8) | int(seg[p + 1])
     return encs, lens, samples, -1
 
 
