@@ -143,26 +143,28 @@ def time_instant(url: str, q: str, at_ms: int, runs: int) -> list[float]:
 
 
 def instant_latency(bucket: Path, work: Path, runs: int) -> dict[str, dict[str, list[float]]]:
-    """INSTANT_QUERIES at the end of the data through both servers, one after the other."""
+    """INSTANT_QUERIES at the end of the data through both servers, running side by side and asked in turn
+    (a busy machine slows both alike)."""
     at = time_range(bucket)[1] - 1
     prom_data = work / "prometheus-data"
     shutil.rmtree(prom_data, ignore_errors=True)
     shutil.copytree(bucket, prom_data)
-    out: dict[str, dict[str, list[float]]] = {n: {} for n in INSTANT_QUERIES}
-    proc, url = start_prometheus(prom_data, work)
+    out: dict[str, dict[str, list[float]]] = {n: {"prometheus": [], "serve": []} for n in INSTANT_QUERIES}
+    prom, prom_url = start_prometheus(prom_data, work)
     try:
-        for n, q in INSTANT_QUERIES.items():
-            time_instant(url, q, at, 2)  # warm-up
-            out[n]["prometheus"] = time_instant(url, q, at, runs)
+        serve, serve_url, _ = start_serve(bucket, work)
+        try:
+            urls = {"prometheus": prom_url, "serve": serve_url}
+            for n, q in INSTANT_QUERIES.items():
+                for url in urls.values():
+                    time_instant(url, q, at, 2)  # warm-up
+                for _ in range(runs):
+                    for server, url in urls.items():
+                        out[n][server] += time_instant(url, q, at, 1)
+        finally:
+            stop(serve)
     finally:
-        stop(proc)
-    proc, url, _ = start_serve(bucket, work)
-    try:
-        for n, q in INSTANT_QUERIES.items():
-            time_instant(url, q, at, 2)
-            out[n]["serve"] = time_instant(url, q, at, runs)
-    finally:
-        stop(proc)
+        stop(prom)
     return out
 
 
