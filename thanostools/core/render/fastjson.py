@@ -82,7 +82,7 @@ class _PairTexts(dict[tuple[str, str], str]):
         return text
 
 
-_MAX_CACHED_PAIRS = 1 << 20
+_MAX_CACHED_PAIRS = 1 << 17  # a few tens of MB at most
 _PAIR_TEXTS = _PairTexts()
 
 
