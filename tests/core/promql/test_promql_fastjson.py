@@ -111,3 +111,12 @@ def test_float_vectors_at_several_times_and_in_bits_match_apijson() -> None:
 def test_other_result_types_are_delegated() -> None:
     for result in (_Result("scalar", [], scalar=(1500, 0.25)), _Result("string", [], string=(-7, "x\n"))):
         assert fastjson.query_data_json(result) == apijson.query_data_json_reference(result)
+
+
+def test_label_pairs_beyond_the_cache_size_render_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fastjson, "_MAX_CACHED_PAIRS", 8)
+    series = [_Series((("__name__", "m"), ("i", str(i)), ("j", f"<{i % 11}>")), np.array([1000], np.int64),
+                      np.array([float(i)])) for i in range(50)]
+    result = _Result("vector", series)
+    assert fastjson.query_data_json(result) == apijson.query_data_json_reference(result)
+    assert len(fastjson._PAIR_TEXTS) <= 8
