@@ -2,9 +2,12 @@
 
     .venv/bin/python bench/bench_serve.py [--series 100000] [--hours 6] [--runs 7] [--load-seconds 60]
                                           [--clients 32] [--workdir /tmp/thanos-tools-bench-serve]
+                                          [--only latency|instant|startup|load] [--out FILE]
 
 1. `query_range` latency through both HTTP APIs (JSON included) for the benchmark queries of
    bench_query.py, over the whole range at a 60 s step: median and p99, and their ratios.
+   `instant`: the same for the high-cardinality instant selectors of INSTANT_QUERIES at the end of the data
+   (issue 12 item 7: one metric of ~34 k series, a ~6 k-series regex selector).
 2. Start-up to ready (`/-/ready` answers 200) on a 1,000-block bucket, for both servers.
 3. 32 concurrent clients for 60 s against serve (a dashboard-like mix of instant and range queries):
    throughput, latency median/p99, errors, and serve's RSS over the run.
@@ -34,6 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 BLOCK = 7_200_000
 TT = [PY, "-m", "thanostools"]
+
+# Instant selectors returning many series (at 100 k generated series: 34,272 and 6,280 series).
+INSTANT_QUERIES = {
+    "one metric, 34 k series": "http_request_duration_seconds_bucket",
+    "regex selector, 6 k series": 'node_cpu_seconds_total{mode=~"user|sys.*"}',
+}
 
 
 def generate(bucket: Path, *args: str) -> None:
@@ -117,6 +126,45 @@ def latency(bucket: Path, work: Path, runs: int) -> dict[str, dict[str, list[flo
         out["_rss"]["serve"] = [vm_hwm_mb(proc.pid)]
     finally:
         stop(proc)
+    return out
+
+
+def time_instant(url: str, q: str, at_ms: int, runs: int) -> list[float]:
+    params = urllib.parse.urlencode({"query": q, "time": at_ms / 1000})
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(f"{url}/api/v1/query?{params}", timeout=600) as r:
+            body = r.read()
+        times.append(time.perf_counter() - t0)  # to the last byte, as time_prometheus
+        if not body.startswith(b'{"status":"success"'):
+            raise SystemExit(f"query failed: {body[:500]!r}")
+    return times
+
+
+def instant_latency(bucket: Path, work: Path, runs: int) -> dict[str, dict[str, list[float]]]:
+    """INSTANT_QUERIES at the end of the data through both servers, running side by side and asked in turn
+    (a busy machine slows both alike)."""
+    at = time_range(bucket)[1] - 1
+    prom_data = work / "prometheus-data"
+    shutil.rmtree(prom_data, ignore_errors=True)
+    shutil.copytree(bucket, prom_data)
+    out: dict[str, dict[str, list[float]]] = {n: {"prometheus": [], "serve": []} for n in INSTANT_QUERIES}
+    prom, prom_url = start_prometheus(prom_data, work)
+    try:
+        serve, serve_url, _ = start_serve(bucket, work)
+        try:
+            urls = {"prometheus": prom_url, "serve": serve_url}
+            for n, q in INSTANT_QUERIES.items():
+                for url in urls.values():
+                    time_instant(url, q, at, 2)  # warm-up
+                for _ in range(runs):
+                    for server, url in urls.items():
+                        out[n][server] += time_instant(url, q, at, 1)
+        finally:
+            stop(serve)
+    finally:
+        stop(prom)
     return out
 
 
@@ -228,10 +276,11 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--load-seconds", type=float, default=60)
     ap.add_argument("--workdir", default="/tmp/thanos-tools-bench-serve")
-    ap.add_argument("--only", choices=["latency", "startup", "load"], action="append",
+    ap.add_argument("--only", choices=["latency", "instant", "startup", "load"], action="append",
                     help="Run only these parts (repeatable; default all).")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "serve.json"), help="Results JSON file.")
     args = ap.parse_args()
-    parts = set(args.only or ["latency", "startup", "load"])
+    parts = set(args.only or ["latency", "instant", "startup", "load"])
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     bucket = work / "bucket"
@@ -241,6 +290,9 @@ def main() -> None:
     report: dict[str, object] = {"series": args.series, "hours": args.hours, "queries": QUERIES}
     if "latency" in parts:
         report.update(latency_report(bucket, work, args.runs))
+    if "instant" in parts:
+        report["instant_queries"] = INSTANT_QUERIES
+        report["instant_latency"] = instant_report(bucket, work, args.runs)
     if "startup" in parts:
         up = startup(work)
         print(f"| start-up to ready, {up['blocks']} blocks | serve {up['serve_s']:.2f} s | "
@@ -255,8 +307,8 @@ def main() -> None:
               f"{load['throughput_rps']:.1f} req/s | median {load['median_s']:.3f} s | p99 {load['p99_s']:.3f} s | "
               f"errors {load['errors'] or 0} | RSS by quarter {quarters} MB (peak {load['vm_hwm_mb']:.0f}) |")
         report["load"] = load
-    out = ROOT / "bench" / "results" / "serve.json"
-    out.parent.mkdir(exist_ok=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     if args.only and out.exists():  # a partial run updates the figures of the last full one
         report = {**json.loads(out.read_text()), **report}
     out.write_text(json.dumps(report, indent=2) + "\n")
@@ -265,15 +317,26 @@ def main() -> None:
 def latency_report(bucket: Path, work: Path, runs: int) -> dict[str, object]:
     lat = latency(bucket, work, runs)
     rss = lat.pop("_rss")
-    rows = ["| query | prometheus median s | serve median s | median ratio | prometheus p99 s | serve p99 s | "
-            "p99 ratio |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for n in QUERIES:
-        pm, sm = statistics.median(lat[n]["prometheus"]), statistics.median(lat[n]["serve"])
-        pp, sp = p99(lat[n]["prometheus"]), p99(lat[n]["serve"])
-        rows.append(f"| {n} | {pm:.3f} | {sm:.3f} | {sm / pm:.2f} | {pp:.3f} | {sp:.3f} | {sp / pp:.2f} |")
-    rows.append(f"\nPeak RSS: prometheus {rss['prometheus'][0]:.0f} MB, serve {rss['serve'][0]:.0f} MB\n")
-    print("\n".join(rows), flush=True)
+    table = _ratio_table([(n, lat[n]["prometheus"], lat[n]["serve"]) for n in QUERIES])
+    peak = f"Peak RSS: prometheus {rss['prometheus'][0]:.0f} MB, serve {rss['serve'][0]:.0f} MB"
+    print(f"{table}\n\n{peak}\n", flush=True)
     return {"latency": lat, "peak_rss_mb": rss}
+
+
+def instant_report(bucket: Path, work: Path, runs: int) -> dict[str, dict[str, list[float]]]:
+    lat = instant_latency(bucket, work, runs)
+    print(_ratio_table([(n, lat[n]["prometheus"], lat[n]["serve"]) for n in INSTANT_QUERIES]), flush=True)
+    return lat
+
+
+def _ratio_table(rows: list[tuple[str, list[float], list[float]]]) -> str:
+    out = ["| query | prometheus median s | serve median s | median ratio | prometheus p99 s | serve p99 s | "
+           "p99 ratio |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, prom, serve in rows:
+        pm, sm = statistics.median(prom), statistics.median(serve)
+        pp, sp = p99(prom), p99(serve)
+        out.append(f"| {name} | {pm:.3f} | {sm:.3f} | {sm / pm:.2f} | {pp:.3f} | {sp:.3f} | {sp / pp:.2f} |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

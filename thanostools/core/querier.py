@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
+from operator import lt
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -269,7 +270,7 @@ class _Source:
 
 
 def _strictly_sorted(labels: list[Labels]) -> bool:
-    return all(a < b for a, b in pairwise(labels))
+    return all(map(lt, labels, labels[1:]))
 
 
 def assign_global_ids(sources: Sequence[_Source]) -> list[Labels]:

@@ -12,6 +12,7 @@ Everything here is synchronous core work; the daemon calls it from its thread po
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import os
 import threading
@@ -244,6 +245,7 @@ class ServerState:
             t0 = time.monotonic()
             self.catalog.filters = tuple(self._filters())  # relative --min-time/--max-time move with the clock
             scan = self.catalog.sync()
+            _settle_heap()
             self.last_sync = time.time()
             self.ready.set()
             return SyncResult(len(scan.blocks), len(scan.broken), time.monotonic() - t0)
@@ -321,6 +323,16 @@ class ServerState:
     def close(self) -> None:
         if self._remote is not None:
             self._remote.close()
+
+
+def _settle_heap() -> None:
+    """Set what is alive after a sync (modules, the catalog, opened blocks' tables) apart from the garbage
+    collector's full passes, which a large query's allocations otherwise trigger about once each, re-scanning
+    all of it (a third of a 35 k-series selector's time). Unfrozen and collected first: what the sync dropped
+    is freed (frozen objects never are), so at most one sync interval's worth is held back."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _load_shard(path: str | None) -> LabelShard | None:

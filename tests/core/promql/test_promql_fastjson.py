@@ -95,6 +95,28 @@ def test_results_match_apijson(kind: str) -> None:
     assert fastjson.query_data_json(empty) == apijson.query_data_json_reference(empty)
 
 
+def test_float_vectors_at_several_times_and_in_bits_match_apijson() -> None:
+    """Vectors without histograms take the columnar path: per-series times, float or raw-bit values, escaping."""
+    values = _random_values(300)
+    series = [_Series((("__name__", "m"), ("i", str(i)), ("q", 'x"\u2028' if i % 5 else "<&>")),
+                      np.array([1000 * (i % 4) - 7], np.int64), values[i : i + 1].copy()) for i in range(300)]
+    for s in series[::3]:
+        s.v = s.v.view(np.uint64)
+    result = _Result("vector", series)
+    assert fastjson.query_data_json(result) == apijson.query_data_json_reference(result)
+    one = _Result("vector", series[1:2])
+    assert fastjson.query_data_json(one) == apijson.query_data_json_reference(one)
+
+
 def test_other_result_types_are_delegated() -> None:
     for result in (_Result("scalar", [], scalar=(1500, 0.25)), _Result("string", [], string=(-7, "x\n"))):
         assert fastjson.query_data_json(result) == apijson.query_data_json_reference(result)
+
+
+def test_label_pairs_beyond_the_cache_size_render_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fastjson, "_MAX_CACHED_PAIRS", 8)
+    series = [_Series((("__name__", "m"), ("i", str(i)), ("j", f"<{i % 11}>")), np.array([1000], np.int64),
+                      np.array([float(i)])) for i in range(50)]
+    result = _Result("vector", series)
+    assert fastjson.query_data_json(result) == apijson.query_data_json_reference(result)
+    assert len(fastjson._PAIR_TEXTS) <= 8

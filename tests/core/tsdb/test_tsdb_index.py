@@ -80,6 +80,19 @@ def test_round_trip_random_label_sets(tmp_path_factory: pytest.TempPathFactory, 
     assert sb.chunk_maxt.tolist() == [c[1] for _, cs in series for c in cs]
     for name in {n for lab in labels for n, _ in lab}:
         assert r.label_values(name) == sorted({get(lab, name) for lab in labels} - {""})
+    if len(refs) > 1:  # read again in reverse, one series alone, and none: the same sets
+        assert r.series(refs[::-1]).labels == labels[::-1]
+        assert r.series(refs[1:2]).labels == labels[1:2]
+    assert r.series(refs[:0]).labels == []
+
+
+def test_label_sets_share_their_pairs(tmp_path: Path) -> None:
+    """Series read in any batches hold the one tuple of each label pair of the index."""
+    labels = [(("__name__", "m"), ("i", str(i)), ("job", "api")) for i in range(5)]
+    r = _build([(lab, [(0, 10, 8 + 20 * i)]) for i, lab in enumerate(labels)], tmp_path / "index")
+    first, second = r.series(r.all_postings()[:3]).labels, r.series(r.all_postings()[2:]).labels
+    assert first + second[1:] == labels
+    assert len({id(pair) for lab in first + second for pair in lab}) == 2 + 5
 
 
 def test_postings_for_matchers_agree_with_brute_force(tmp_path: Path) -> None:

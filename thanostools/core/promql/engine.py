@@ -174,10 +174,15 @@ def _record_timings(t: QueryTimings, began: float, eval_began: float, sort_began
 
 def _vector_series(v: Vector, ts: np.ndarray) -> list[SeriesResult]:
     """Every row with a sample as a series of its present steps."""
+    rows = np.flatnonzero(v.present.any(axis=1))
+    if v.hist is None and bool(v.present[rows].all()):
+        # Every kept row is full (always so for instant queries): the points of all rows in two bulk copies.
+        times = list(np.broadcast_to(ts, (rows.shape[0], ts.shape[0])).copy())
+        return list(map(SeriesResult, [v.labels[i] for i in rows.tolist()], times, list(v.values[rows])))
     full = np.asarray(v.present.all(axis=1))
     has_hist = np.asarray(v.is_hist.any(axis=1), np.bool_)
     out = []
-    for i in np.flatnonzero(v.present.any(axis=1)).tolist():
+    for i in rows.tolist():
         mask = slice(None) if full[i] else v.present[i]
         hist = list(v.hist[i][mask]) if v.hist is not None and has_hist[i] else None
         out.append(SeriesResult(v.labels[i], ts[mask].copy(), v.values[i][mask].copy(), hist))

@@ -30,6 +30,8 @@ def merge_duplicates(v: Vector, check: Callable[[], None] | None = None) -> Vect
 
     ``check`` is called every few thousand rows (the evaluator's deadline check).
     """
+    if len(set(v.labels)) == len(v.labels):
+        return v
     first: dict[Labels, int] = {}
     groups: list[list[int]] = []
     for i, lbls in enumerate(v.labels):

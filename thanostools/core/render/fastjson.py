@@ -72,24 +72,23 @@ class _Times:
         return tuple(itemgetter(*idx)(self.text)) if idx else ()
 
 
-class _Labels:
-    """:func:`apijson.labels_json` with every distinct name and value escaped once."""
+class _PairTexts(dict[tuple[str, str], str]):
+    """``"name":"value"`` of every label pair seen, escaped once per process (bounded: cleared when full)."""
 
-    def __init__(self) -> None:
-        self.quoted: dict[str, str] = {}
+    def __missing__(self, pair: tuple[str, str]) -> str:
+        if len(self) >= _MAX_CACHED_PAIRS:
+            self.clear()
+        text = self[pair] = f"{apijson.go_json_string(pair[0])}:{apijson.go_json_string(pair[1])}"
+        return text
 
-    def json(self, labels: Labels) -> str:
-        q = self.quoted
-        parts = []
-        for name, value in labels:
-            qn = q.get(name)
-            if qn is None:
-                qn = q[name] = apijson.go_json_string(name)
-            qv = q.get(value)
-            if qv is None:
-                qv = q[value] = apijson.go_json_string(value)
-            parts.append(f"{qn}:{qv}")
-        return "{" + ",".join(parts) + "}"
+
+_MAX_CACHED_PAIRS = 1 << 17  # a few tens of MB at most
+_PAIR_TEXTS = _PairTexts()
+
+
+def labels_json(labels: Labels) -> str:
+    """:func:`apijson.labels_json`, every distinct label pair escaped once."""
+    return "{" + ",".join(map(_PAIR_TEXTS.__getitem__, labels)) + "}"
 
 
 def _values(s: SeriesLike) -> np.ndarray:
@@ -106,15 +105,14 @@ def _points(times: tuple[str, ...], values: list[str]) -> str:
 
 def _matrix_parts(series: Sequence[SeriesLike]) -> list[str]:
     times = _Times(series)
-    labels = _Labels()
     parts = ["["]
     for s in series:
         mask = float_mask(s)
         if mask is None:
-            parts += ['{"metric":', labels.json(s.labels), ',"values":[',
+            parts += ['{"metric":', labels_json(s.labels), ',"values":[',
                       _points(times.of(s.t), sample_values(_values(s))), "]", "},"]
             continue
-        parts += ['{"metric":', labels.json(s.labels)]
+        parts += ['{"metric":', labels_json(s.labels)]
         if mask.any():
             parts += [',"values":[', _points(times.of(s.t[mask]), sample_values(_values(s)[mask])), "]"]
         parts += [histograms_member(s), "},"]
@@ -125,17 +123,46 @@ def _matrix_parts(series: Sequence[SeriesLike]) -> list[str]:
 
 
 def _vector_parts(series: Sequence[SeriesLike]) -> list[str]:
+    if not series:
+        return ["[]"]
+    if any(s.h is not None and s.h[0] is not None for s in series):
+        return _vector_parts_with_histograms(series)
+    return ["[", ",".join(map(_VECTOR_ITEM.__mod__, zip(map(labels_json, [s.labels for s in series]),
+                                                         _point_times(series), _point_values(series),
+                                                         strict=True))), "]"]
+
+
+_VECTOR_ITEM = '{"metric":%s,"value":[%s,"%s"]}'
+
+
+def _point_times(series: Sequence[SeriesLike]) -> list[str]:
+    """The formatted timestamp of every series' one point (usually one and the same: the evaluation time)."""
+    t = np.fromiter((s.t[0] for s in series), np.int64, len(series))
+    grid, where = np.unique(t, return_inverse=True)
+    texts = [apijson.format_sample_ts(ms) for ms in grid.tolist()]
+    if len(texts) == 1:
+        return texts * len(series)
+    return list(itemgetter(*where.tolist())(texts))
+
+
+def _point_values(series: Sequence[SeriesLike]) -> list[str]:
+    """The formatted value of every series' one point (``v`` holds floats or their raw bits)."""
+    if all(s.v.dtype == np.float64 for s in series):
+        return sample_values(np.fromiter((s.v[0] for s in series), np.float64, len(series)))
+    return sample_values(np.array([_values(s)[0] for s in series], np.float64))
+
+
+def _vector_parts_with_histograms(series: Sequence[SeriesLike]) -> list[str]:
     times = _Times(series)
-    labels = _Labels()
     values = sample_values(np.array([_values(s)[0] for s in series], np.float64))
     items = []
     for s, value in zip(series, values, strict=True):
         h = s.h[0] if s.h is not None else None
         if h is not None:
-            items.append(f'{{"metric":{labels.json(s.labels)},"histogram":{histogram_point_json(int(s.t[0]), h)}}}')
+            items.append(f'{{"metric":{labels_json(s.labels)},"histogram":{histogram_point_json(int(s.t[0]), h)}}}')
             continue
         point = _POINT % (times.of(s.t[:1])[0], value)
-        items.append(f'{{"metric":{labels.json(s.labels)},"value":{point}}}')
+        items.append(f'{{"metric":{labels_json(s.labels)},"value":{point}}}')
     return ["[", ",".join(items), "]"]
 
 

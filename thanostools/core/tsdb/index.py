@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
+from itertools import pairwise
+from operator import itemgetter
 
 import numpy as np
 from numpy.typing import NDArray
@@ -70,6 +72,20 @@ class SeriesBatch(RawSeries):
     labels: list[Labels] = field(default_factory=list)
 
 
+class _LabelPairs(dict[int, tuple[str, str]]):
+    """Label pairs by ``name position * len(symbols) + value position``, each built once per index: label sets
+    share them, so reading series allocates one tuple per series rather than one per label too."""
+
+    def __init__(self, symbols: list[str]) -> None:
+        super().__init__()
+        self.symbols = symbols
+
+    def __missing__(self, key: int) -> tuple[str, str]:
+        name, value = divmod(key, len(self.symbols))
+        pair = self[key] = (self.symbols[name], self.symbols[value])
+        return pair
+
+
 def _as_array(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8)
 
@@ -93,6 +109,7 @@ class IndexReader:
             )
         self.toc = self._parse_toc(toc_bytes, size)
         self._load_symbols()
+        self._pairs = _LabelPairs(self.symbols)
         self._load_postings_table()
 
     # --- opening ---------------------------------------------------------------------------------
@@ -284,12 +301,13 @@ class IndexReader:
         return SeriesBatch(**{f.name: getattr(raw, f.name) for f in fields(RawSeries)}, labels=self.labels_of(raw))
 
     def labels_of(self, raw: RawSeries) -> list[Labels]:
-        syms = self.symbols
-        # Python-level tuple building is the cheapest way to make label sets; symbol lookup is a list index.
-        pairs = list(zip([syms[i] for i in raw.label_names.tolist()], [syms[i] for i in raw.label_values.tolist()],
-                         strict=True))
-        bounds = raw.label_offsets.tolist()
-        return [tuple(pairs[bounds[i] : bounds[i + 1]]) for i in range(len(bounds) - 1)]
+        """The label sets of ``raw``'s series, built from pairs shared by every series of this index."""
+        keys = raw.label_names * len(self.symbols) + raw.label_values
+        if keys.shape[0] == 0:
+            return [() for _ in range(len(raw))]
+        found = itemgetter(*keys.tolist())(self._pairs)
+        pairs: tuple[tuple[str, str], ...] = found if keys.shape[0] > 1 else (found,)
+        return [pairs[a:b] for a, b in pairwise(raw.label_offsets.tolist())]
 
     def _series_bytes(self, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A buffer holding the requested entries, and each entry's offset inside it."""
