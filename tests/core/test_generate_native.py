@@ -14,6 +14,7 @@ import pytest
 from tests.clihelp import run_cli
 from tests.core.pipeline.test_histogram_pipeline import STALE, block_samples
 from tests.fixtures_prom import StartPrometheus, needs_prometheus
+from thanostools.core.constants import CUSTOM_BUCKETS_SCHEMA
 from thanostools.core.errors import ConfigError
 from thanostools.core.ingest.generate import (
     NATIVE_SCHEMA,
@@ -124,3 +125,27 @@ def test_prometheus_serves_generated_histograms_as_we_read_them(tmp_path: Path,
     assert theirs == {lab: {t: v for t, v in s.items() if at - 3_600_000 <= t <= at} for lab, s in ours.items()}
     value = float(quantile["data"]["result"][0]["value"][1])
     assert 0.01 < value < 2.0  # a 90th percentile latency in seconds
+
+
+def test_nhcb_histograms_use_the_classic_bounds_as_custom_buckets() -> None:
+    spec = GenerateSpec(**{**SPEC.__dict__, "custom_buckets": True})
+    nhcb = SampleBatch.concat(list(generate_batches(spec, batch_series=300)))
+    assert nhcb.hist is not None
+    h = nhcb.hist.ints
+    live = ~h.stale
+    assert (h.layouts.schema == CUSTOM_BUCKETS_SCHEMA).all() and (h.layouts.zero_threshold == 0).all()
+    assert (h.layouts.n_pos == 12).all() and (h.layouts.span_offset == 0).all()  # 11 finite bounds and +Inf
+    assert h.layouts.custom(0).tolist() == [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+    sums = np.add.reduceat(h.buckets, h.bucket_offsets[:-1][live])
+    assert (sums == h.count[live]).all() and (h.buckets >= 0).all()
+    assert nhcb.labels == SampleBatch.concat(list(generate_batches(SPEC, batch_series=300))).labels
+
+
+def test_cli_nhcb_answers_histogram_quantile_between_the_bounds(tmp_path: Path) -> None:
+    metas = generate(tmp_path / "b", "--nhcb")
+    at = metas[0]["minTime"] + 3_600_000
+    res = run_cli("query", "histogram_quantile(0.9, sum(rate(http_request_duration_seconds[5m])))",
+                  "--bucket", str(tmp_path / "b"), "--time", str(at), "-o", "json")
+    assert res.exit_code == 0, res.stderr
+    [row] = res.json()["result"]
+    assert 0.005 < float(row["value"][1]) < 10.0

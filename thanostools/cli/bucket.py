@@ -307,11 +307,15 @@ def _print_written(metas: list[Any], output: str) -> None:
 @click.option("--churn", default=0.1, show_default=True, help="Fraction of targets that start late or end early.")
 @click.option("--native-histograms", is_flag=True,
               help="Latency histograms as native (exponential, schema 3) histograms instead of classic ones.")
+@click.option("--nhcb", is_flag=True,
+              help="Latency histograms as native histograms with custom buckets (schema -53) on the classic bounds, "
+                   "as Prometheus 3.x converts classic histograms (implies --native-histograms).")
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="External label for the blocks (repeatable).")
 @click.option("--block-duration", default="2h", show_default=True, metavar="DURATION")
 @output_option(("table", "json", "ids"))
 def generate_cmd(series: int, duration: str, start: int | None, scrape_interval: str, seed: int, replicas: int,
-                 churn: float, native_histograms: bool, labels: tuple[str, ...], block_duration: str, output: str,
+                 churn: float, native_histograms: bool, nhcb: bool, labels: tuple[str, ...], block_duration: str,
+                 output: str,
                  **kw: Any) -> None:
     """Generate deterministic, realistic synthetic data straight into blocks."""
     from thanostools.core.ingest.generate import GenerateSpec
@@ -324,7 +328,7 @@ def generate_cmd(series: int, duration: str, start: int | None, scrape_interval:
     start_ms = start if start is not None else (now_ms() - dur) // bd * bd
     spec = GenerateSpec(series=series, start_ms=start_ms, duration_ms=dur,
                         scrape_interval_ms=parse_duration_ms(scrape_interval), seed=seed, replicas=replicas,
-                        churn=churn, native_histograms=native_histograms)
+                        churn=churn, native_histograms=native_histograms or nhcb, custom_buckets=nhcb)
     workspace = open_workspace(kw)
     metas = workspace.generate(spec, external_labels=parse_label_args(labels), block_duration=bd)
     _print_written(metas, output)

@@ -19,7 +19,7 @@ import numpy as np
 import xxhash
 
 from thanostools.core.chunkenc.histogram import ENC_HISTOGRAM
-from thanostools.core.constants import STALE_NAN_BITS
+from thanostools.core.constants import CUSTOM_BUCKETS_SCHEMA, STALE_NAN_BITS
 from thanostools.core.errors import ConfigError
 from thanostools.core.histograms import HistogramBatch, HistogramLayouts, empty_histogram_batch
 from thanostools.core.labels import METRIC_NAME, Labels
@@ -55,6 +55,7 @@ class GenerateSpec:
     replicas: int = 1
     churn: float = 0.1  # fraction of targets whose series start late or end early
     native_histograms: bool = False  # histograms as native (exponential) histograms instead of classic ones
+    custom_buckets: bool = False  # with native_histograms: custom buckets (NHCB, schema -53) on the classic bounds
 
     @property
     def scrapes(self) -> int:
@@ -430,21 +431,31 @@ def _cdf(z: np.ndarray) -> np.ndarray:
     return result
 
 
-def _native_histograms(rows: _Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _native_histograms(rows: _Rows, custom: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Integer native histograms: (bucket counts (rows, scrapes, buckets), sums (rows, scrapes), first bucket
-    index per row). Latencies are log-normal around a swinging median, as for the classic histograms."""
-    e, n, width = rows.key.size, rows.n, _NATIVE_BUCKETS
+    index per row). Latencies are log-normal around a swinging median, as for the classic histograms. ``custom``:
+    buckets on the classic bounds (NHCB, indices from 0, the last one +Inf) instead of exponential ones."""
+    e, n = rows.key.size, rows.n
     rate, median = rows.p1[:, None], rows.p2[:, None]
     minutes = (np.arange(n) * (rows.step_ms / 60_000.0))[None, :]
     med = median * (1.0 + _SWING * np.sin(minutes * (2 * math.pi / 45.0) + _uniform1(rows.key, 31)[:, None] * 6.28))
     obs = np.floor(rate * (rows.step_ms / 1000.0) * (0.6 + 0.8 * _uniform(rows.key, 32, n))
                    + _uniform(rows.key, 33, n))
-    first = np.floor((np.log(median[:, 0] * (1 - _SWING)) - _NATIVE_SIGMAS * _SIGMA) / _NATIVE_WIDTH).astype(np.int64)
-    log_upper = (first[:, None] + np.arange(width + 1)[None, :]) * _NATIVE_WIDTH  # bucket i ends at 2^(i/8)
-    share = _window_shares((log_upper[:, None, :] - np.log(med)[:, :, None]) / _SIGMA)
+    if custom:
+        width = len(_BUCKETS)
+        first = np.full(e, -1, np.int64)
+        log_upper = np.broadcast_to(np.log(np.array(_BUCKETS[:-1])), (e, width - 1))
+        share = _classic_shares((log_upper[:, None, :] - np.log(med)[:, :, None]) / _SIGMA)
+        base_share = _classic_shares((log_upper - np.log(median)) / _SIGMA)
+    else:
+        width = _NATIVE_BUCKETS
+        first = np.floor((np.log(median[:, 0] * (1 - _SWING)) - _NATIVE_SIGMAS * _SIGMA) / _NATIVE_WIDTH
+                         ).astype(np.int64)
+        log_upper = (first[:, None] + np.arange(width + 1)[None, :]) * _NATIVE_WIDTH  # bucket i ends at 2^(i/8)
+        share = _window_shares((log_upper[:, None, :] - np.log(med)[:, :, None]) / _SIGMA)
+        base_share = _window_shares((log_upper - np.log(median)) / _SIGMA)
     cum = np.floor(obs[:, :, None] * share + _uniform(rows.key, 34, n)[:, :, None])
     base_obs = np.floor(rate[:, 0] * 3600 * 24 * 5 * _uniform1(rows.key, 35))
-    base_share = _window_shares((log_upper - np.log(median)) / _SIGMA)
     base_cum = np.floor(base_obs[:, None] * base_share + _uniform1(rows.key, 36)[:, None])
     inc = np.diff(cum, axis=2, prepend=0.0).transpose(0, 2, 1).reshape(e * width, n)
     base = np.diff(base_cum, axis=1, prepend=0.0).reshape(e * width)
@@ -453,6 +464,12 @@ def _native_histograms(rows: _Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     sums = _accumulate(obs * med * mean * (0.9 + 0.2 * _uniform(rows.key, 37, n)), base_obs * median[:, 0] * mean,
                        rows.restart)
     return counts.astype(np.int64), sums, first + 1
+
+
+def _classic_shares(z: np.ndarray) -> np.ndarray:
+    """Cumulative shares at the finite classic bounds plus the +Inf bucket's 1 (last axis: the bounds)."""
+    cdf = _cdf(z)
+    return np.concatenate([cdf, np.ones((*cdf.shape[:-1], 1))], axis=-1)
 
 
 def _window_shares(z: np.ndarray) -> np.ndarray:
@@ -572,8 +589,9 @@ def generate_batches(spec: GenerateSpec, replica: int = 0, batch_series: int = 5
 def _native_batch(spec: GenerateSpec, cat: _Catalog, targets: _Targets, lo: int, hi: int) -> SampleBatch:
     """Catalogue rows lo:hi (native histograms) as one batch: one layout (a single span) per series."""
     tgt = cat.target[lo:hi]
-    counts, sums, first_bucket = _native_histograms(_rows(spec, cat, targets, lo, hi))
-    n, width = spec.scrapes, _NATIVE_BUCKETS
+    custom = spec.custom_buckets
+    counts, sums, first_bucket = _native_histograms(_rows(spec, cat, targets, lo, hi), custom)
+    n, width = spec.scrapes, counts.shape[2]
     total = counts.sum(axis=2)
     ts, sum_bits, count, buckets, sizes, bucket_sizes = [], [], [], [], [], []
     stale_bits = np.array([STALE_NAN_BITS], dtype=np.uint64)
@@ -600,16 +618,24 @@ def _native_batch(spec: GenerateSpec, cat: _Catalog, targets: _Targets, lo: int,
         sum_bits=np.concatenate(sum_bits), layout=np.repeat(np.arange(k, dtype=np.int64), sizes),
         bucket_offsets=np.concatenate([[0], np.cumsum(np.concatenate(bucket_sizes))]).astype(np.int64),
         buckets=np.concatenate(buckets), layouts=HistogramLayouts(
-            schema=np.full(k, NATIVE_SCHEMA, np.int32), zero_threshold=np.full(k, NATIVE_ZERO_THRESHOLD),
+            schema=np.full(k, CUSTOM_BUCKETS_SCHEMA if custom else NATIVE_SCHEMA, np.int32),
+            zero_threshold=np.full(k, 0.0 if custom else NATIVE_ZERO_THRESHOLD),
             n_pos=np.full(k, width, np.int64), n_neg=np.zeros(k, np.int64),
             span_bounds=np.concatenate([[0], np.repeat(np.arange(1, k + 1), 2)]).astype(np.int64),
             span_offset=first_bucket.astype(np.int32), span_length=np.full(k, width, np.uint32),
-            custom_bounds=np.zeros(k + 1, np.int64), custom_values=np.zeros(0, np.float64)),
+            **_custom_bounds(k, custom)),
     )
     hist = HistogramColumns(np.full(t.shape[0], KIND_INT_HISTOGRAM, np.uint8), np.arange(t.shape[0], dtype=np.int64),
                             ints, empty_histogram_batch(is_float=True))
     return SampleBatch(cat.labels[lo:hi], np.full(k, -1, np.int64),
                        np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), t, ints.sum_bits, hist=hist)
+
+
+def _custom_bounds(layouts: int, custom: bool) -> dict[str, np.ndarray]:
+    """The layout table's custom bounds: the classic finite bounds for every layout, or none."""
+    finite = np.array(_BUCKETS[:-1]) if custom else np.zeros(0)
+    return {"custom_bounds": np.arange(layouts + 1, dtype=np.int64) * finite.shape[0],
+            "custom_values": np.tile(finite, layouts).astype(np.float64)}
 
 
 def _om_escape(value: str) -> str:

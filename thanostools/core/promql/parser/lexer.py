@@ -601,7 +601,7 @@ _SIMPLE: dict[str, T] = {
     ",": T.COMMA, "*": T.MUL, "/": T.DIV, "%": T.MOD, "+": T.ADD, "-": T.SUB, "^": T.POW,
     "@": T.AT,
 }
-_DURATION_WORDS = {"step": T.STEP, "range": T.RANGE, "min": T.MIN, "max": T.MAX}
+_DURATION_WORDS = {"step": T.STEP, "range": T.RANGE, "min": T.MIN, "max": T.MAX, "min_of": T.MIN, "max_of": T.MAX}
 
 
 def tokenize(src: str) -> list[Token]:

@@ -674,14 +674,14 @@ class _Parser:
             self.advance()
             self.expect(T.RIGHT_PAREN, context, '")"')
             return DurationExpr("step" if tok.kind is T.STEP else "range", pos=tok.pos)
-        if tok.kind in (T.MIN, T.MAX):
+        if tok.kind in (T.MIN, T.MAX) or (tok.kind is T.IDENTIFIER and tok.val in ("min_of", "max_of")):
             self.advance()
             self.expect(T.LEFT_PAREN, context, '"("')
             a = self._dur_sum(context, expected)
             self.expect(T.COMMA, context, '","')
             b = self._dur_sum(context, expected)
             self.expect(T.RIGHT_PAREN, context, '")"')
-            return DurationExpr("min" if tok.kind is T.MIN else "max", (a, b), pos=tok.pos)
+            return DurationExpr("min" if tok.val.startswith("min") else "max", (a, b), pos=tok.pos)
         if tok.kind is T.LEFT_PAREN:
             self.advance()
             inner = self._dur_sum(context, expected)
