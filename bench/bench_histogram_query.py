@@ -51,7 +51,7 @@ def measure(bucket: Path, work: Path, queries: dict[str, str], runs: int) -> dic
     prom_data = work / f"prometheus-{bucket.name}"
     shutil.rmtree(prom_data, ignore_errors=True)
     shutil.copytree(bucket, prom_data)
-    proc, url = start_prometheus(prom_data, work, "--enable-feature=native-histograms")
+    proc, url = start_prometheus(prom_data, work, "--enable-feature=native-histograms", "--query.timeout=30m")
     try:
         prom = {n: time_prometheus(url, q, start, end, step, runs) for n, q in queries.items()}
         prom_rss = vm_hwm_mb(proc.pid)

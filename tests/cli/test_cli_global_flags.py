@@ -42,3 +42,15 @@ def test_bad_global_flag_value_after_the_command_is_a_usage_error(tmp_path: Path
 def test_nothing_after_double_dash_moves() -> None:
     assert hoist_global_flags(["query", "--", "--log.level", "x"]) == ["query", "--", "--log.level", "x"]
     assert hoist_global_flags(["a", "--log.format=json", "b"]) == ["--log.format=json", "a", "b"]
+
+
+def test_bucket_and_objstore_config_together_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "objstore.yml"
+    (tmp_path / "other").mkdir()
+    config.write_text(f"type: FILESYSTEM\nconfig:\n  directory: {tmp_path / 'other'}\n")
+    res = run_cli("bucket", "ls", "--bucket", str(tmp_path), "--objstore.config-file", str(config))
+    assert res.exit_code == 2
+    assert "--bucket and --objstore.config-file both name a bucket" in res.stderr
+    monkeypatch.setenv("THANOS_TOOLS_BUCKET", str(tmp_path))
+    res = run_cli("bucket", "ls", "--objstore.config-file", str(config))
+    assert res.exit_code == 0, res.stderr  # the environment's bucket is only a default

@@ -64,10 +64,31 @@ def bucket_options(func: F) -> F:
     return func
 
 
+def from_env(param: str) -> bool:
+    """Whether a parameter of the running command got its value from its environment variable."""
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source(param) is click.core.ParameterSource.ENVIRONMENT
+
+
+def bucket_url_of(kwargs: dict[str, Any]) -> str | None:
+    """``--bucket``, unless an objstore configuration names the bucket instead: both on the command line is a usage
+    error (which one was meant?), while THANOS_TOOLS_BUCKET only fills in when no configuration is given."""
+    url = kwargs.get("bucket_url")
+    config = kwargs.get("objstore_config_file") or kwargs.get("objstore_config")
+    if url and config:
+        if from_env("bucket_url"):
+            return None
+        flag = "--objstore.config-file" if kwargs.get("objstore_config_file") else "--objstore.config"
+        raise click.UsageError(f"--bucket and {flag} both name a bucket: give one of them")
+    return url
+
+
 def open_workspace(kwargs: dict[str, Any]) -> BucketWorkspace:
     """Pop the bucket options out of a command's kwargs and open the workspace."""
+    url = bucket_url_of(kwargs)
+    kwargs.pop("bucket_url", None)
     return BucketWorkspace.open(
-        kwargs.pop("bucket_url", None),
+        url,
         objstore_config_file=kwargs.pop("objstore_config_file", None),
         objstore_config=kwargs.pop("objstore_config", None),
         cache_dir=kwargs.pop("cache_dir", None),

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from thanostools.cli.options import bucket_options, enable_feature_option, parse_size
+from thanostools.cli.options import bucket_options, bucket_url_of, enable_feature_option, parse_size
 from thanostools.cli.query import parse_step_ms
 from thanostools.core.errors import ConfigError
 from thanostools.core.promql.features import Features
@@ -162,7 +162,7 @@ def _config(ctx: click.Context, kw: dict[str, Any]) -> Any:
     if kw["max_samples"] <= 0 or kw["max_series"] < 0:
         raise ConfigError("--query.max-samples must be positive and --query.max-series not negative")
     return ServerConfig(
-        bucket_url=kw["bucket_url"], objstore_config_file=kw["objstore_config_file"],
+        bucket_url=bucket_url_of(kw), objstore_config_file=kw["objstore_config_file"],
         objstore_config=kw["objstore_config"], cache_dir=kw["cache_dir"],
         cache_max_bytes=parse_size(kw["cache_max_bytes"], "--cache.max-bytes"), http_address=kw["http_address"],
         grpc_address=kw["grpc_address"], http_config_file=kw["http_config"],

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from thanostools.cli.options import bucket_options, enable_feature_option, open_workspace
+from thanostools.cli.options import bucket_options, enable_feature_option, from_env, open_workspace
 
 if TYPE_CHECKING:
     from thanostools.core.promql.features import Features
@@ -35,19 +35,14 @@ def _remote_store_source(endpoints: tuple[str, ...]) -> Source:
     return StoreSource(",".join(endpoints), make)
 
 
-def _from_env(param: str) -> bool:
-    """A bucket from $THANOS_TOOLS_BUCKET does not conflict with --url or --endpoint given on the command line."""
-    ctx = click.get_current_context(silent=True)
-    return ctx is not None and ctx.get_parameter_source(param) is click.core.ParameterSource.ENVIRONMENT
-
-
 def _source(endpoints: tuple[str, ...], url: str | None, bearer_token_file: str | None, basic_user: str | None,
             basic_password_file: str | None, kw: dict[str, Any]) -> Source:
     from thanostools.tui.httpsource import HttpAuth, PromHTTPClient
     from thanostools.tui.sources import BucketSource, HttpSource
 
     bucket_flags = ("bucket_url", "objstore_config_file", "objstore_config")
-    bucket_given = any(kw.get(k) and not _from_env(k) for k in bucket_flags)
+    # A bucket from $THANOS_TOOLS_BUCKET does not conflict with --url or --endpoint given on the command line.
+    bucket_given = any(kw.get(k) and not from_env(k) for k in bucket_flags)
     if sum(bool(x) for x in (endpoints, url, bucket_given)) > 1:
         raise click.UsageError("choose one source: bucket flags, --endpoint or --url")
     if (bearer_token_file or basic_user or basic_password_file) and not url:
