@@ -433,10 +433,17 @@ def _merge_indices(idx: _I64, counts: _F64) -> tuple[_I64, _F64]:
     return uniq.astype(np.int64), out
 
 
+def _same_index(a: _I64, b: _I64) -> bool:
+    """Whether two bucket-index arrays are the same (cheap: samples of one chunk share their arrays)."""
+    return a is b or np.array_equal(a, b)
+
+
 def _any_decrease(prev_idx: _I64, prev: _F64, cur_idx: _I64, cur: _F64) -> bool:
     """Whether some bucket of ``prev`` holds more than the same bucket of ``cur`` (missing buckets are 0)."""
     if prev_idx.shape[0] == 0:
         return False
+    if _same_index(prev_idx, cur_idx):
+        return bool(np.any(cur < prev))
     pos = np.searchsorted(cur_idx, prev_idx)
     pos_c = np.minimum(pos, max(cur_idx.shape[0] - 1, 0))
     present = (pos < cur_idx.shape[0]) & (cur_idx[pos_c] == prev_idx) if cur_idx.shape[0] else \
@@ -508,13 +515,18 @@ def _neumaier(total: _F64, inc: _F64, comp: _F64) -> tuple[_F64, _F64]:
 
 def _on(idx: _I64, own_idx: _I64, own: _F64) -> _F64:
     """Counts ``own`` (at ``own_idx``, a subset of ``idx``) spread onto ``idx``, zeros elsewhere."""
+    if _same_index(idx, own_idx):
+        return own
     out = np.zeros(idx.shape[0], np.float64)
     out[np.searchsorted(idx, own_idx)] = own
     return out
 
 
 def _neumaier_buckets(a_idx: _I64, a: _F64, b_idx: _I64, b: _F64, c_idx: _I64, c: _F64) -> tuple[_I64, _F64, _F64]:
-    idx = np.union1d(np.union1d(a_idx, b_idx), c_idx).astype(np.int64)
+    if _same_index(a_idx, b_idx) and _same_index(a_idx, c_idx):
+        idx = a_idx
+    else:
+        idx = np.union1d(np.union1d(a_idx, b_idx), c_idx).astype(np.int64)
     total, comp = _neumaier(_on(idx, a_idx, a), _on(idx, b_idx, b), _on(idx, c_idx, c))
     return idx, total, comp
 
@@ -547,27 +559,48 @@ def _align(a: FloatHistogram, b: FloatHistogram) -> tuple[FloatHistogram, FloatH
     return a, b, reconciled
 
 
+def _add_buckets(a_idx: _I64, a: _F64, b_idx: _I64, b: _F64, sign: float) -> tuple[_I64, _F64]:
+    if _same_index(a_idx, b_idx):
+        return a_idx, a + sign * b
+    return _merge_indices(np.concatenate([a_idx, b_idx]), np.concatenate([a, sign * b]))
+
+
 def _combine(a: FloatHistogram, b: FloatHistogram, sign: float) -> tuple[FloatHistogram, bool]:
     a, b, reconciled = _align(a, b)
-    pos_idx, pos = _merge_indices(np.concatenate([a.pos_idx, b.pos_idx]), np.concatenate([a.pos, sign * b.pos]))
-    neg_idx, neg = _merge_indices(np.concatenate([a.neg_idx, b.neg_idx]), np.concatenate([a.neg, sign * b.neg]))
+    pos_idx, pos = _add_buckets(a.pos_idx, a.pos, b.pos_idx, b.pos, sign)
+    neg_idx, neg = _add_buckets(a.neg_idx, a.neg, b.neg_idx, b.neg, sign)
     out = replace(a, zero_count=a.zero_count + sign * b.zero_count, count=a.count + sign * b.count,
                   sum=a.sum + sign * b.sum, pos_idx=pos_idx, pos=pos, neg_idx=neg_idx, neg=neg,
                   hint=_combined_hint(a.hint, b.hint))
     return out, reconciled
 
 
-def from_batch(batch: HistogramBatch, s: int) -> FloatHistogram:
-    """Sample ``s`` of a decoded batch (integer or float) as a float histogram."""
-    lay = batch.layouts
+# A layout as float histograms use it: schema, zero threshold, positive and negative indices, custom bounds.
+_Layout = tuple[int, float, _I64, _I64, _F64]
+
+
+def from_batch(batch: HistogramBatch, s: int, layouts: dict[int, _Layout] | None = None) -> FloatHistogram:
+    """Sample ``s`` of a decoded batch (integer or float) as a float histogram. ``layouts`` caches the batch's
+    layouts across calls (the samples of one chunk share theirs, index arrays included)."""
     layout = int(batch.layout[s])
+    known = None if layouts is None else layouts.get(layout)
+    if known is None:
+        known = _layout(batch, layout)
+        if layouts is not None:
+            layouts[layout] = known
+    schema, zero_threshold, pos_idx, neg_idx, custom = known
+    pos, neg = batch.sample_buckets(s)
+    return FloatHistogram(
+        schema=schema, zero_threshold=zero_threshold, zero_count=float(batch.zero_count[s]),
+        count=float(batch.count[s]), sum=float(batch.sum[s]), pos_idx=pos_idx, pos=pos.astype(np.float64),
+        neg_idx=neg_idx, neg=neg.astype(np.float64), custom_values=custom, hint=int(batch.hint[s]),
+    )
+
+
+def _layout(batch: HistogramBatch, layout: int) -> _Layout:
+    lay = batch.layouts
     schema = int(lay.schema[layout])
     pos_idx, neg_idx = lay.indices(layout)
-    pos, neg = batch.sample_buckets(s)
     custom = lay.custom(layout).astype(np.float64) if schema == CUSTOM_BUCKETS_SCHEMA else _NO_COUNT
-    return FloatHistogram(
-        schema=schema, zero_threshold=float(lay.zero_threshold[layout]), zero_count=float(batch.zero_count[s]),
-        count=float(batch.count[s]), sum=float(batch.sum[s]), pos_idx=np.asarray(pos_idx, np.int64),
-        pos=pos.astype(np.float64), neg_idx=np.asarray(neg_idx, np.int64), neg=neg.astype(np.float64),
-        custom_values=custom, hint=int(batch.hint[s]),
-    )
+    return (schema, float(lay.zero_threshold[layout]), np.asarray(pos_idx, np.int64), np.asarray(neg_idx, np.int64),
+            custom)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -202,8 +202,10 @@ def histogram_cells(batch: SampleBatch, *, stats: bool = False) -> np.ndarray | 
     if rows.shape[0] == 0:
         return None
     cells = np.full(batch.t.shape[0], None, object)
+    layouts: dict[bool, dict[int, Any]] = {False: {}, True: {}}  # per kind: the batch's layouts, made once
     for s in rows.tolist():
-        cells[s] = from_batch(hist.batch_of(s), int(hist.row[s]))
+        part = hist.batch_of(s)
+        cells[s] = from_batch(part, int(hist.row[s]), layouts[part.is_float])
     if stats:
         _detect_resets(cells, rows, batch.offsets)
     return cells
