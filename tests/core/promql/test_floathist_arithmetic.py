@@ -91,3 +91,25 @@ def test_trim_interpolates_exponential_buckets_log_linearly() -> None:
     assert kept.count == pytest.approx(4.0)
     assert kept.sum == pytest.approx(2 * math.sqrt(0.5) + 2 * math.sqrt(math.sqrt(2)))
     assert h.trim(0.25, upper=False) is h  # nothing removed: the histogram stays as it is
+
+
+@pytest.mark.parametrize("mean", [False, True])
+@pytest.mark.parametrize("seed", range(5))
+def test_one_layout_sum_equals_the_sample_by_sample_fold_bit_for_bit(mean: bool, seed: int) -> None:
+    from thanostools.core.promql.aggregate import _HistogramSum, _sum_one_layout
+
+    rng = np.random.default_rng(seed)
+    hs = []
+    for _ in range(int(rng.integers(2, 40))):
+        idx = np.sort(rng.choice(np.arange(-5, 30), size=int(rng.integers(1, 12)), replace=False)).astype(np.int64)
+        counts = rng.uniform(0, 1e6, idx.shape[0]) * rng.choice([1e-9, 1.0, 1e12], idx.shape[0])
+        hs.append(FloatHistogram(schema=2, zero_threshold=1e-3, zero_count=float(rng.uniform(0, 10)),
+                                 count=float(counts.sum()), sum=float(rng.uniform(-1e9, 1e9)), pos_idx=idx,
+                                 pos=counts, hint=int(rng.choice([0, 2]))))
+    fold = _HistogramSum(hs[0], mean)
+    for n, h in enumerate(hs[1:], start=2):
+        fold.add(h, n)
+    want = fold.result(len(hs))
+    got = _sum_one_layout(list(hs), mean)
+    assert got is not None
+    assert got.equals(want) and got.hint == want.hint

@@ -841,3 +841,24 @@ def _bucket_fraction(lower: float, upper: float, ub: F64, cnt: F64) -> float:
 def compensated_sum(v: F64) -> float:
     """Neumaier-compensated sum of ``v`` (Prometheus' ``kahansum``)."""
     return _sum(v, 0, v.shape[0])
+
+
+@njit
+def neumaier_segments(v: F64, starts: I64) -> tuple[F64, F64]:
+    """Per segment ``v[starts[i]:starts[i+1]]``, in order: the Neumaier running total and compensation, element by
+    element as a histogram sum adds them (the compensation restarts at 0 where the total is infinite)."""
+    n = starts.shape[0] - 1
+    totals = np.zeros(n)
+    comps = np.zeros(n)
+    for i in range(n):
+        total = 0.0
+        comp = 0.0
+        for j in range(starts[i], starts[i + 1]):
+            inc = v[j]
+            t = total + inc
+            step = ((total - t) + inc) if abs(total) >= abs(inc) else ((inc - t) + total)
+            comp = 0.0 if math.isinf(t) else comp + step
+            total = t
+        totals[i] = total
+        comps[i] = comp
+    return totals, comps

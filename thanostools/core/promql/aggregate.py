@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -11,7 +12,14 @@ from thanostools.core.goformat import format_f, go_quote
 from thanostools.core.kernels import promql as kern
 from thanostools.core.labels import METRIC_NAME, NAME_LABELS, Labels, get, label_hash
 from thanostools.core.promql import annotations as ann
-from thanostools.core.promql.floathist import HINT_NOT_RESET, HINT_RESET, FloatHistogram, IncompatibleSchemaError
+from thanostools.core.promql.floathist import (
+    HINT_GAUGE,
+    HINT_NOT_RESET,
+    HINT_RESET,
+    HINT_UNKNOWN,
+    FloatHistogram,
+    IncompatibleSchemaError,
+)
 from thanostools.core.promql.parser.ast import AggregateExpr, StringLiteral
 from thanostools.core.promql.value import Vector
 from thanostools.core.promql.vecops import merge_duplicates, present_histograms, unwrap_parens
@@ -132,6 +140,12 @@ class _HistogramFold:
         self.ev, self.pos, self.mean = ev, pos, mean
 
     def run(self, samples: list[tuple[FloatHistogram | None, Labels]]) -> FloatHistogram | None:
+        fast = _sum_one_layout([h for h, _ in samples], self.mean)
+        if fast is not None:
+            hints = {h.hint for h, _ in samples if h is not None}
+            if {HINT_RESET, HINT_NOT_RESET} <= hints:
+                self.ev.annotations.warn(ann.counter_reset_collision(ann.HISTOGRAM_AGGREGATION), self.pos)
+            return fast
         total: _HistogramSum | None = None
         has_float = has_hist = False
         hints: set[int] = set()
@@ -163,6 +177,48 @@ class _HistogramFold:
             self.ev.annotations.warn(ann.counter_reset_collision(ann.HISTOGRAM_AGGREGATION), self.pos)
         assert total is not None
         return total.result(len(samples))
+
+
+def _sum_one_layout(hs: list[FloatHistogram | None], mean: bool) -> FloatHistogram | None:
+    """The Kahan sum (or mean) of histograms that share schema and zero bucket (or custom bounds), all buckets in
+    one kernel call: the same numbers as :class:`_HistogramSum` adding them one by one (each bucket's
+    contributions in input order). None when the histograms need the general path (floats among them, different
+    layouts, or a mean whose sum overflows)."""
+    if len(hs) < 2 or any(h is None for h in hs):
+        return None
+    first = hs[0]
+    assert first is not None
+    same = [h for h in hs if h is not None and h.schema == first.schema and h.zero_threshold == first.zero_threshold
+            and (not first.is_custom or np.array_equal(h.custom_values, first.custom_values))]
+    if len(same) < len(hs):
+        return None
+    scalars = np.array([[h.zero_count, h.count, h.sum] for h in same]).T.reshape(-1)
+    s_tot, s_comp = kern.neumaier_segments(scalars, np.arange(4, dtype=np.int64) * len(same))
+    pos_idx, pos_tot, pos_comp = _bucket_sums([h.pos_idx for h in same], [h.pos for h in same])
+    neg_idx, neg_tot, neg_comp = _bucket_sums([h.neg_idx for h in same], [h.neg for h in same])
+    if mean and (np.isinf(s_tot).any() or np.isinf(pos_tot).any() or np.isinf(neg_tot).any()):
+        return None
+    hint = first.hint
+    for h in same[1:]:
+        hint = hint if hint == h.hint else (HINT_GAUGE if HINT_GAUGE in (hint, h.hint) else HINT_UNKNOWN)
+    n = float(len(same)) if mean else 1.0
+    with np.errstate(all="ignore"):
+        zc, count, total = (s_tot / n + s_comp / n).tolist()
+        return replace(first, zero_count=zc, count=count, sum=total, pos_idx=pos_idx, pos=pos_tot / n + pos_comp / n,
+                       neg_idx=neg_idx, neg=neg_tot / n + neg_comp / n, hint=hint).compact()
+
+
+def _bucket_sums(idx: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per bucket index (ascending): the Neumaier total and compensation of its counts in input order."""
+    all_idx = np.concatenate(idx)
+    if all_idx.shape[0] == 0:
+        return all_idx.astype(np.int64), np.zeros(0), np.zeros(0)
+    order = np.argsort(all_idx, kind="stable")
+    sorted_idx = all_idx[order]
+    starts = np.flatnonzero(np.concatenate([[True], sorted_idx[1:] != sorted_idx[:-1]]))
+    tot, comp = kern.neumaier_segments(np.concatenate(counts)[order],
+                                       np.append(starts, sorted_idx.shape[0]).astype(np.int64))
+    return sorted_idx[starts].astype(np.int64), tot, comp
 
 
 class _HistogramSum:
