@@ -142,8 +142,7 @@ class _HistogramFold:
     def run(self, samples: list[tuple[FloatHistogram | None, Labels]]) -> FloatHistogram | None:
         fast = _sum_one_layout([h for h, _ in samples], self.mean)
         if fast is not None:
-            hints = {h.hint for h, _ in samples if h is not None}
-            if {HINT_RESET, HINT_NOT_RESET} <= hints:
+            if {HINT_RESET, HINT_NOT_RESET} <= {h.hint for h, _ in samples if h is not None}:
                 self.ev.annotations.warn(ann.counter_reset_collision(ann.HISTOGRAM_AGGREGATION), self.pos)
             return fast
         total: _HistogramSum | None = None

@@ -76,20 +76,26 @@ class SampleStats:
         return list(zip(self.step_times_ms.tolist(), self.per_step.tolist(), strict=True))
 
 
-def histogram_points(h: FloatHistogram) -> int:
+def histogram_points(h: FloatHistogram, runs: dict[int, int] | None = None) -> int:
     """A native histogram's weight in samples: Prometheus's in-memory size of it, plus a timestamp, over 16 bytes.
 
     Spans are counted as runs of consecutive bucket indexes (Prometheus keeps the spans the histogram was
-    written with, which may also bridge short gaps)."""
-    size = _FLOAT_HISTOGRAM_STRUCT_BYTES + 8 * (_runs(h.pos_idx) + _runs(h.neg_idx) + h.pos.shape[0]
+    written with, which may also bridge short gaps). ``runs`` caches them per index array (the samples of one
+    chunk share theirs)."""
+    size = _FLOAT_HISTOGRAM_STRUCT_BYTES + 8 * (_runs(h.pos_idx, runs) + _runs(h.neg_idx, runs) + h.pos.shape[0]
                                                 + h.neg.shape[0] + h.custom_values.shape[0])
     return int(size + 8) // _SAMPLE_BYTES
 
 
-def _runs(idx: np.ndarray) -> int:
+def _runs(idx: np.ndarray, cache: dict[int, int] | None) -> int:
     if idx.shape[0] == 0:
         return 0
-    return 1 + int(np.count_nonzero(np.diff(idx) != 1))
+    known = None if cache is None else cache.get(id(idx))
+    if known is None:
+        known = 1 + int(np.count_nonzero(np.diff(idx) != 1))
+        if cache is not None:
+            cache[id(idx)] = known
+    return known
 
 
 def histogram_weights(cells: np.ndarray) -> np.ndarray:
@@ -97,8 +103,14 @@ def histogram_weights(cells: np.ndarray) -> np.ndarray:
     weight), 0 where the cell holds no histogram."""
     out = np.zeros(cells.shape, np.int64)
     flat, weights = cells.reshape(-1), out.reshape(-1)
-    for i in np.flatnonzero(np.frompyfunc(lambda h: h is not None, 1, 1)(flat).astype(np.bool_)).tolist():
-        weights[i] = histogram_points(flat[i]) - 1
+    runs: dict[int, int] = {}  # the cells keep every array alive while the ids are used
+    seen: dict[int, int] = {}
+    for i in np.flatnonzero(flat.astype(np.bool_)).tolist():
+        h = flat[i]
+        w = seen.get(id(h))
+        if w is None:
+            w = seen[id(h)] = histogram_points(h, runs) - 1
+        weights[i] = w
     return out
 
 
