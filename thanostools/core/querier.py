@@ -335,12 +335,7 @@ def assemble(labels: list[Labels], pieces: Sequence[_Piece]) -> SampleBatch:
         return _nonempty_batch(labels, p.counts, p.t, p.v, hist=p.hist)
     if any(p.hist is not None for p in pieces):
         return _assemble_histograms(labels, pieces)
-    rel = np.concatenate([p.rel for p in pieces])
-    counts = np.concatenate([p.counts for p in pieces])
-    order = np.argsort(rel, kind="stable")
-    dst = np.empty(rel.shape[0], np.int64)
-    dst[order] = np.cumsum(counts[order]) - counts[order]
-    total = int(counts.sum())
+    rel, counts, dst, total = _placement(pieces)
     t = np.empty(total, np.int64)
     v = np.empty(total, np.uint64)
     at = 0
@@ -359,15 +354,21 @@ def assemble(labels: list[Labels], pieces: Sequence[_Piece]) -> SampleBatch:
     return _nonempty_batch(labels, sizes, t, v)
 
 
-def _assemble_histograms(labels: list[Labels], pieces: Sequence[_Piece]) -> SampleBatch:
-    """``assemble`` for pieces holding native histograms: samples gathered by index, histogram part along."""
-    n = len(labels)
+def _placement(pieces: Sequence[_Piece]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Where each piece's runs go: (series of each run, its length, its first output sample, output size); runs
+    of one series follow each other in source order."""
     rel = np.concatenate([p.rel for p in pieces])
     counts = np.concatenate([p.counts for p in pieces])
     order = np.argsort(rel, kind="stable")
     dst = np.empty(rel.shape[0], np.int64)
     dst[order] = np.cumsum(counts[order]) - counts[order]
-    total = int(counts.sum())
+    return rel, counts, dst, int(counts.sum())
+
+
+def _assemble_histograms(labels: list[Labels], pieces: Sequence[_Piece]) -> SampleBatch:
+    """``assemble`` for pieces holding native histograms: samples gathered by index, histogram part along."""
+    n = len(labels)
+    rel, counts, dst, total = _placement(pieces)
     src = np.cumsum(counts) - counts
     gather = np.empty(total, np.int64)  # per output sample, its index in the pieces' concatenation
     gather[np.repeat(dst - src, counts) + np.arange(total)] = np.arange(total)
