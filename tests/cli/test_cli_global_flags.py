@@ -54,3 +54,14 @@ def test_bucket_and_objstore_config_together_is_a_usage_error(tmp_path: Path, mo
     monkeypatch.setenv("THANOS_TOOLS_BUCKET", str(tmp_path))
     res = run_cli("bucket", "ls", "--objstore.config-file", str(config))
     assert res.exit_code == 0, res.stderr  # the environment's bucket is only a default
+
+
+def test_bucket_pointing_at_a_block_or_a_file_says_which_directory_to_use(tmp_path: Path) -> None:
+    res = run_cli("bucket", "generate", "--bucket", str(tmp_path), "--series", "20", "--duration", "30m",
+                  "--start", "2023-11-14T22:00:00Z", "-o", "ids")
+    assert res.exit_code == 0, res.stderr
+    block = tmp_path / res.stdout.split()[0]
+    for wrong in (block, block / "meta.json"):
+        res = run_cli("bucket", "ls", "--bucket", str(wrong))
+        assert res.exit_code == 1
+        assert f"(--bucket {tmp_path}" in res.stderr and len(res.stderr.strip().splitlines()) == 1

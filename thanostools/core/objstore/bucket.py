@@ -132,12 +132,22 @@ class Bucket:
         return self.is_local and not os.path.isdir(self._root)
 
     def _root_missing_error(self) -> SourceError:
+        if self.is_local and os.path.isfile(self._root):
+            parent = os.path.dirname(os.path.abspath(self._root))
+            if os.path.isfile(os.path.join(parent, "meta.json")):
+                parent = os.path.dirname(parent)
+            return SourceError(f"bucket {self.url} is a file; a bucket is the directory that holds block "
+                               f"directories (--bucket {parent}?)")
         hint = f" ({_NO_BUCKET_HINT})" if self.is_default else ""
         return SourceError(f"bucket directory {self.url} does not exist{hint}")
 
     def _check_root(self) -> None:
         if self._root_missing():
             raise self._root_missing_error()
+        if self.is_local and os.path.isfile(os.path.join(self._root, "meta.json")):
+            parent = os.path.dirname(os.path.abspath(self._root))
+            raise SourceError(f"{self.url} is a block directory, not a bucket: use the directory that holds it "
+                              f"(--bucket {parent})")
 
     def _bucket_missing(self) -> bool:
         if self.protocol != "s3":
