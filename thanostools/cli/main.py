@@ -52,7 +52,10 @@ class RootGroup(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("standalone_mode", True)
         try:
-            return super().main(*args, **{**kwargs, "standalone_mode": False})
+            result = super().main(*args, **{**kwargs, "standalone_mode": False})
+            if isinstance(result, int) and not isinstance(result, bool) and result:
+                sys.exit(result)  # out of standalone mode, click hands back ctx.exit(code) instead of exiting
+            return result
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.ClickException as exc:

@@ -19,6 +19,11 @@ class SourceError(ThanosToolsError):
     """A bucket or remote endpoint could not be reached or answered badly."""
 
 
+class BucketMissingError(SourceError):
+    """The bucket itself does not exist (or is not a bucket): a mistake in the configuration, not a passing failure
+    worth retrying."""
+
+
 class NotFoundError(SourceError):
     """An object, block or file that should exist does not."""
 

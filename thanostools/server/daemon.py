@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from thanostools.core.errors import ConfigError, ThanosToolsError
+from thanostools.core.errors import BucketMissingError, ConfigError, ThanosToolsError
 from thanostools.server.authz import Authorizer, load_authz_config
 from thanostools.server.http.api_v1 import ApiV1
 from thanostools.server.http.app import AppRunner, HttpDeps, build_app
@@ -85,6 +85,7 @@ class Daemon:
         self.pool = ThreadPoolExecutor(max_workers=config.max_concurrent + 4, thread_name_prefix="thanos-tools")
         self.query_log = QueryLog(config.query_log_file)
         self.stop_event: asyncio.Event | None = None
+        self.fatal: ThanosToolsError | None = None  # why the server stopped on its own, if it did
         self.http_addresses: list[str] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._reload_lock: asyncio.Lock | None = None
@@ -164,10 +165,21 @@ class Daemon:
 
     # --- syncing ---------------------------------------------------------------------------------
 
-    async def _sync_once(self) -> bool:
+    async def _sync_once(self, first: bool = False) -> bool:
         loop = asyncio.get_running_loop()
         try:
             res = await loop.run_in_executor(self.pool, self.state.sync)
+        except BucketMissingError as exc:
+            self.metrics.syncs.labels("error").inc()
+            if not first:  # it went away while serving: keep what is loaded and try again later
+                log.error("block sync failed", extra={"kv": {"err": str(exc)}})
+                return False
+            # Not a passing failure: retrying would only hide the mistake behind a server that never gets ready.
+            log.error("cannot start: the bucket does not exist", extra={"kv": {"err": str(exc)}})
+            self.fatal = exc
+            assert self.stop_event is not None
+            self.stop_event.set()
+            raise asyncio.CancelledError from None
         except ThanosToolsError as exc:
             self.metrics.syncs.labels("error").inc()
             log.error("block sync failed", extra={"kv": {"err": str(exc)}})
@@ -192,7 +204,7 @@ class Daemon:
         # Load the query engine's modules (numpy, numba kernels) now rather than in the first query.
         await loop.run_in_executor(self.pool, _warm_up)
         delay = 1.0
-        while not await self._sync_once():
+        while not await self._sync_once(first=True):
             await asyncio.sleep(delay)
             delay = min(delay * 2, FIRST_SYNC_RETRY_MAX_S, self.config.sync_interval_s)
         log.info("ready", extra={"kv": {"blocks": len(self.state.blocks()), "http": ",".join(self.http_addresses),
@@ -292,7 +304,7 @@ class Daemon:
         sync = asyncio.create_task(self._sync_loop())
         await self.stop_event.wait()
         await self._shutdown(http, grpc_server, sync)
-        return 0
+        return 0 if self.fatal is None else self.fatal.exit_code
 
     async def _shutdown(self, http: web.AppRunner, grpc_server: Any, sync: asyncio.Task[None]) -> None:
         log.info("shutting down", extra={"kv": {"grace_period": f"{self.config.grace_period_s:g}s"}})

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import fsspec
 
-from thanostools.core.errors import ConfigError, NotFoundError, SourceError, ThanosToolsError
+from thanostools.core.errors import BucketMissingError, ConfigError, NotFoundError, SourceError, ThanosToolsError
 from thanostools.core.localfs import atomic_copy, atomic_fill, atomic_write
 from thanostools.core.objstore.config import (
     BucketSpec,
@@ -136,17 +136,17 @@ class Bucket:
             parent = os.path.dirname(os.path.abspath(self._root))
             if os.path.isfile(os.path.join(parent, "meta.json")):
                 parent = os.path.dirname(parent)
-            return SourceError(f"bucket {self.url} is a file; a bucket is the directory that holds block "
+            return BucketMissingError(f"bucket {self.url} is a file; a bucket is the directory that holds block "
                                f"directories (--bucket {parent}?)")
         hint = f" ({_NO_BUCKET_HINT})" if self.is_default else ""
-        return SourceError(f"bucket directory {self.url} does not exist{hint}")
+        return BucketMissingError(f"bucket directory {self.url} does not exist{hint}")
 
     def _check_root(self) -> None:
         if self._root_missing():
             raise self._root_missing_error()
         if self.is_local and os.path.isfile(os.path.join(self._root, "meta.json")):
             parent = os.path.dirname(os.path.abspath(self._root))
-            raise SourceError(f"{self.url} is a block directory, not a bucket: use the directory that holds it "
+            raise BucketMissingError(f"{self.url} is a block directory, not a bucket: use the directory that holds it "
                               f"(--bucket {parent})")
 
     def _bucket_missing(self) -> bool:
@@ -171,14 +171,14 @@ class Bucket:
         names = _chain_names(exc)
         endpoint = f" (endpoint {self.spec.endpoint})" if self.spec.endpoint else ""
         if code == "NoSuchBucket":
-            return SourceError(f"cannot {action} {where}: bucket {self.url} does not exist{endpoint}")
+            return BucketMissingError(f"cannot {action} {where}: bucket {self.url} does not exist{endpoint}")
         if code in _NOT_FOUND_CODES or isinstance(exc, FileNotFoundError):
             if self._root_missing():
                 return self._root_missing_error()
             if self.is_local and _is_dangling_link(self._path(key or "")):
                 return NotFoundError(f"cannot {action} {where}: dangling symlink")
             if self.protocol == "s3" and code != "NoSuchKey" and self._bucket_missing():
-                return SourceError(f"cannot {action} {where}: bucket {self.url} does not exist{endpoint}")
+                return BucketMissingError(f"cannot {action} {where}: bucket {self.url} does not exist{endpoint}")
             return NotFoundError(f"cannot {action} {where}: no such object")
         if isinstance(exc, IsADirectoryError):
             return NotFoundError(f"cannot {action} {where}: is a directory, not an object")
