@@ -236,17 +236,27 @@ def _extrapolated_rate(t: I64, v: F64, a: int, b: int, range_start: int, range_e
             if v[j] < prev:
                 result += prev
             prev = v[j]
+    return float(result * extrapolation_factor(first_t, last_t, n1, range_start, range_end, rng, is_counter,
+                                               is_rate, v[a], result))
+
+
+@njit
+def extrapolation_factor(first_t: int, last_t: int, intervals: int, range_start: int, range_end: int, rng: int,
+                         is_counter: bool, is_rate: bool, first_value: float, result: float) -> float:
+    """What rate/increase/delta multiply the sampled difference by (Prometheus 3.x): extrapolated to the range
+    boundaries (at most half an average interval beyond a sample when the series seems to start or end there; a
+    counter never below zero), per second for rate. Shared by float and histogram windows."""
     to_start = (first_t - range_start) / 1000.0
     to_end = (range_end - last_t) / 1000.0
     sampled = (last_t - first_t) / 1000.0
-    avg_gap = sampled / n1
+    avg_gap = sampled / intervals
     threshold = avg_gap * 1.1
     if to_start >= threshold:
         to_start = avg_gap / 2.0
     if is_counter:
         to_zero = to_start
-        if result > 0 and v[a] >= 0:
-            to_zero = sampled * (v[a] / result)
+        if result > 0 and first_value >= 0:
+            to_zero = sampled * (first_value / result)
         if to_zero < to_start:
             to_start = to_zero
     if to_end >= threshold:
@@ -254,7 +264,7 @@ def _extrapolated_rate(t: I64, v: F64, a: int, b: int, range_start: int, range_e
     factor = (sampled + to_start + to_end) / sampled
     if is_rate:
         factor /= rng / 1000.0
-    return float(result * factor)
+    return float(factor)
 
 
 @njit

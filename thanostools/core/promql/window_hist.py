@@ -15,6 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from thanostools.core.kernels import promql as kern
 from thanostools.core.promql import annotations as ann
 from thanostools.core.promql.floathist import (
     HINT_GAUGE,
@@ -82,29 +83,6 @@ def histogram_rate(hs: Sequence[FloatHistogram], is_counter: bool, metric: str,
     return result.with_hint(HINT_GAUGE).compact()
 
 
-def extrapolation_factor(first_t: int, last_t: int, intervals: int, range_start: int, range_end: int,
-                         range_ms: int, is_counter: bool, is_rate: bool, first_count: float,
-                         result_count: float) -> float:
-    """What ``rate``/``increase``/``delta`` multiply the sampled difference by: extrapolated to the range
-    boundaries (at most half an interval beyond a sample when the series seems to start or end there, never
-    below zero for counters), per second for ``rate``."""
-    to_start = (first_t - range_start) / 1000
-    to_end = (range_end - last_t) / 1000
-    sampled = (last_t - first_t) / 1000
-    average = sampled / intervals
-    threshold = average * 1.1
-    if to_start >= threshold:
-        to_start = average / 2
-    if is_counter and result_count > 0 and first_count >= 0:
-        to_start = min(to_start, sampled * (first_count / result_count))
-    if to_end >= threshold:
-        to_end = average / 2
-    factor = (sampled + to_start + to_end) / sampled
-    if is_rate:
-        factor /= range_ms / 1000
-    return factor
-
-
 def extrapolated_histogram_rate(ts: np.ndarray, hs: Sequence[FloatHistogram], range_start: int, range_end: int,
                                 range_ms: int, is_counter: bool, is_rate: bool, metric: str,
                                 note: Note) -> FloatHistogram | None:
@@ -112,8 +90,8 @@ def extrapolated_histogram_rate(ts: np.ndarray, hs: Sequence[FloatHistogram], ra
     result = histogram_rate(hs, is_counter, metric, note)
     if result is None:
         return None
-    factor = extrapolation_factor(int(ts[0]), int(ts[-1]), len(hs) - 1, range_start, range_end, range_ms,
-                                  is_counter, is_rate, hs[0].count, result.count)
+    factor = kern.extrapolation_factor(int(ts[0]), int(ts[-1]), len(hs) - 1, range_start, range_end, range_ms,
+                                       is_counter, is_rate, float(hs[0].count), float(result.count))
     return result.scale(factor)
 
 
