@@ -23,17 +23,19 @@ RES = 300_000
 Hist = tuple[float, float, dict[int, float]]  # count, sum, {signed bucket key: value}
 
 
+def as_hist(b: hc.HistogramBatch, s: int) -> Hist:
+    """Sample s as (count, sum, buckets by signed key) for plain-Python reference sums."""
+    pos, neg = b.sample_buckets(s)
+    ip, ineg = b.layouts.indices(int(b.layout[s]))
+    buckets = {i: float(v) for i, v in zip(ip, pos, strict=True)}
+    buckets.update({-1_000_000 - i: float(v) for i, v in zip(ineg, neg, strict=True)})
+    return float(b.count[s]), float(b.sum[s]), buckets
+
+
 def hist_samples(payload: bytes, enc: int) -> list[tuple[int, Hist]]:
     data = np.frombuffer(payload, np.uint8)
     b = hc.decode_batch(data, np.array([0]), np.array([len(payload)]), np.array([enc]))
-    out = []
-    for s in range(len(b)):
-        pos, neg = b.sample_buckets(s)
-        ip, ineg = b.layouts.indices(int(b.layout[s]))
-        buckets = {i: float(v) for i, v in zip(ip, pos, strict=True)}
-        buckets.update({-1_000_000 - i: float(v) for i, v in zip(ineg, neg, strict=True)})
-        out.append((int(b.t[s]), (float(b.count[s]), float(b.sum[s]), buckets)))
-    return out
+    return [(int(b.t[s]), as_hist(b, s)) for s in range(len(b))]
 
 
 def add(a: Hist, b: Hist, sign: float = 1.0) -> Hist:

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.core.downsample.test_downsample_histograms import Hist, add, as_hist
 from thanostools.cli.main import cli
 from thanostools.core.catalog import CompactionLeftovers
 from thanostools.core.downsample import downsample_block
 from thanostools.core.errors import UnsupportedError
-from thanostools.core.histograms import HINT_NOT_RESET, HistogramBatch, HistogramSample, build_batch
+from thanostools.core.histograms import HINT_NOT_RESET, HistogramSample, build_batch
 from thanostools.core.labels import Labels
 from thanostools.core.querier import BlockQuerier
 from thanostools.core.series import KIND_FLOAT, KIND_INT_HISTOGRAM, HistogramColumns, SampleBatch, SelectHints
@@ -26,17 +27,6 @@ from thanostools.core.workspace import BucketWorkspace
 RES = 300_000
 START = 1_700_006_400_000  # 2023-11-15T00:00:00Z
 HOUR = 3_600_000
-Hist = tuple[float, float, dict[int, float]]  # count, sum, {signed bucket key: value}
-
-
-def as_hist(b: HistogramBatch, s: int) -> Hist:
-    pos, neg = b.sample_buckets(s)
-    ip, ineg = b.layouts.indices(int(b.layout[s]))
-    buckets = {i: float(v) for i, v in zip(ip, pos, strict=True)}
-    buckets.update({-1_000_000 - i: float(v) for i, v in zip(ineg, neg, strict=True)})
-    return float(b.count[s]), float(b.sum[s]), buckets
-
-
 def series_hists(batch: SampleBatch) -> dict[Labels, list[tuple[int, Hist]]]:
     """Every histogram sample of a batch, per series."""
     out: dict[Labels, list[tuple[int, Hist]]] = {}
@@ -47,13 +37,6 @@ def series_hists(batch: SampleBatch) -> dict[Labels, list[tuple[int, Hist]]]:
             if int(cols.kind[s]) != KIND_FLOAT:
                 out.setdefault(lab, []).append((int(batch.t[s]), as_hist(cols.batch_of(s), int(cols.row[s]))))
     return out
-
-
-def add(a: Hist, b: Hist, sign: float = 1.0) -> Hist:
-    buckets = dict(a[2])
-    for k, v in b[2].items():
-        buckets[k] = buckets.get(k, 0.0) + sign * v
-    return a[0] + sign * b[0], a[1] + sign * b[1], buckets
 
 
 def scale(a: Hist, f: float) -> Hist:
