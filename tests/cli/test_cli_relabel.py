@@ -141,6 +141,18 @@ def test_dry_run_is_the_default_and_changes_nothing(bucket: tuple[Path, str, str
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == before
 
 
+def test_a_rewrite_that_matches_nothing_writes_nothing(bucket: tuple[Path, str, str], tmp_path: Path) -> None:
+    root, raw, five = bucket
+    config = tmp_path / "noop.yaml"
+    config.write_text("- action: drop\n  source_labels: [__name__]\n  regex: no_such_metric\n")
+    before = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    res = relabel(root, "--relabel-config-file", str(config), "--no-dry-run")
+    assert res.exit_code == 0, res.stderr
+    rows = [line.split() for line in res.stdout.splitlines()[1:]]
+    assert sorted((r[0], r[2]) for r in rows) == sorted([(raw, "unchanged"), (five, "unchanged")])
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == before  # no block, no mark
+
+
 def test_rewrite_raw_and_downsampled_blocks(bucket: tuple[Path, str, str], configs: tuple[str, str],
                                             tmp_path: Path) -> None:
     root, raw, five = bucket

@@ -121,6 +121,13 @@ class RewriteStats:
     chunks_out: int = 0
     chunks_reencoded: int = 0
 
+    @property
+    def changed(self) -> bool:
+        """Whether the rewrite changed any series or sample (otherwise its output would equal its input)."""
+        return any((self.series_dropped, self.series_deleted, self.series_relabelled, self.series_merged,
+                    self.series_trimmed, self.samples_dropped, self.samples_deleted, self.samples_deduplicated,
+                    self.chunks_reencoded, self.series_in != self.series_out, self.samples_in != self.samples_out))
+
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
 
@@ -415,6 +422,8 @@ def _series_rewrite(ctx: _Context, info: BlockInfo, labels: dict[str, str], rep:
         if downloaded:
             shutil.rmtree(downloaded, ignore_errors=True)
     rep.stats, rep.changes = result.stats, len(result.changes)
+    if not result.stats.changed and labels == dict(info.meta.external_labels):
+        return  # nothing matched: the block stays as it is, nothing is written or marked ("unchanged")
     rep.change_log = _save_change_log(ctx, info.ulid, result.changes)
     if ctx.dry_run:
         rep.status = "would-rewrite" if result.stats.series_out else "would-empty"
