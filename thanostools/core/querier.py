@@ -344,12 +344,8 @@ def assemble(labels: list[Labels], pieces: Sequence[_Piece]) -> SampleBatch:
         src = np.cumsum(p.counts) - p.counts
         select_kernels.copy_runs(p.t, p.v, src, dst[at : at + k], p.counts, t, v)
         at += k
-    sizes = np.bincount(rel, weights=counts, minlength=n).astype(np.int64)
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    chained = np.bincount(rel, weights=counts > 0, minlength=n) > 1
-    fix = np.flatnonzero(chained & select_kernels.unsorted_series(t, offsets))
-    if fix.size:
-        idx, sizes = _resort(t, offsets, fix)
+    sizes, idx = _series_sizes(rel, counts, n, t)
+    if idx is not None:
         t, v = t[idx], v[idx]
     return _nonempty_batch(labels, sizes, t, v)
 
@@ -375,14 +371,23 @@ def _assemble_histograms(labels: list[Labels], pieces: Sequence[_Piece]) -> Samp
     t = np.concatenate([p.t for p in pieces])[gather]
     v = np.concatenate([p.v for p in pieces])[gather]
     hist = HistogramColumns.concat([(p.hist, int(p.t.shape[0])) for p in pieces]).take(gather)
+    sizes, idx = _series_sizes(rel, counts, n, t)
+    if idx is not None:
+        t, v, hist = t[idx], v[idx], hist.take(idx)
+    return _nonempty_batch(labels, sizes, t, v, hist=hist)
+
+
+def _series_sizes(rel: np.ndarray, counts: np.ndarray, n: int, t: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Samples per series of an assembled batch, and the sample order that sorts (and dedups) the series whose
+    chained runs overlap in time; None when every series is in order already."""
     sizes = np.bincount(rel, weights=counts, minlength=n).astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     chained = np.bincount(rel, weights=counts > 0, minlength=n) > 1
     fix = np.flatnonzero(chained & select_kernels.unsorted_series(t, offsets))
-    if fix.size:
-        idx, sizes = _resort(t, offsets, fix)
-        t, v, hist = t[idx], v[idx], hist.take(idx)
-    return _nonempty_batch(labels, sizes, t, v, hist=hist)
+    if not fix.size:
+        return sizes, None
+    idx, sizes = _resort(t, offsets, fix)
+    return sizes, idx
 
 
 def _resort(t: np.ndarray, offsets: np.ndarray, fix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,12 +13,11 @@ from thanostools.core.kernels import promql as kern
 from thanostools.core.labels import METRIC_NAME, NAME_LABELS, Labels, get, label_hash
 from thanostools.core.promql import annotations as ann
 from thanostools.core.promql.floathist import (
-    HINT_GAUGE,
     HINT_NOT_RESET,
     HINT_RESET,
-    HINT_UNKNOWN,
     FloatHistogram,
     IncompatibleSchemaError,
+    combined_hint,
 )
 from thanostools.core.promql.parser.ast import AggregateExpr, StringLiteral
 from thanostools.core.promql.value import Vector
@@ -199,7 +198,7 @@ def _sum_one_layout(hs: list[FloatHistogram | None], mean: bool) -> FloatHistogr
         return None
     hint = first.hint
     for h in same[1:]:
-        hint = hint if hint == h.hint else (HINT_GAUGE if HINT_GAUGE in (hint, h.hint) else HINT_UNKNOWN)
+        hint = combined_hint(hint, h.hint)
     n = float(len(same)) if mean else 1.0
     with np.errstate(all="ignore"):
         zc, count, total = (s_tot / n + s_comp / n).tolist()

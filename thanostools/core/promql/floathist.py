@@ -147,7 +147,7 @@ class FloatHistogram:
             c = _absorb_into_zero(c, acc.zero_threshold)
             target = min(acc.schema, b.schema)
             acc, c, b = (h.reduce_resolution(target) for h in (acc, c, b))
-        hint = _combined_hint(self.hint, other.hint)
+        hint = combined_hint(self.hint, other.hint)
         scalars = _neumaier(np.array([acc.zero_count, acc.count, acc.sum]), np.array([b.zero_count, b.count, b.sum]),
                             np.array([c.zero_count, c.count, c.sum]))
         pos_idx, pos, pos_c = _neumaier_buckets(acc.pos_idx, acc.pos, b.pos_idx, b.pos, c.pos_idx, c.pos)
@@ -395,7 +395,8 @@ def hints_collide(a: FloatHistogram, b: FloatHistogram) -> bool:
     return {a.hint, b.hint} == {HINT_RESET, HINT_NOT_RESET}
 
 
-def _combined_hint(a: int, b: int) -> int:
+def combined_hint(a: int, b: int) -> int:
+    """The counter-reset hint of a sum or difference of histograms with hints ``a`` and ``b``."""
     if a == b:
         return a
     if HINT_GAUGE in (a, b):
@@ -571,7 +572,7 @@ def _combine(a: FloatHistogram, b: FloatHistogram, sign: float) -> tuple[FloatHi
     neg_idx, neg = _add_buckets(a.neg_idx, a.neg, b.neg_idx, b.neg, sign)
     out = replace(a, zero_count=a.zero_count + sign * b.zero_count, count=a.count + sign * b.count,
                   sum=a.sum + sign * b.sum, pos_idx=pos_idx, pos=pos, neg_idx=neg_idx, neg=neg,
-                  hint=_combined_hint(a.hint, b.hint))
+                  hint=combined_hint(a.hint, b.hint))
     return out, reconciled
 
 

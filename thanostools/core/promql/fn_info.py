@@ -100,14 +100,14 @@ def _combine(base: Vector, ignored: np.ndarray, info: Vector, data_matchers: dic
 
 
 def _newest_info(info: Vector, sigs: list[_Signature], k: int) -> dict[_Signature, int]:
-    assert info.sample_ts is not None or not len(info)
+    """Per signature, the info series whose sample at step k is the newest (info is read with sample times)."""
+    times = info.sample_ts if info.sample_ts is not None else np.zeros(info.present.shape, np.int64)
     chosen: dict[_Signature, int] = {}
     for j in np.flatnonzero(info.present[:, k]).tolist():
-        sig = sigs[j]
-        t = int(info.sample_ts[j, k]) if info.sample_ts is not None else 0
+        sig, t = sigs[j], int(times[j, k])
         prev = chosen.get(sig)
         if prev is not None:
-            prev_t = int(info.sample_ts[prev, k]) if info.sample_ts is not None else 0
+            prev_t = int(times[prev, k])
             if prev_t == t:
                 raise EvalError(f"found duplicate series for info metric: existing {format_labels(info.labels[prev])} "
                                 f"@ {prev_t}, new {format_labels(info.labels[j])} @ {t}")

@@ -197,8 +197,7 @@ def _histogram_columns(times: list[int], values: list[int | FloatHistogram]) -> 
     if not rows:
         return None
     hints = storage_hints(values)
-    samples = [values[i].with_hint(hints[i]).to_sample(times[i]) for i in rows  # type: ignore[union-attr]
-               ]
+    samples = [h.with_hint(hints[i]).to_sample(times[i]) for i in rows if isinstance(h := values[i], FloatHistogram)]
     kind = np.zeros(len(values), np.uint8)
     kind[rows] = KIND_FLOAT_HISTOGRAM
     row = np.full(len(values), -1, np.int64)

@@ -334,15 +334,8 @@ class Lexer:
             if self._accept("/"):
                 return self._emit(T.TRIM_UPPER if c == "<" else T.TRIM_LOWER)
             return self._emit(T.LSS if c == "<" else T.GTR)
-        if c == "(":
-            self.paren_depth += 1
-            return self._emit(T.LEFT_PAREN)
-        if c == ")":
-            tok = self._emit(T.RIGHT_PAREN)
-            self.paren_depth -= 1
-            if self.paren_depth < 0:
-                return self._error("unexpected right parenthesis ')'")
-            return tok
+        if c in ("(", ")"):
+            return self._paren(c)
         if c == "{":
             self.brace_open = True
             return self._emit(T.LEFT_BRACE)
@@ -354,6 +347,16 @@ class Lexer:
             self.bracket_open = False
             return self._emit(T.RIGHT_BRACKET)
         return self._error(f"unexpected character: {go_quote_rune(c)}")
+
+    def _paren(self, c: str) -> Token:
+        if c == "(":
+            self.paren_depth += 1
+            return self._emit(T.LEFT_PAREN)
+        tok = self._emit(T.RIGHT_PAREN)
+        self.paren_depth -= 1
+        if self.paren_depth < 0:
+            return self._error("unexpected right parenthesis ')'")
+        return tok
 
     def _left_bracket(self) -> Token:
         if self.bracket_open:
@@ -437,15 +440,8 @@ class Lexer:
         if c in _SPACES:
             self._skip_spaces()
             return None
-        if c == "(":
-            self.paren_depth += 1
-            return self._emit(T.LEFT_PAREN)
-        if c == ")":
-            tok = self._emit(T.RIGHT_PAREN)
-            self.paren_depth -= 1
-            if self.paren_depth < 0:
-                return self._error("unexpected right parenthesis ')'")
-            return tok
+        if c in ("(", ")"):
+            return self._paren(c)
         if c in "+-*/%^,":
             return self._emit(_SIMPLE[c])
         if c in "sSmMrR":
